@@ -1,0 +1,125 @@
+"""The Predictive Vulnerability Database.
+
+Public surface::
+
+    from engine.pvdb import Pvdb, Component
+
+    with Pvdb.open(path) as db:
+        report = db.ingest(["feeds/snapshot"])          # IngestReport
+        answer = db.affecting([Component(kind="kernel", vendor="linux",
+                                         product="linux_kernel", version="6.6.30")])
+        detail = db.show("CVE-2024-42135")
+
+Everything else in this package is internal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from engine.config import Settings, load_settings
+from engine.pvdb import store
+from engine.pvdb.ingest import IngestReport, Problem, ProgressCallback, SourceCounts
+from engine.pvdb.query_models import (
+    AffectingReport,
+    Availability,
+    AvailabilityBasis,
+    Component,
+    Evidence,
+    Finding,
+    Fix,
+    FixStatus,
+    Undetermined,
+)
+
+__all__ = [
+    "AffectingReport",
+    "Availability",
+    "AvailabilityBasis",
+    "Component",
+    "Evidence",
+    "Finding",
+    "Fix",
+    "FixStatus",
+    "IngestReport",
+    "Problem",
+    "Pvdb",
+    "SourceCounts",
+    "Undetermined",
+]
+
+
+class Pvdb:
+    """A PVDB file, open for reading (and writing unless ``read_only``)."""
+
+    def __init__(self, path: Path, *, read_only: bool = False,
+                 settings: Settings | None = None) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.settings = settings or load_settings(db=path)
+        self._con = store.connect(path, read_only=read_only)
+        self._index: Any = None
+
+    @classmethod
+    def open(cls, path: Path | None = None, *, read_only: bool = False,
+             settings: Settings | None = None) -> Pvdb:
+        """Open the PVDB at ``path`` (default: the configured ``VIGIL_DB``)."""
+        settings = settings or load_settings()
+        return cls(path or settings.db, read_only=read_only, settings=settings)
+
+    def __enter__(self) -> Pvdb:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    @property
+    def generation(self) -> int:
+        return store.generation(self._con)
+
+    def ingest(self, sources: Sequence[str], *,
+               progress: ProgressCallback | None = None) -> IngestReport:
+        """Ingest files, folders and URLs (see :mod:`engine.pvdb.ingest`)."""
+        from engine.pvdb.ingest import ingest
+
+        return ingest(self._con, sources, self.settings, progress=progress)
+
+    def affecting(
+        self,
+        components: Sequence[Component],
+        *,
+        within_days: int | None = None,
+        min_score: float | None = None,
+        kev_only: bool = False,
+        as_of: dt.datetime | None = None,
+    ) -> AffectingReport:
+        """The vulnerabilities that affect ``components``.
+
+        ``within_days`` keeps findings whose fix is available, or expected, no later than
+        that many days after ``as_of``; ``min_score`` keeps findings with a CVSS base score
+        at least that high (from any provider); ``kev_only`` keeps CISA KEV entries.
+        """
+        from engine.pvdb.query import affecting
+
+        return affecting(self, components, within_days=within_days, min_score=min_score,
+                         kev_only=kev_only, as_of=as_of)
+
+    def show(self, vuln_id: str) -> dict[str, Any]:
+        """Every fact the PVDB holds about one vulnerability, per source."""
+        from engine.pvdb.query import show
+
+        return show(self, vuln_id)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per source: records stored, last sync, schema version."""
+        from engine.pvdb.ingest import source_status
+
+        return source_status(self._con)

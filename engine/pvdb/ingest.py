@@ -1,0 +1,316 @@
+"""Ingest feed documents into the PVDB: idempotent, incremental and crash-safe.
+
+For every record the adapter cuts out of a document, the ingest decides:
+
+* **added**: no record with this ``(source, record_id)`` is stored;
+* **unchanged**: the stored record has the same content hash (nothing is written);
+* **updated**: the content differs and the record is newer than the stored one;
+* **stale**: the content differs but the stored record is at least as new (kept).
+
+"Newer" compares the records' own modified times (``dateUpdated``, ``lastModified``,
+``modified``…). A record that carries no such time (the Linux kernel CNA's own files, for
+example) is dated by when Vigil first stored that content, so a later undated version
+replaces an earlier one, and re-reading an older dated copy does not undo it.
+
+Changed records are written in batches, each batch one transaction with the records'
+hashes, so a process killed mid-ingest leaves a consistent database and the next run
+completes the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from engine.config import Settings
+from engine.errors import FeedError, RecordError
+from engine.pvdb import sources, store
+from engine.pvdb.feeds import adapter_for
+from engine.pvdb.feeds.base import Document, FeedAdapter
+from engine.pvdb.models import NormalisedRecord, RawRecord
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``progress(origin, done, total)`` after each source file or URL."""
+
+_MAX_STORED_PROBLEMS = 10_000
+
+
+@dataclass(slots=True)
+class SourceCounts:
+    """What happened to the records of one feed kind during one ingest."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    problems: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A document or record that was rejected; everything else still loaded."""
+
+    origin: str
+    record_id: str | None
+    pointer: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.origin + (f" [{self.record_id}]" if self.record_id else "")
+        return f"{where} at {self.pointer}: {self.reason}"
+
+
+@dataclass(slots=True)
+class IngestReport:
+    run_id: str
+    counts: dict[str, SourceCounts] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """Files that are not feeds (origin, reason): read, recognised as nothing, left alone."""
+    not_modified: list[str] = field(default_factory=list)
+    """URLs whose server answered 304 Not Modified."""
+    documents: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        """Records added or updated: zero when the input was already ingested."""
+        return sum(c.changed for c in self.counts.values())
+
+    def total(self) -> SourceCounts:
+        out = SourceCounts()
+        for c in self.counts.values():
+            out.added += c.added
+            out.updated += c.updated
+            out.unchanged += c.unchanged
+            out.stale += c.stale
+            out.problems += c.problems
+        return out
+
+
+def decide(stored: store.StoredRecord | None, raw: RawRecord, now: dt.datetime) -> str:
+    """``added``, ``unchanged``, ``updated`` or ``stale`` (see the module docstring)."""
+    if stored is None:
+        return "added"
+    if stored.content_hash == raw.content_hash:
+        return "unchanged"
+    incoming = raw.modified or now
+    return "updated" if incoming > stored.effective_time else "stale"
+
+
+class _Writer:
+    """Collects changed records and writes them in batches."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, batch_size: int, now: dt.datetime) -> None:
+        self.con = con
+        self.batch_size = batch_size
+        self.now = now
+        self.pending: dict[tuple[str, str], tuple[RawRecord, NormalisedRecord]] = {}
+
+    def add(self, raw: RawRecord, record: NormalisedRecord) -> None:
+        self.pending[(raw.source.value, raw.record_id)] = (raw, record)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            store.write_batch(self.con, list(self.pending.values()), now=self.now)
+            self.pending.clear()
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    source_args: Sequence[str],
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest every document named by ``source_args`` (files, folders, URLs)."""
+    started = time.perf_counter()
+    now = dt.datetime.now(dt.UTC)
+    report = IngestReport(run_id=uuid.uuid4().hex)
+    stored = store.load_stored(con)
+    writer = _Writer(con, settings.ingest_batch, now)
+
+    plan: list[str | Path] = []
+    for arg in source_args:
+        if sources.is_url(arg):
+            if settings.offline:
+                raise FeedError(
+                    f"{arg}: offline mode forbids downloading",
+                    tip="ingest a local copy, or unset VIGIL_OFFLINE / --offline",
+                )
+            plan.append(arg)
+        else:
+            plan.extend(sources.list_files(Path(arg)))
+
+    for done, item in enumerate(plan, start=1):
+        origin = str(item)
+        try:
+            if isinstance(item, Path):
+                for doc in sources.open_file(item):
+                    _ingest_document(doc, stored, writer, report)
+            else:
+                _ingest_url(con, item, settings, stored, writer, report)
+        except FeedError as exc:
+            report.problems.append(Problem(origin, None, "$", exc.summary))
+        if progress:
+            progress(origin, done, len(plan))
+    writer.flush()
+    report.seconds = time.perf_counter() - started
+    _record_run(con, report, [str(p) for p in plan], now)
+    return report
+
+
+def _ingest_url(
+    con: duckdb.DuckDBPyConnection,
+    url: str,
+    settings: Settings,
+    stored: dict[tuple[str, str], store.StoredRecord],
+    writer: _Writer,
+    report: IngestReport,
+) -> None:
+    previous = sources.load_validators(con, url)
+    fetched = sources.fetch(
+        url, previous, cache_dir=settings.http_cache, timeout=settings.http_timeout
+    )
+    if fetched.status == 304:
+        report.not_modified.append(url)
+        return
+    for doc in fetched.documents:
+        _ingest_document(doc, stored, writer, report)
+    # Validators are saved only once every record of the body is committed: a crash
+    # before this point makes the next sync download and ingest the body again.
+    writer.flush()
+    if fetched.validators is not None:
+        sources.save_validators(con, fetched.validators)
+
+
+def _ingest_document(
+    doc: Document,
+    stored: dict[tuple[str, str], store.StoredRecord],
+    writer: _Writer,
+    report: IngestReport,
+) -> None:
+    report.documents += 1
+    adapter = adapter_for(doc)
+    if adapter is None:
+        reason = _unrecognised_reason(doc)
+        if reason is None:
+            report.skipped.append((doc.origin, "not a vulnerability feed format Vigil reads"))
+        else:
+            report.problems.append(Problem(doc.origin, None, "$", reason))
+        return
+    counts = report.counts.setdefault(adapter.source.value, SourceCounts())
+    for item in _split(adapter, doc):
+        if isinstance(item, Problem):
+            counts.problems += 1
+            report.problems.append(item)
+            continue
+        raw = item
+        key = (raw.source.value, raw.record_id)
+        verdict = decide(stored.get(key), raw, writer.now)
+        if verdict in ("unchanged", "stale"):
+            setattr(counts, verdict, getattr(counts, verdict) + 1)
+            continue
+        try:
+            record = adapter.normalise(raw)
+        except RecordError as exc:
+            counts.problems += 1
+            report.problems.append(Problem(doc.origin, raw.record_id, exc.pointer, exc.reason))
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            counts.problems += 1
+            report.problems.append(
+                Problem(doc.origin, raw.record_id, "$", f"unexpected structure: {exc!r}")
+            )
+            continue
+        setattr(counts, verdict, getattr(counts, verdict) + 1)
+        stored[key] = store.StoredRecord(raw.content_hash, raw.modified, writer.now)
+        writer.add(raw, record)
+
+
+def _split(adapter: FeedAdapter, doc: Document) -> Iterator[RawRecord | Problem]:
+    try:
+        for item in adapter.split(doc):
+            if isinstance(item, RecordError):
+                yield Problem(doc.origin, None, item.pointer, item.reason)
+            else:
+                yield item
+    except RecordError as exc:
+        yield Problem(doc.origin, None, exc.pointer, exc.reason)
+    except FeedError as exc:
+        yield Problem(doc.origin, None, "$", exc.summary)
+
+
+def _unrecognised_reason(doc: Document) -> str | None:
+    """Why a document no adapter recognised is a problem, or None when it is simply
+    not a feed (documentation, a manifest, a schema…)."""
+    name = doc.name.lower()
+    if name.endswith(".json") and doc.json is None:
+        if not doc.body.strip():
+            return "empty file"
+        return f"not valid JSON: {doc.json_error()}"
+    return None
+
+
+def _record_run(
+    con: duckdb.DuckDBPyConnection, report: IngestReport, origins: list[str], started: dt.datetime
+) -> None:
+    totals = report.total()
+    con.execute(
+        "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            report.run_id,
+            started,
+            dt.datetime.now(dt.UTC),
+            origins,
+            totals.added,
+            totals.updated,
+            totals.unchanged,
+            totals.stale,
+            len(report.problems),
+            sorted(report.counts),
+        ],
+    )
+    if report.problems:
+        rows = [
+            (report.run_id, p.origin, p.record_id, p.pointer, p.reason)
+            for p in report.problems[:_MAX_STORED_PROBLEMS]
+        ]
+        con.executemany("INSERT INTO ingest_problems VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def source_status(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Per feed kind: records stored, last ingest that touched it, schema version."""
+    from engine.pvdb.schema import current_version
+
+    version = current_version(con)
+    rows = con.execute(
+        """
+        SELECT r.source, count(*) AS records, max(r.ingested_at) AS last_change,
+               (SELECT max(finished_at) FROM ingest_runs i WHERE list_contains(i.sources, r.source))
+                 AS last_sync
+        FROM records r GROUP BY r.source ORDER BY r.source
+        """
+    ).fetchall()
+    return [
+        {
+            "source": source,
+            "records": int(records),
+            "last_change": last_change,
+            "last_sync": last_sync,
+            "schema_version": version,
+        }
+        for source, records, last_change, last_sync in rows
+    ]

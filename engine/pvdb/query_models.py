@@ -1,0 +1,166 @@
+"""The typed question and answer of the PVDB query API.
+
+:class:`Component` is what a host runs (from an attested image's component list or an
+inventory); :class:`AffectingReport` says which vulnerabilities affect those components,
+how severe and exploited they are, and whether and when a fix is available.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Component(BaseModel):
+    """One component of a host: firmware, microcode, hypervisor, kernel, a package…"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = Field(description="firmware, bmc, microcode, hypervisor, kernel, os-package, …")
+    vendor: str | None = Field(default=None, description="Vendor name as a CPE would give it")
+    product: str | None = Field(default=None, description="Product or package name")
+    version: str = Field(description="The version the host runs, in the vendor's own scheme")
+    cpe: str | None = Field(default=None, description="CPE 2.3 name, when known")
+    purl: str | None = Field(default=None, description="Package URL, when known")
+
+    @model_validator(mode="after")
+    def _named(self) -> Component:
+        if not (self.cpe or self.purl or (self.vendor and self.product)):
+            raise ValueError("a component needs vendor and product, a cpe, or a purl")
+        if not self.version.strip():
+            raise ValueError("version must not be empty")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.purl:
+            return self.purl
+        if self.vendor and self.product:
+            return f"{self.vendor}/{self.product}@{self.version}"
+        return f"{self.cpe}@{self.version}"
+
+
+class Severity(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    source: str
+    cvss_version: str
+    vector: str
+    base_score: float
+    base_severity: str
+
+
+class Kev(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    date_added: dt.date
+    due_date: dt.date | None
+    known_ransomware_use: str
+    source: str
+
+
+class Epss(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    score: float
+    percentile: float | None
+    score_date: dt.date | None
+    source: str
+
+
+class FixStatus(StrEnum):
+    FIXED = "fixed"
+    """A fixed version exists for this component's line."""
+    NO_FIX = "no_fix"
+    """Affected and no feed names a fix for this line yet."""
+    UNKNOWN = "unknown"
+
+
+class AvailabilityBasis(StrEnum):
+    VENDOR = "vendor"
+    """A feed states the date (advisory date, release date of the fixed version)."""
+    ESTIMATED = "estimated"
+    """Predicted (see the patch-availability predictor)."""
+    NONE = "none"
+    """No date is known."""
+
+
+class Availability(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    date: dt.date | None
+    basis: AvailabilityBasis
+    source: str | None = Field(default=None, description="Which fact gave the date")
+    confidence: float | None = Field(
+        default=None, description="For estimates: P(fix by date); 1.0 for vendor dates"
+    )
+    interval: tuple[dt.date, dt.date] | None = Field(
+        default=None, description="For estimates: the 10th-90th percentile interval"
+    )
+
+
+class Fix(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: FixStatus
+    closing_version: str | None = Field(
+        default=None, description="The lowest fixed version above the component's version"
+    )
+    fixed_versions: list[str] = Field(default_factory=list)
+    patch_ids: list[str] = Field(default_factory=list)
+    advisories: list[str] = Field(default_factory=list)
+    availability: Availability
+
+
+class Evidence(BaseModel):
+    """One statement that made the match."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    record_id: str
+    match_kind: str
+    statement: str
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    vuln_id: str
+    component: int = Field(description="Index of the component in the request")
+    component_label: str
+    state: str
+    title: str | None
+    aliases: list[str]
+    severities: list[Severity]
+    max_base_score: float | None
+    kev: Kev | None
+    epss: Epss | None
+    fix: Fix
+    evidence: list[Evidence]
+
+
+class Undetermined(BaseModel):
+    """A vulnerability that names the component but whose versions cannot be compared."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vuln_id: str
+    component: int
+    component_label: str
+    reason: str
+    source: str
+    record_id: str
+
+
+class AffectingReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    as_of: dt.datetime
+    components: list[Component]
+    findings: list[Finding]
+    undetermined: list[Undetermined]
+    pvdb_generation: int

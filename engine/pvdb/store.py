@@ -1,0 +1,194 @@
+"""The PVDB's DuckDB file: opening, migrating and writing records' facts atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from engine.errors import DatabaseError
+from engine.pvdb import schema
+from engine.pvdb.models import NormalisedRecord, RawRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    content_hash: str
+    modified: dt.datetime | None
+    ingested_at: dt.datetime
+
+    @property
+    def effective_time(self) -> dt.datetime:
+        """The record's own modified time, or when Vigil first saw this content."""
+        return self.modified or self.ingested_at
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and, when writable, migrate) the PVDB at ``path``."""
+    if read_only and not path.exists():
+        raise DatabaseError(
+            f"no PVDB at {path}",
+            tip="build one with `vigil feeds ingest PATH`, or set VIGIL_DB",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        message = str(exc)
+        if "lock" in message.lower():
+            raise DatabaseError(
+                f"the PVDB {path} is in use by another process",
+                tip="wait for the other Vigil command to finish",
+            ) from exc
+        raise DatabaseError(f"cannot open the PVDB {path}: {message}") from exc
+    except (duckdb.Error, OSError) as exc:
+        raise DatabaseError(f"cannot open the PVDB {path}: {exc}") from exc
+    if read_only:
+        version = schema.current_version(con)
+        if version != schema.SCHEMA_VERSION:
+            con.close()
+            raise DatabaseError(
+                f"the PVDB {path} has schema version {version}, expected "
+                f"{schema.SCHEMA_VERSION}",
+                tip="run any `vigil feeds` command once to migrate it",
+            )
+    else:
+        schema.migrate(con)
+    return con
+
+
+def generation(con: duckdb.DuckDBPyConnection) -> int:
+    """A counter bumped by every write that changed facts (for cache invalidation)."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def load_stored(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], StoredRecord]:
+    """Every record's hash and times, keyed by (source, record_id)."""
+    table = con.execute(
+        "SELECT source, record_id, content_hash, modified, ingested_at FROM records"
+    ).fetch_arrow_table()
+    columns = [table.column(i).to_pylist() for i in range(5)]
+    return {
+        (s, r): StoredRecord(h, m, i)
+        for s, r, h, m, i in zip(*columns, strict=True)
+    }
+
+
+# Columns of each fact table after (source, record_id), in the order of the dataclass fields
+# of the fact type (renamed where SQL needs another name).
+_RENAMES = {"group": "grp", "start": "start_v", "end": "end_v"}
+_FACT_FIELDS: dict[str, str] = {
+    "vulnerabilities": "vulns",
+    "aliases": "aliases",
+    "severities": "severities",
+    "affected": "affected",
+    "fixes": "fixes",
+    "refs": "references",
+    "kev": "kev",
+    "epss": "epss",
+    "releases": "releases",
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "value") and not isinstance(value, (dt.date, dt.datetime)):
+        return value.value  # enums
+    return value
+
+
+def write_batch(
+    con: duckdb.DuckDBPyConnection,
+    batch: Sequence[tuple[RawRecord, NormalisedRecord]],
+    *,
+    now: dt.datetime,
+) -> None:
+    """Replace the facts of every record in ``batch`` in one transaction.
+
+    A process killed before COMMIT leaves the database as it was before the batch.
+    """
+    if not batch:
+        return
+    keys = pa.table(
+        {
+            "source": [raw.source.value for raw, _ in batch],
+            "record_id": [raw.record_id for raw, _ in batch],
+        }
+    )
+    record_rows = pa.table(
+        {
+            "source": [raw.source.value for raw, _ in batch],
+            "record_id": [raw.record_id for raw, _ in batch],
+            "content_hash": [raw.content_hash for raw, _ in batch],
+            "modified": pa.array([raw.modified for raw, _ in batch], pa.timestamp("us", "UTC")),
+            "ingested_at": pa.array([now] * len(batch), pa.timestamp("us", "UTC")),
+            "origin": [raw.origin for raw, _ in batch],
+        }
+    )
+    fact_tables = {name: _fact_table(name, batch) for name in _FACT_FIELDS}
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.register("_batch_keys", keys)
+        for name in ("records", *schema.FACT_TABLES):
+            con.execute(
+                f"DELETE FROM {name} WHERE (source, record_id) IN "
+                "(SELECT source, record_id FROM _batch_keys)"
+            )
+        con.register("_batch_records", record_rows)
+        con.execute("INSERT INTO records SELECT * FROM _batch_records")
+        for name, table in fact_tables.items():
+            if table is not None:
+                con.register("_batch_facts", table)
+                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch_facts")
+                con.unregister("_batch_facts")
+        con.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)"
+            " WHERE key = 'generation'"
+        )
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        raise DatabaseError(f"writing a batch of {len(batch)} records failed: {exc}") from exc
+    finally:
+        for view in ("_batch_keys", "_batch_records"):
+            try:
+                con.unregister(view)
+            except duckdb.Error:
+                pass
+
+
+def _fact_table(
+    table: str, batch: Iterable[tuple[RawRecord, NormalisedRecord]]
+) -> pa.Table | None:
+    attr = _FACT_FIELDS[table]
+    columns: dict[str, list[Any]] = {"source": [], "record_id": []}
+    names: list[str] | None = None
+    for raw, record in batch:
+        for fact in getattr(record, attr):
+            if names is None:
+                names = [f.name for f in dataclasses.fields(fact)]
+                for name in names:
+                    columns[_RENAMES.get(name, name)] = []
+            columns["source"].append(raw.source.value)
+            columns["record_id"].append(raw.record_id)
+            for name in names:
+                columns[_RENAMES.get(name, name)].append(_plain(getattr(fact, name)))
+    if names is None:
+        return None
+    arrays: dict[str, Any] = {}
+    for name, values in columns.items():
+        if values and isinstance(next((v for v in values if v is not None), None), dt.datetime):
+            arrays[name] = pa.array(values, pa.timestamp("us", "UTC"))
+        elif name == "tags":
+            arrays[name] = pa.array(values, pa.list_(pa.string()))
+        else:
+            arrays[name] = values
+    return pa.table(arrays)

@@ -1,0 +1,180 @@
+"""Version schemes: each vendor numbers its versions its own way.
+
+Comparison goes through maintained parsers (``univers``) per scheme, never through
+string comparison:
+
+========== ===========================================================================
+scheme     meaning
+========== ===========================================================================
+semver     Semantic Versioning, coerced (``6.10`` reads as ``6.10.0``)
+kernel     upstream Linux kernel releases (``6.6.39``, ``6.10-rc3``); a distribution
+           suffix (``6.1.0-18-amd64``) is dropped and the upstream part compared
+rpm        RPM ``epoch:version-release`` (Red Hat, AlmaLinux, SUSE…)
+deb        Debian ``epoch:upstream-revision`` (Debian, Ubuntu)
+generic    dotted numbers (``1.2.3.4``) compared number by number; anything else as
+           coerced semver
+git, custom, unknown
+           not comparable: a statement in these schemes is reported, never guessed
+========== ===========================================================================
+
+A range end may be a wildcard: ``6.6.*`` (inclusive) covers every ``6.6.x`` and ``*``
+covers everything.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from univers.versions import DebianVersion, InvalidVersion, RpmVersion, SemverVersion
+
+from engine.errors import VersionSchemeError
+
+COMPARABLE = frozenset({"semver", "kernel", "rpm", "deb", "generic"})
+"""Schemes whose versions can be ordered."""
+
+_KERNEL = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?")
+_DOTTED = re.compile(r"^\d+(?:\.\d+)*$")
+
+
+def is_comparable(scheme: str) -> bool:
+    return scheme in COMPARABLE
+
+
+@lru_cache(maxsize=262_144)
+def parse(scheme: str, text: str) -> Any:
+    """A comparable key for ``text`` in ``scheme``.
+
+    Raises :class:`VersionSchemeError` when the scheme is not comparable or the text is
+    not a version of that scheme.
+    """
+    text = text.strip()
+    try:
+        if scheme == "kernel":
+            m = _KERNEL.match(text)
+            if not m:
+                raise InvalidVersion(text)
+            major, minor, patch, rc = m.groups()
+            core = f"{major}.{minor}.{patch or 0}"
+            return SemverVersion(f"{core}-rc{rc}" if rc else core)
+        if scheme == "semver":
+            return SemverVersion(text)
+        if scheme == "rpm":
+            if not text or " " in text:
+                raise InvalidVersion(text)
+            return RpmVersion(text)
+        if scheme == "deb":
+            return DebianVersion(text)
+        if scheme == "generic":
+            if _DOTTED.match(text):
+                return _Dotted(tuple(int(p) for p in text.split(".")))
+            return _Dotted.from_semver(SemverVersion(text))
+    except (InvalidVersion, ValueError, TypeError) as exc:
+        raise VersionSchemeError(f"{text!r} is not a valid {scheme} version") from exc
+    raise VersionSchemeError(f"versions in scheme {scheme!r} cannot be compared")
+
+
+class _Dotted:
+    """Dotted numbers compared number by number, shorter padded with zeros."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, parts: tuple[int, ...], pre: tuple[Any, ...] = ()) -> None:
+        width = 8
+        padded = parts + (0,) * (width - len(parts)) if len(parts) < width else parts
+        # A pre-release sorts before the release: (0, pre) < (1,)
+        self.key: tuple[Any, ...] = (padded, (0, pre) if pre else (1,))
+
+    @classmethod
+    def from_semver(cls, v: SemverVersion) -> _Dotted:
+        value = v.value
+        pre = tuple(str(p) for p in value.prerelease) if value.prerelease else ()
+        return cls((value.major, value.minor, value.patch), pre)
+
+    def __lt__(self, other: _Dotted) -> bool:
+        return self.key < other.key
+
+    def __le__(self, other: _Dotted) -> bool:
+        return self.key <= other.key
+
+    def __gt__(self, other: _Dotted) -> bool:
+        return self.key > other.key
+
+    def __ge__(self, other: _Dotted) -> bool:
+        return self.key >= other.key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Dotted) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def compare(scheme: str, a: str, b: str) -> int:
+    """-1, 0 or 1 as ``a`` is lower than, equal to or higher than ``b``."""
+    va, vb = parse(scheme, a), parse(scheme, b)
+    return -1 if va < vb else (1 if va > vb else 0)
+
+
+def wildcard_prefix(end: str) -> tuple[str, ...] | None:
+    """For a wildcard range end (``6.6.*`` or ``*``), the fixed leading parts
+    (``('6', '6')`` or ``()``); None when ``end`` is not a wildcard."""
+    if end.strip() == "*":
+        return ()
+    if end.endswith(".*"):
+        return tuple(end[:-2].split("."))
+    return None
+
+
+@lru_cache(maxsize=262_144)
+def branch_of(scheme: str, text: str, depth: int) -> tuple[str, ...]:
+    """The first ``depth`` dotted parts of a version (its branch), after the scheme's
+    own normalisation (the kernel's distribution suffix is dropped)."""
+    text = text.strip()
+    if scheme == "kernel":
+        m = _KERNEL.match(text)
+        if m:
+            text = ".".join(g for g in m.groups()[:3] if g is not None)
+    parts = re.split(r"[.\-+~:]", text)
+    return tuple(parts[:depth])
+
+
+def in_range(
+    scheme: str,
+    version: str,
+    *,
+    start: str | None,
+    start_inclusive: bool,
+    end: str | None,
+    end_inclusive: bool,
+) -> bool:
+    """Whether ``version`` lies within the bounds (None is unbounded).
+
+    Raises :class:`VersionSchemeError` when a version cannot be read in the scheme.
+    """
+    v = parse(scheme, version)
+    if start is not None and start not in ("0", "*", ""):
+        s = parse(scheme, start)
+        if v < s or (v == s and not start_inclusive):
+            return False
+    if end is not None:
+        prefix = wildcard_prefix(end)
+        if prefix is not None:
+            if not prefix:
+                return True
+            return _branch_at_most(scheme, version, prefix)
+        e = parse(scheme, end)
+        if v > e or (v == e and not end_inclusive):
+            return False
+    return True
+
+
+def _branch_at_most(scheme: str, version: str, prefix: tuple[str, ...]) -> bool:
+    """``version`` <= ``prefix.*``: its leading parts are at most the prefix."""
+    mine = branch_of(scheme, version, len(prefix))
+    try:
+        return tuple(int(p) for p in mine) <= tuple(int(p) for p in prefix)
+    except ValueError:
+        limit = ".".join(prefix)
+        return parse(scheme, ".".join(mine)) <= parse(scheme, limit)

@@ -71,9 +71,9 @@ def generation(con: duckdb.DuckDBPyConnection) -> int:
 
 def load_stored(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], StoredRecord]:
     """Every record's hash and times, keyed by (source, record_id)."""
-    table = con.execute(
+    table = con.sql(
         "SELECT source, record_id, content_hash, modified, ingested_at FROM records"
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     columns = [table.column(i).to_pylist() for i in range(5)]
     return {
         (s, r): StoredRecord(h, m, i)

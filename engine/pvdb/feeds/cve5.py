@@ -63,6 +63,8 @@ _COLLECTIONS = {
     "crates.io": ("cargo", None),
 }
 _STATUSES = {s.value for s in Status}
+# CNA organisation ids whose records omit their short name (the kernel CNA's own files).
+_KNOWN_ORGS = {"f4215fc3-5b6b-47ff-a258-f7189bd81038": "Linux"}
 
 
 class Cve5Adapter(FeedAdapter):
@@ -100,7 +102,12 @@ class Cve5Adapter(FeedAdapter):
             )
         containers = expect(data, "containers", dict, "$")
         cna = expect(containers, "cna", dict, "$.containers")
-        assigner = meta.get("assignerShortName") or _short_name(cna)
+        assigner = (
+            meta.get("assignerShortName")
+            or _short_name(cna)
+            or _KNOWN_ORGS.get(str(meta.get("assignerOrgId")))
+            or f"cna:{meta.get('assignerOrgId', 'unknown')}"
+        )
         published = parse_datetime(meta.get("datePublished"), "$.cveMetadata.datePublished")
 
         if state_text == "REJECTED":

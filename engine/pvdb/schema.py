@@ -103,11 +103,11 @@ _MIGRATIONS: dict[int, str] = {
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchone()
-    if not exists or not exists[0]:
+    ).fetchall()
+    if not exists[0][0]:
         return 0
-    row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    row = con.execute("SELECT max(version) FROM schema_migrations").fetchall()
+    return int(row[0][0]) if row[0][0] is not None else 0
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

@@ -102,10 +102,11 @@ def unpack(origin: str, body: bytes) -> Iterator[Document]:
 def load_validators(con: duckdb.DuckDBPyConnection, url: str) -> HttpValidators | None:
     row = con.execute(
         "SELECT etag, last_modified, body_path, body_sha256 FROM http_state WHERE url = ?", [url]
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not row:
         return None
-    return HttpValidators(url, row[0], row[1], Path(row[2]), row[3])
+    etag, last_modified, body_path, body_sha256 = row[0]
+    return HttpValidators(url, etag, last_modified, Path(body_path), body_sha256)
 
 
 def save_validators(con: duckdb.DuckDBPyConnection, v: HttpValidators) -> None:

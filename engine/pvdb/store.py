@@ -65,8 +65,8 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
 
 def generation(con: duckdb.DuckDBPyConnection) -> int:
     """A counter bumped by every write that changed facts (for cache invalidation)."""
-    row = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-    return int(row[0]) if row else 0
+    rows = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def load_stored(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], StoredRecord]:

@@ -1,0 +1,280 @@
+"""The PVDB query API: what affects these components, and what is known about one CVE."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import NotFoundError, UsageError
+from engine.pvdb import matching, store
+from engine.pvdb.identity import IdentityError
+from engine.pvdb.query_models import (
+    AffectingReport,
+    Availability,
+    AvailabilityBasis,
+    Component,
+    Epss,
+    Evidence,
+    Finding,
+    Fix,
+    FixStatus,
+    Kev,
+    Severity,
+    Undetermined,
+)
+
+if TYPE_CHECKING:
+    from engine.pvdb import Pvdb
+
+# ReleaseFact.product for product keys whose releases the PVDB knows.
+_RELEASE_PRODUCTS = {("linux", "linux_kernel"): "linux:linux_kernel"}
+
+
+def _index(db: Pvdb) -> matching.MatchIndex:
+    generation = store.generation(db._con)
+    index: matching.MatchIndex | None = db._index
+    if index is None or index.generation != generation:
+        index = matching.MatchIndex.load(db._con, generation)
+        db._index = index
+    return index
+
+
+def affecting(
+    db: Pvdb,
+    components: Sequence[Component],
+    *,
+    within_days: int | None,
+    min_score: float | None,
+    kev_only: bool,
+    as_of: dt.datetime | None,
+) -> AffectingReport:
+    if within_days is not None and within_days < 0:
+        raise UsageError("--within-days must be zero or more")
+    now = as_of or dt.datetime.now(dt.UTC)
+    index = _index(db)
+    verdicts: list[tuple[int, str, matching.ComponentKey, matching.Verdict]] = []
+    undetermined: list[Undetermined] = []
+    for position, component in enumerate(components):
+        try:
+            keys = matching.component_keys(component)
+        except IdentityError as exc:
+            raise UsageError(f"component {position} ({component.label}): {exc.summary}") from exc
+        for vuln_id, pairs in index.statements(keys).items():
+            verdict = matching.evaluate(pairs)
+            if verdict.status == "affected":
+                key = pairs[0][0]
+                verdicts.append((position, vuln_id, key, verdict))
+            elif verdict.status == "unknown":
+                undetermined.append(Undetermined(
+                    vuln_id=vuln_id, component=position, component_label=component.label,
+                    reason=verdict.reason or "undetermined", source=verdict.source or "",
+                    record_id=verdict.record_id or "",
+                ))
+    vuln_ids = sorted({v[1] for v in verdicts} | {u.vuln_id for u in undetermined})
+    facts = _Facts.load(db, vuln_ids)
+    findings: list[Finding] = []
+    for position, vuln_id, key, verdict in verdicts:
+        if vuln_id in facts.rejected:
+            continue
+        finding = _finding(facts, components[position], position, vuln_id, key, verdict)
+        if _keep(finding, now, within_days, min_score, kev_only):
+            findings.append(finding)
+    findings.sort(key=lambda f: (-(f.max_base_score or 0.0), f.vuln_id, f.component))
+    undetermined = [u for u in undetermined if u.vuln_id not in facts.rejected]
+    return AffectingReport(
+        as_of=now, components=list(components), findings=findings,
+        undetermined=undetermined, pvdb_generation=index.generation,
+    )
+
+
+def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: float | None,
+          kev_only: bool) -> bool:
+    if kev_only and f.kev is None:
+        return False
+    if min_score is not None and (f.max_base_score or 0.0) < min_score:
+        return False
+    if within_days is not None:
+        if f.fix.status is not FixStatus.FIXED and f.fix.availability.date is None:
+            return False
+        when = f.fix.availability.date
+        if when is not None and when > (now + dt.timedelta(days=within_days)).date():
+            return False
+    return True
+
+
+class _Facts:
+    """Everything the findings need about a set of vulnerabilities, in a few queries."""
+
+    def __init__(self) -> None:
+        self.vulns: dict[str, tuple[str | None, str]] = {}
+        self.rejected: set[str] = set()
+        self.aliases: dict[str, set[str]] = defaultdict(set)
+        self.severities: dict[str, list[Severity]] = defaultdict(list)
+        self.kev: dict[str, Kev] = {}
+        self.epss: dict[str, Epss] = {}
+        self.fixes: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        self.releases: dict[tuple[str, str], dt.date] = {}
+
+    @classmethod
+    def load(cls, db: Pvdb, vuln_ids: list[str]) -> _Facts:
+        facts = cls()
+        if not vuln_ids:
+            return facts
+        con = db._con
+        con.execute("CREATE OR REPLACE TEMP TABLE _q_ids (vuln_id VARCHAR)")
+        con.executemany("INSERT INTO _q_ids VALUES (?)", [(v,) for v in vuln_ids])
+        for vid, source, title, state in con.execute(
+            "SELECT vuln_id, source, title, state FROM vulnerabilities"
+            " WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
+            " ORDER BY CASE source WHEN 'cve5' THEN 0 WHEN 'nvd' THEN 1 ELSE 2 END"
+        ).fetchall():
+            if state == "rejected" and source in ("cve5", "nvd"):
+                facts.rejected.add(vid)
+            if vid not in facts.vulns or (facts.vulns[vid][0] is None and title):
+                facts.vulns[vid] = (title, state)
+        for vid, alias in con.execute(
+            "SELECT vuln_id, alias FROM aliases WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
+        ).fetchall():
+            facts.aliases[vid].add(alias)
+        for vid, source, provider, version, vector, score, rating in con.execute(
+            "SELECT vuln_id, source, provider, cvss_version, vector, base_score, base_severity"
+            " FROM severities WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
+            " ORDER BY source, provider, cvss_version"
+        ).fetchall():
+            facts.severities[vid].append(Severity(
+                provider=provider, source=source, cvss_version=version, vector=vector,
+                base_score=score, base_severity=rating,
+            ))
+        for vid, source, added, due, ransomware in con.execute(
+            "SELECT vuln_id, source, date_added, due_date, ransomware FROM kev"
+            " WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
+            " ORDER BY CASE source WHEN 'kev' THEN 0 ELSE 1 END"
+        ).fetchall():
+            facts.kev.setdefault(vid, Kev(date_added=added, due_date=due,
+                                          known_ransomware_use=ransomware, source=source))
+        for vid, source, score, percentile, day in con.execute(
+            "SELECT vuln_id, source, score, percentile, score_date FROM epss"
+            " WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
+            " ORDER BY score_date DESC NULLS LAST"
+        ).fetchall():
+            facts.epss.setdefault(vid, Epss(score=score, percentile=percentile,
+                                            score_date=day, source=source))
+        for row in con.execute(
+            "SELECT vuln_id, source, fixed_version, patch_id, advisory_id, fix_date, url,"
+            " package FROM fixes WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
+        ).fetchall():
+            facts.fixes[row[0]].append(row[1:])
+        facts.releases = {
+            (product, version): day
+            for product, version, day in con.execute(
+                "SELECT product, version, release_date FROM releases WHERE product IN"
+                " (SELECT unnest(?))", [sorted(set(_RELEASE_PRODUCTS.values()))]
+            ).fetchall()
+        } if db._release_cache is None else db._release_cache
+        db._release_cache = facts.releases
+        return facts
+
+
+def _finding(
+    facts: _Facts, component: Component, position: int, vuln_id: str,
+    key: matching.ComponentKey, verdict: matching.Verdict,
+) -> Finding:
+    title, state = facts.vulns.get(vuln_id, (None, "published"))
+    severities = facts.severities.get(vuln_id, [])
+    return Finding(
+        vuln_id=vuln_id,
+        component=position,
+        component_label=component.label,
+        state=state,
+        title=title,
+        aliases=sorted(facts.aliases.get(vuln_id, ())),
+        severities=severities,
+        max_base_score=max((s.base_score for s in severities), default=None),
+        kev=facts.kev.get(vuln_id),
+        epss=facts.epss.get(vuln_id),
+        fix=_fix(facts, vuln_id, key, verdict),
+        evidence=[
+            Evidence(source=st.source, record_id=st.record_id, match_kind=st.match_kind,
+                     statement=text)
+            for st, text in dict.fromkeys(verdict.decisive)
+        ],
+    )
+
+
+def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
+         verdict: matching.Verdict) -> Fix:
+    fix_rows = facts.fixes.get(vuln_id, [])
+    scheme = verdict.scheme or "generic"
+    closing = matching.closing_version(scheme, key.version, verdict.fixed_candidates)
+    patch_ids = sorted({r[2] for r in fix_rows if r[2]})
+    advisories = sorted({r[3] for r in fix_rows if r[3]})
+    fixed_versions = sorted(verdict.fixed_candidates)
+    if closing is None:
+        return Fix(
+            status=FixStatus.NO_FIX, fixed_versions=fixed_versions, patch_ids=patch_ids,
+            advisories=advisories,
+            availability=Availability(date=None, basis=AvailabilityBasis.NONE),
+        )
+    return Fix(
+        status=FixStatus.FIXED, closing_version=closing, fixed_versions=fixed_versions,
+        patch_ids=patch_ids, advisories=advisories,
+        availability=_availability(facts, key, closing, fix_rows),
+    )
+
+
+def _availability(facts: _Facts, key: matching.ComponentKey, closing: str,
+                  fix_rows: list[tuple[Any, ...]]) -> Availability:
+    dated = sorted(
+        (r[4], r[0], r[3]) for r in fix_rows if r[1] == closing and r[4] is not None
+    )
+    if dated:
+        day, source, advisory = dated[0]
+        label = f"{source}:{advisory}" if advisory else source
+        return Availability(date=day, basis=AvailabilityBasis.VENDOR, source=label,
+                            confidence=1.0)
+    product = _RELEASE_PRODUCTS.get((key.key[1], key.key[2])) if key.key[0] == "product" else None
+    if product:
+        day = facts.releases.get((product, closing))
+        if day is not None:
+            return Availability(date=day, basis=AvailabilityBasis.VENDOR,
+                                source=f"release of {closing}", confidence=1.0)
+    return Availability(date=None, basis=AvailabilityBasis.NONE)
+
+
+def show(db: Pvdb, vuln_id: str) -> dict[str, Any]:
+    """Every fact about ``vuln_id`` (or the vulnerabilities it is an alias of), per source."""
+    con = db._con
+    wanted = vuln_id.strip()
+    ids = {wanted}
+    ids |= {r[0] for r in con.execute(
+        "SELECT vuln_id FROM aliases WHERE alias = ?", [wanted]).fetchall()}
+    found: dict[str, Any] = {}
+    for vid in sorted(ids):
+        detail: dict[str, Any] = {"vuln_id": vid}
+        any_rows = False
+        for table in ("vulnerabilities", "aliases", "severities", "affected", "fixes", "refs",
+                      "kev", "epss"):
+            cur = con.execute(f"SELECT * FROM {table} WHERE vuln_id = ? ORDER BY ALL", [vid])
+            names = [d[0] for d in cur.description or []]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            any_rows = any_rows or bool(rows)
+            detail[table] = rows
+        if any_rows:
+            cur = con.execute(
+                "SELECT source, record_id, content_hash, modified, ingested_at, origin"
+                " FROM records WHERE (source, record_id) IN (SELECT DISTINCT source, record_id"
+                " FROM vulnerabilities WHERE vuln_id = ? UNION SELECT DISTINCT source, record_id"
+                " FROM affected WHERE vuln_id = ? UNION SELECT DISTINCT source, record_id"
+                " FROM kev WHERE vuln_id = ? UNION SELECT DISTINCT source, record_id FROM epss"
+                " WHERE vuln_id = ?) ORDER BY source, record_id", [vid, vid, vid, vid])
+            names = [d[0] for d in cur.description or []]
+            detail["provenance"] = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            found[vid] = detail
+    if not found:
+        raise NotFoundError(
+            f"{wanted} is not in the PVDB",
+            tip="check the id, or ingest a feed that has it (vigil feeds ingest PATH)",
+        )
+    return found[wanted] if wanted in found else {"aliases_of": sorted(found), **found}

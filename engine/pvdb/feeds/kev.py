@@ -89,7 +89,7 @@ class KevAdapter(FeedAdapter):
 
 def _cve_id(entry: Any, pointer: str) -> str:
     """The entry's ``cveID``; a RecordError naming its path when it is not a CVE id."""
-    cve_id = expect(entry, "cveID", str, pointer).strip()
+    cve_id: str = expect(entry, "cveID", str, pointer).strip()
     if not _CVE_ID.match(cve_id):
         raise RecordError(f"not a CVE id: {cve_id!r}", pointer=f"{pointer}.cveID")
     return cve_id

@@ -1,0 +1,24 @@
+"""Options and helpers shared by the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.config import Settings, load_settings
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="PVDB file (default: VIGIL_DB or the user data folder)."),
+]
+
+
+def settings(db: Path | None = None, **overrides: Any) -> Settings:
+    """The configuration, with command-line overrides applied."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if db is not None:
+        values["db"] = db
+    return load_settings(**values)

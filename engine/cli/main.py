@@ -1,0 +1,52 @@
+"""The ``vigil`` command line.
+
+Every command that prints data prints a table by default and JSON with ``--json``.
+Errors print one sentence (and a tip) on stderr and exit with the code documented in
+the README (see :mod:`engine.errors`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from engine import __version__
+from engine.cli import feeds, pvdb
+from engine.errors import VigilError
+
+app = typer.Typer(
+    name="vigil",
+    help="Attested VM placement with predictive patching.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(feeds.app, name="feeds")
+app.add_typer(pvdb.app, name="pvdb")
+
+
+def _add_optional_apps() -> None:
+    try:
+        from engine.cli import attest
+    except ImportError:  # the attestation CLI is optional while its module is absent
+        return
+    app.add_typer(attest.app, name="attest")
+
+
+_add_optional_apps()
+
+
+@app.command()
+def version() -> None:
+    """Print Vigil's version."""
+    typer.echo(__version__)
+
+
+def run() -> None:
+    """Console-script entry point: run the app and turn VigilError into an exit code."""
+    try:
+        app()
+    except VigilError as exc:
+        print(f"error: {exc.diagnostics()}", file=sys.stderr)
+        sys.exit(exc.exit_code)

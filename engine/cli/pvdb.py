@@ -180,7 +180,8 @@ def _print_detail(d: dict[str, Any]) -> None:
     out = output.stdout
     out.print(f"[bold]{d['vuln_id']}[/bold]")
     for v in d["vulnerabilities"]:
-        out.print(f"  [{v['source']}] {v['state']}: {v['title'] or ''}", highlight=False)
+        out.print(f"  [{v['source']}] {v['state']}: {v['title'] or ''}",
+                  markup=False, highlight=False)
     if d["severities"]:
         output.table("severity (per provider)", ["source", "provider", "CVSS", "score", "vector"],
                      [(s["source"], s["provider"], s["cvss_version"], s["base_score"],

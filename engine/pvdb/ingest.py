@@ -227,7 +227,8 @@ def _ingest_document(
             record = adapter.normalise(raw)
         except RecordError as exc:
             counts.problems += 1
-            report.problems.append(Problem(doc.origin, raw.record_id, exc.pointer, exc.reason))
+            pointer = exc.pointer if raw.pointer == "$" else raw.pointer + exc.pointer[1:]
+            report.problems.append(Problem(doc.origin, raw.record_id, pointer, exc.reason))
             continue
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             counts.problems += 1

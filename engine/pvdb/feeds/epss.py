@@ -105,7 +105,10 @@ class EpssAdapter(FeedAdapter):
         self, doc: Document, layout: _Layout, cells: dict[str, str],
         scored: dt.datetime | None, pointer: str,
     ) -> RawRecord | RecordError:
-        """One data row as a raw record, or a RecordError when its CVE id is unusable."""
+        """One data row as a raw record, or a RecordError when its CVE id is unusable.
+
+        The score and percentile are kept as ``[column, text]`` so that normalising can
+        name the column of a bad value."""
         cve_id = cells[layout.cve].strip()
         if not _CVE_ID.match(cve_id):
             return RecordError(f"not a CVE id: {cve_id!r}",

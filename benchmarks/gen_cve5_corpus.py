@@ -13,9 +13,11 @@ What a corpus holds (deterministic for a given ``--count`` and ``--seed``):
 * Linux kernel CNA records (~7 %, mostly 2024+) written as the kernel CNA's bippy does:
   ``git`` ranges per fixed branch, ``semver`` ``lessThanOrEqual: "6.6.*"`` branch
   statements, ``original_commit_for_fix``, and often ``cpeApplicability``;
-* other records over a few hundred vendor/product pairs (the real ones plus synthetic
-  ones, Zipf-weighted): semver ``lessThan`` / ``lessThanOrEqual`` ranges, per-branch
-  ranges, exact versions, "unaffected from" statements, dotted Windows-style builds,
+* other records name products from a *head* of ~700 vendor/product pairs (the real
+  ones, Red Hat rpm package streams and synthetic ones, Zipf-weighted; 12 % of picks;
+  the benchmark's hosts run these) or from a *long tail* of made-up products (about
+  7 records each, as most cvelistV5 products have few records), with semver
+  ``lessThan`` / ``lessThanOrEqual`` ranges, per-branch ranges, exact versions, "unaffected from" statements, dotted Windows-style builds,
   vendor-custom firmware versions, Red Hat ``rpm`` package streams, git ranges, and
   ecosystem packages (PyPI, npm, crates.io, Maven);
 * CVSS v3.1 / v3.0 / v4.0 / v2.0 vectors (valid; the stated base scores are computed
@@ -76,6 +78,13 @@ YEAR_WEIGHTS: dict[int, int] = {
 }
 _ID_STRIDE = 3
 REJECTED_SHARE = 0.03
+HEAD_SHARE = 0.12
+"""Share of product picks that go to the head of the catalogue (the products hosts run)."""
+
+
+def tail_products(count: int) -> int:
+    """Long-tail products for a corpus of ``count`` records (about 7 records each)."""
+    return max(1000, count // 7)
 
 
 def kernel_share(year: int) -> float:
@@ -232,6 +241,8 @@ class Product:
     max_patch: tuple[int, ...]
     weight: float
     domain: str
+    tail: int = -1
+    """Index among the long-tail products, or -1 for a head (catalogue) product."""
 
     def sample_version(self, rng: random.Random) -> str:
         """A version a host could run."""
@@ -345,11 +356,61 @@ def _norm(text: str | None) -> str:
     return " ".join((text or "").lower().split())
 
 
+# Red Hat packages (synthetic rpm streams for the head of the catalogue; the real
+# records contribute qemu-kvm, libvirt, shim, glibc, openssh…).
+RHEL_PACKAGES = (
+    "openssl", "curl", "systemd", "sudo", "bind", "httpd", "nginx", "glib2", "libxml2",
+    "expat", "zlib", "krb5", "samba", "podman", "runc", "python3.11", "perl", "git", "vim",
+    "bash", "polkit", "dbus", "NetworkManager", "openldap", "sqlite", "libtiff", "libpng",
+    "gnutls", "nss", "cups", "grub2", "util-linux", "pam", "rsync", "tar", "xz", "libssh",
+    "libarchive", "linux-firmware", "microcode_ctl", "ipmitool", "dnsmasq", "unbound",
+    "postgresql", "mariadb", "redis", "java-17-openjdk", "nodejs", "golang", "gcc",
+    "binutils", "elfutils", "freetype", "poppler", "ghostscript", "edk2", "qemu-img",
+    "swtpm", "libtpms", "fwupd",
+)
+
+
+def _make_product(vendor: str | None, product: str | None, package: str | None,
+                  collection: str | None, rng: random.Random, weight: float,
+                  tail: int = -1) -> Product:
+    name_v, name_p = vendor or "n/a", product or package or "n/a"
+    if collection in _ECOSYSTEMS:
+        style = "ecosystem"
+    else:
+        style = _style_for(name_v, name_p, package, collection, rng)
+    lines, tops = _lines(style, rng, name_p)
+    kind = "os-package" if style in ("rpm", "ecosystem") else _kind_for(name_v, name_p)
+    stem = (_norm(name_v).split() or ["vendor"])[0].strip(".,")
+    domain = f"www.{''.join(c for c in stem if c.isalnum()) or 'vendor'}.com"
+    return Product(vendor, product, package, collection, kind, style, tuple(lines),
+                   tuple(tops), weight, domain, tail)
+
+
+def tail_product(seed: int, j: int) -> Product:
+    """Long-tail product ``j``: a made-up product named by only a few records (most of
+    cvelistV5's products are), four products per made-up vendor."""
+    rng = random.Random(f"tail:{seed}:{j}")
+    vrng = random.Random(f"tail-vendor:{seed}:{j // 4}")
+    vendor = _synthetic_name(vrng, vrng.randint(2, 4)) + vrng.choice(_VENDOR_SUFFIX)
+    product = f"{_synthetic_name(rng, rng.randint(2, 3))} {rng.choice(_PRODUCT_WORDS)}"
+    package = collection = None
+    if rng.random() < 0.1:
+        package = f"{_synthetic_name(rng, 3).lower()}-{rng.choice(('client', 'core', 'api'))}"
+        collection = rng.choice(_ECOSYSTEMS)
+        product = package
+    return _make_product(vendor, product, package, collection, rng, 0.0, tail=j)
+
+
 def build_catalogue(templates: Templates, seed: int, synthetic: int = 420) -> list[Product]:
-    """The vendor/product pairs of the corpus: every real pair plus ``synthetic`` made-up
-    ones, with Zipf popularity weights (shuffled deterministically)."""
+    """The head of the catalogue: every real vendor/product pair, Red Hat package streams
+    and ``synthetic`` made-up pairs, with Zipf popularity weights (shuffled
+    deterministically). Hosts run these; the long tail (:func:`tail_product`) holds the
+    rest of the corpus."""
     rng = random.Random(f"catalogue:{seed}")
     raw: list[tuple[str | None, str | None, str | None, str | None]] = list(templates.products)
+    raw += [("Red Hat", "Red Hat Enterprise Linux 9", name, REDHAT_COLLECTION)
+            for name in RHEL_PACKAGES]
+    raw = list(dict.fromkeys(raw))
     seen = {(_norm(v), _norm(p), _norm(k)) for v, p, k, _ in raw}
     vendors: list[str] = []
     while len(vendors) < synthetic // 3:
@@ -357,7 +418,8 @@ def build_catalogue(templates: Templates, seed: int, synthetic: int = 420) -> li
         if name not in vendors:
             vendors.append(name)
     attempts = 0
-    while len(raw) < len(templates.products) + synthetic and attempts < synthetic * 50:
+    target = len(raw) + synthetic
+    while len(raw) < target and attempts < synthetic * 50:
         attempts += 1
         vendor = rng.choice(vendors)
         stem = vendor.split()[0] if rng.random() < 0.5 else _synthetic_name(rng, 2)
@@ -374,20 +436,8 @@ def build_catalogue(templates: Templates, seed: int, synthetic: int = 420) -> li
         raw.append((vendor, product, package, collection))
     ranks = list(range(1, len(raw) + 1))
     rng.shuffle(ranks)
-    out = []
-    for (vendor, product, package, collection), rank in zip(raw, ranks, strict=True):
-        name_v, name_p = vendor or "n/a", product or package or "n/a"
-        if collection in _ECOSYSTEMS:
-            style = "ecosystem"
-        else:
-            style = _style_for(name_v, name_p, package, collection, rng)
-        lines, tops = _lines(style, rng, name_p)
-        kind = "os-package" if style in ("rpm", "ecosystem") else _kind_for(name_v, name_p)
-        stem = (_norm(name_v).split() or ["vendor"])[0].strip(".,")
-        domain = f"www.{''.join(c for c in stem if c.isalnum()) or 'vendor'}.com"
-        out.append(Product(vendor, product, package, collection, kind, style, tuple(lines),
-                           tuple(tops), 1.0 / rank**0.8, domain))
-    return out
+    return [_make_product(vendor, product, package, collection, rng, 1.0 / rank**0.8)
+            for (vendor, product, package, collection), rank in zip(raw, ranks, strict=True)]
 
 
 # --- CVSS vector pools -------------------------------------------------------------------
@@ -479,6 +529,8 @@ class Context:
         self.t = templates
         self.products = build_catalogue(templates, seed)
         self.cum_weights = list(itertools.accumulate(p.weight for p in self.products))
+        self.tail_count = tail_products(count)
+        self._tail: dict[int, Product] = {}
         self.vectors = build_vector_pools(seed)
         years = sorted(YEAR_WEIGHTS)
         total = sum(YEAR_WEIGHTS.values())
@@ -502,8 +554,24 @@ class Context:
         return year, f"CVE-{year}-{1000 + k * _ID_STRIDE + offset:04d}"
 
     def pick_product(self, rng: random.Random) -> Product:
-        x = rng.random() * self.cum_weights[-1]
-        return self.products[bisect.bisect_right(self.cum_weights, x)]
+        """A head product (Zipf-weighted) for HEAD_SHARE of the picks, else a tail one."""
+        if rng.random() < HEAD_SHARE:
+            x = rng.random() * self.cum_weights[-1]
+            return self.products[bisect.bisect_right(self.cum_weights, x)]
+        return self.tail_product(rng.randrange(self.tail_count))
+
+    def tail_product(self, j: int) -> Product:
+        p = self._tail.get(j)
+        if p is None:
+            p = self._tail[j] = tail_product(self.seed, j)
+        return p
+
+    def siblings(self, p: Product) -> list[Product]:
+        """Other products of the same vendor."""
+        if p.tail >= 0:
+            base = p.tail - p.tail % 4
+            return [self.tail_product(j) for j in range(base, min(base + 4, self.tail_count))]
+        return self.vendor_products.get(p.vendor or "", [p])
 
 
 def _ts(when: dt.datetime) -> str:
@@ -725,7 +793,7 @@ def _product_record(ctx: Context, rng: random.Random, year: int, cve_id: str,
     p = ctx.pick_product(rng)
     affected = _affected_entry(ctx, rng, p)
     if rng.random() < 0.25:
-        siblings = ctx.vendor_products.get(p.vendor or "", [p])
+        siblings = ctx.siblings(p)
         for _ in range(rng.randint(1, 3)):
             affected += _affected_entry(ctx, rng, rng.choice(siblings))
     if rng.random() < 0.08:
@@ -1037,7 +1105,8 @@ def generate(out: Path, count: int, seed: int = 1, *, mutate: int | None = None,
         "generator_version": GENERATOR_VERSION, "count": count, "seed": seed,
         "mutate": mutate, "files": totals["records"], "bytes": totals["bytes"],
         "kernel_records": totals["kernel"], "rejected_records": totals["rejected"],
-        "products": len(ctx.products), "setup_seconds": round(setup, 3),
+        "products": len(ctx.products) + ctx.tail_count, "head_products": len(ctx.products),
+        "setup_seconds": round(setup, 3),
         "seconds": round(seconds, 3), "jobs": jobs,
     }
     (out / MARKER).write_bytes(orjson.dumps(marker, option=orjson.OPT_INDENT_2))

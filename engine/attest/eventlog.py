@@ -161,7 +161,7 @@ _HASHES: dict[int, _Hash] = {
 }
 """TPM_ALG_ID (TCG Algorithm Registry) -> bank name, digest size, hashlib name."""
 
-_HASHLIB_NAMES = {h.name: h.hashlib_name for h in _HASHES.values()}
+_HASH_BY_NAME = {h.name: h for h in _HASHES.values()}
 
 _SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
 _STARTUP_LOCALITY_SIGNATURE = b"StartupLocality\x00"
@@ -251,17 +251,16 @@ class EventLog:
     spec_id: SpecId | None
     """The Spec ID event of a crypto-agile log; ``None`` for a TCG 1.2 log."""
     algorithms: tuple[Algorithm, ...]
-    """The digest banks: the Spec ID table, or SHA1 alone for a TCG 1.2 log."""
+    """The digest algorithms: the Spec ID table, or SHA1 alone for a TCG 1.2 log."""
+    banks: tuple[str, ...]
+    """The banks the log can be replayed in: the algorithms of which every extended event
+    carries a digest. (A TCG_PCR_EVENT2 may omit banks; the Linux kernel and tpm2-tools
+    accept that, and cut-down logs do it.)"""
     events: tuple[Event, ...]
     startup_locality: int | None
     """The locality of the StartupLocality event, if the log has one."""
     hcrtm: bool
     """Whether the log has an EV_EFI_HCRTM_EVENT."""
-
-    @property
-    def banks(self) -> tuple[str, ...]:
-        """The bank names, e.g. ``("sha1", "sha256")``."""
-        return tuple(algorithm.name for algorithm in self.algorithms)
 
     @property
     def pcr0_locality(self) -> int:
@@ -280,11 +279,12 @@ class EventLog:
 
     def replay_bank(self, bank: str) -> dict[int, bytes]:
         """One bank's PCR values after the log: each PCR that an event extends, and PCR 0
-        when it starts at a non-zero locality. Raises :class:`EventLogError` for a bank the
-        log does not have."""
-        size = self._digest_size(bank)
+        when it starts at a non-zero locality. Raises :class:`EventLogError` for a bank
+        that is not in :attr:`banks`."""
+        if bank not in self.banks:
+            raise self._unreplayable(bank)
         digest = _digest_function(bank)
-        zero = bytes(size)
+        zero = bytes(_HASH_BY_NAME[bank].digest_size)
         pcrs: dict[int, bytes] = {}
         if self.pcr0_locality:
             pcrs[0] = zero[:-1] + bytes((self.pcr0_locality,))
@@ -293,11 +293,14 @@ class EventLog:
                 pcrs[event.pcr] = digest(pcrs.get(event.pcr, zero) + event.digests[bank])
         return dict(sorted(pcrs.items()))
 
-    def _digest_size(self, bank: str) -> int:
-        for algorithm in self.algorithms:
-            if algorithm.name == bank:
-                return algorithm.digest_size
-        raise EventLogError(f"the log has no {bank} bank (it has {', '.join(self.banks)})")
+    def _unreplayable(self, bank: str) -> EventLogError:
+        for event in self.events:
+            if event.extended and bank in _HASH_BY_NAME and bank not in event.digests:
+                return EventLogError(f"the {bank} bank cannot be replayed: the event "
+                                     f"extends PCR {event.pcr} but logs no {bank} digest",
+                                     offset=event.offset, event=event.index)
+        return EventLogError(f"the log has no {bank} bank "
+                             f"(it has {', '.join(self.banks) or 'none'})")
 
 
 def load(path: Path, *, max_events: int = MAX_EVENTS) -> EventLog:
@@ -346,14 +349,24 @@ def parse(data: bytes | bytearray | memoryview, *, max_events: int = MAX_EVENTS)
         format="crypto-agile" if spec_id else "tcg1.2-sha1",
         spec_id=spec_id,
         algorithms=algorithms,
+        banks=_complete_banks(algorithms, events),
         events=tuple(events),
         startup_locality=_startup_locality(events),
         hcrtm=any(event.type == EV_EFI_HCRTM_EVENT for event in events),
     )
 
 
+def _complete_banks(algorithms: Sequence[Algorithm], events: Sequence[Event]) -> tuple[str, ...]:
+    """The algorithms of which every extended event carries a digest."""
+    counts = {len(event.digests) for event in events if event.extended}
+    if counts <= {len(algorithms)}:  # no event omits a bank: the common, fast case
+        return tuple(algorithm.name for algorithm in algorithms)
+    return tuple(algorithm.name for algorithm in algorithms
+                 if all(algorithm.name in event.digests for event in events if event.extended))
+
+
 def _digest_function(bank: str) -> Callable[[bytes], bytes]:
-    hashlib_name = _HASHLIB_NAMES[bank]
+    hashlib_name = _HASH_BY_NAME[bank].hashlib_name
     try:
         hashlib.new(hashlib_name)
     except ValueError as exc:
@@ -414,7 +427,7 @@ def _event2_reader(algorithms: Sequence[Algorithm]) -> _EventReader:
                     offset, index)
         pcr, event_type, count = _EVENT2_HEADER.unpack_from(buf, offset)
         _check_pcr(pcr, offset, index)
-        if count != bank_count:
+        if count > bank_count:
             raise EventLogError(f"the event has {count} digests, but the Spec ID event "
                                 f"lists {bank_count} banks", offset=offset, event=index)
         position = offset + _EVENT2_HEADER.size

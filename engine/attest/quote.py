@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -439,9 +439,9 @@ def verify_quote(
        signing key (a TPM signs any digest with an unrestricted key, so its "quotes" can
        be forged) and a scheme it fixes must be the signature's. The signature must
        verify over the TPMS_ATTEST bytes with the AK: RSASSA-PKCS1-v1_5; RSA-PSS with
-       MGF1 of the same hash and a salt as long as the digest (what TPM 2.0 Part 1 and
-       the reference implementation use, following FIPS 186-4), else with the largest
-       salt the key allows (what TPMs built to older text of the specification produce);
+       MGF1 of the same hash and one of the two salt lengths TPMs produce (the digest
+       length, which FIPS 186-4 allows and the TCG reference code and libtpms use, or
+       the largest the key allows, which TPM 2.0 Part 1 rev. 1.38 annex B.7 specifies);
        or ECDSA.
     2. **Nonce.** When ``expected_nonce`` is given, ``extraData`` must equal it. This is
        only the comparison: issuing nonces, their expiry and replay protection belong to
@@ -514,8 +514,7 @@ def _signature_valid(key: PublicKey, signature: Signature, data: bytes) -> bool:
         return True
     paddings: list[padding.AsymmetricPadding] = (
         [padding.PKCS1v15()] if signature.scheme is SigScheme.RSASSA
-        else [padding.PSS(padding.MGF1(hash_alg), salt)
-              for salt in (padding.PSS.DIGEST_LENGTH, padding.PSS.MAX_LENGTH)])
+        else [padding.PSS(padding.MGF1(hash_alg), salt) for salt in _pss_salts(key, hash_alg)])
     for pad in paddings:
         try:
             key.verify(signature.value, data, pad, hash_alg)
@@ -523,6 +522,14 @@ def _signature_valid(key: PublicKey, signature: Signature, data: bytes) -> bool:
             continue
         return True
     return False
+
+
+def _pss_salts(key: rsa.RSAPublicKey, hash_alg: hashes.HashAlgorithm) -> list[int]:
+    """The two RSA-PSS salt lengths TPMs use: the digest's, then the largest the key
+    allows (emLen - hLen - 2). Both are explicit: ``PSS.MAX_LENGTH`` would make OpenSSL
+    accept any salt length when verifying."""
+    largest = (key.key_size + 6) // 8 - hash_alg.digest_size - 2
+    return [salt for salt in dict.fromkeys((hash_alg.digest_size, largest)) if salt >= 0]
 
 
 def _scheme_name(scheme: int, hash_alg: HashAlg | None) -> str:

@@ -70,11 +70,6 @@ class HashAlg(IntEnum):
         h.update(data)
         return h.finalize()
 
-    @classmethod
-    def from_bank(cls, bank: str) -> HashAlg | None:
-        """The algorithm of a bank name such as ``"sha256"``; ``None`` if unknown."""
-        return _BY_BANK.get(bank)
-
 
 _HASHES: dict[HashAlg, type[hashes.HashAlgorithm]] = {
     HashAlg.SHA1: hashes.SHA1,
@@ -86,7 +81,6 @@ _HASHES: dict[HashAlg, type[hashes.HashAlgorithm]] = {
     HashAlg.SHA3_384: hashes.SHA3_384,
     HashAlg.SHA3_512: hashes.SHA3_512,
 }
-_BY_BANK = {alg.bank: alg for alg in HashAlg}
 
 
 class SigScheme(IntEnum):

@@ -38,6 +38,7 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
             "changed": report.changed,
             "counts": {k: {**vars_of(v), "changed": v.changed} for k, v in report.counts.items()},
             "problems": [vars_of(p) for p in report.problems],
+            "warnings": [vars_of(w) for w in report.warnings],
             "skipped": [{"origin": o, "reason": r} for o, r in report.skipped],
             "not_modified": report.not_modified,
         })
@@ -55,6 +56,9 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
             output.stdout.print(f"skipped {len(report.skipped)} files that are not feeds:")
             for origin, reason in report.skipped:
                 output.stdout.print(f"  {origin}: {reason}")
+        if report.warnings:
+            output.stdout.print(f"{len(report.warnings)} warnings (parts of loaded records "
+                                "not used or corrected; see --json)")
         for problem in report.problems[:50]:
             output.stderr.print(f"rejected: {problem}", markup=False, highlight=False)
         if len(report.problems) > 50:

@@ -50,3 +50,7 @@ def run() -> None:
     except VigilError as exc:
         print(f"error: {exc.diagnostics()}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    run()

@@ -77,6 +77,8 @@ class IngestReport:
     problems: list[Problem] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """Files that are not feeds (origin, reason): read, recognised as nothing, left alone."""
+    warnings: list[Problem] = field(default_factory=list)
+    """Parts of loaded records that were understood but not used, or corrected."""
     not_modified: list[str] = field(default_factory=list)
     """URLs whose server answered 304 Not Modified."""
     documents: int = 0
@@ -227,7 +229,11 @@ def _ingest_document(
             record = adapter.normalise(raw)
         except RecordError as exc:
             counts.problems += 1
-            pointer = exc.pointer if raw.pointer == "$" else raw.pointer + exc.pointer[1:]
+            pointer = exc.pointer
+            if raw.pointer != "$" and pointer.startswith("$") and not pointer.startswith(
+                raw.pointer
+            ):
+                pointer = raw.pointer + pointer[1:]  # record-relative -> document path
             report.problems.append(Problem(doc.origin, raw.record_id, pointer, exc.reason))
             continue
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -237,6 +243,10 @@ def _ingest_document(
             )
             continue
         setattr(counts, verdict, getattr(counts, verdict) + 1)
+        report.warnings.extend(
+            Problem(doc.origin, raw.record_id, w.split(":", 1)[0], w.split(":", 1)[-1].strip())
+            for w in record.warnings
+        )
         stored[key] = store.StoredRecord(raw.content_hash, raw.modified, writer.now)
         writer.add(raw, record)
 

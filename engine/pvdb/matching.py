@@ -20,6 +20,7 @@ For one (component, vulnerability) the verdict is reached in three steps:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import duckdb
 
 from engine.errors import VersionSchemeError
 from engine.pvdb import identity, versions
+from engine.pvdb.feeds.releases import CPE_PRODUCTS
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import Component
 
@@ -121,11 +123,15 @@ def component_keys(component: Component) -> list[ComponentKey]:
 
 
 class MatchIndex:
-    """Statements by product/package key, loaded once per PVDB generation."""
+    """Statements by product/package key, and release dates of products whose fixes are
+    dated by their releases, loaded once per PVDB generation."""
 
-    def __init__(self, by_key: dict[IndexKey, list[Statement]], generation: int) -> None:
+    def __init__(self, by_key: dict[IndexKey, list[Statement]], generation: int,
+                 releases: dict[tuple[str, str, str], dt.date] | None = None) -> None:
         self.by_key = by_key
         self.generation = generation
+        self.releases = releases or {}
+        """(vendor, product, version) -> release date."""
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
@@ -146,7 +152,15 @@ class MatchIndex:
             else:
                 key = ("product", vendor or "", product or "")
             by_key[key].append(statement)
-        return cls(dict(by_key), generation)
+        releases: dict[tuple[str, str, str], dt.date] = {}
+        names = {f"{v}:{p}": (v, p) for v, p in CPE_PRODUCTS.values()}
+        for product, version, day in con.execute(
+            "SELECT product, version, release_date FROM releases WHERE product IN"
+            " (SELECT unnest(?))", [sorted(names)]
+        ).fetchall():
+            vendor_product = names[product]
+            releases[(*vendor_product, version)] = day
+        return cls(dict(by_key), generation, releases)
 
     def statements(self, keys: Iterable[ComponentKey]) -> dict[str, list[tuple[ComponentKey, Statement]]]:
         """Statements about any of ``keys``, by vulnerability id."""

@@ -28,10 +28,6 @@ from engine.pvdb.query_models import (
 if TYPE_CHECKING:
     from engine.pvdb import Pvdb
 
-# ReleaseFact.product for product keys whose releases the PVDB knows.
-_RELEASE_PRODUCTS = {("linux", "linux_kernel"): "linux:linux_kernel"}
-
-
 def _index(db: Pvdb) -> matching.MatchIndex:
     generation = store.generation(db._con)
     index: matching.MatchIndex | None = db._index
@@ -74,6 +70,7 @@ def affecting(
                 ))
     vuln_ids = sorted({v[1] for v in verdicts} | {u.vuln_id for u in undetermined})
     facts = _Facts.load(db, vuln_ids)
+    facts.releases = index.releases
     findings: list[Finding] = []
     for position, vuln_id, key, verdict in verdicts:
         if vuln_id in facts.rejected:
@@ -115,7 +112,7 @@ class _Facts:
         self.kev: dict[str, Kev] = {}
         self.epss: dict[str, Epss] = {}
         self.fixes: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        self.releases: dict[tuple[str, str], dt.date] = {}
+        self.releases: dict[tuple[str, str, str], dt.date] = {}
 
     @classmethod
     def load(cls, db: Pvdb, vuln_ids: list[str]) -> _Facts:
@@ -166,14 +163,6 @@ class _Facts:
             " package FROM fixes WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
         ).fetchall():
             facts.fixes[row[0]].append(row[1:])
-        facts.releases = {
-            (product, version): day
-            for product, version, day in con.execute(
-                "SELECT product, version, release_date FROM releases WHERE product IN"
-                " (SELECT unnest(?))", [sorted(set(_RELEASE_PRODUCTS.values()))]
-            ).fetchall()
-        } if db._release_cache is None else db._release_cache
-        db._release_cache = facts.releases
         return facts
 
 
@@ -234,12 +223,11 @@ def _availability(facts: _Facts, key: matching.ComponentKey, closing: str,
         label = f"{source}:{advisory}" if advisory else source
         return Availability(date=day, basis=AvailabilityBasis.VENDOR, source=label,
                             confidence=1.0)
-    product = _RELEASE_PRODUCTS.get((key.key[1], key.key[2])) if key.key[0] == "product" else None
-    if product:
-        day = facts.releases.get((product, closing))
+    if key.key[0] == "product":
+        day = facts.releases.get((key.key[1], key.key[2], closing))
         if day is not None:
             return Availability(date=day, basis=AvailabilityBasis.VENDOR,
-                                source=f"release of {closing}", confidence=1.0)
+                                source=f"release {closing}", confidence=1.0)
     return Availability(date=None, basis=AvailabilityBasis.NONE)
 
 

@@ -6,10 +6,10 @@ One document is the whole catalog: ``{"title", "catalogVersion", "dateReleased",
 list.
 
 Each ``vulnerabilities[i]`` entry is one record, identified by its ``cveID`` and located at
-``$.vulnerabilities[i]``. Entries carry no modified time, so ``modified`` is ``None`` and
-the content hash decides: every entry is hashed on its own, so a new catalog version
+``$.vulnerabilities[i]``. Entries carry no modified time of their own, so each takes the
+catalog's ``dateReleased``: every entry is hashed on its own, so a new catalog version
 changes only the entries CISA changed (a ``knownRansomwareCampaignUse`` flip, a new
-``dueDate``…).
+``dueDate``…), and re-reading an older catalog afterwards is stale, not a revert.
 
 What is read from an entry (one :class:`~engine.pvdb.models.KevFact`):
 
@@ -36,6 +36,7 @@ from engine.pvdb.feeds.base import (
     expect,
     optional,
     parse_date,
+    parse_datetime,
     raw_record,
 )
 from engine.pvdb.models import KevFact, NormalisedRecord, RawRecord, Source, VulnId
@@ -59,6 +60,7 @@ class KevAdapter(FeedAdapter):
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         entries = expect(doc.json, "vulnerabilities", list, "$")
+        released = parse_datetime(optional(doc.json, "dateReleased", str, "$"), "$.dateReleased")
         for i, entry in enumerate(entries):
             pointer = f"$.vulnerabilities[{i}]"
             try:
@@ -66,7 +68,7 @@ class KevAdapter(FeedAdapter):
             except RecordError as exc:
                 yield exc
                 continue
-            yield raw_record(self.source, cve_id, None, entry, doc, pointer)
+            yield raw_record(self.source, cve_id, released, entry, doc, pointer)
 
     def normalise(self, raw: RawRecord) -> NormalisedRecord:
         entry, pointer = raw.data, raw.pointer

@@ -12,6 +12,7 @@ import pytest
 from engine.errors import RecordError
 from engine.pvdb import Pvdb
 from engine.pvdb.feeds import adapter_for
+from engine.pvdb.feeds.base import parse_datetime
 from engine.pvdb.feeds.kev import KevAdapter
 from engine.pvdb.models import KevFact, RawRecord, Source
 from tests.pvdb.feeds.helpers import doc_from, doc_from_file, normalise_all, split_all
@@ -83,7 +84,8 @@ def test_one_record_per_catalog_entry(catalog_path: Path) -> None:
     assert (first.source, first.record_id, first.pointer) == (
         Source.KEV, "CVE-2025-48384", "$.vulnerabilities[0]"
     )
-    assert all(r.modified is None for r in records)
+    released = orjson.loads(catalog_path.read_bytes())["dateReleased"]
+    assert {r.modified for r in records} == {parse_datetime(released, "$")}
 
 
 @pytest.mark.parametrize(
@@ -172,10 +174,14 @@ def test_ingest_is_idempotent_and_updates_a_changed_entry(
         for entry in catalog["vulnerabilities"]:
             if entry["cveID"] == "CVE-2024-1086":
                 entry["knownRansomwareCampaignUse"] = "Known"
+        catalog["dateReleased"] = "2099-01-01T00:00:00.000Z"
         newer = tmp_path / "known_exploited_vulnerabilities.json"
         newer.write_bytes(orjson.dumps(catalog))
         third = db.ingest([str(newer)])
         assert (third.counts["kev"].updated, third.counts["kev"].unchanged) == (1, 1403)
+        # Reading the older catalog again afterwards does not revert the entry.
+        older = db.ingest([str(catalog_path)])
+        assert (older.counts["kev"].stale, older.changed) == (1, 0)
         row = db._con.execute(
             "select date_added, due_date, ransomware from kev where vuln_id = ?",
             ["CVE-2024-1086"],

@@ -1,0 +1,443 @@
+"""PVDB benchmark: full, unchanged and incremental ingest of a CVE JSON 5 corpus, and
+``affecting`` latency for 50-component hosts.
+
+Steps (each on the same DuckDB file, created fresh for step 1):
+
+1. full ingest of a generated corpus (``gen_cve5_corpus.py``, default 300,000 records);
+2. re-ingest of the unchanged corpus: must write 0 records (``report.changed``);
+3. incremental ingest of 1,000 changed records (same ids, later ``dateUpdated``):
+   ``counts['cve5'].updated`` must be 1,000;
+4. ``Pvdb.affecting`` for realistic 50-component hosts (Linux kernel + products of the
+   corpus), on a fresh read-only connection: the first query (loads the match index) is
+   timed apart from the steady-state p50 / p99 / mean over ``--queries`` queries.
+
+Usage::
+
+    .venv/bin/python benchmarks/pvdb_bench.py [--count 300000] [--workdir DIR] [--json]
+
+The corpus and the mutated records are kept in ``--workdir`` (default
+``$TMPDIR/vigil-pvdb-bench``) and reused when already generated with the same
+``--count`` / ``--seed``. This is a benchmark, not a test: targets are reported as
+pass/fail, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime as dt
+import io
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+
+try:  # run as a script (benchmarks/ on sys.path) or as ``python -m benchmarks.pvdb_bench``
+    import gen_cve5_corpus as gen
+except ImportError:  # pragma: no cover - depends on how the script is started
+    from benchmarks import gen_cve5_corpus as gen
+
+from engine.config import load_settings
+from engine.pvdb import Component, IngestReport, Pvdb
+
+TARGET_FULL_S = 120.0
+TARGET_INCREMENTAL_S = 3.0
+TARGET_P99_MS = 5.0
+AS_OF = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+"""Fixed query date, so fix-availability filtering is reproducible."""
+
+
+def _log(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = None
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": mem_gib,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for p in (path, path.with_name(path.name + ".wal")):
+        if p.exists():
+            total += p.stat().st_size
+    return total
+
+
+def _ensure_corpus(folder: Path, count: int, seed: int, mutate: int | None, jobs: int | None,
+                   regenerate: bool, quiet: bool) -> dict[str, Any]:
+    if not regenerate and gen.corpus_ready(folder, count, seed, mutate):
+        marker = gen.read_marker(folder) or {}
+        _log(quiet, f"reusing {folder} ({marker.get('files', '?'):,} files)")
+        return {**marker, "path": str(folder), "reused": True}
+    what = f"{mutate:,} changed records" if mutate else f"{count:,} records"
+    _log(quiet, f"generating {what} into {folder} …")
+    marker = gen.generate(folder, count, seed, mutate=mutate, jobs=jobs, quiet=quiet)
+    return {**marker, "path": str(folder), "reused": False}
+
+
+def _timed_ingest(db: Pvdb, sources: list[str],
+                  profile: Path | None = None) -> tuple[IngestReport, float]:
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    report = db.ingest(sources)
+    if profiler:
+        profiler.disable()
+    wall = time.perf_counter() - started
+    if profiler and profile:
+        profiler.dump_stats(str(profile))
+    return report, wall
+
+
+def _counts(report: IngestReport) -> dict[str, int]:
+    c = report.counts.get("cve5")
+    return {
+        "added": c.added if c else 0,
+        "updated": c.updated if c else 0,
+        "unchanged": c.unchanged if c else 0,
+        "stale": c.stale if c else 0,
+        "problems": len(report.problems),
+        "changed": report.changed,
+    }
+
+
+# --- hosts -------------------------------------------------------------------------------
+
+
+def _component(p: gen.Product, rng: random.Random) -> Component:
+    version = p.sample_version(rng)
+    if p.style == "rpm":
+        major = rng.choice((8, 9))
+        version = f"{version}-{rng.randint(1, 40)}.el{major}_{rng.randint(0, 6)}"
+        return Component(kind=p.kind, version=version,
+                         purl=f"pkg:rpm/redhat/{p.package}@{version}?distro=el{major}")
+    purl_type = p.purl_type
+    if purl_type and p.package:
+        return Component(kind=p.kind, version=version,
+                         purl=f"pkg:{purl_type}/{p.package}@{version}")
+    return Component(kind=p.kind, vendor=p.vendor or "n/a", product=p.product or p.package,
+                     version=version)
+
+
+def build_hosts(products: Sequence[gen.Product], n_hosts: int, size: int,
+                seed: int) -> list[list[Component]]:
+    """``n_hosts`` hosts of ``size`` components: a Linux kernel on a stable branch plus
+    ``size - 1`` distinct products drawn uniformly from the head of the corpus catalogue
+    (real vendor/product pairs, Red Hat rpm streams as purls, synthetic products)."""
+    rng = random.Random(f"hosts:{seed}")
+    usable = [p for p in products if (p.product or p.package)]
+    branches = ["5.10", "5.15", "6.1", "6.6", "6.12", "6.16"]
+    hosts = []
+    for _ in range(n_hosts):
+        branch = rng.choice(branches)
+        top = gen.KERNEL_BRANCHES[branch][0]
+        kernel = Component(kind="kernel", vendor="linux", product="linux_kernel",
+                           version=f"{branch}.{rng.randint(1, top)}")
+        chosen: dict[int, gen.Product] = {}
+        while len(chosen) < size - 1:
+            p = rng.choice(usable)
+            chosen.setdefault(id(p), p)
+        hosts.append([kernel, *(_component(p, rng) for p in chosen.values())])
+    return hosts
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def bench_query(db_path: Path, settings: Any, hosts: list[list[Component]], queries: int,
+                quiet: bool) -> dict[str, Any]:
+    opened = time.perf_counter()
+    db = Pvdb.open(db_path, read_only=True, settings=settings)
+    open_s = time.perf_counter() - opened
+    try:
+        affecting: Callable[..., Any] = db.affecting
+        started = time.perf_counter()
+        first = affecting(hosts[0], as_of=AS_OF)
+        first_ms = (time.perf_counter() - started) * 1000
+        _log(quiet, f"  first query {first_ms:.1f} ms: {len(first.findings)} findings, "
+                    f"{len(first.undetermined)} undetermined")
+        findings: dict[int, tuple[int, int]] = {0: (len(first.findings),
+                                                    len(first.undetermined))}
+        latencies: list[float] = []
+        for q in range(queries):
+            h = q % len(hosts)
+            started = time.perf_counter()
+            answer = affecting(hosts[h], as_of=AS_OF)
+            latencies.append((time.perf_counter() - started) * 1000)
+            findings.setdefault(h, (len(answer.findings), len(answer.undetermined)))
+        kernel_only = affecting(hosts[0][:1], as_of=AS_OF)
+    finally:
+        db.close()
+    per_host = [f for f, _ in findings.values()]
+    return {
+        "hosts": len(hosts),
+        "components_per_host": len(hosts[0]),
+        "queries": queries,
+        "open_ms": round(open_s * 1000, 2),
+        "first_ms": round(first_ms, 2),
+        "p50_ms": round(_percentile(latencies, 0.50), 3),
+        "p99_ms": round(_percentile(latencies, 0.99), 3),
+        "mean_ms": round(statistics.fmean(latencies), 3) if latencies else None,
+        "max_ms": round(max(latencies), 3) if latencies else None,
+        "host0_findings": findings[0][0],
+        "host0_undetermined": findings[0][1],
+        "host0_kernel": hosts[0][0].version,
+        "host0_kernel_findings": len(kernel_only.findings),
+        "findings_min": min(per_host),
+        "findings_median": statistics.median(per_host),
+        "findings_max": max(per_host),
+        "undetermined_median": statistics.median(u for _, u in findings.values()),
+    }
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quiet = args.json
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus_dir = workdir / f"corpus-{args.count}-s{args.seed}"
+    mutated_dir = workdir / f"mutated-{args.count}-s{args.seed}-{args.mutate}"
+    db_path = workdir / "pvdb-bench.duckdb"
+    result: dict[str, Any] = {"machine": machine_info(), "targets": {
+        "full_ingest_s": TARGET_FULL_S, "reingest_changed": 0,
+        "incremental_s": TARGET_INCREMENTAL_S, "query_p99_ms": TARGET_P99_MS,
+    }}
+    result["corpus"] = _ensure_corpus(corpus_dir, args.count, args.seed, None, args.jobs,
+                                      args.regenerate, quiet)
+    result["mutated"] = _ensure_corpus(mutated_dir, args.count, args.seed, args.mutate,
+                                       args.jobs, args.regenerate, quiet)
+
+    for p in (db_path, db_path.with_name(db_path.name + ".wal")):
+        p.unlink(missing_ok=True)
+    settings = load_settings(db=db_path, offline=True)
+    result["settings"] = {"ingest_batch": settings.ingest_batch, "db": str(db_path)}
+
+    # 1. full ingest into a fresh file
+    _log(quiet, f"full ingest of {corpus_dir} …")
+    opened = time.perf_counter()
+    db = Pvdb.open(db_path, settings=settings)
+    open_s = time.perf_counter() - opened
+    try:
+        report, wall = _timed_ingest(db, [str(corpus_dir)], args.profile)
+    finally:
+        db.close()
+    counts = _counts(report)
+    records = counts["added"] + counts["updated"] + counts["unchanged"] + counts["stale"]
+    result["full_ingest"] = {
+        "seconds": round(wall, 3), "report_seconds": round(report.seconds, 3),
+        "open_seconds": round(open_s, 3), "records": records,
+        "records_per_s": round(records / wall) if wall else None,
+        "documents": report.documents, **counts, "db_bytes": _du(db_path),
+        "problem_samples": [str(p) for p in report.problems[:5]],
+        "pass": wall <= TARGET_FULL_S and counts["problems"] == 0,
+    }
+    _log(quiet, f"  {wall:.1f} s, {counts}")
+    if args.profile:
+        result["full_ingest"]["profile"] = str(args.profile)
+
+    # 2. unchanged re-ingest (a new connection, as a second CLI run would have)
+    _log(quiet, "re-ingest of the unchanged corpus …")
+    db = Pvdb.open(db_path, settings=settings)
+    try:
+        generation_before = db.generation
+        report, wall = _timed_ingest(db, [str(corpus_dir)])
+        generation_after = db.generation
+    finally:
+        db.close()
+    counts = _counts(report)
+    result["reingest"] = {
+        "seconds": round(wall, 3), **counts,
+        "generation_unchanged": generation_before == generation_after,
+        "pass": report.changed == 0,
+    }
+    _log(quiet, f"  {wall:.1f} s, {counts}")
+
+    # 3. incremental ingest of the changed records
+    _log(quiet, f"incremental ingest of {mutated_dir} …")
+    db = Pvdb.open(db_path, settings=settings)
+    try:
+        report, wall = _timed_ingest(db, [str(mutated_dir)])
+    finally:
+        db.close()
+    counts = _counts(report)
+    result["incremental"] = {
+        "seconds": round(wall, 3), "records": args.mutate, **counts,
+        "pass": wall <= TARGET_INCREMENTAL_S and counts["updated"] == args.mutate,
+    }
+    _log(quiet, f"  {wall:.2f} s, {counts}")
+
+    # 4. affecting latency
+    if args.skip_query:
+        result["query"] = {"skipped": "--skip-query"}
+    else:
+        ctx_products = gen.build_catalogue(gen.load_templates(args.templates), args.seed)
+        hosts = build_hosts(ctx_products, args.hosts, args.components, args.seed)
+        _log(quiet, f"affecting: {args.queries} queries over {len(hosts)} hosts of "
+                    f"{args.components} components …")
+        try:
+            query = bench_query(db_path, settings, hosts, args.queries, quiet)
+        except (ImportError, AttributeError, NotImplementedError) as exc:
+            query = {"skipped": f"Pvdb.affecting is not available: {exc!r}"}
+        if "p99_ms" in query:
+            query["pass"] = query["p99_ms"] <= TARGET_P99_MS
+        result["query"] = query
+    result["db_bytes"] = _du(db_path)
+    return result
+
+
+def _fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.2f} s"
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    c = result["corpus"]
+    out = io.StringIO()
+    w = out.write
+    w(f"machine : {m['cpu_count']} CPU ({m['cpu_model']}), {m['memory_gib']} GiB, "
+      f"Python {m['python']}, DuckDB {m['duckdb']}, orjson {m['orjson']}\n")
+    w(f"         {m['platform']}\n")
+    gen_note = "reused" if c.get("reused") else f"generated in {c.get('seconds', 0):.1f} s"
+    w(f"corpus  : {c.get('files', 0):,} CVE JSON 5 files, {c.get('bytes', 0) / 2**30:.2f} GiB"
+      f" ({c.get('kernel_records', 0):,} kernel CNA, {c.get('rejected_records', 0):,} "
+      f"rejected, {c.get('products', 0)} products), {gen_note}; {c['path']}\n")
+    w(f"batch   : {result['settings']['ingest_batch']} records per transaction; "
+      f"DB {result['db_bytes'] / 2**20:,.0f} MiB\n\n")
+
+    rows: list[tuple[str, str, str, str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "-" if ok is None else ("PASS" if ok else "FAIL")
+
+    f = result["full_ingest"]
+    rows.append(("full ingest", _fmt_s(f["seconds"]), f"<= {TARGET_FULL_S:.0f} s",
+                 verdict(f["pass"])))
+    rows.append(("  records/s", f"{f['records_per_s']:,}", "", ""))
+    rows.append(("  added / problems", f"{f['added']:,} / {f['problems']:,}", "0 problems", ""))
+    r = result["reingest"]
+    rows.append(("unchanged re-ingest", _fmt_s(r["seconds"]), "", ""))
+    rows.append(("  records written (report.changed)", f"{r['changed']:,}", "0",
+                 verdict(r["pass"])))
+    rows.append(("  unchanged", f"{r['unchanged']:,}", "", ""))
+    i = result["incremental"]
+    rows.append((f"incremental ingest ({i['records']:,} changed)", _fmt_s(i["seconds"]),
+                 f"<= {TARGET_INCREMENTAL_S:.0f} s", verdict(i["pass"])))
+    rows.append(("  counts['cve5'].updated", f"{i['updated']:,}", f"{i['records']:,}",
+                 verdict(i["updated"] == i["records"])))
+    q = result["query"]
+    if "skipped" in q:
+        rows.append(("affecting", "n/a", f"p99 <= {TARGET_P99_MS:.0f} ms", q["skipped"]))
+    else:
+        rows.append((f"affecting, {q['components_per_host']}-component host", "", "", ""))
+        rows.append(("  first query (index load)", f"{q['first_ms']:,.1f} ms", "", ""))
+        rows.append(("  p50", f"{q['p50_ms']:,.2f} ms", "", ""))
+        rows.append(("  p99", f"{q['p99_ms']:,.2f} ms", f"<= {TARGET_P99_MS:.0f} ms",
+                     verdict(q["pass"])))
+        rows.append(("  mean / max", f"{q['mean_ms']:,.2f} / {q['max_ms']:,.2f} ms", "", ""))
+        rows.append(("  queries / hosts", f"{q['queries']} / {q['hosts']}", "", ""))
+        rows.append(("  findings, host 0", f"{q['host0_findings']:,} "
+                     f"(+{q['host0_undetermined']:,} undetermined)", "", ""))
+        rows.append((f"  findings, kernel {q['host0_kernel']} alone",
+                     f"{q['host0_kernel_findings']:,}", "", ""))
+        rows.append(("  findings per host min/median/max",
+                     f"{q['findings_min']:,} / {q['findings_median']:,} / "
+                     f"{q['findings_max']:,}", "", ""))
+    widths = [max(len(row[k]) for row in rows) for k in range(4)]
+    header = ("measure", "value", "target", "result")
+    widths = [max(wd, len(h)) for wd, h in zip(widths, header, strict=True)]
+    line = "  ".join(h.ljust(wd) for h, wd in zip(header, widths, strict=True))
+    w(line + "\n" + "-" * len(line) + "\n")
+    for row in rows:
+        w(f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}  "
+          f"{row[2].ljust(widths[2])}  {row[3]}\n".rstrip() + "\n")
+    if f["problem_samples"]:
+        w("\nfirst problems:\n" + "".join(f"  {p}\n" for p in f["problem_samples"]))
+    return out.getvalue()
+
+
+def _print_profile(path: Path, limit: int = 30) -> None:
+    for key in ("cumulative", "tottime"):
+        buf = io.StringIO()
+        pstats.Stats(str(path), stream=buf).sort_stats(key).print_stats(limit)
+        print(f"\n--- full ingest profile by {key} ({path}) ---", file=sys.stderr)
+        print(buf.getvalue(), file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=300_000, help="records in the corpus")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "vigil-pvdb-bench",
+                        help="where the corpus, mutated records and DuckDB file live")
+    parser.add_argument("--mutate", type=int, default=1000,
+                        help="changed records for the incremental ingest")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--hosts", type=int, default=20, help="distinct hosts queried")
+    parser.add_argument("--components", type=int, default=50, help="components per host")
+    parser.add_argument("--jobs", type=int, default=None, help="generator processes")
+    parser.add_argument("--templates", type=Path, default=gen.DEFAULT_TEMPLATES)
+    parser.add_argument("--regenerate", action="store_true",
+                        help="regenerate the corpus even when one is present")
+    parser.add_argument("--skip-query", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None, metavar="OUT.prof",
+                        help="run the full ingest under cProfile (slower) and save the stats")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    if args.count < 1 or not 0 < args.mutate <= args.count or args.queries < 1 \
+            or args.hosts < 1 or args.components < 1:
+        parser.error("--count, --mutate, --queries, --hosts and --components must be "
+                     "positive (and --mutate <= --count)")
+    result = run(args)
+    if args.json:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render(result))
+    if args.profile:
+        _print_profile(args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

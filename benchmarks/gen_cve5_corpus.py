@@ -17,9 +17,10 @@ What a corpus holds (deterministic for a given ``--count`` and ``--seed``):
   ones, Red Hat rpm package streams and synthetic ones, Zipf-weighted; 12 % of picks;
   the benchmark's hosts run these) or from a *long tail* of made-up products (about
   7 records each, as most cvelistV5 products have few records), with semver
-  ``lessThan`` / ``lessThanOrEqual`` ranges, per-branch ranges, exact versions, "unaffected from" statements, dotted Windows-style builds,
-  vendor-custom firmware versions, Red Hat ``rpm`` package streams, git ranges, and
-  ecosystem packages (PyPI, npm, crates.io, Maven);
+  ``lessThan`` / ``lessThanOrEqual`` ranges, per-branch ranges, exact versions,
+  "unaffected from" statements, dotted Windows-style builds, vendor-custom firmware
+  versions, Red Hat ``rpm`` package streams, git ranges, and ecosystem packages (PyPI,
+  npm, crates.io, Maven);
 * CVSS v3.1 / v3.0 / v4.0 / v2.0 vectors (valid; the stated base scores are computed
   with the ``cvss`` library, as CNAs state them), CISA-ADP and "CVE Program" ADP
   containers, references, CWE problem types.
@@ -58,7 +59,7 @@ from typing import Any
 
 import orjson
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_TEMPLATES = Path("/work/shared/data/feeds")
 MARKER = ".corpus.json"
 _IN_PROGRESS = ".generating"

@@ -35,7 +35,8 @@ the event index and byte offset:
    later event is a ``TCG_PCR_EVENT2`` carrying one digest per bank. Otherwise the whole
    log is SHA1-only ``TCG_PCR_EVENT``.
 3. Read events until the input ends, or until the rest of it is 0xFF or 0x00 filler (as
-   in logs copied out of a fixed-size firmware area). Each length is checked against the
+   in logs copied out of a fixed-size firmware area; at least 8 bytes, or it would be a
+   truncated event). Each length is checked against the
    bytes left before it is used, and at most ``max_events`` events are read.
 4. Find PCR 0's starting locality: an EV_EFI_HCRTM_EVENT means 4; otherwise a
    StartupLocality event (PCR 0, at most one, before anything extends PCR 0) gives it.
@@ -174,6 +175,7 @@ _SPEC_ID_FIXED = struct.Struct("<16sIBBBBI")  # signature .. numberOfAlgorithms
 _ALGORITHM_SIZE = struct.Struct("<HH")  # algorithmId, digestSize
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+_FILLER_MIN = 8
 _NOT_ZERO = re.compile(rb"[^\x00]")
 _NOT_FF = re.compile(rb"[^\xff]")
 
@@ -294,11 +296,11 @@ class EventLog:
         return dict(sorted(pcrs.items()))
 
     def _unreplayable(self, bank: str) -> EventLogError:
-        for event in self.events:
-            if event.extended and bank in _HASH_BY_NAME and bank not in event.digests:
-                return EventLogError(f"the {bank} bank cannot be replayed: the event "
-                                     f"extends PCR {event.pcr} but logs no {bank} digest",
-                                     offset=event.offset, event=event.index)
+        if bank in (algorithm.name for algorithm in self.algorithms):
+            event = next(e for e in self.events if e.extended and bank not in e.digests)
+            return EventLogError(f"the {bank} bank cannot be replayed: the event extends "
+                                 f"PCR {event.pcr} but logs no {bank} digest",
+                                 offset=event.offset, event=event.index)
         return EventLogError(f"the log has no {bank} bank "
                              f"(it has {', '.join(self.banks) or 'none'})")
 
@@ -380,7 +382,10 @@ def _digest_function(bank: str) -> Callable[[bytes], bytes]:
 
 
 def _is_filler(buf: bytes, offset: int) -> bool:
-    """Whether everything from ``offset`` on is 0xFF, or everything is 0x00."""
+    """Whether the rest of the log, from ``offset``, is filler: all 0xFF or all 0x00, and at
+    least a pcrIndex and eventType long (a shorter tail is a truncated event)."""
+    if len(buf) - offset < _FILLER_MIN:
+        return False
     first = buf[offset]
     if first == 0xFF:
         return _NOT_FF.search(buf, offset) is None

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import struct
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from engine.attest.errors import QuoteError
 from engine.attest.quote import (
     AkPublic,
+    Attest,
     HashAlg,
     SigScheme,
     load_public_key,
@@ -88,7 +90,7 @@ class Loaded:
     def ak(self) -> AkPublic:
         return load_public_key(next(iter(self.aks.values())))
 
-    def verify(self, **changes: Any) -> object:
+    def verify(self, **changes: Any) -> Attest:
         args: dict[str, Any] = {"attest_bytes": self.attest, "signature_bytes": self.signature,
                                 "ak": self.ak, "pcrs": self.pcrs, "expected_nonce": self.nonce}
         args.update(changes)
@@ -489,7 +491,7 @@ def test_ecdsa_quote_verifies(curve: ec.EllipticCurve, hash_alg: HashAlg) -> Non
             with pytest.raises(QuoteError):
                 verify_quote(flipped(attest, index), signature, ak)
     other = load_public_key(pem(ec.generate_private_key(curve).public_key()))
-    with pytest.raises(QuoteError, match="ECDSA-.* does not verify"):
+    with pytest.raises(QuoteError, match=r"ECDSA-sha\d+ signature does not verify"):
         verify_quote(attest, signature, other)
 
 
@@ -570,7 +572,7 @@ def test_unsupported_key_forms_are_refused() -> None:
     with pytest.raises(QuoteError, match="curve secp256k1"):
         load_public_key(secp256k1)
     keyedhash = struct.pack(">HH", 0x0008, HashAlg.SHA256) + bytes(8)
-    with pytest.raises(QuoteError, match="TPMT_PUBLIC.type at offset 2: 0x0008 is not"):
+    with pytest.raises(QuoteError, match=r"TPMT_PUBLIC\.type at offset 2: 0x0008 is not"):
         load_public_key(tpm2b(keyedhash))
 
 
@@ -584,10 +586,8 @@ FUZZ = settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=600))
 def test_fuzz_parsers_raise_only_quote_error(data: bytes) -> None:
     for parse in (parse_attest, parse_signature, load_public_key):
-        try:
+        with contextlib.suppress(QuoteError):
             parse(data)
-        except QuoteError:
-            pass
 
 
 @FUZZ
@@ -600,10 +600,8 @@ def test_fuzz_structured_prefixes(prefix: bytes, rest: bytes, sized: bool) -> No
     if sized:
         data = b2(data)
     for parse in (parse_attest, parse_signature, load_public_key):
-        try:
+        with contextlib.suppress(QuoteError):
             parse(data)
-        except QuoteError:
-            pass
 
 
 @pytest.mark.shared_data

@@ -84,7 +84,16 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
         "orjson": orjson.__version__,
+        "loadavg_start": _loadavg(),
     }
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: other work on the machine skews every figure."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _du(path: Path) -> int:
@@ -323,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             query["pass"] = query["p99_ms"] <= TARGET_P99_MS
         result["query"] = query
     result["db_bytes"] = _du(db_path)
+    result["machine"]["loadavg_end"] = _loadavg()
     return result
 
 
@@ -337,7 +347,8 @@ def render(result: dict[str, Any]) -> str:
     w = out.write
     w(f"machine : {m['cpu_count']} CPU ({m['cpu_model']}), {m['memory_gib']} GiB, "
       f"Python {m['python']}, DuckDB {m['duckdb']}, orjson {m['orjson']}\n")
-    w(f"         {m['platform']}\n")
+    w(f"          {m['platform']}; load average {m['loadavg_start']} at start, "
+      f"{m.get('loadavg_end')} at end\n")
     gen_note = "reused" if c.get("reused") else f"generated in {c.get('seconds', 0):.1f} s"
     w(f"corpus  : {c.get('files', 0):,} CVE JSON 5 files, {c.get('bytes', 0) / 2**30:.2f} GiB"
       f" ({c.get('kernel_records', 0):,} kernel CNA, {c.get('rejected_records', 0):,} "

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+
 def _width() -> int | None:
     """The terminal's width, or a wide page when output goes to a file or a pipe."""
     columns = os.environ.get("COLUMNS", "")

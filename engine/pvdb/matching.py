@@ -162,7 +162,9 @@ class MatchIndex:
             releases[(*vendor_product, version)] = day
         return cls(dict(by_key), generation, releases)
 
-    def statements(self, keys: Iterable[ComponentKey]) -> dict[str, list[tuple[ComponentKey, Statement]]]:
+    def statements(
+        self, keys: Iterable[ComponentKey]
+    ) -> dict[str, list[tuple[ComponentKey, Statement]]]:
         """Statements about any of ``keys``, by vulnerability id."""
         out: dict[str, list[tuple[ComponentKey, Statement]]] = defaultdict(list)
         for ck in keys:
@@ -206,7 +208,7 @@ def evaluate(pairs: list[tuple[ComponentKey, Statement]]) -> Verdict:
 
 
 def _evaluate_group(members: list[tuple[ComponentKey, Statement]]) -> Verdict:
-    ck0, st0 = members[0]
+    st0 = members[0][1]
     applicable = [
         (ck, st) for ck, st in members
         if not (st.release and ck.release and st.release != ck.release)
@@ -218,7 +220,8 @@ def _evaluate_group(members: list[tuple[ComponentKey, Statement]]) -> Verdict:
         schemes = sorted({st.scheme for _, st in applicable})
         return Verdict(
             "unknown",
-            reason=f"versions are stated in a scheme that cannot be compared ({', '.join(schemes)})",
+            reason="versions are stated in a scheme that cannot be compared"
+            f" ({', '.join(schemes)})",
             source=st0.source, record_id=st0.record_id,
         )
     matched: list[Statement] = []

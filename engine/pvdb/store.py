@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
@@ -159,10 +160,8 @@ def write_batch(
         raise DatabaseError(f"writing a batch of {len(batch)} records failed: {exc}") from exc
     finally:
         for view in ("_batch_keys", "_batch_records"):
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.unregister(view)
-            except duckdb.Error:
-                pass
 
 
 def _fact_table(

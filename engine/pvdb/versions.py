@@ -177,4 +177,4 @@ def _branch_at_most(scheme: str, version: str, prefix: tuple[str, ...]) -> bool:
         return tuple(int(p) for p in mine) <= tuple(int(p) for p in prefix)
     except ValueError:
         limit = ".".join(prefix)
-        return parse(scheme, ".".join(mine)) <= parse(scheme, limit)
+        return bool(parse(scheme, ".".join(mine)) <= parse(scheme, limit))

@@ -29,7 +29,7 @@ class FeedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 status = server.respond(self)
                 server.requests.append((self.path, self.headers.get("If-None-Match", ""), status))
 

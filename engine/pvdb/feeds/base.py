@@ -42,7 +42,7 @@ class Document:
     @cached_property
     def json(self) -> Any:
         """The parsed JSON body, or ``None`` when the body is not JSON."""
-        if not self.body.lstrip()[:1] in (b"{", b"["):
+        if self.body.lstrip()[:1] not in (b"{", b"["):
             return None
         try:
             return orjson.loads(self.body)

@@ -164,6 +164,21 @@ class _Context:
     modified: dt.datetime | None
 
 
+@dataclass(slots=True)
+class _Facts:
+    """The facts collected from one document's vulnerabilities."""
+
+    vulns: list[VulnFact] = dataclasses.field(default_factory=list)
+    severities: list[SeverityFact] = dataclasses.field(default_factory=list)
+    affected: list[AffectedFact] = dataclasses.field(default_factory=list)
+    fixes: list[FixFact] = dataclasses.field(default_factory=list)
+    references: list[ReferenceFact] = dataclasses.field(default_factory=list)
+    groups: dict[tuple[Any, ...], int] = dataclasses.field(default_factory=dict)
+
+    def group(self, vuln_id: VulnId, target: _Target) -> int:
+        return self.groups.setdefault((vuln_id, target.identity), len(self.groups))
+
+
 class CsafAdapter(FeedAdapter):
     source = Source.CSAF
     description = "CSAF 2.0 advisory or VEX document"
@@ -219,19 +234,6 @@ class CsafAdapter(FeedAdapter):
             references=tuple(dict.fromkeys(facts.references)),
             warnings=tuple(dict.fromkeys(warnings)),
         )
-
-
-@dataclass(slots=True)
-class _Facts:
-    vulns: list[VulnFact] = dataclasses.field(default_factory=list)
-    severities: list[SeverityFact] = dataclasses.field(default_factory=list)
-    affected: list[AffectedFact] = dataclasses.field(default_factory=list)
-    fixes: list[FixFact] = dataclasses.field(default_factory=list)
-    references: list[ReferenceFact] = dataclasses.field(default_factory=list)
-    groups: dict[tuple[Any, ...], int] = dataclasses.field(default_factory=dict)
-
-    def group(self, vuln_id: VulnId, target: _Target) -> int:
-        return self.groups.setdefault((vuln_id, target.identity), len(self.groups))
 
 
 # --- product tree ----------------------------------------------------------------------

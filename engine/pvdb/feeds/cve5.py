@@ -29,7 +29,6 @@ from engine.pvdb import identity
 from engine.pvdb.feeds.base import (
     Document,
     FeedAdapter,
-    FeedFormatError,
     expect,
     optional,
     parse_datetime,
@@ -181,7 +180,7 @@ def _english(items: list[Any], pointer: str) -> str | None:
         raise RecordError("expected a list", pointer=pointer)
     fallback = None
     for i, item in enumerate(items):
-        value = expect(item, "value", str, f"{pointer}[{i}]")
+        value: str = expect(item, "value", str, f"{pointer}[{i}]")
         lang = str(item.get("lang", ""))
         if lang.lower().startswith("en"):
             return value

@@ -148,7 +148,7 @@ def ecosystem_key(ecosystem: str, name: str) -> PackageKey:
     if mapped is None:
         raise IdentityError(f"unknown OSV ecosystem {ecosystem!r}")
     ptype, namespace = mapped
-    return PackageKey(ptype, namespace, name, release.strip().lower() or None)
+    return PackageKey(ptype, namespace, name, _distro_release(release.strip()))
 
 
 @lru_cache(maxsize=65_536)
@@ -165,7 +165,8 @@ def purl_key(purl: str) -> tuple[PackageKey, str | None]:
 
 
 def _distro_release(distro: str | None) -> str | None:
-    """``almalinux-9.3`` / ``el9`` / ``bookworm`` -> the major release (``9``, ``bookworm``)."""
+    """``almalinux-9.3`` / ``el9`` / ``rhel_aus:8.6::appstream`` / ``bookworm`` -> the major
+    release (``9``, ``8``, ``bookworm``), the same on both sides of a comparison."""
     if not distro:
         return None
     text = distro.lower()

@@ -32,8 +32,9 @@ the event index and byte offset:
 1. Refuse an empty log, or one that holds nothing but filler.
 2. Read the first event as ``TCG_PCR_EVENT``. If it is the Spec ID event, the log is
    crypto-agile: the Spec ID table fixes the banks and their digest sizes, and every
-   later event is a ``TCG_PCR_EVENT2`` carrying one digest per bank. Otherwise the whole
-   log is SHA1-only ``TCG_PCR_EVENT``.
+   later event is a ``TCG_PCR_EVENT2`` with at most one digest per bank (a bank that an
+   extended event omits cannot be replayed). Otherwise the whole log is SHA1-only
+   ``TCG_PCR_EVENT``.
 3. Read events until the input ends, or until the rest of it is 0xFF or 0x00 filler (as
    in logs copied out of a fixed-size firmware area; at least 8 bytes, or it would be a
    truncated event). Each length is checked against the
@@ -86,9 +87,6 @@ EV_EFI_HCRTM_EVENT = 0x80000010
 
 PCR_INDEX_NOT_EXTENDED = 0xFFFFFFFF
 """The PCR index of events that describe but do not extend (Windows logs use it)."""
-
-MAX_PCR_INDEX = 23
-"""A PC Client TPM has PCRs 0 to 23."""
 
 MAX_EVENTS = 65_536
 """The most events :func:`parse` reads; a real firmware log has a few hundred."""
@@ -175,6 +173,7 @@ _SPEC_ID_FIXED = struct.Struct("<16sIBBBBI")  # signature .. numberOfAlgorithms
 _ALGORITHM_SIZE = struct.Struct("<HH")  # algorithmId, digestSize
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+_MAX_PCR_INDEX = 23  # a PC Client TPM has PCRs 0 to 23
 _FILLER_MIN = 8
 _NOT_ZERO = re.compile(rb"[^\x00]")
 _NOT_FF = re.compile(rb"[^\xff]")
@@ -197,8 +196,7 @@ class Algorithm:
     """Bytes per digest, as the Spec ID event states (and as the hash produces)."""
 
 
-SHA1 = Algorithm(0x0004, "sha1", 20)
-"""The only bank of a TCG 1.2-format log."""
+_SHA1 = Algorithm(0x0004, "sha1", 20)  # the only bank of a TCG 1.2-format log
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,13 +328,15 @@ def parse(data: bytes | bytearray | memoryview, *, max_events: int = MAX_EVENTS)
     # (1) There must be at least one event.
     if not buf:
         raise EventLogError("the log is empty", offset=0,
-                            tip="read /sys/kernel/security/tpm0/binary_bios_measurements as root")
+                            tip="copy /sys/kernel/security/tpm0/binary_bios_measurements with "
+                                "cat, as root: securityfs reports its size as 0, so tools "
+                                "that trust the size copy nothing")
     if _is_filler(buf, 0):
         raise EventLogError("the log holds only filler bytes, no events", offset=0)
     # (2) The first event decides the format.
     first, offset = _read_event1(buf, 0, 0)
     spec_id = _read_spec_id(first)
-    algorithms = spec_id.algorithms if spec_id else (SHA1,)
+    algorithms = spec_id.algorithms if spec_id else (_SHA1,)
     read_event = _event2_reader(algorithms) if spec_id else _read_event1
     # (3) The rest, up to the end or the filler.
     events = [first]
@@ -346,7 +346,7 @@ def parse(data: bytes | bytearray | memoryview, *, max_events: int = MAX_EVENTS)
                                 offset=offset, event=len(events))
         event, offset = read_event(buf, offset, len(events))
         events.append(event)
-    # (4) PCR 0's starting locality.
+    # (4) PCR 0's starting locality; the banks that can be replayed.
     return EventLog(
         format="crypto-agile" if spec_id else "tcg1.2-sha1",
         spec_id=spec_id,
@@ -401,8 +401,8 @@ def _check_left(buf: bytes, start: int, needed: int, what: str, offset: int,
 
 
 def _check_pcr(pcr: int, offset: int, index: int) -> None:
-    if pcr > MAX_PCR_INDEX and pcr != PCR_INDEX_NOT_EXTENDED:
-        raise EventLogError(f"PCR index {pcr} is out of range (0-{MAX_PCR_INDEX}, or "
+    if pcr > _MAX_PCR_INDEX and pcr != PCR_INDEX_NOT_EXTENDED:
+        raise EventLogError(f"PCR index {pcr} is out of range (0-{_MAX_PCR_INDEX}, or "
                             "0xFFFFFFFF for an event that is not extended)",
                             offset=offset, event=index)
 
@@ -466,42 +466,43 @@ def _read_spec_id(first: Event) -> SpecId | None:
     data = first.data
     if first.type != EV_NO_ACTION or not data.startswith(_SPEC_ID_SIGNATURE):
         return None
-    data_offset = _EVENT1_HEADER.size
-
-    def fail(reason: str, at: int = 0) -> EventLogError:
-        return EventLogError(f"Spec ID event: {reason}", offset=data_offset + at, event=0)
-
     if first.pcr != 0 or any(first.digests["sha1"]):
-        raise fail("it must be in PCR 0 with an all-zero digest", -data_offset)
+        raise EventLogError("Spec ID event: it must be in PCR 0 with an all-zero digest",
+                            offset=0, event=0)
     if len(data) < _SPEC_ID_FIXED.size + 1:
-        raise fail(f"eventSize {len(data)} is too small for a Spec ID event")
+        raise _spec_id_error(f"eventSize {len(data)} is too small for a Spec ID event")
     _, platform_class, minor, major, errata, uintn_size, count = _SPEC_ID_FIXED.unpack_from(data)
     table = _SPEC_ID_FIXED.size
     vendor_at = table + count * _ALGORITHM_SIZE.size
     if count == 0 or vendor_at >= len(data):
-        raise fail(f"numberOfAlgorithms {count} does not fit its eventSize {len(data)}",
-                   table - 4)
-    algorithms = tuple(_spec_id_algorithm(data, at, fail)
+        raise _spec_id_error(f"numberOfAlgorithms {count} does not fit its eventSize "
+                             f"{len(data)}", table - 4)
+    algorithms = tuple(_spec_id_algorithm(data, at)
                        for at in range(table, vendor_at, _ALGORITHM_SIZE.size))
     if len({algorithm.alg_id for algorithm in algorithms}) != count:
-        raise fail("an algorithm is listed twice", table)
+        raise _spec_id_error("an algorithm is listed twice", table)
     vendor_end = vendor_at + 1 + data[vendor_at]
     if vendor_end != len(data):
-        raise fail(f"its fields take {vendor_end} bytes but its eventSize is {len(data)}",
-                   vendor_at)
+        raise _spec_id_error(f"its fields take {vendor_end} bytes but its eventSize is "
+                             f"{len(data)}", vendor_at)
     return SpecId(platform_class, (major, minor), errata, uintn_size, algorithms,
                   data[vendor_at + 1:vendor_end])
 
 
-def _spec_id_algorithm(data: bytes, at: int,
-                       fail: Callable[[str, int], EventLogError]) -> Algorithm:
+def _spec_id_algorithm(data: bytes, at: int) -> Algorithm:
     alg_id, digest_size = _ALGORITHM_SIZE.unpack_from(data, at)
     known = _HASHES.get(alg_id)
     if known is None:
-        raise fail(f"algorithm 0x{alg_id:04X} is not one Vigil can replay", at)
+        raise _spec_id_error(f"algorithm 0x{alg_id:04X} is not one Vigil can replay", at)
     if digest_size != known.digest_size:
-        raise fail(f"{known.name} has digestSize {digest_size}, not {known.digest_size}", at)
+        raise _spec_id_error(f"{known.name} has digestSize {digest_size}, "
+                             f"not {known.digest_size}", at)
     return Algorithm(alg_id, known.name, digest_size)
+
+
+def _spec_id_error(reason: str, at: int = 0) -> EventLogError:
+    """An error at offset ``at`` of the Spec ID event's data."""
+    return EventLogError(f"Spec ID event: {reason}", offset=_EVENT1_HEADER.size + at, event=0)
 
 
 def _startup_locality(events: Sequence[Event]) -> int | None:

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import feeds, pvdb
+from engine.cli import attest, feeds, pvdb
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -24,17 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(feeds.app, name="feeds")
 app.add_typer(pvdb.app, name="pvdb")
-
-
-def _add_optional_apps() -> None:
-    try:
-        from engine.cli import attest
-    except ImportError:  # the attestation CLI is optional while its module is absent
-        return
-    app.add_typer(attest.app, name="attest")
-
-
-_add_optional_apps()
+app.add_typer(attest.app, name="attest")
 
 
 @app.command()

@@ -23,7 +23,7 @@ def _width() -> int | None:
 
 
 stdout = Console(soft_wrap=False, width=_width())
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def _default(value: Any) -> Any:

@@ -18,8 +18,8 @@ app = typer.Typer(help="Ingest vulnerability feeds into the PVDB.", no_args_is_h
 def _run_ingest(db: Pvdb, sources: list[str], as_json: bool) -> IngestReport:
     with Progress(
         TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=output.stderr, transient=True,
-        disable=as_json or not output.stderr.is_terminal,
+        TextColumn("{task.description}"), console=output.stderr(), transient=True,
+        disable=as_json or not output.stderr().is_terminal,
     ) as progress:
         task = progress.add_task("", total=None)
 
@@ -49,22 +49,22 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
             [(s, c.added, c.updated, c.unchanged, c.stale, c.problems)
              for s, c in sorted(report.counts.items())],
         )
-        output.stdout.print(f"records changed: {report.changed}")
+        output.stdout().print(f"records changed: {report.changed}")
         if report.not_modified:
-            output.stdout.print(f"not modified (HTTP 304): {', '.join(report.not_modified)}")
+            output.stdout().print(f"not modified (HTTP 304): {', '.join(report.not_modified)}")
         if report.skipped:
-            output.stdout.print(f"skipped {len(report.skipped)} files that are not feeds:")
+            output.stdout().print(f"skipped {len(report.skipped)} files that are not feeds:")
             for origin, reason in report.skipped:
-                output.stdout.print(f"  {origin}: {reason}")
+                output.stdout().print(f"  {origin}: {reason}")
         if report.warnings:
-            output.stdout.print(f"{len(report.warnings)} warnings (parts of loaded records "
+            output.stdout().print(f"{len(report.warnings)} warnings (parts of loaded records "
                                 "not used or corrected; see --json)")
         for problem in report.problems[:50]:
-            output.stderr.print(f"rejected: {problem}", markup=False, highlight=False)
+            output.stderr().print(f"rejected: {problem}", markup=False, highlight=False)
         if len(report.problems) > 50:
-            output.stderr.print(f"… and {len(report.problems) - 50} more (see --json)")
+            output.stderr().print(f"… and {len(report.problems) - 50} more (see --json)")
     if report.problems:
-        output.stderr.print(
+        output.stderr().print(
             f"{len(report.problems)} documents or records were rejected; everything else "
             "was loaded.", markup=False)
         raise typer.Exit(EXIT_INPUT)

@@ -22,8 +22,14 @@ def _width() -> int | None:
     return None if sys.stdout.isatty() else 200
 
 
-stdout = Console(soft_wrap=False, width=_width())
-stderr = Console(stderr=True, soft_wrap=True)
+def stdout() -> Console:
+    """A console on stdout, sized for where the output goes (read at each call)."""
+    return Console(soft_wrap=False, width=_width())
+
+
+def stderr() -> Console:
+    """A console on stderr; long lines are never folded (messages stay greppable)."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _default(value: Any) -> Any:
@@ -54,4 +60,4 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         t.add_column(column, overflow="fold")
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
-    stdout.print(t)
+    stdout().print(t)

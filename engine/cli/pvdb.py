@@ -146,7 +146,7 @@ def _print_affecting(report: AffectingReport) -> None:
         ],
     )
     if report.undetermined:
-        output.stdout.print(
+        output.stdout().print(
             f"{len(report.undetermined)} vulnerabilities name these components but their "
             "versions cannot be compared (see --json for each reason)."
         )
@@ -177,7 +177,7 @@ def show(
 
 
 def _print_detail(d: dict[str, Any]) -> None:
-    out = output.stdout
+    out = output.stdout()
     out.print(f"[bold]{d['vuln_id']}[/bold]")
     for v in d["vulnerabilities"]:
         out.print(f"  [{v['source']}] {v['state']}: {v['title'] or ''}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -29,10 +30,11 @@ def vigil(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for key in [k for k in list(__import__("os").environ) if k.startswith("VIGIL_")]:
+    for key in [k for k in os.environ if k.startswith("VIGIL_")]:
         monkeypatch.delenv(key)
     db = tmp_path / "pvdb.duckdb"
     monkeypatch.setenv("VIGIL_DB", str(db))
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: table cells are not folded
     return db
 
 

@@ -1,0 +1,66 @@
+"""Configuration: environment over file over defaults, and errors that name the setting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_settings
+from engine.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in [k for k in os.environ if k.startswith("VIGIL_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+def test_defaults_live_in_the_user_data_folder(tmp_path: Path) -> None:
+    settings = load_settings()
+    assert settings.db == tmp_path / "xdg-data" / "vigil" / "pvdb.duckdb"
+    assert settings.offline is False
+    assert settings.ingest_batch == 2000
+
+
+def test_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text('db = "/srv/vigil/pvdb.duckdb"\ningest_batch = 500\n'
+                      '[feed_urls]\nkev = "https://example.org/kev.json"\n')
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    settings = load_settings()
+    assert settings.db == Path("/srv/vigil/pvdb.duckdb")
+    assert settings.feed_urls == {"kev": "https://example.org/kev.json"}
+    monkeypatch.setenv("VIGIL_INGEST_BATCH", "7")
+    assert load_settings().ingest_batch == 7, "the environment wins over the file"
+
+
+def test_default_config_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "xdg-config" / "vigil" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text("offline = true\n")
+    assert load_settings().offline is True
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("db = [", "cannot read configuration file"),
+     ("ingest_batch = 0", "ingest_batch"),
+     ("colour = 'blue'", "colour")],
+)
+def test_bad_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str,
+                           message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_CONFIG", "/nonexistent/vigil.toml")
+    with pytest.raises(ConfigError, match="/nonexistent/vigil.toml"):
+        load_settings()

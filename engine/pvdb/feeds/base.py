@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ import orjson
 
 from engine.errors import FeedError, RecordError
 from engine.pvdb.models import NormalisedRecord, RawRecord, Source
+
+CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
+"""A CVE identifier (``CVE-2024-1086``)."""
 
 
 class FeedFormatError(FeedError):

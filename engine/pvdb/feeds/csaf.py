@@ -58,6 +58,7 @@ from packageurl import PackageURL
 from engine.errors import RecordError
 from engine.pvdb import identity
 from engine.pvdb.feeds.base import (
+    CVE_ID,
     Document,
     FeedAdapter,
     expect,
@@ -81,7 +82,6 @@ from engine.pvdb.models import (
 )
 from engine.pvdb.severity import from_vector
 
-_CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _DOTTED = re.compile(r"^\d+(?:\.\d+)*$")
 _NEVRA = re.compile(r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-:]+)$")
 _CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>)\s*(\S+)\s*$")
@@ -441,7 +441,7 @@ def _vulnerability(
     if cve is None:
         warnings.append(f"{pointer}: names no CVE; not used")
         return
-    if not _CVE_ID.match(cve.strip()):
+    if not CVE_ID.match(cve.strip()):
         raise RecordError(f"not a CVE id: {cve!r}", pointer=f"{pointer}.cve")
     vuln_id = VulnId(cve.strip())
     published = parse_datetime(vuln.get("release_date"), f"{pointer}.release_date") or (

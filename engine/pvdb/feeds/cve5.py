@@ -27,6 +27,7 @@ from typing import Any
 from engine.errors import RecordError
 from engine.pvdb import identity
 from engine.pvdb.feeds.base import (
+    CVE_ID,
     Document,
     FeedAdapter,
     expect,
@@ -50,7 +51,6 @@ from engine.pvdb.models import (
 )
 from engine.pvdb.severity import from_vector
 
-_CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _DOTTED = re.compile(r"^\d+(?:\.\d+)*$")
 _METRIC_KEYS = ("cvssV4_0", "cvssV3_1", "cvssV3_0", "cvssV2_0")
 _COLLECTIONS = {
@@ -83,7 +83,7 @@ class Cve5Adapter(FeedAdapter):
         data = doc.json
         meta = expect(data, "cveMetadata", dict, "$")
         cve_id = expect(meta, "cveId", str, "$.cveMetadata")
-        if not _CVE_ID.match(cve_id):
+        if not CVE_ID.match(cve_id):
             yield RecordError(f"not a CVE id: {cve_id!r}", pointer="$.cveMetadata.cveId")
             return
         modified = parse_datetime(meta.get("dateUpdated"), "$.cveMetadata.dateUpdated")

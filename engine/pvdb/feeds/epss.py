@@ -40,6 +40,7 @@ from typing import Any
 
 from engine.errors import RecordError
 from engine.pvdb.feeds.base import (
+    CVE_ID,
     Document,
     FeedAdapter,
     FeedFormatError,
@@ -48,7 +49,6 @@ from engine.pvdb.feeds.base import (
 )
 from engine.pvdb.models import EpssFact, NormalisedRecord, RawRecord, Source, VulnId
 
-_CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _COMMENT_DATE = re.compile(r"score_date:\s*([^,\s]+)")
 _NAME_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 _SNIFF_BYTES = 4096
@@ -110,7 +110,7 @@ class EpssAdapter(FeedAdapter):
         The score and percentile are kept as ``[column, text]`` so that normalising can
         name the column of a bad value."""
         cve_id = cells[layout.cve].strip()
-        if not _CVE_ID.match(cve_id):
+        if not CVE_ID.match(cve_id):
             return RecordError(f"not a CVE id: {cve_id!r}",
                                pointer=f"{pointer}, column {layout.cve}")
         percentile = cells.get(layout.percentile, "").strip()

@@ -25,12 +25,12 @@ reported when it is normalised. Either way the rest of the catalog loads.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from engine.errors import RecordError
 from engine.pvdb.feeds.base import (
+    CVE_ID,
     Document,
     FeedAdapter,
     expect,
@@ -41,7 +41,6 @@ from engine.pvdb.feeds.base import (
 )
 from engine.pvdb.models import KevFact, NormalisedRecord, RawRecord, Source, VulnId
 
-_CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _UNKNOWN_RANSOMWARE = "Unknown"
 
 
@@ -92,7 +91,7 @@ class KevAdapter(FeedAdapter):
 def _cve_id(entry: Any, pointer: str) -> str:
     """The entry's ``cveID``; a RecordError naming its path when it is not a CVE id."""
     cve_id: str = expect(entry, "cveID", str, pointer).strip()
-    if not _CVE_ID.match(cve_id):
+    if not CVE_ID.match(cve_id):
         raise RecordError(f"not a CVE id: {cve_id!r}", pointer=f"{pointer}.cveID")
     return cve_id
 

@@ -34,7 +34,6 @@ newer NVD records copy from the CVE record (the CVE 5 adapter reads the original
 from __future__ import annotations
 
 import datetime as dt
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 from engine.errors import RecordError
 from engine.pvdb import identity
 from engine.pvdb.feeds.base import (
+    CVE_ID,
     Document,
     FeedAdapter,
     expect,
@@ -67,7 +67,6 @@ from engine.pvdb.models import (
 )
 from engine.pvdb.severity import from_vector
 
-_CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _NVD = "nvd@nist.gov"
 _API_METRICS = ("cvssMetricV40", "cvssMetricV31", "cvssMetricV30", "cvssMetricV2")
 _LEGACY_METRICS = (("baseMetricV3", "cvssV3"), ("baseMetricV2", "cvssV2"))
@@ -142,7 +141,7 @@ def _is_legacy_item(data: Any) -> bool:
 
 
 def _checked_id(value: str, pointer: str) -> str:
-    if not _CVE_ID.match(value):
+    if not CVE_ID.match(value):
         raise RecordError(f"not a CVE id: {value!r}", pointer=pointer)
     return value
 

@@ -44,6 +44,7 @@ from typing import Any
 from engine.errors import RecordError
 from engine.pvdb import identity
 from engine.pvdb.feeds.base import (
+    CVE_ID,
     Document,
     FeedAdapter,
     expect,
@@ -68,7 +69,6 @@ from engine.pvdb.models import (
 )
 from engine.pvdb.severity import from_vector
 
-_CVE_ID = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _LINKED_FIELDS = ("aliases", "upstream", "related")
 _CVSS_TYPES = ("CVSS_V2", "CVSS_V3", "CVSS_V4")
 _RANGE_SCHEMES = {"SEMVER": "semver", "GIT": "git"}
@@ -135,7 +135,7 @@ class OsvAdapter(FeedAdapter):
             state=VulnState.WITHDRAWN if withdrawn else VulnState.PUBLISHED,
         )
         linked = _linked_ids(data, osv_id)
-        cves = [VulnId(i) for i in [osv_id, *linked] if _CVE_ID.match(i)] or [osv_id]
+        cves = [VulnId(i) for i in [osv_id, *linked] if CVE_ID.match(i)] or [osv_id]
         warnings: list[str] = []
         affected: list[AffectedFact] = []
         fixes: list[FixFact] = []

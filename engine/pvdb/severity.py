@@ -7,6 +7,8 @@ both) and the computed value is kept.
 
 from __future__ import annotations
 
+import functools
+
 from cvss import CVSS2, CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
@@ -24,6 +26,18 @@ def rating(score: float) -> str:
     return "NONE"
 
 
+@functools.lru_cache(maxsize=65_536)
+def _score(vector: str) -> tuple[str, float]:
+    """(CVSS version, base score) of a vector; feeds repeat vectors, so this is cached."""
+    if vector.startswith("CVSS:4.0/"):
+        return "4.0", float(CVSS4(vector).base_score)
+    if vector.startswith(("CVSS:3.1/", "CVSS:3.0/")):
+        return vector[5:8], float(CVSS3(vector).base_score)
+    if vector.startswith(("AV:", "(AV:")):
+        return "2.0", float(CVSS2(vector.strip("()")).base_score)
+    raise ValueError(vector)
+
+
 def from_vector(
     vuln_id: VulnId,
     provider: str,
@@ -36,19 +50,11 @@ def from_vector(
     """Compute a :class:`SeverityFact` from a CVSS vector (v2, v3.0, v3.1 or v4.0)."""
     text = vector.strip()
     try:
-        if text.startswith("CVSS:4.0/"):
-            v4 = CVSS4(text)
-            version, score = "4.0", float(v4.base_score)
-        elif text.startswith(("CVSS:3.1/", "CVSS:3.0/")):
-            v3 = CVSS3(text)
-            version, score = text[5:8], float(v3.base_score)
-        elif text.startswith("AV:") or text.startswith("(AV:"):
-            v2 = CVSS2(text.strip("()"))
-            version, score = "2.0", float(v2.base_score)
-        else:
-            raise RecordError(f"not a CVSS vector: {vector!r}", pointer=pointer)
+        version, score = _score(text)
     except CVSSError as exc:
         raise RecordError(f"invalid CVSS vector {vector!r}: {exc}", pointer=pointer) from exc
+    except ValueError:
+        raise RecordError(f"not a CVSS vector: {vector!r}", pointer=pointer) from None
     if stated_score is not None and abs(stated_score - score) > 0.05 and warnings is not None:
         warnings.append(
             f"{pointer}: stated base score {stated_score} differs from the vector's {score};"

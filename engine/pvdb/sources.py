@@ -11,6 +11,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,11 +57,12 @@ def list_files(source: Path) -> list[Path]:
     if not source.exists():
         raise FeedError(f"{source}: no such file or folder")
     if source.is_dir():
-        return sorted(
-            p
-            for p in source.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        )
+        found: list[Path] = []
+        for folder, dirs, files in os.walk(source):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            base = Path(folder)
+            found.extend(base / name for name in files if not name.startswith("."))
+        return sorted(found)
     return [source]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,14 +100,6 @@ _FACT_FIELDS: dict[str, str] = {
 }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "value") and not isinstance(value, (dt.date, dt.datetime)):
-        return value.value  # enums
-    return value
-
-
 def write_batch(
     con: duckdb.DuckDBPyConnection,
     batch: Sequence[tuple[RawRecord, NormalisedRecord]],
@@ -164,30 +158,37 @@ def write_batch(
                 con.unregister(view)
 
 
+_ARROW_TYPES = {
+    "published": pa.timestamp("us", "UTC"),
+    "modified": pa.timestamp("us", "UTC"),
+    "tags": pa.list_(pa.string()),
+}
+
+
+@functools.cache
+def _field_names(fact_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(fact_type))
+
+
 def _fact_table(
     table: str, batch: Iterable[tuple[RawRecord, NormalisedRecord]]
 ) -> pa.Table | None:
+    """One Arrow table of every fact of kind ``table`` in the batch, column by column."""
     attr = _FACT_FIELDS[table]
-    columns: dict[str, list[Any]] = {"source": [], "record_id": []}
-    names: list[str] | None = None
+    facts: list[Any] = []
+    sources: list[str] = []
+    record_ids: list[str] = []
     for raw, record in batch:
-        for fact in getattr(record, attr):
-            if names is None:
-                names = [f.name for f in dataclasses.fields(fact)]
-                for name in names:
-                    columns[_RENAMES.get(name, name)] = []
-            columns["source"].append(raw.source.value)
-            columns["record_id"].append(raw.record_id)
-            for name in names:
-                columns[_RENAMES.get(name, name)].append(_plain(getattr(fact, name)))
-    if names is None:
+        items = getattr(record, attr)
+        if items:
+            facts.extend(items)
+            sources.extend([raw.source.value] * len(items))
+            record_ids.extend([raw.record_id] * len(items))
+    if not facts:
         return None
-    arrays: dict[str, Any] = {}
-    for name, values in columns.items():
-        if values and isinstance(next((v for v in values if v is not None), None), dt.datetime):
-            arrays[name] = pa.array(values, pa.timestamp("us", "UTC"))
-        elif name == "tags":
-            arrays[name] = pa.array(values, pa.list_(pa.string()))
-        else:
-            arrays[name] = values
+    names = _field_names(type(facts[0]))
+    columns = zip(*map(operator.attrgetter(*names), facts), strict=True)
+    arrays: dict[str, Any] = {"source": sources, "record_id": record_ids}
+    for name, values in zip(names, columns, strict=True):
+        arrays[_RENAMES.get(name, name)] = pa.array(values, type=_ARROW_TYPES.get(name))
     return pa.table(arrays)

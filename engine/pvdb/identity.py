@@ -73,6 +73,7 @@ def norm(name: str) -> str:
     return _SPACES.sub("_", name.strip().lower())
 
 
+@lru_cache(maxsize=65_536)
 def product_key(vendor: str, product: str) -> tuple[str, str]:
     """The canonical ``(vendor, product)`` of a product as any feed names it."""
     v, p = norm(vendor), norm(product)

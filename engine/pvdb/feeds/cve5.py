@@ -61,7 +61,7 @@ _COLLECTIONS = {
     "repo.maven.apache.org": ("maven", None),
     "crates.io": ("cargo", None),
 }
-_STATUSES = {s.value for s in Status}
+_STATUSES = {s.value: s for s in Status}
 # CNA organisation ids whose records omit their short name (the kernel CNA's own files).
 _KNOWN_ORGS = {"f4215fc3-5b6b-47ff-a258-f7189bd81038": "Linux"}
 
@@ -226,10 +226,11 @@ def _scheme(version_type: str | None, vendor: str, product: str, values: list[st
 
 
 def _status(value: Any, pointer: str) -> Status:
-    if not isinstance(value, str) or value.lower() not in _STATUSES:
+    status = _STATUSES.get(value.lower()) if isinstance(value, str) else None
+    if status is None:
         raise RecordError(f"status must be affected, unaffected or unknown, got {value!r}",
                           pointer=pointer)
-    return Status(value.lower())
+    return status
 
 
 def _affected_entry(

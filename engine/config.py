@@ -22,6 +22,10 @@ def _default_db() -> Path:
     return Path(platformdirs.user_data_dir("vigil")) / "pvdb.duckdb"
 
 
+def _default_decision_log() -> Path:
+    return Path(platformdirs.user_data_dir("vigil")) / "decisions.duckdb"
+
+
 def _default_cache() -> Path:
     return Path(platformdirs.user_cache_dir("vigil")) / "http"
 
@@ -48,6 +52,88 @@ class Settings(BaseSettings):
 
     ingest_batch: int = Field(default=2000, ge=1)
     """Records written per transaction during ingest; a crash loses at most one batch."""
+
+    calendars: Path | None = None
+    """Folder of operator release calendars (``*.ics``): they add to the built-in ones in
+    ``feeds/calendars`` and replace any with the same ``UID``."""
+
+    predict_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "predict.duckdb")
+    """DuckDB file of the preparation queue and the log of missed predictions (not the
+    PVDB)."""
+
+    predict_window_days: int = Field(default=30, ge=0)
+    """Decision window of the patch-availability predictor: every estimate states
+    P(fix within this many days)."""
+
+    policy_dir: Path | None = None
+    """Folder of Rego policies the embedded evaluator loads when no ``bundle`` is set
+    (default: the ``policies/`` folder of the source tree)."""
+
+    policy_roots: list[str] = Field(default_factory=lambda: ["vigil"])
+    """Bundle roots loaded from ``policy_dir`` (add ``site`` for an administrator's rules)."""
+
+    bundle: Path | None = None
+    """OPA bundle (``.tar.gz``) the embedded evaluator loads instead of ``policy_dir``."""
+
+    bundle_verification_key: Path | None = None
+    """PEM public key: when set, only bundles whose signature verifies with it are loaded."""
+
+    bundle_verification_key_id: str | None = None
+    """Key id the bundle's signature must name (default: the one in the signature)."""
+
+    bundle_verification_scope: str | None = None
+    """Scope the bundle's signature must carry (OPA's ``scope``)."""
+
+    opa_url: str | None = None
+    """Base URL of an OPA server (``http://127.0.0.1:8181``); when set, decisions are
+    evaluated there instead of in-process."""
+
+    decision_timeout: float = Field(default=1.0, gt=0)
+    """Seconds an evaluation may take before the decision is a reject (fail closed)."""
+
+    decision_log: Path = Field(default_factory=_default_decision_log)
+    """DuckDB file of the append-only decision log."""
+
+    attest_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "attest.sqlite3")
+    """SQLite file of the verifier's attestation state: issued nonces, per-host TPM
+    counters, trusted attestation keys and pending AK enrollments (not the PVDB)."""
+
+    attest_nonce_ttl: float = Field(default=300.0, gt=0)
+    """Seconds an issued nonce stays valid; a quote over an older nonce is rejected."""
+
+    attest_verifier_id: str = "vigil"
+    """The verifier's developer id in attestation results (``ear.verifier-id``)."""
+
+    attest_result_key: Path | None = None
+    """PEM private key (EC P-256/P-384, Ed25519 or RSA) that signs attestation results."""
+
+    attest_references: Path | None = None
+    """Folder of signed reference manifests (``*.jws``) of the approved host images."""
+
+    attest_reference_keys: list[Path] = Field(default_factory=list)
+    """PEM public keys of the image pipelines whose reference manifests are trusted."""
+
+    attest_ek_ca: list[Path] = Field(default_factory=list)
+    """PEM files of the TPM manufacturers' EK CA certificates (trust anchors)."""
+
+    attest_ak_ca: list[Path] = Field(default_factory=list)
+    """PEM files of the provider CA certificates that issue AK certificates."""
+
+    attest_unsafe_trust_ek_without_certificate: bool = False
+    """Bind AKs to an EK that has no certificate chaining to ``attest_ek_ca``. Unsafe:
+    nothing then proves the EK belongs to a genuine TPM (labs only)."""
+
+    tcti: str = "device:/dev/tpmrm0"
+    """TPM Command Transmission Interface for the host agent, as ``name:config``
+    (``device:/dev/tpmrm0``, ``swtpm:host=127.0.0.1,port=2321``, ``mssim:…``)."""
+
+    attest_eventlog: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+    """The host's measured-boot event log, as the kernel exposes it."""
+
+    attest_ak_handle: int = Field(default=0x81018000, ge=0x81000000, le=0x81FFFFFF)
+    """Persistent TPM handle of the host agent's attestation key."""
 
     @classmethod
     def settings_customise_sources(

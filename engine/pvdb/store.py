@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,19 @@ import pyarrow as pa
 
 from engine.errors import DatabaseError
 from engine.pvdb import schema
-from engine.pvdb.models import NormalisedRecord, RawRecord
+from engine.pvdb.models import (
+    AffectedFact,
+    AliasFact,
+    EpssFact,
+    FixFact,
+    KevFact,
+    NormalisedRecord,
+    RawRecord,
+    ReferenceFact,
+    ReleaseFact,
+    SeverityFact,
+    VulnFact,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +176,11 @@ _ARROW_TYPES = {
 }
 
 
-@functools.cache
-def _field_names(fact_type: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(fact_type))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls))
+    for cls in (VulnFact, AliasFact, SeverityFact, AffectedFact, FixFact, ReferenceFact,
+                KevFact, EpssFact, ReleaseFact)
+}
 
 
 def _fact_table(
@@ -186,7 +199,7 @@ def _fact_table(
             record_ids.extend([raw.record_id] * len(items))
     if not facts:
         return None
-    names = _field_names(type(facts[0]))
+    names = _FIELD_NAMES[type(facts[0])]
     columns = zip(*map(operator.attrgetter(*names), facts), strict=True)
     arrays: dict[str, Any] = {"source": sources, "record_id": record_ids}
     for name, values in zip(names, columns, strict=True):

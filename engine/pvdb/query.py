@@ -71,6 +71,7 @@ def affecting(
     vuln_ids = sorted({v[1] for v in verdicts} | {u.vuln_id for u in undetermined})
     facts = _Facts.load(db, vuln_ids)
     facts.releases = index.releases
+    facts.context = (db, now)  # for estimated availability (engine.predict)
     findings: list[Finding] = []
     for position, vuln_id, key, verdict in verdicts:
         if vuln_id in facts.rejected:
@@ -113,6 +114,8 @@ class _Facts:
         self.epss: dict[str, Epss] = {}
         self.fixes: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self.releases: dict[tuple[str, str, str], dt.date] = {}
+        self.context: tuple[Pvdb, dt.datetime] | None = None
+        self.prediction: Any = None
 
     @classmethod
     def load(cls, db: Pvdb, vuln_ids: list[str]) -> _Facts:
@@ -204,13 +207,45 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
         return Fix(
             status=FixStatus.NO_FIX, fixed_versions=fixed_versions, patch_ids=patch_ids,
             advisories=advisories,
-            availability=Availability(date=None, basis=AvailabilityBasis.NONE),
+            availability=_estimated(facts, vuln_id, key, verdict)
+            or Availability(date=None, basis=AvailabilityBasis.NONE),
         )
+    from engine.pvdb import versions
+
+    availability = _availability(facts, key, closing, fix_rows)
+    other_line = (versions.branch_of(scheme, closing, 2)
+                  != versions.branch_of(scheme, key.version, 2))
+    if other_line:
+        # The only fixes are on other lines (another stable branch): estimate when this
+        # line gets its own; keep the other line's vendor date when nothing can be said.
+        estimated = _estimated(facts, vuln_id, key, verdict)
+        if estimated is not None and estimated.date is not None:
+            vendor = (f"; {closing} on another line: {availability.date} ({availability.basis})"
+                      if availability.date else "")
+            availability = estimated.model_copy(
+                update={"source": f"{estimated.source}{vendor}"})
     return Fix(
         status=FixStatus.FIXED, closing_version=closing, fixed_versions=fixed_versions,
-        patch_ids=patch_ids, advisories=advisories,
-        availability=_availability(facts, key, closing, fix_rows),
+        patch_ids=patch_ids, advisories=advisories, availability=availability,
     )
+
+
+def _estimated(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
+               verdict: matching.Verdict) -> Availability | None:
+    """The patch-availability predictor's estimate for this line (engine.predict), or None
+    where it has nothing to say about the product."""
+    if facts.context is None or key.key[0] != "product":
+        return None
+    from engine.predict import findings
+
+    if facts.prediction is None:
+        facts.prediction = findings.context(*facts.context)
+    product = (key.key[1], key.key[2])
+    dated = {v: d for v in verdict.fixed_candidates
+             if (d := facts.releases.get((*product, v))) is not None}
+    result: Availability | None = facts.prediction.availability(product, key.version, vuln_id,
+                                                                dated)
+    return result
 
 
 def _availability(facts: _Facts, key: matching.ComponentKey, closing: str,

@@ -14,10 +14,12 @@ from engine.pvdb import Component, IngestReport, Pvdb
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
-# Files in the data folder that are not vulnerability feeds: documentation, manifests, the
-# KEV catalog's JSON Schema, and release calendars kept for the patch-date predictor.
-NOT_FEEDS = (".md", "manifest.csv", "known_exploited_vulnerabilities_schema.json", ".yml",
-             ".xml", "_derived.csv")
+# Files in the data folder that are not read as feeds: documentation, manifests, the KEV
+# catalog's JSON Schema, the MSRC CVRF documents (their dates are read from the derived
+# table) and Intel's per-platform microcode table. The XSA/QSB lists and the Patch Tuesday
+# and microcode release tables are read (engine/pvdb/feeds/xen_xsa.py, vendor_releases.py).
+NOT_FEEDS = (".md", "manifest.csv", "known_exploited_vulnerabilities_schema.json", ".xml",
+             "microcode_platform_updates_derived.csv")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,241 @@
+"""``vigil predict``: when will fixes land, how good is that guess, and what to prepare."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.cli import output
+from engine.cli.common import DbOption, JsonOption, settings
+from engine.cli.pvdb import load_components, parse_component, parse_purl
+from engine.errors import UsageError
+from engine.pvdb import Component, Pvdb
+
+app = typer.Typer(help="Predict when fixes land, backtest the predictor, prepare ahead.",
+                  no_args_is_help=True)
+
+AsOfOption = Annotated[
+    dt.datetime | None,
+    typer.Option("--as-of", help="Reference time (default: now; no offset means UTC)."),
+]
+
+
+def _when(as_of: dt.datetime | None) -> dt.datetime:
+    if as_of is None:
+        return dt.datetime.now(dt.UTC)
+    return as_of.replace(tzinfo=as_of.tzinfo or dt.UTC)
+
+
+def _components(components_file: Path | None, component: list[str] | None,
+                purl: list[str] | None) -> list[Component]:
+    comps: list[Component] = []
+    if components_file is not None:
+        comps.extend(load_components(components_file))
+    comps.extend(parse_component(s) for s in component or [])
+    comps.extend(parse_purl(p) for p in purl or [])
+    if not comps:
+        raise UsageError("no components given", tip="use --components FILE, --component or --purl")
+    return comps
+
+
+ComponentsFile = Annotated[
+    Path | None, typer.Option("--components", "-c", help="JSON file of components.")]
+ComponentSpec = Annotated[
+    list[str] | None,
+    typer.Option("--component", help="[kind=]vendor/product@version (repeatable).")]
+PurlSpec = Annotated[list[str] | None, typer.Option("--purl", help="A package URL (repeatable).")]
+
+
+@app.command()
+def estimate(
+    components_file: ComponentsFile = None,
+    component: ComponentSpec = None,
+    purl: PurlSpec = None,
+    vuln: Annotated[list[str] | None, typer.Option("--vuln", help="Only these CVE ids.")] = None,
+    as_of: AsOfOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimated fix dates for the vulnerabilities affecting these components that have
+    no fix on their own line: date, basis, 10th–90th percentile interval, confidence."""
+    comps = _components(components_file, component, purl)
+    when = _when(as_of)
+    with Pvdb.open(settings=settings(db), read_only=True) as pvdb:
+        report = pvdb.affecting(comps, as_of=when)
+    wanted = {v.upper() for v in vuln or []}
+    rows = [f for f in report.findings
+            if f.fix.availability.basis.value != "vendor"
+            and (not wanted or f.vuln_id.upper() in wanted)]
+    if as_json:
+        output.emit_json({"as_of": when, "estimates": [
+            {"vuln_id": f.vuln_id, "component": f.component_label, "fix": f.fix} for f in rows]})
+        return
+    output.table(
+        f"{len(rows)} vulnerabilities without a fix on their line (as of {when:%Y-%m-%d})",
+        ["vulnerability", "component", "expected", "interval (10–90%)", "P(by date)", "why"],
+        [(f.vuln_id, f.component_label, _date(f.fix.availability.date),
+          _interval(f.fix.availability.interval), _f(f.fix.availability.confidence),
+          f.fix.availability.source or "") for f in rows],
+    )
+
+
+def _date(value: Any) -> str:
+    return "unknown" if value is None else f"{value:%Y-%m-%d}"
+
+
+def _interval(value: Any) -> str:
+    return "" if value is None else f"{value[0]:%Y-%m-%d} … {value[1]:%Y-%m-%d}"
+
+
+def _f(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+@app.command()
+def backtest(
+    as_of_range: Annotated[
+        tuple[dt.datetime, dt.datetime],
+        typer.Option("--as-of-range", help="First and last as-of date (START END)."),
+    ],
+    step: Annotated[int, typer.Option("--step", min=1, help="Days between as-of dates.")] = 3,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the results section to this"
+                                  " Markdown file (between the BACKTEST markers).")] = None,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Folder for the PNG plots"
+                                  " (default: the report's folder).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay history: at each as-of date predict from what was known then, score against
+    what happened (MAE, interval coverage, Brier of P(fix within 30 days)) next to two
+    naive baselines."""
+    from engine.predict import backtest as bt
+    from engine.predict import calendars, findings
+    from engine.predict import report as rep
+
+    start, end = (d.date() for d in as_of_range)
+    if end < start:
+        raise UsageError("--as-of-range: END is before START")
+    cfg = settings(db)
+    with Pvdb.open(settings=cfg, read_only=True) as pvdb:
+        history = findings.history_for(pvdb)
+    result = bt.run(history, calendars.default(cfg.calendars), start, end, step=step)
+    if report is not None:
+        folder = plots or report.parent
+        paths = rep.plots(result, history, folder)
+        command = (f"vigil predict backtest --as-of-range {start} {end} --step {step}"
+                   f" --report {report.name}")
+        section = rep.markdown(result, paths, report.parent, command)
+        _write_section(report, section)
+    if as_json:
+        output.emit_json({"start": start, "end": end, "step": step,
+                          "scores": {k: _score(v) for k, v in result.scores.items()},
+                          "calendar_checks": result.calendar_checks})
+        return
+    output.table(
+        f"backtest {start} … {end} every {step} days",
+        ["product", "instances", "dated", "MAE", "MAE next", "MAE median", "coverage",
+         "Brier", "Brier next", "Brier median"],
+        [(name, s.instances, s.dated, _n(s.mae), _n(s.next_mae), _n(s.median_mae),
+          _n(s.coverage, 2), _n(s.brier, 3), _n(s.next_brier, 3), _n(s.median_brier, 3))
+         for name, s in result.scores.items()],
+    )
+
+
+def _n(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _score(s: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    out = asdict(s)
+    out["error_target_met"] = s.error_target_met
+    out["coverage_target_met"] = s.coverage_target_met
+    return out
+
+
+BEGIN, END = "<!-- BACKTEST:BEGIN -->", "<!-- BACKTEST:END -->"
+
+
+def _write_section(path: Path, section: str) -> None:
+    """Replace the text between the markers (or append them) so the prose around the
+    results stays as written."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{BEGIN}\n{section}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + block + tail
+    else:
+        text = (text.rstrip() + "\n\n" if text else "") + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def prepare(
+    image: Annotated[str, typer.Option("--image", help="Approved host image (name@version).")],
+    components_file: ComponentsFile = None,
+    component: ComponentSpec = None,
+    purl: PurlSpec = None,
+    window: Annotated[int | None, typer.Option("--window", min=0, help="Decision window in"
+                                               " days (default VIGIL_PREDICT_WINDOW_DAYS).")]
+    = None,
+    as_of: AsOfOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue a patched configuration of IMAGE for every fix expected within the window,
+    so it can be built and attested before the patch ships."""
+    from engine.predict.prepare import prepare as run_prepare
+    from engine.predict.queue import Queue
+
+    comps = _components(components_file, component, purl)
+    cfg = settings(db)
+    when = _when(as_of)
+    with Pvdb.open(settings=cfg, read_only=True) as pvdb, Queue(cfg.predict_db) as queue:
+        done = run_prepare(pvdb, queue, image, comps, as_of=when,
+                           window_days=cfg.predict_window_days if window is None else window)
+    if as_json:
+        output.emit_json({"image": image, "queue": str(cfg.predict_db), "requests": done})
+        return
+    output.table(
+        f"{len(done)} preparation requests for {image} (queue {cfg.predict_db})",
+        ["vulnerability", "component", "expected patch", "expected", "needed by", "basis",
+         "new"],
+        [(p.vuln_id, p.component, p.expected_patch, _date(p.expected_date),
+          _date(p.needed_by), p.basis, "yes" if p.created else "updated") for p in done],
+    )
+
+
+@app.command()
+def recheck(
+    as_of: AsOfOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Look again at queued requests whose expected date has passed: ready if the fix now
+    exists, otherwise re-estimate and log the miss."""
+    from engine.predict.prepare import recheck as run_recheck
+    from engine.predict.queue import Queue
+
+    cfg = settings(db)
+    when = _when(as_of)
+    with Pvdb.open(settings=cfg, read_only=True) as pvdb, Queue(cfg.predict_db) as queue:
+        results = run_recheck(pvdb, queue, as_of=when)
+    if as_json:
+        output.emit_json({"as_of": when, "results": [
+            {"request_id": r.request.request_id, "vuln_id": r.request.vuln_id,
+             "component": r.request.component, "outcome": r.outcome, "miss": r.miss}
+            for r in results]})
+        return
+    output.table(
+        f"{len(results)} pending requests rechecked (as of {when:%Y-%m-%d})",
+        ["vulnerability", "component", "was expected", "outcome", "now expected"],
+        [(r.request.vuln_id, r.request.component, _date(r.request.expected_date), r.outcome,
+          _date(r.miss.new_date) if r.miss else "") for r in results],
+    )

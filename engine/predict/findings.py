@@ -1,0 +1,92 @@
+"""Estimated availability for PVDB findings that have no fix on their own line.
+
+:func:`context` is built once per ``Pvdb.affecting`` call; its :meth:`Context.availability`
+answers one (vulnerability, component) whose line has no fix yet — either no fix exists
+at all, or the only fixes are on other lines (another stable branch). The history is read
+from the PVDB once per database generation and kept in memory.
+
+Only products the predictor has a history for are estimated (the Linux kernel's stable
+branches today); for anything else the finding keeps the availability it had.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.predict import calendars as cal
+from engine.predict import history as hist
+from engine.predict.estimator import Basis, Estimate, Estimator, Question
+from engine.pvdb.query_models import Availability, AvailabilityBasis
+
+if TYPE_CHECKING:
+    from engine.pvdb import Pvdb
+
+_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, int], hist.History] = {}
+ESTIMATED_PRODUCTS = (hist.KERNEL,)
+
+
+def history_for(db: Pvdb) -> hist.History:
+    """The PVDB's history, read once per (file, generation)."""
+    key = (str(db.path), db.generation)
+    with _LOCK:
+        found = _CACHE.get(key)
+        if found is None:
+            found = hist.load(db._con, key[1])
+            _CACHE.clear()
+            _CACHE[key] = found
+        return found
+
+
+@dataclass(slots=True)
+class Context:
+    estimator: Estimator
+    as_of: dt.datetime
+    window_days: int
+
+    def estimate(self, product: hist.ProductKey, version: str, vuln_id: str,
+                 fixed_dates: dict[str, dt.date]) -> Estimate | None:
+        """The estimate for ``vuln_id`` on the line of ``version``; ``fixed_dates`` are the
+        release dates of the fixed versions on other lines (only those before ``as_of``
+        are used)."""
+        if product not in ESTIMATED_PRODUCTS:
+            return None
+        if fixed_dates and all(len(v.split(".")) < 3 for v in fixed_dates):
+            # Only mainline fixes named: the record says nothing about stable backports,
+            # so the other line's fix (an upgrade) stays the answer.
+            return None
+        line = hist.kernel_line(version)
+        day = self.as_of.astimezone(dt.UTC).date()
+        known = sorted((d, v) for v, d in fixed_dates.items()
+                       if d < day and hist.kernel_line(v) != line)
+        reference, what = (known[0][0], f"{known[0][1]} ({hist.kernel_line(known[0][1])})") \
+            if known else (None, "")
+        return self.estimator.estimate(Question(product, line, self.as_of, reference, what,
+                                                vuln_id, self.window_days))
+
+    def availability(self, product: hist.ProductKey, version: str, vuln_id: str,
+                     fixed_dates: dict[str, dt.date]) -> Availability | None:
+        est = self.estimate(product, version, vuln_id, fixed_dates)
+        return None if est is None else to_availability(est)
+
+
+def to_availability(est: Estimate) -> Availability:
+    """The PVDB's Availability for an estimate: basis ``estimated`` with its confidence and
+    10th–90th percentile interval; an *unknown* estimate gives no date (basis ``none``),
+    the reason, and the horizon as its interval."""
+    source = f"predicted ({est.basis.value}): {est.reason}"
+    if est.basis is Basis.UNKNOWN or est.date is None:
+        return Availability(date=None, basis=AvailabilityBasis.NONE, source=source,
+                            confidence=None, interval=est.interval)
+    return Availability(date=est.date, basis=AvailabilityBasis.ESTIMATED, source=source,
+                        confidence=est.confidence, interval=est.interval)
+
+
+def context(db: Pvdb, as_of: dt.datetime) -> Context:
+    settings = db.settings
+    calendars = cal.default(getattr(settings, "calendars", None))
+    window = int(getattr(settings, "predict_window_days", 30))
+    return Context(Estimator(history_for(db), calendars), as_of, window)

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import attest, feeds, predict, pvdb
+from engine.cli import attest, decide, feeds, predict, pvdb
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 app.add_typer(feeds.app, name="feeds")
 app.add_typer(pvdb.app, name="pvdb")
+app.add_typer(decide.policy_app, name="policy")
+app.add_typer(decide.bundle_app, name="bundle")
+app.add_typer(decide.decisions_app, name="decisions")
+app.add_typer(decide.schema_app, name="schema")
 app.add_typer(attest.app, name="attest")
 app.add_typer(predict.app, name="predict")
 app.add_typer(attest.agent_app, name="agent")

@@ -1,0 +1,228 @@
+"""The append-only decision log, in its own DuckDB file.
+
+One row per decision: decision id, timestamp, query path, input, result, bundle
+revision, evaluator, timings, and an error when the engine rejected because the policy
+could not decide. Rows are chained: each stores the SHA-256 of its content and of the
+row before it, so a changed or removed row is detected by :meth:`DecisionLog.verify_chain`.
+The log offers no update or delete.
+
+The bundles that decided are stored once per revision (``decision_bundles``), so that a
+recorded decision can be replayed with the very policy that made it.
+
+:meth:`DecisionLog.export_ndjson` writes OPA decision-log events (``decision_id``,
+``labels``, ``bundles``, ``path``, ``input``, ``result``, ``timestamp``, ``metrics``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+
+from engine import __version__
+from engine.decide.errors import DecisionLogError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decision_log (
+    seq BIGINT PRIMARY KEY,
+    decision_id VARCHAR NOT NULL UNIQUE,
+    ts TIMESTAMPTZ NOT NULL,
+    path VARCHAR NOT NULL,
+    input VARCHAR NOT NULL,
+    result VARCHAR NOT NULL,
+    bundle_revision VARCHAR,
+    evaluator VARCHAR NOT NULL,
+    metrics VARCHAR NOT NULL,
+    error VARCHAR,
+    labels VARCHAR NOT NULL,
+    prev_hash VARCHAR NOT NULL,
+    record_hash VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decision_bundles (
+    revision VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    archive BLOB NOT NULL,
+    origin VARCHAR,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (revision, sha256)
+);
+"""
+_GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One logged decision."""
+
+    seq: int
+    decision_id: str
+    timestamp: dt.datetime
+    path: str
+    input: dict[str, Any]
+    result: dict[str, Any]
+    bundle_revision: str | None
+    evaluator: str
+    metrics: dict[str, int]
+    error: str | None
+    labels: dict[str, str]
+
+    def opa_event(self) -> dict[str, Any]:
+        """This decision as an OPA decision-log event."""
+        event: dict[str, Any] = {
+            "decision_id": self.decision_id,
+            "labels": self.labels,
+            "bundles": {"vigil": {"revision": self.bundle_revision or ""}},
+            "path": self.path,
+            "input": self.input,
+            "result": self.result,
+            "requested_by": "vigil",
+            "timestamp": self.timestamp.astimezone(dt.UTC).isoformat(
+                timespec="microseconds").replace("+00:00", "Z"),
+            "metrics": self.metrics,
+        }
+        if self.error:
+            event["error"] = {"code": "vigil_fail_closed", "message": self.error}
+        return event
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_labels(evaluator: str) -> dict[str, str]:
+    return {"app": "vigil", "id": platform.node() or "vigil", "version": __version__,
+            "evaluator": evaluator}
+
+
+class DecisionLog:
+    """Append-only decision log in a DuckDB file (its own file, its own tables)."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        try:
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(path), read_only=read_only)
+            if not read_only:
+                self._con.execute(_SCHEMA)
+        except (duckdb.Error, OSError) as exc:
+            raise DecisionLogError(f"cannot open the decision log {path}: {exc}",
+                                   tip="set VIGIL_DECISION_LOG to a writable file") from exc
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    # --- writing ----------------------------------------------------------------------
+
+    def record_bundle(self, revision: str, archive: bytes, origin: str) -> None:
+        digest = hashlib.sha256(archive).hexdigest()
+        with self._lock:
+            self._con.execute(
+                "INSERT INTO decision_bundles VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [revision, digest, archive, origin, dt.datetime.now(dt.UTC)])
+
+    def append(self, *, decision_id: str, timestamp: dt.datetime, path: str,
+               input_document: dict[str, Any], result: dict[str, Any],
+               bundle_revision: str | None, evaluator: str, metrics: dict[str, int],
+               error: str | None, labels: dict[str, str]) -> None:
+        body = {"decision_id": decision_id,
+                "timestamp": timestamp.astimezone(dt.UTC).isoformat(), "path": path,
+                "input": input_document, "result": result, "bundle_revision": bundle_revision,
+                "evaluator": evaluator, "metrics": metrics, "error": error, "labels": labels}
+        with self._lock:
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                row = self._con.execute(
+                    "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq, prev = (row[0] + 1, row[1]) if row else (1, _GENESIS)
+                record_hash = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
+                self._con.execute(
+                    "INSERT INTO decision_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [seq, decision_id, timestamp, path, _canonical(input_document),
+                     _canonical(result), bundle_revision, evaluator, _canonical(metrics), error,
+                     _canonical(labels), prev, record_hash])
+                self._con.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._con.execute("ROLLBACK")
+                raise DecisionLogError(f"cannot append to the decision log {self.path}: "
+                                       f"{exc}") from exc
+
+    # --- reading ----------------------------------------------------------------------
+
+    _COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
+                "metrics, error, labels")
+
+    def _records(self, where: str = "", params: list[Any] | None = None
+                 ) -> Iterator[DecisionRecord]:
+        rows = self._con.execute(
+            f"SELECT {self._COLUMNS} FROM decision_log {where} ORDER BY seq", params or []
+        ).fetchall()
+        for row in rows:
+            yield DecisionRecord(
+                seq=row[0], decision_id=row[1], timestamp=row[2], path=row[3],
+                input=json.loads(row[4]), result=json.loads(row[5]), bundle_revision=row[6],
+                evaluator=row[7], metrics=json.loads(row[8]), error=row[9],
+                labels=json.loads(row[10]))
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        return next(self._records("WHERE decision_id = ?", [decision_id]), None)
+
+    def since(self, when: dt.datetime | None = None) -> list[DecisionRecord]:
+        if when is None:
+            return list(self._records())
+        return list(self._records("WHERE ts >= ?", [when]))
+
+    def bundle(self, revision: str) -> bytes | None:
+        row = self._con.execute(
+            "SELECT archive FROM decision_bundles WHERE revision = ? ORDER BY recorded_at DESC "
+            "LIMIT 1", [revision]).fetchone()
+        return bytes(row[0]) if row else None
+
+    def export_ndjson(self, out: IO[bytes], since: dt.datetime | None = None) -> int:
+        count = 0
+        for record in self.since(since):
+            out.write(_canonical(record.opa_event()).encode() + b"\n")
+            count += 1
+        return count
+
+    def verify_chain(self) -> list[str]:
+        """Problems with the hash chain (empty when every row is intact and in place)."""
+        problems: list[str] = []
+        prev = _GENESIS
+        rows = self._con.execute(
+            "SELECT seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
+            "metrics, error, labels, prev_hash, record_hash FROM decision_log ORDER BY seq"
+        ).fetchall()
+        expected_seq = 1
+        for row in rows:
+            if row[0] != expected_seq:
+                problems.append(f"row {expected_seq} is missing (next is {row[0]})")
+                expected_seq = row[0]
+            body = {"decision_id": row[1], "timestamp": row[2].astimezone(dt.UTC).isoformat(),
+                    "path": row[3],
+                    "input": json.loads(row[4]), "result": json.loads(row[5]),
+                    "bundle_revision": row[6], "evaluator": row[7],
+                    "metrics": json.loads(row[8]), "error": row[9],
+                    "labels": json.loads(row[10])}
+            digest = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
+            if row[11] != prev or row[12] != digest:
+                problems.append(f"decision {row[1]} (row {row[0]}) was changed")
+            prev = row[12]
+            expected_seq += 1
+        return problems

@@ -1,0 +1,476 @@
+"""The input document: every fact a policy may read for one placement decision.
+
+The document is versioned (``schema_version``), published as JSON Schema
+(``vigil schema input``, ``docs/input-schema.json``) and validated before every
+evaluation. Values are normalised so that the embedded evaluator (rego-cpp) and an OPA
+server read them alike:
+
+* times come twice, as RFC 3339 text (``...Z``) and as integer nanoseconds since the
+  epoch — policies compare the nanoseconds and never parse text (rego-cpp's
+  ``time.parse_rfc3339_ns`` rejects a trailing ``Z``);
+* day counts are precomputed (``days_from_now``), so no policy does date arithmetic;
+* scores are decimals rounded once, to one place for CVSS and three for EPSS, here and
+  nowhere else;
+* version comparisons a policy needs (the tenant's requested patch level) are answered
+  by the engine with the version scheme's own parser and handed over as booleans.
+
+:func:`build_input` maps a PVDB :class:`~engine.pvdb.AffectingReport` and the facts of a
+request, a host and its patched configuration into a document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.decide.errors import InputDocumentError
+from engine.errors import VersionSchemeError
+from engine.pvdb import AffectingReport, Finding
+from engine.pvdb import versions as _versions
+
+SCHEMA_VERSION = 1
+SCHEMA_ID = "https://vigil.invalid/schemas/input-v1.json"
+
+AttestationStatus = Literal["affirming", "warning", "contraindicated", "none"]
+"""The AR4SI tier of an attestation result (``none``: there is no result)."""
+
+TrustClaim = Annotated[int, Field(ge=-128, le=127)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Image(_Model):
+    """An approved host image and its version."""
+
+    name: str = Field(description="Image name, as in the reference-value catalog")
+    version: str = Field(description="Image version, in the image's own version scheme")
+
+
+class VmShape(_Model):
+    """The VM to be placed."""
+
+    name: str = Field(description="VM name, unique within the tenant")
+    vcpus: int = Field(ge=1, description="Virtual CPUs")
+    memory_mib: int = Field(ge=1, description="Memory in MiB")
+    flavor: str | None = Field(default=None, description="Flavor name, when the cloud uses them")
+    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels")
+
+
+class PatchLevelMet(_Model):
+    """Whether the host, or its patched configuration, meets the requested patch level.
+
+    Precomputed by the engine with the image version scheme's parser; ``null`` means
+    the versions could not be compared (or there is no image to compare).
+    """
+
+    host: bool | None = Field(description="The host's attested image is at least the level")
+    patched_configuration: bool | None = Field(
+        description="The patched configuration's image is at least the level")
+
+
+class Request(_Model):
+    """What the tenant asked for."""
+
+    tenant: str = Field(description="Tenant id")
+    vm: VmShape
+    requested_patch_level: str | None = Field(
+        default=None, description="Minimum host image version the tenant requires, or null")
+    requested_image: Image | None = Field(
+        default=None, description="Exact host image the tenant requires, or null")
+    patch_level_met: PatchLevelMet | None = Field(
+        default=None,
+        description="Set by the engine when requested_patch_level is set; null otherwise")
+
+
+class TrustVector(_Model):
+    """The AR4SI trustworthiness vector: one signed claim per aspect.
+
+    Values follow draft-ietf-rats-ar4si: 0 no claim, 1 verifier malfunction,
+    2..31 affirming, 32..95 warning, 96..127 contraindicated; negative values are
+    implementation-specific.
+    """
+
+    instance_identity: TrustClaim = 0
+    configuration: TrustClaim = 0
+    executables: TrustClaim = 0
+    file_system: TrustClaim = 0
+    hardware: TrustClaim = 0
+    runtime_opaque: TrustClaim = 0
+    storage_opaque: TrustClaim = 0
+    sourced_data: TrustClaim = 0
+
+
+class Failure(_Model):
+    """One failed step of the attestation verification."""
+
+    step: str = Field(description="Verification step, e.g. quote-signature, pcr-replay")
+    reason: str = Field(description="What was wrong, in one sentence")
+
+
+class Attestation(_Model):
+    """The attestation result of the host, as the verifier issued it."""
+
+    status: AttestationStatus = Field(description="Overall AR4SI tier; none when no result")
+    issued_at: str | None = Field(default=None, description="RFC 3339 (UTC, trailing Z)")
+    issued_at_ns: int | None = Field(default=None, description="issued_at in ns since epoch")
+    age_seconds: int | None = Field(
+        default=None, ge=0, description="decision_time minus issued_at, whole seconds")
+    verifier_id: str | None = Field(default=None, description="Which verifier issued it")
+    image: Image | None = Field(default=None, description="The approved image it matched")
+    trust_vector: TrustVector | None = None
+    failures: list[Failure] = Field(default_factory=list)
+
+
+class Component(_Model):
+    """One component the host runs (the index in this list is what vulnerabilities cite)."""
+
+    kind: str = Field(description="firmware, bmc, microcode, hypervisor, kernel, os-package, …")
+    vendor: str | None = None
+    product: str | None = None
+    version: str
+    cpe: str | None = None
+    purl: str | None = None
+
+
+class Host(_Model):
+    """The candidate host."""
+
+    id: str = Field(description="Host id")
+    attestation: Attestation
+    components: list[Component] = Field(default_factory=list)
+
+
+class CvssScore(_Model):
+    """One CVSS score, with its provenance (never merged across providers)."""
+
+    provider: str = Field(description="Who scored it: nvd, the CNA, a vendor")
+    source: str = Field(description="The feed the score came from")
+    version: str = Field(description="CVSS version, e.g. 3.1 or 4.0")
+    vector: str
+    score: float = Field(ge=0, le=10, description="Base score, rounded to one decimal")
+
+
+class Kev(_Model):
+    """CISA Known Exploited Vulnerabilities catalog entry."""
+
+    date_added: str = Field(description="YYYY-MM-DD")
+    due_date: str | None = Field(default=None, description="YYYY-MM-DD")
+    known_ransomware_use: bool
+
+
+class Epss(_Model):
+    """FIRST EPSS probability of exploitation in the next 30 days."""
+
+    score: float = Field(ge=0, le=1, description="Probability, rounded to three decimals")
+    percentile: float | None = Field(default=None, ge=0, le=1)
+    date: str | None = Field(default=None, description="YYYY-MM-DD of the EPSS release")
+
+
+class Availability(_Model):
+    """When the fix is (or is predicted to be) available."""
+
+    date: str | None = Field(default=None, description="YYYY-MM-DD, or null when unknown")
+    date_ns: int | None = Field(default=None, description="date at 00:00Z in ns since epoch")
+    days_from_now: int | None = Field(
+        default=None, description="date minus the decision day, in days; <= 0: available now")
+    basis: Literal["vendor", "estimated", "none"] = Field(
+        description="vendor: a feed states it; estimated: predicted; none: no date")
+    confidence: float | None = Field(
+        default=None, ge=0, le=1, description="P(fix by date), two decimals; 1.0 for vendor")
+
+
+class Fix(_Model):
+    """Whether a fix exists for the affected version line."""
+
+    status: Literal["fixed", "no_fix", "unknown"]
+    closing_version: str | None = Field(
+        default=None, description="Lowest fixed version above the component's version")
+    advisories: list[str] = Field(default_factory=list)
+    patch_ids: list[str] = Field(default_factory=list)
+    availability: Availability
+
+
+class Vulnerability(_Model):
+    """One vulnerability that affects one of the host's components."""
+
+    id: str = Field(description="CVE id (or the source's id when there is no CVE)")
+    component: int = Field(ge=0, description="Index into host.components")
+    title: str | None = None
+    max_cvss: float | None = Field(
+        default=None, ge=0, le=10, description="Highest CVSS base score of any provider")
+    cvss: list[CvssScore] = Field(default_factory=list)
+    kev: Kev | None = None
+    epss: Epss | None = None
+    fix: Fix
+
+
+class Undetermined(_Model):
+    """A vulnerability that names a host component but whose versions cannot be compared."""
+
+    id: str
+    component: int = Field(ge=0)
+    reason: str
+
+
+class PatchedConfiguration(_Model):
+    """The patched configuration (image) for this host."""
+
+    state: Literal["none", "preparing", "ready"]
+    image: Image | None = None
+    attested: bool = Field(default=False, description="The image was attested after it was built")
+    attestation_status: AttestationStatus | None = Field(
+        default=None, description="Tier of that attestation, when attested")
+
+
+class DecisionTime(_Model):
+    """The instant the decision is made."""
+
+    rfc3339: str = Field(description="RFC 3339, UTC, trailing Z")
+    ns: int = Field(description="Nanoseconds since the epoch")
+
+
+class Provenance(_Model):
+    """Where the vulnerability facts came from."""
+
+    pvdb_generation: int | None = None
+    pvdb_as_of: str | None = None
+
+
+class InputDocument(_Model):
+    """One decision's input (schema version 1)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid",
+        json_schema_extra={"$id": SCHEMA_ID,
+                           "$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    schema_version: Literal[1] = 1
+    request: Request
+    host: Host
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    undetermined: list[Undetermined] = Field(default_factory=list)
+    patched_configuration: PatchedConfiguration
+    decision_time: DecisionTime
+    provenance: Provenance | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The document as plain JSON values (what the evaluator receives)."""
+        return self.model_dump(mode="json")
+
+
+# --- schema ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) of the input document."""
+    schema = InputDocument.model_json_schema(mode="validation")
+    schema["title"] = "Vigil decision input document, schema version 1"
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(json_schema())
+    cls.check_schema(json_schema())
+    validator: jsonschema.protocols.Validator = cls(json_schema())
+    return validator
+
+
+def _pointer(path: Any) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def validate(document: Any) -> InputDocument:
+    """Check a JSON value against the schema; raise naming every field that fails."""
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        problems: list[tuple[str, str]] = []
+        for error in errors:
+            if error.validator == "required" and isinstance(error.instance, dict):
+                missing = [n for n in error.validator_value if n not in error.instance]
+                for name in missing:
+                    problems.append((f"{_pointer(error.absolute_path)}.{name}", "is required"))
+                continue
+            if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                allowed = set(error.schema.get("properties", {}))
+                for name in sorted(set(error.instance) - allowed):
+                    problems.append((f"{_pointer(error.absolute_path)}.{name}",
+                                     "is not a field of schema version 1"))
+                continue
+            problems.append((_pointer(error.absolute_path), error.message))
+        raise InputDocumentError(problems)
+    return InputDocument.model_validate(document)
+
+
+# --- builder --------------------------------------------------------------------------
+
+
+class AttestationFacts(_Model):
+    """What the attestation part hands the builder (times as datetimes)."""
+
+    status: AttestationStatus
+    issued_at: dt.datetime | None = None
+    verifier_id: str | None = None
+    image: Image | None = None
+    trust_vector: TrustVector | None = None
+    failures: list[Failure] = Field(default_factory=list)
+
+
+class HostFacts(_Model):
+    """The candidate host as the builder receives it; components come from the report."""
+
+    id: str
+    attestation: AttestationFacts
+
+
+class RequestFacts(_Model):
+    """The tenant's request as the builder receives it."""
+
+    tenant: str
+    vm: VmShape
+    requested_patch_level: str | None = None
+    requested_image: Image | None = None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: give a timezone")
+    return value.astimezone(dt.UTC)
+
+
+def ns_of(value: dt.datetime) -> int:
+    """Nanoseconds since the epoch, exact to the microsecond."""
+    delta = _utc(value) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """RFC 3339 in UTC with a trailing ``Z`` (what OPA's ``time.parse_rfc3339_ns`` reads)."""
+    text = _utc(value).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return text.replace(".000000Z", "Z")
+
+
+def _day_ns(day: dt.date) -> int:
+    return ns_of(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
+
+
+def _round(value: float | None, places: int) -> float | None:
+    # Rounded once, here: half away from zero on the decimal text, so 9.85 stays 9.9.
+    if value is None:
+        return None
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP))
+
+
+def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
+    availability = finding.fix.availability
+    date = availability.date
+    return Vulnerability(
+        id=finding.vuln_id,
+        component=finding.component,
+        title=finding.title,
+        max_cvss=_round(finding.max_base_score, 1),
+        cvss=[CvssScore(provider=s.provider, source=s.source, version=s.cvss_version,
+                        vector=s.vector, score=_round(s.base_score, 1) or 0.0)
+              for s in finding.severities],
+        kev=Kev(date_added=finding.kev.date_added.isoformat(),
+                due_date=finding.kev.due_date.isoformat() if finding.kev.due_date else None,
+                known_ransomware_use=finding.kev.known_ransomware_use.strip().lower() == "known")
+        if finding.kev else None,
+        epss=Epss(score=_round(finding.epss.score, 3) or 0.0,
+                  percentile=_round(finding.epss.percentile, 3),
+                  date=finding.epss.score_date.isoformat() if finding.epss.score_date else None)
+        if finding.epss else None,
+        fix=Fix(
+            status=finding.fix.status.value,
+            closing_version=finding.fix.closing_version,
+            advisories=list(finding.fix.advisories),
+            patch_ids=list(finding.fix.patch_ids),
+            availability=Availability(
+                date=date.isoformat() if date else None,
+                date_ns=_day_ns(date) if date else None,
+                days_from_now=(date - today).days if date else None,
+                basis=availability.basis.value,
+                confidence=_round(availability.confidence, 2),
+            ),
+        ),
+    )
+
+
+def _at_least(version: str | None, level: str) -> bool | None:
+    if version is None:
+        return None
+    try:
+        return _versions.compare("generic", version, level) >= 0
+    except VersionSchemeError:
+        return None
+
+
+def build_input(
+    request: RequestFacts,
+    host: HostFacts,
+    report: AffectingReport,
+    patched: PatchedConfiguration,
+    now: dt.datetime,
+) -> InputDocument:
+    """Assemble the input document for one placement decision.
+
+    ``report`` is the PVDB's answer for the host's components; its component list
+    becomes ``host.components`` so that every vulnerability's ``component`` index points
+    into it. ``now`` is the decision time (timezone-aware).
+    """
+    now = _utc(now)
+    today = now.date()
+    attestation = host.attestation
+    issued = _utc(attestation.issued_at) if attestation.issued_at else None
+    level = request.requested_patch_level
+    met = None
+    if level is not None:
+        host_version = attestation.image.version if attestation.image else None
+        patched_version = patched.image.version if patched.image else None
+        met = PatchLevelMet(host=_at_least(host_version, level),
+                            patched_configuration=_at_least(patched_version, level))
+    return InputDocument(
+        request=Request(tenant=request.tenant, vm=request.vm, requested_patch_level=level,
+                        requested_image=request.requested_image, patch_level_met=met),
+        host=Host(
+            id=host.id,
+            attestation=Attestation(
+                status=attestation.status,
+                issued_at=rfc3339(issued) if issued else None,
+                issued_at_ns=ns_of(issued) if issued else None,
+                age_seconds=max(0, int((now - issued).total_seconds())) if issued else None,
+                verifier_id=attestation.verifier_id,
+                image=attestation.image,
+                trust_vector=attestation.trust_vector,
+                failures=list(attestation.failures),
+            ),
+            components=[Component(kind=c.kind, vendor=c.vendor, product=c.product,
+                                  version=c.version, cpe=c.cpe, purl=c.purl)
+                        for c in report.components],
+        ),
+        vulnerabilities=[_vulnerability(f, today)
+                         for f in sorted(report.findings, key=lambda f: (f.vuln_id, f.component))],
+        undetermined=[Undetermined(id=u.vuln_id, component=u.component, reason=u.reason)
+                      for u in report.undetermined],
+        patched_configuration=patched,
+        decision_time=DecisionTime(rfc3339=rfc3339(now), ns=ns_of(now)),
+        provenance=Provenance(pvdb_generation=report.pvdb_generation,
+                              pvdb_as_of=rfc3339(report.as_of)
+                              if report.as_of.tzinfo else report.as_of.isoformat()),
+    )

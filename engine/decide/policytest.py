@@ -1,0 +1,145 @@
+"""``vigil policy test``: run Rego unit tests like ``opa test``.
+
+Every rule named ``test_*`` in a module whose file ends in ``_test.rego`` is one test.
+A test passes when it evaluates to ``true``; it fails when it is false or undefined, and
+errors when evaluation fails. Output of ``print()`` during a failing test is kept, as
+``opa test`` shows it, so a test can print the values it compared.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.decide import bundle as _bundle
+from engine.decide.embedded import interpreter_error, new_interpreter
+from engine.decide.errors import PolicyError
+
+_TEST_RULE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{)", re.MULTILINE)
+_LIBC = ctypes.CDLL(None)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    package: str
+    name: str
+    file: str
+    status: str
+    """``pass``, ``fail`` or ``error``."""
+    detail: str
+    """``false``/``undefined`` for a failure, the message for an error."""
+    output: str
+    """What ``print()`` wrote while the test ran."""
+    duration_ns: int
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@contextmanager
+def _capture_stdout() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 1."""
+    captured: list[str] = []
+    sys.stdout.flush()
+    _LIBC.fflush(None)
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            yield captured
+        finally:
+            _LIBC.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", "replace"))
+
+
+def discover(policy: _bundle.PolicySet) -> list[tuple[str, str, str]]:
+    """(package, test rule, file) of every test, in file order."""
+    tests: list[tuple[str, str, str]] = []
+    for path, source in sorted(policy.test_modules.items()):
+        package = _bundle.package_of(source)
+        if package is None:
+            raise PolicyError("no `package` line", file=path)
+        seen: set[str] = set()
+        for match in _TEST_RULE.finditer(source):
+            name = match.group(1)
+            if name not in seen:
+                seen.add(name)
+                tests.append((package, name, path))
+    return tests
+
+
+def load(path: Path) -> _bundle.PolicySet:
+    """Every module (tests included) and data file under ``path``.
+
+    ``path`` may be the policy folder (``policies/``) or a root or sub-folder inside it
+    (``policies/vigil``): the policy folder is found from the first module's package.
+    """
+    path = path.resolve()
+    if not path.is_dir():
+        return _bundle.load_directory(path, include_tests=True)
+    first = next(iter(sorted(path.rglob("*.rego"))), None)
+    if first is None:
+        raise PolicyError(f"no Rego modules under {path}")
+    package = _bundle.package_of(first.read_text(encoding="utf-8"))
+    if package is None:
+        raise PolicyError("no `package` line", file=str(first))
+    depth = len(package.split("."))
+    base = first.parent
+    for _ in range(depth - 1):
+        base = base.parent
+    if base == path or base not in path.parents:
+        return _bundle.load_directory(path, include_tests=True)
+    return _bundle.load_directory(base, [path.relative_to(base).as_posix()],
+                                  include_tests=True)
+
+
+def run(policy: _bundle.PolicySet, *, name_filter: str | None = None) -> list[TestResult]:
+    """Run every test of ``policy``; raise PolicyError naming the file when it does not
+    compile."""
+    with _capture_stdout():
+        interpreter = new_interpreter(policy, include_tests=True)
+        probe = interpreter.query("x := 1")
+        if not probe.ok():
+            message = interpreter_error(interpreter)
+            from engine.decide.embedded import compile_error
+
+            failure = compile_error(message, policy.modules)
+            if "rego-with" in message or "rego-localref" in message:
+                failure.tip = ("rego-cpp cannot compile `with input as {…}` over some rules; "
+                             "replace one field at a time: `with input.host as host`")
+            raise failure
+    results: list[TestResult] = []
+    pattern = re.compile(name_filter) if name_filter else None
+    for package, name, file in discover(policy):
+        if pattern and not pattern.search(f"{package}.{name}"):
+            continue
+        started = time.perf_counter_ns()
+        with _capture_stdout() as printed:
+            output = interpreter.query(f"data.{package}.{name}")
+            ok = output.ok()
+            error = "" if ok else interpreter_error(interpreter)
+            found = ok and output.results and output.results[0].expressions
+            value = output.results[0].expressions[0] if found else None
+        elapsed = time.perf_counter_ns() - started
+        text = "".join(printed)
+        if not ok:
+            status, detail = "error", error.splitlines()[0] if error else "evaluation failed"
+        elif value is True:
+            status, detail = "pass", ""
+        else:
+            status, detail = "fail", "undefined" if value is None else repr(value)
+        results.append(TestResult(package=package, name=name, file=file, status=status,
+                                  detail=detail, output=text, duration_ns=elapsed))
+    return results

@@ -1,0 +1,131 @@
+package vigil.decision_test
+
+import rego.v1
+
+import data.vigil.decision
+import data.vigil.testing.fixtures_test as fx
+
+# Each test replaces every input field (one `with` per field; see fixtures_test.rego).
+# The expected verdict is printed on failure with the whole result, like opa test -v.
+
+_expect(d, verdict) if d.verdict == verdict
+
+_expect(d, verdict) if {
+	d.verdict != verdict
+	print("expected verdict", verdict, "got", d)
+	false
+}
+
+test_admit_without_vulnerabilities if {
+	req := fx.request
+	host := fx.host
+	vs := []
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "admit")
+	d == {"verdict": "admit", "reasons": set(), "obligations": set(), "warnings": set()}
+}
+
+test_admit_with_warnings_for_what_was_tolerated if {
+	req := fx.request
+	host := fx.host
+	vs := [fx.vuln_low, fx.vuln_no_fix]
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "admit")
+	{r.rule | some r in d.warnings} == {"vulnerability_tolerated", "no_fix_within_window"}
+}
+
+test_reject_wins_over_everything if {
+	req := fx.request
+	host := json.patch(fx.host, [{"op": "replace", "path": "/attestation/status", "value": "warning"}])
+	vs := [fx.vuln_in_window]
+	patched := fx.patched_ready
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "reject")
+	{r.rule | some r in d.reasons} == {"attestation_not_affirming"}
+	count(d.obligations) == 0
+}
+
+test_reject_kev_without_patched_configuration if {
+	req := fx.request
+	host := fx.host
+	vs := [fx.vuln_kev, fx.vuln_in_window]
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "reject")
+	{r.vulnerability | some r in d.reasons} == {"CVE-2026-0004"}
+}
+
+test_patch_when_patched_configuration_ready if {
+	req := fx.request
+	host := fx.host
+	vs := [fx.vuln_kev, fx.vuln_in_window]
+	patched := fx.patched_ready
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "patch")
+	{r.vulnerability | some r in d.reasons} == {"CVE-2026-0004", "CVE-2026-0001"}
+	{o.type | some o in d.obligations} == {"patch_host", "place_on_image"}
+}
+
+test_delay_when_fix_in_window if {
+	req := fx.request
+	host := fx.host
+	vs := [fx.vuln_in_window, fx.vuln_low]
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "delay")
+	{r.rule | some r in d.reasons} == {"fix_expected_within_window"}
+	{o.type | some o in d.obligations} == {"recheck_at", "prepare_patched_configuration"}
+	{r.rule | some r in d.warnings} == {"vulnerability_tolerated"}
+}
+
+test_recheck_at_earliest_fix_date if {
+	req := fx.request
+	host := fx.host
+	later := json.patch(fx.vuln_in_window, [
+		{"op": "replace", "path": "/id", "value": "CVE-2026-0010"},
+		{"op": "replace", "path": "/fix/availability/days_from_now", "value": 20},
+		{"op": "replace", "path": "/fix/availability/date_ns", "value": 1768953600000000000},
+	])
+	vs := [later, fx.vuln_in_window]
+	patched := fx.patched_preparing
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "delay")
+	d.obligations == {{"type": "recheck_at", "at_ns": 1768003200000000000}}
+}
+
+# The exceptions come from vigil.rules.sample_exception_test, enabled by listing it.
+_with_sample_exceptions := array.concat(data.vigil.config.rule_packages, ["sample_exception_test"])
+
+test_exception_moves_a_finding_to_the_warnings if {
+	packages := _with_sample_exceptions
+	req := fx.request
+	host := fx.host
+	vs := [fx.vuln_kev]
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.vigil.config.rule_packages as packages
+	_expect(d, "admit")
+	some w in d.warnings
+	w.rule == "kev_without_patched_configuration"
+	startswith(w.message, "excepted: ")
+}
+
+test_exception_without_vulnerability_covers_the_rule if {
+	packages := _with_sample_exceptions
+	req := fx.request
+	host := json.patch(fx.host, [{"op": "replace", "path": "/attestation/age_seconds", "value": 999999}])
+	vs := []
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.vigil.config.rule_packages as packages
+	_expect(d, "admit")
+}

@@ -1,0 +1,223 @@
+# METADATA
+# title: Vulnerabilities
+# description: |
+#   Judge the vulnerabilities that affect the host's components. A vulnerability is
+#   relevant when it is KEV-listed, or its highest CVSS score reaches
+#   data.vigil.config.relevance.min_cvss, or its EPSS score reaches
+#   data.vigil.config.relevance.min_epss. The window is data.vigil.config.window_days.
+package vigil.rules.vulnerabilities
+
+import rego.v1
+
+_config := data.vigil.config
+
+_patched := input.patched_configuration
+
+_patched_ready if {
+	_patched.state == "ready"
+	_patched.attested == true
+	_patched.attestation_status == "affirming"
+}
+
+_relevant(v) if v.kev != null
+
+_relevant(v) if {
+	is_number(v.max_cvss)
+	v.max_cvss >= _config.relevance.min_cvss
+}
+
+_relevant(v) if {
+	v.epss != null
+	v.epss.score >= _config.relevance.min_epss
+}
+
+_in_window(v) if {
+	is_number(v.fix.availability.days_from_now)
+	v.fix.availability.days_from_now <= _config.window_days
+}
+
+_label(v) := sprintf("%s (CVSS %.1f)", [v.id, v.max_cvss]) if {
+	is_number(v.max_cvss)
+} else := sprintf("%s (no CVSS score)", [v.id])
+
+_component(v) := sprintf("%s %s", [c.product, c.version]) if {
+	c := input.host.components[v.component]
+	c.product != null
+} else := sprintf("component #%d", [v.component])
+
+# METADATA
+# title: KEV-listed vulnerability without a patched configuration
+# description: |
+#   Reject when a vulnerability is in CISA's Known Exploited Vulnerabilities catalog
+#   and no ready, attested patched configuration exists for the host.
+# custom:
+#   rule: kev_without_patched_configuration
+#   verdict: reject
+deny contains reason if {
+	some v in input.vulnerabilities
+	v.kev != null
+	not _patched_ready
+	reason := {
+		"rule": "kev_without_patched_configuration",
+		"message": sprintf("%s in %s is exploited in the wild (KEV since %s) and no attested patched configuration is ready", [_label(v), _component(v), v.kev.date_added]),
+		"vulnerability": v.id,
+	}
+}
+
+# METADATA
+# title: Relevant vulnerability, patched configuration ready
+# description: |
+#   Patch when a relevant vulnerability affects the host and a ready, attested patched
+#   configuration exists: place the VM on that image, patching the host first.
+# custom:
+#   rule: patched_configuration_ready
+#   verdict: patch
+patch contains reason if {
+	some v in input.vulnerabilities
+	_relevant(v)
+	_patched_ready
+	reason := {
+		"rule": "patched_configuration_ready",
+		"message": sprintf("%s in %s is fixed by the attested patched configuration %s %s", [_label(v), _component(v), _patched.image.name, _patched.image.version]),
+		"vulnerability": v.id,
+	}
+}
+
+# METADATA
+# title: Fix expected within the window
+# description: |
+#   Delay when a relevant, not KEV-listed vulnerability has a fix available or expected
+#   within data.vigil.config.window_days but no patched configuration is ready yet.
+# custom:
+#   rule: fix_expected_within_window
+#   verdict: delay
+delay contains reason if {
+	some v in input.vulnerabilities
+	_relevant(v)
+	v.kev == null
+	not _patched_ready
+	_in_window(v)
+	reason := {
+		"rule": "fix_expected_within_window",
+		"message": sprintf("%s in %s: fix %s %s (%s), within the %d-day window; no patched configuration is ready", [_label(v), _component(v), _fix_word(v), v.fix.availability.date, v.fix.availability.basis, _config.window_days]),
+		"vulnerability": v.id,
+	}
+}
+
+_fix_word(v) := "available since" if {
+	v.fix.availability.days_from_now <= 0
+} else := "expected on"
+
+# METADATA
+# title: Fix date is an estimate
+# description: Warn when a delay rests on a predicted (not vendor-stated) fix date.
+# custom:
+#   rule: fix_date_estimated
+#   verdict: warn
+warn contains reason if {
+	some v in input.vulnerabilities
+	_relevant(v)
+	v.kev == null
+	not _patched_ready
+	_in_window(v)
+	v.fix.availability.basis == "estimated"
+	reason := {
+		"rule": "fix_date_estimated",
+		"message": sprintf("the fix date %s for %s is estimated (confidence %.2f)", [v.fix.availability.date, v.id, _confidence(v)]),
+		"vulnerability": v.id,
+	}
+}
+
+_confidence(v) := v.fix.availability.confidence if {
+	is_number(v.fix.availability.confidence)
+} else := 0
+
+# METADATA
+# title: No fix within the window
+# description: |
+#   Warn (and tolerate) when a relevant, not KEV-listed vulnerability has no fix
+#   available or expected within the window and no patched configuration is ready.
+# custom:
+#   rule: no_fix_within_window
+#   verdict: warn
+warn contains reason if {
+	some v in input.vulnerabilities
+	_relevant(v)
+	v.kev == null
+	not _patched_ready
+	not _in_window(v)
+	reason := {
+		"rule": "no_fix_within_window",
+		"message": sprintf("%s in %s has no fix expected within %d days (fix status %s); tolerated", [_label(v), _component(v), _config.window_days, v.fix.status]),
+		"vulnerability": v.id,
+	}
+}
+
+# METADATA
+# title: Vulnerability below the relevance thresholds
+# description: Warn (and tolerate) a vulnerability that is neither KEV-listed nor above the CVSS or EPSS thresholds.
+# custom:
+#   rule: vulnerability_tolerated
+#   verdict: warn
+warn contains reason if {
+	some v in input.vulnerabilities
+	not _relevant(v)
+	reason := {
+		"rule": "vulnerability_tolerated",
+		"message": sprintf("%s in %s is below the relevance thresholds; tolerated", [_label(v), _component(v)]),
+		"vulnerability": v.id,
+	}
+}
+
+# METADATA
+# title: Vulnerability could not be judged
+# description: Warn when a vulnerability names a host component whose versions cannot be compared.
+# custom:
+#   rule: vulnerability_undetermined
+#   verdict: warn
+warn contains reason if {
+	some u in input.undetermined
+	reason := {
+		"rule": "vulnerability_undetermined",
+		"message": sprintf("%s names %s but its versions cannot be compared: %s", [u.id, _component(u), u.reason]),
+		"vulnerability": u.id,
+	}
+}
+
+# METADATA
+# title: Obligations for patch and delay
+# description: |
+#   patch: patch the host to the patched configuration's image, then place the VM on it.
+#   delay: re-check at the earliest expected fix date (or after recheck_interval_hours
+#   when a fix is already available), and trigger the patched configuration's
+#   preparation when none is being prepared.
+obligations contains {"verdict": "patch", "obligation": o} if {
+	count(patch) > 0
+	o := {"type": "patch_host", "host": input.host.id, "image": _patched.image}
+}
+
+obligations contains {"verdict": "patch", "obligation": o} if {
+	count(patch) > 0
+	o := {"type": "place_on_image", "image": _patched.image}
+}
+
+obligations contains {"verdict": "delay", "obligation": o} if {
+	count(delay) > 0
+	o := {"type": "recheck_at", "at_ns": min(_recheck_times)}
+}
+
+obligations contains {"verdict": "delay", "obligation": o} if {
+	count(delay) > 0
+	_patched.state == "none"
+	o := {"type": "prepare_patched_configuration", "host": input.host.id, "vulnerabilities": sort([r.vulnerability | some r in delay])}
+}
+
+_recheck_times contains _recheck_at(v) if {
+	some r in delay
+	some v in input.vulnerabilities
+	v.id == r.vulnerability
+}
+
+_recheck_at(v) := v.fix.availability.date_ns if {
+	v.fix.availability.days_from_now > 0
+} else := input.decision_time.ns + ((_config.recheck_interval_hours * 3600) * 1000000000)

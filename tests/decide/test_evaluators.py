@@ -1,0 +1,93 @@
+"""Evaluator backends: rego-cpp's known gaps pinned, and OPA when an `opa` binary exists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import regopy
+
+from engine.decide import Decider
+from engine.decide.bundle import build, load_directory
+from engine.decide.embedded import EmbeddedEvaluator
+from tests.decide.conftest import POLICIES, VULN_IN_WINDOW, document
+
+
+def _query(q: str) -> object:
+    interpreter = regopy.Interpreter()
+    out = interpreter.query(q)
+    assert out.ok()
+    return out.results[0].bindings.get("x") if out.results else None
+
+
+def test_rego_cpp_gaps_the_policies_avoid() -> None:
+    # time.parse_rfc3339_ns rejects a trailing Z: policies read the engine's ns instead
+    assert _query('x := time.parse_rfc3339_ns("2026-01-01T00:00:00Z")') is None
+    assert _query('x := time.parse_rfc3339_ns("2026-01-01T00:00:00+00:00")') == \
+        1767225600000000000
+    # no net.* built-ins
+    assert _query('x := net.cidr_contains("10.0.0.0/8", "10.1.1.1")') is None
+    # float noise with %v; %.1f is exact
+    assert _query('x := sprintf("%v", [9.8])') == "9.800000000000001"
+    assert _query('x := sprintf("%.1f", [9.8])') == "9.8"
+    # and the policies do not use what differs
+    sources = "\n".join(p.read_text() for p in POLICIES.rglob("*.rego")
+                        if not p.name.endswith("_test.rego"))
+    for avoided in ("parse_rfc3339", "net.", "%v", "object.keys", "time.now_ns"):
+        assert avoided not in sources
+
+
+def test_embedded_is_fast_enough_for_one_decision() -> None:
+    evaluator = EmbeddedEvaluator(load_directory(POLICIES, ["vigil"]), timeout=None)
+    doc = document(vulnerabilities=[VULN_IN_WINDOW])
+    evaluator.evaluate(doc)
+    started = time.perf_counter()
+    for _ in range(20):
+        evaluator.evaluate(doc)
+    assert (time.perf_counter() - started) / 20 < 0.05
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("opa") is None,
+                    reason="no `opa` binary on PATH: no registry this project reaches "
+                    "(PyPI, npm, Debian) ships one, so the OPA backend is tested only where "
+                    "OPA is installed")
+def test_opa_server_serves_the_signed_bundle_and_agrees(tmp_path: Path,
+                                                       rsa_keys: tuple[Path, Path]) -> None:
+    from engine.decide.remote import RemoteEvaluator
+
+    policy = load_directory(POLICIES, ["vigil"])
+    target = tmp_path / "vigil.tar.gz"
+    target.write_bytes(build(policy, revision="opa-1", signing_key=rsa_keys[0]))
+    port = _free_port()
+    server = subprocess.Popen(
+        ["opa", "run", "--server", f"--addr=127.0.0.1:{port}", "--bundle",
+         f"--verification-key={rsa_keys[1]}", "--verification-key-id=vigil",
+         str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        remote = RemoteEvaluator(f"http://127.0.0.1:{port}", timeout=2.0)
+        for _ in range(50):
+            try:
+                remote.evaluate(document())
+                break
+            except Exception:
+                time.sleep(0.1)
+        embedded = EmbeddedEvaluator(policy)
+        for doc in (document(), document(vulnerabilities=[VULN_IN_WINDOW])):
+            a = Decider(remote).decide(doc)
+            b = Decider(embedded).decide(doc)
+            assert json.dumps(a.decision.to_json(), sort_keys=True) == \
+                json.dumps(b.decision.to_json(), sort_keys=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

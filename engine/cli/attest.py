@@ -20,7 +20,7 @@ from rich.table import Table
 from engine.attest.eventlog import PCR_INDEX_NOT_EXTENDED, Event, EventLog, PcrValues, load
 from engine.errors import UsageError
 
-app = typer.Typer(help="Look at host attestation evidence: TPM event logs.",
+app = typer.Typer(help="Verify hosts: nonces, evidence, event logs, reference manifests, results.",
                   no_args_is_help=True)
 
 _PREVIEW_CHARS = 40

@@ -83,11 +83,22 @@ def generation(con: duckdb.DuckDBPyConnection) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def load_stored(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], StoredRecord]:
-    """Every record's hash and times, keyed by (source, record_id)."""
-    table = con.sql(
-        "SELECT source, record_id, content_hash, modified, ingested_at FROM records"
-    ).to_arrow_table()
+def load_stored(
+    con: duckdb.DuckDBPyConnection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], StoredRecord]:
+    """The stored hash and times of those of ``keys`` (source, record_id) that exist."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    con.register("_wanted_keys", pa.table({"source": [k[0] for k in wanted],
+                                           "record_id": [k[1] for k in wanted]}))
+    try:
+        table = con.sql(
+            "SELECT r.source, r.record_id, r.content_hash, r.modified, r.ingested_at"
+            " FROM records r SEMI JOIN _wanted_keys w USING (source, record_id)"
+        ).to_arrow_table()
+    finally:
+        con.unregister("_wanted_keys")
     columns = [table.column(i).to_pylist() for i in range(5)]
     return {
         (s, r): StoredRecord(h, m, i)

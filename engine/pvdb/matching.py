@@ -20,8 +20,9 @@ For one (component, vulnerability) the verdict is reached in three steps:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,14 @@ class Statement:
     condition: str | None
     release: str | None
     cpe: str | None
+    lo_key: tuple[Any, ...] | None = None
+    """``start`` as a :func:`versions.sort_key` (None: unbounded, or see ``keyed``)."""
+    hi_key: tuple[Any, ...] | None = None
+    """``end`` as a sort key; a wildcard end is turned into an exclusive bound."""
+    hi_inclusive: bool = False
+    exact_key: tuple[Any, ...] | None = None
+    keyed: bool = False
+    """Every bound has a sort key: the statement is checked with tuple comparisons."""
 
     def describe(self) -> str:
         """The statement in words, for evidence lists."""
@@ -90,6 +99,8 @@ class Verdict:
     reason: str | None = None
     source: str | None = None
     record_id: str | None = None
+    key: ComponentKey | None = None
+    """The component key (and so the version) the deciding statements were read with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +133,54 @@ def component_keys(component: Component) -> list[ComponentKey]:
     return keys
 
 
-class MatchIndex:
-    """Statements by product/package key, and release dates of products whose fixes are
-    dated by their releases, loaded once per PVDB generation."""
+Group = tuple[Statement, ...]
+"""The statements of one feed entry (same source, record and group number)."""
 
-    def __init__(self, by_key: dict[IndexKey, list[Statement]], generation: int,
+
+def _compile(row: tuple[Any, ...]) -> Statement:
+    """A statement with its bounds turned into sort keys where the scheme allows."""
+    st = Statement(*row)
+    if st.scheme not in versions.KEYED:
+        return st
+    lo = hi = exact = None
+    hi_inclusive = st.end_inclusive
+    keyed = True
+    if st.exact is not None and st.exact not in ("*", ""):
+        exact = versions.sort_key(st.scheme, st.exact)
+        keyed = exact is not None
+    if st.start is not None and st.start not in ("0", "*", ""):
+        lo = versions.sort_key(st.scheme, st.start)
+        keyed = keyed and lo is not None
+    if st.end is not None and st.end.strip() != "*":
+        if versions.wildcard_prefix(st.end) is not None:
+            hi, hi_inclusive = versions.wildcard_end_key(st.scheme, st.end), False
+        else:
+            hi = versions.sort_key(st.scheme, st.end)
+        keyed = keyed and hi is not None
+    if not keyed:
+        return st
+    return dataclasses.replace(st, lo_key=lo, hi_key=hi, hi_inclusive=hi_inclusive,
+                               exact_key=exact, keyed=True)
+
+
+_RESULT_CACHE = 4096
+
+
+class MatchIndex:
+    """Statement groups by product/package key and vulnerability, and release dates of
+    products whose fixes are dated by their releases, loaded once per PVDB generation.
+
+    Answers per (key, version) are kept (up to a bound): hosts of one fleet run the same
+    components, so most placement queries repeat them.
+    """
+
+    def __init__(self, by_key: dict[IndexKey, dict[str, list[Group]]], generation: int,
                  releases: dict[tuple[str, str, str], dt.date] | None = None) -> None:
         self.by_key = by_key
         self.generation = generation
         self.releases = releases or {}
         """(vendor, product, version) -> release date."""
+        self._answers: OrderedDict[tuple[Any, ...], list[tuple[str, Verdict]]] = OrderedDict()
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
@@ -143,15 +192,21 @@ class MatchIndex:
             FROM affected
             """
         ).fetchall()
-        by_key: dict[IndexKey, list[Statement]] = defaultdict(list)
+        grouped: dict[IndexKey, dict[str, dict[tuple[str, str, int], list[Statement]]]] = {}
         for row in rows:
-            statement = Statement(*row[:17])
+            statement = _compile(row[:17])
             vendor, product, ecosystem, package = row[17:]
             if statement.match_kind == "package":
                 key: IndexKey = ("package", ecosystem or "", package or "")
             else:
                 key = ("product", vendor or "", product or "")
-            by_key[key].append(statement)
+            groups = grouped.setdefault(key, {}).setdefault(statement.vuln_id, {})
+            groups.setdefault((statement.source, statement.record_id, statement.group),
+                              []).append(statement)
+        by_key = {
+            key: {vuln: [tuple(g) for g in groups.values()] for vuln, groups in vulns.items()}
+            for key, vulns in grouped.items()
+        }
         releases: dict[tuple[str, str, str], dt.date] = {}
         names = {f"{v}:{p}": (v, p) for v, p in CPE_PRODUCTS.values()}
         for product, version, day in con.execute(
@@ -160,29 +215,41 @@ class MatchIndex:
         ).fetchall():
             vendor_product = names[product]
             releases[(*vendor_product, version)] = day
-        return cls(dict(by_key), generation, releases)
+        return cls(by_key, generation, releases)
 
     def statements(
         self, keys: Iterable[ComponentKey]
-    ) -> dict[str, list[tuple[ComponentKey, Statement]]]:
-        """Statements about any of ``keys``, by vulnerability id."""
-        out: dict[str, list[tuple[ComponentKey, Statement]]] = defaultdict(list)
+    ) -> dict[str, list[tuple[ComponentKey, Group]]]:
+        """Statement groups about any of ``keys``, by vulnerability id."""
+        out: dict[str, list[tuple[ComponentKey, Group]]] = defaultdict(list)
         for ck in keys:
-            for st in self.by_key.get(ck.key, ()):
-                out[st.vuln_id].append((ck, st))
+            for vuln, groups in self.by_key.get(ck.key, {}).items():
+                out[vuln].extend((ck, g) for g in groups)
         return out
 
+    def verdicts(self, keys: list[ComponentKey]) -> list[tuple[str, Verdict]]:
+        """Every vulnerability that names one of ``keys`` with its verdict for the
+        component's version (cached per keys and version)."""
+        cache_key = tuple((k.key, k.version, k.release) for k in keys)
+        answer = self._answers.get(cache_key)
+        if answer is None:
+            answer = [(vuln, evaluate(groups)) for vuln, groups in self.statements(keys).items()]
+            self._answers[cache_key] = answer
+            if len(self._answers) > _RESULT_CACHE:
+                self._answers.popitem(last=False)
+        else:
+            self._answers.move_to_end(cache_key)
+        return answer
 
-def evaluate(pairs: list[tuple[ComponentKey, Statement]]) -> Verdict:
+
+def evaluate(groups: list[tuple[ComponentKey, Group]]) -> Verdict:
     """Steps 1–3 of the module docstring for one (component, vulnerability)."""
-    groups: dict[tuple[str, str, int], list[tuple[ComponentKey, Statement]]] = defaultdict(list)
-    for ck, st in pairs:
-        groups[(st.source, st.record_id, st.group)].append((ck, st))
     by_level: dict[str, list[Verdict]] = defaultdict(list)
     unknowns: list[Verdict] = []
-    for members in groups.values():
-        verdict = _evaluate_group(members)
-        level = members[0][1].match_kind
+    for ck, group in groups:
+        verdict = _evaluate_group(ck, group)
+        verdict.key = ck
+        level = group[0].match_kind
         if verdict.status == "unknown":
             unknowns.append(verdict)
         else:
@@ -193,7 +260,7 @@ def evaluate(pairs: list[tuple[ComponentKey, Statement]]) -> Verdict:
             continue
         affected = [v for v in decided if v.status == "affected"]
         if affected:
-            merged = Verdict("affected", scheme=affected[0].scheme)
+            merged = Verdict("affected", scheme=affected[0].scheme, key=affected[0].key)
             for v in affected:
                 merged.decisive.extend(v.decisive)
                 if v.scheme == merged.scheme:
@@ -207,31 +274,32 @@ def evaluate(pairs: list[tuple[ComponentKey, Statement]]) -> Verdict:
     return Verdict("unaffected")
 
 
-def _evaluate_group(members: list[tuple[ComponentKey, Statement]]) -> Verdict:
-    st0 = members[0][1]
-    applicable = [
-        (ck, st) for ck, st in members
-        if not (st.release and ck.release and st.release != ck.release)
-    ]
-    if not applicable:
+def _evaluate_group(ck: ComponentKey, group: Group) -> Verdict:
+    st0 = group[0]
+    if st0.release and ck.release and st0.release != ck.release:
         return Verdict("unaffected", decisive=[])
-    comparable = [(ck, st) for ck, st in applicable if versions.is_comparable(st.scheme)]
+    applicable = [st for st in group
+                  if not (st.release and ck.release and st.release != ck.release)]
+    comparable = [st for st in applicable if versions.is_comparable(st.scheme)]
     if not comparable:
-        schemes = sorted({st.scheme for _, st in applicable})
+        schemes = sorted({st.scheme for st in applicable})
         return Verdict(
             "unknown",
             reason="versions are stated in a scheme that cannot be compared"
             f" ({', '.join(schemes)})",
             source=st0.source, record_id=st0.record_id,
         )
+    scheme = comparable[0].scheme
+    version = ck.version
+    vkey = versions.sort_key(scheme, version)
     matched: list[Statement] = []
-    scheme = comparable[0][1].scheme
     fixed: set[str] = set()
     try:
-        for ck, st in comparable:
+        for st in comparable:
             if st.fixed:
                 fixed.add(st.fixed)
-            if _contains(st, ck.version):
+            if (_contains_key(st, vkey) if st.keyed and vkey is not None
+                    and st.scheme == scheme else _contains(st, version)):
                 matched.append(st)
     except VersionSchemeError as exc:
         return Verdict("unknown", reason=exc.summary, source=st0.source, record_id=st0.record_id)
@@ -247,9 +315,19 @@ def _evaluate_group(members: list[tuple[ComponentKey, Statement]]) -> Verdict:
         if status == "unknown":
             return Verdict("unknown", reason="the feed gives no status for this version",
                            source=st0.source, record_id=st0.record_id)
-        version = comparable[0][0].version
         decisive = [(st0, f"{status} by default: no statement of this entry covers {version}")]
     return Verdict(status, scheme=scheme, decisive=decisive, fixed_candidates=fixed)
+
+
+def _contains_key(st: Statement, v: tuple[Any, ...]) -> bool:
+    """:func:`_contains` with precomputed sort keys (same answers, tuple comparisons)."""
+    if st.exact is not None:
+        return st.exact_key is None or v == st.exact_key
+    lo = st.lo_key
+    if lo is not None and (v < lo or (v == lo and not st.start_inclusive)):
+        return False
+    hi = st.hi_key
+    return hi is None or v < hi or (v == hi and st.hi_inclusive)
 
 
 def _contains(st: Statement, version: str) -> bool:

@@ -7,6 +7,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import duckdb
+import pyarrow as pa
+
 from engine.errors import NotFoundError, UsageError
 from engine.pvdb import matching, store
 from engine.pvdb.identity import IdentityError
@@ -57,10 +60,9 @@ def affecting(
             keys = matching.component_keys(component)
         except IdentityError as exc:
             raise UsageError(f"component {position} ({component.label}): {exc.summary}") from exc
-        for vuln_id, pairs in index.statements(keys).items():
-            verdict = matching.evaluate(pairs)
+        for vuln_id, verdict in index.verdicts(keys):
             if verdict.status == "affected":
-                key = pairs[0][0]
+                key = verdict.key or keys[0]
                 verdicts.append((position, vuln_id, key, verdict))
             elif verdict.status == "unknown":
                 undetermined.append(Undetermined(
@@ -123,8 +125,15 @@ class _Facts:
         if not vuln_ids:
             return facts
         con = db._con
-        con.execute("CREATE OR REPLACE TEMP TABLE _q_ids (vuln_id VARCHAR)")
-        con.executemany("INSERT INTO _q_ids VALUES (?)", [(v,) for v in vuln_ids])
+        con.register("_q_ids", pa.table({"vuln_id": vuln_ids}))
+        try:
+            facts._read(con)
+        finally:
+            con.unregister("_q_ids")
+        return facts
+
+    def _read(self, con: duckdb.DuckDBPyConnection) -> None:
+        facts = self
         for vid, source, title, state in con.execute(
             "SELECT vuln_id, source, title, state FROM vulnerabilities"
             " WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
@@ -166,7 +175,6 @@ class _Facts:
             " package FROM fixes WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
         ).fetchall():
             facts.fixes[row[0]].append(row[1:])
-        return facts
 
 
 def _finding(

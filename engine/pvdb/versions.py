@@ -111,6 +111,52 @@ class _Dotted:
         return hash(self.key)
 
 
+KEYED = frozenset({"kernel", "semver", "generic"})
+"""Schemes whose versions have a plain-tuple :func:`sort_key`."""
+
+_RELEASE = (1,)
+_LOWEST = (0,)
+
+
+@lru_cache(maxsize=262_144)
+def sort_key(scheme: str, text: str) -> tuple[Any, ...] | None:
+    """A plain tuple that orders like :func:`parse` for ``kernel``, ``semver`` and
+    ``generic`` versions (fast to compare), or None for other schemes and for versions
+    that do not parse. A release sorts after its pre-releases."""
+    if scheme not in KEYED:
+        return None
+    try:
+        value = parse(scheme, text)
+    except VersionSchemeError:
+        return None
+    if isinstance(value, _Dotted):
+        return tuple(value.key)
+    v = value.value
+    pre = tuple((0, p) if isinstance(p, int) or str(p).isdigit() else (1, str(p))
+                for p in (int(x) if str(x).isdigit() else x for x in v.prerelease))
+    return (v.major, v.minor, v.patch, (0, *pre) if pre else _RELEASE)
+
+
+@lru_cache(maxsize=65_536)
+def wildcard_end_key(scheme: str, end: str) -> tuple[Any, ...] | None:
+    """For ``X.Y.*`` in ``kernel``/``semver``/``generic``: the exclusive bound that
+    equals "at most branch X.Y" (the lowest key of X.(Y+1)); None otherwise."""
+    prefix = wildcard_prefix(end)
+    if not prefix or scheme not in KEYED:
+        return None
+    try:
+        numbers = [int(p) for p in prefix]
+    except ValueError:
+        return None
+    numbers[-1] += 1
+    if scheme == "generic":
+        padded = tuple(numbers) + (0,) * (8 - len(numbers)) if len(numbers) < 8 else tuple(
+            numbers)
+        return (padded, _LOWEST)
+    numbers += [0] * (3 - len(numbers))
+    return (numbers[0], numbers[1], numbers[2], _LOWEST)
+
+
 def compare(scheme: str, a: str, b: str) -> int:
     """-1, 0 or 1 as ``a`` is lower than, equal to or higher than ``b``."""
     va, vb = parse(scheme, a), parse(scheme, b)

@@ -19,9 +19,7 @@ completes the work.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +33,7 @@ from engine.errors import FeedError, RecordError
 from engine.pvdb import sources, store
 from engine.pvdb.feeds import adapter_for
 from engine.pvdb.feeds.base import Document, FeedAdapter
+from engine.pvdb.gcpause import paused_gc
 from engine.pvdb.models import NormalisedRecord, RawRecord
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -116,21 +115,6 @@ _LOOKUP_CHUNK = 5000
 """Records whose stored versions are looked up in one query."""
 
 
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector: ingest allocates millions of short-lived,
-    acyclic objects, and collections triggered by them cost more than the ingest's own
-    work. Reference counting still frees everything; a collection runs at the end."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-        gc.collect()
-
-
 class _Writer:
     """Collects changed records and writes them in batches."""
 
@@ -159,7 +143,7 @@ def ingest(
     progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Ingest every document named by ``source_args`` (files, folders, URLs)."""
-    with _no_cyclic_gc():
+    with paused_gc():
         return _ingest(con, source_args, settings, progress)
 
 

@@ -20,18 +20,18 @@ For one (component, vulnerability) the verdict is reached in three steps:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
 from engine.errors import VersionSchemeError
 from engine.pvdb import identity, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
+from engine.pvdb.gcpause import paused_gc
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import Component
 
@@ -39,8 +39,7 @@ IndexKey = tuple[str, str, str]
 _LEVELS = ("package", "product", "cpe")
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
+class Statement(NamedTuple):
     vuln_id: str
     source: str
     record_id: str
@@ -137,30 +136,35 @@ Group = tuple[Statement, ...]
 """The statements of one feed entry (same source, record and group number)."""
 
 
+_UNKEYED = (None, None, False, None, False)
+"""The compiled-key fields of a statement checked through the library path."""
+
+
 def _compile(row: tuple[Any, ...]) -> Statement:
-    """A statement with its bounds turned into sort keys where the scheme allows."""
-    st = Statement(*row)
-    if st.scheme not in versions.KEYED:
-        return st
-    lo = hi = exact = None
-    hi_inclusive = st.end_inclusive
+    """A statement (an ``affected`` row) with its bounds turned into sort keys where the
+    scheme allows."""
+    scheme, start, end, end_inclusive, exact = row[5], row[8], row[10], row[11], row[12]
+    if scheme not in versions.KEYED:
+        return Statement._make((*row, *_UNKEYED))
+    sort_key = versions.sort_key
+    lo = hi = exact_key = None
+    hi_inclusive = end_inclusive
     keyed = True
-    if st.exact is not None and st.exact not in ("*", ""):
-        exact = versions.sort_key(st.scheme, st.exact)
-        keyed = exact is not None
-    if st.start is not None and st.start not in ("0", "*", ""):
-        lo = versions.sort_key(st.scheme, st.start)
+    if exact is not None and exact not in ("*", ""):
+        exact_key = sort_key(scheme, exact)
+        keyed = exact_key is not None
+    if start is not None and start not in ("0", "*", ""):
+        lo = sort_key(scheme, start)
         keyed = keyed and lo is not None
-    if st.end is not None and st.end.strip() != "*":
-        if versions.wildcard_prefix(st.end) is not None:
-            hi, hi_inclusive = versions.wildcard_end_key(st.scheme, st.end), False
+    if end is not None and end.strip() != "*":
+        if end.endswith(".*"):
+            hi, hi_inclusive = versions.wildcard_end_key(scheme, end), False
         else:
-            hi = versions.sort_key(st.scheme, st.end)
+            hi = sort_key(scheme, end)
         keyed = keyed and hi is not None
     if not keyed:
-        return st
-    return dataclasses.replace(st, lo_key=lo, hi_key=hi, hi_inclusive=hi_inclusive,
-                               exact_key=exact, keyed=True)
+        return Statement._make((*row, *_UNKEYED))
+    return Statement._make((*row, lo, hi, hi_inclusive, exact_key, True))
 
 
 _RESULT_CACHE = 4096
@@ -184,6 +188,11 @@ class MatchIndex:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
+        with paused_gc():
+            return cls._load(con, generation)
+
+    @classmethod
+    def _load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
         rows = con.sql(
             """
             SELECT vuln_id, source, record_id, grp, match_kind, scheme, status,
@@ -344,10 +353,15 @@ def _contains(st: Statement, version: str) -> bool:
 def closing_version(scheme: str, version: str, candidates: Iterable[str]) -> str | None:
     """The fixed version that closes the vulnerability for ``version``: the lowest
     fixed version above it on its own branch, else the lowest above it anywhere."""
+    mine_key = versions.sort_key(scheme, version)
     above: list[tuple[Any, str]] = []
     for candidate in candidates:
+        key = versions.sort_key(scheme, candidate)
         try:
-            if versions.compare(scheme, candidate, version) > 0:
+            if key is not None and mine_key is not None:
+                if key > mine_key:
+                    above.append((key, candidate))
+            elif versions.compare(scheme, candidate, version) > 0:
                 above.append((versions.parse(scheme, candidate), candidate))
         except VersionSchemeError:
             continue

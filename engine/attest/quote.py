@@ -37,6 +37,7 @@ Two facts the real quotes under ``shared/data/tpm/quotes`` confirm:
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -294,9 +295,11 @@ def parse_signature(data: bytes) -> Signature:
     return Signature(scheme, hash_alg, value)
 
 
+@functools.lru_cache(maxsize=1024)
 def load_public_key(data: bytes) -> AkPublic:
     """Load an RSA or ECC public key: TPM2B_PUBLIC, TPMT_PUBLIC, or a PEM or DER
-    SubjectPublicKeyInfo.
+    SubjectPublicKeyInfo. Loaded keys are kept (they are immutable), so a verifier that
+    loads each host's trusted AK for every quote pays for the parsing once.
 
     The format is told apart by its first bytes, in this order: ``-----BEGIN`` (PEM); a
     UINT16 size equal to the length of the rest (TPM2B_PUBLIC); 0x30, an ASN.1 SEQUENCE

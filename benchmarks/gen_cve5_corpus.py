@@ -14,7 +14,8 @@ What a corpus holds (deterministic for a given ``--count`` and ``--seed``):
   ``git`` ranges per fixed branch, ``semver`` ``lessThanOrEqual: "6.6.*"`` branch
   statements, ``original_commit_for_fix``, and often ``cpeApplicability``;
 * other records name products from a *head* of ~700 vendor/product pairs (the real
-  ones, Red Hat rpm package streams and synthetic ones, Zipf-weighted; 12 % of picks;
+  ones, Red Hat rpm package streams and synthetic ones, Zipf-weighted; 5 % of picks,
+  about 20 records each;
   the benchmark's hosts run these) or from a *long tail* of made-up products (about
   7 records each, as most cvelistV5 products have few records), with semver
   ``lessThan`` / ``lessThanOrEqual`` ranges, per-branch ranges, exact versions,
@@ -59,7 +60,7 @@ from typing import Any
 
 import orjson
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_TEMPLATES = Path("/work/shared/data/feeds")
 MARKER = ".corpus.json"
 _IN_PROGRESS = ".generating"
@@ -79,7 +80,7 @@ YEAR_WEIGHTS: dict[int, int] = {
 }
 _ID_STRIDE = 3
 REJECTED_SHARE = 0.03
-HEAD_SHARE = 0.12
+HEAD_SHARE = 0.05
 """Share of product picks that go to the head of the catalogue (the products hosts run)."""
 
 
@@ -182,7 +183,7 @@ def load_templates(root: Path = DEFAULT_TEMPLATES) -> Templates:
                 if f not in t.kernel_files:
                     t.kernel_files.append(f)
             key = tuple(
-                (entry.get(k).strip() or None) if isinstance(entry.get(k), str) else None
+                (value.strip() or None) if isinstance(value := entry.get(k), str) else None
                 for k in ("vendor", "product", "packageName", "collectionURL")
             )
             vendor, product = key[0], key[1]
@@ -483,7 +484,8 @@ def build_vector_pools(seed: int) -> VectorPools:
     rng = random.Random(f"vectors:{seed}")
 
     def v3(prefix: str, n: int) -> list[dict[str, Any]]:
-        out, seen = [], set()
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
         while len(out) < n:
             parts = {m: rng.choice(list(names)) for m, (_, names) in _V3_NAMES.items()}
             # Weight towards the common network / high-impact vectors.
@@ -501,7 +503,8 @@ def build_vector_pools(seed: int) -> VectorPools:
             out.append(body)
         return out
 
-    v40, seen = [], set()
+    v40: list[dict[str, Any]] = []
+    seen: set[str] = set()
     while len(v40) < 300:
         vector = "CVSS:4.0/" + "/".join(f"{m}:{rng.choice(vals)}" for m, vals in _V4_METRICS)
         if vector in seen:
@@ -1026,6 +1029,10 @@ def _gen_mutated(args: tuple[str, list[int], int]) -> dict[str, int]:
         _write(f"{out}/{year}/{cve_id}.json", body)
         stats["records"] += 1
         stats["bytes"] += len(body)
+        if record["cveMetadata"]["state"] == "REJECTED":
+            stats["rejected"] += 1
+        elif record["cveMetadata"]["assignerOrgId"] == LINUX_ORG:
+            stats["kernel"] += 1
     return stats
 
 
@@ -1040,8 +1047,10 @@ def read_marker(out: Path) -> dict[str, Any] | None:
 def corpus_ready(out: Path, count: int, seed: int, mutate: int | None = None) -> bool:
     """True when ``out`` holds a finished corpus generated with these parameters."""
     m = read_marker(out)
-    return bool(m) and m.get("generator_version") == GENERATOR_VERSION and \
-        m.get("count") == count and m.get("seed") == seed and m.get("mutate") == mutate
+    if m is None:
+        return False
+    return (m.get("generator_version") == GENERATOR_VERSION and m.get("count") == count
+            and m.get("seed") == seed and m.get("mutate") == mutate)
 
 
 def _prepare(out: Path) -> None:

@@ -35,7 +35,7 @@ def history_for(db: Pvdb) -> hist.History:
     with _LOCK:
         found = _CACHE.get(key)
         if found is None:
-            found = hist.load(db._con, key[1])
+            found = hist.load(db._con, key[1], db._index)
             _CACHE.clear()
             _CACHE[key] = found
         return found

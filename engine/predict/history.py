@@ -194,8 +194,10 @@ class History:
         return LagHistory(out, label=f"{label}:{stratum}" if stratum else label)
 
 
-def load(con: duckdb.DuckDBPyConnection, generation: int) -> History:
-    """Read the PVDB once (see the module docstring)."""
+def load(con: duckdb.DuckDBPyConnection, generation: int,
+         index: matching.MatchIndex | None = None) -> History:
+    """Read the PVDB once (see the module docstring). ``index`` is the query layer's
+    match index of the same generation, reused rather than loaded again."""
     log = ReleaseLog()
     newest = dt.date.min
     for product, version, day in con.execute(
@@ -214,7 +216,7 @@ def load(con: duckdb.DuckDBPyConnection, generation: int) -> History:
     intel = _intel_fixes(con, log)
     log.seal()
     fixes: list[LineFix] = []
-    fixes.extend(_kernel_fixes(con, generation, log))
+    fixes.extend(_kernel_fixes(con, generation, log, index))
     fixes.extend(_qubes_fixes(con, log))
     fixes.extend(intel)
     return History(fixes, log, newest if newest != dt.date.min else dt.date.today())
@@ -246,7 +248,7 @@ def _line_key(line: str) -> tuple[int, ...]:
 
 
 def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
-                  log: ReleaseLog) -> list[LineFix]:
+                  log: ReleaseLog, index: matching.MatchIndex | None = None) -> list[LineFix]:
     rejected = {r[0] for r in con.execute(
         "SELECT vuln_id FROM vulnerabilities WHERE state = 'rejected'").fetchall()}
     fixed_by_vuln: dict[str, set[str]] = defaultdict(set)
@@ -267,7 +269,8 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
     for (day, version) in (item for (p, _), items in log.lines.items() if p == KERNEL
                            for item in items):
         dated[version] = day
-    index = matching.MatchIndex.load(con, generation)
+    if index is None or index.generation != generation:
+        index = matching.MatchIndex.load(con, generation)
     all_lines = log.product_lines(KERNEL)
     out: list[LineFix] = []
     for vuln_id, fixed_versions in sorted(fixed_by_vuln.items()):

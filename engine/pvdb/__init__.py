@@ -63,6 +63,7 @@ class Pvdb:
         self.settings = settings or load_settings(db=path)
         self._con = store.connect(path, read_only=read_only)
         self._index: Any = None
+        self._facts: Any = None
 
     @classmethod
     def open(cls, path: Path | None = None, *, read_only: bool = False,

@@ -143,8 +143,15 @@ def ingest(
     progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Ingest every document named by ``source_args`` (files, folders, URLs)."""
-    with paused_gc():
-        return _ingest(con, source_args, settings, progress)
+    # Fewer, larger checkpoints during a bulk write: the WAL keeps every committed batch
+    # durable, and one checkpoint at the end folds it into the database file.
+    con.execute("SET checkpoint_threshold = '1GB'")
+    try:
+        with paused_gc():
+            return _ingest(con, source_args, settings, progress)
+    finally:
+        con.execute("RESET checkpoint_threshold")
+        con.execute("CHECKPOINT")
 
 
 def _ingest(

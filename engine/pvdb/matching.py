@@ -100,6 +100,15 @@ class Verdict:
     record_id: str | None = None
     key: ComponentKey | None = None
     """The component key (and so the version) the deciding statements were read with."""
+    _closing: tuple[str | None] | None = None
+
+    def closing(self) -> str | None:
+        """:func:`closing_version` for this verdict (computed once; verdicts are cached)."""
+        if self._closing is None:
+            version = self.key.version if self.key else ""
+            self._closing = (closing_version(self.scheme or "generic", version,
+                                             self.fixed_candidates),)
+        return self._closing[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +197,7 @@ class MatchIndex:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
-        with paused_gc():
+        with paused_gc(freeze=True):
             return cls._load(con, generation)
 
     @classmethod

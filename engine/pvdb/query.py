@@ -71,9 +71,11 @@ def affecting(
                     record_id=verdict.record_id or "",
                 ))
     vuln_ids = sorted({v[1] for v in verdicts} | {u.vuln_id for u in undetermined})
-    facts = _Facts.load(db, vuln_ids)
+    facts = _facts(db, index)
+    facts.ensure(db, vuln_ids)
     facts.releases = index.releases
     facts.context = (db, now)  # for estimated availability (engine.predict)
+    facts.prediction = None
     findings: list[Finding] = []
     for position, vuln_id, key, verdict in verdicts:
         if vuln_id in facts.rejected:
@@ -104,10 +106,31 @@ def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: floa
     return True
 
 
+_FACT_CACHE = 200_000
+"""Vulnerabilities whose facts are kept between queries of one PVDB generation."""
+
+
+def _facts(db: Pvdb, index: matching.MatchIndex) -> _Facts:
+    """The fact cache of ``index``'s generation (facts change only with the generation)."""
+    cached: tuple[int, _Facts] | None = db._facts
+    if cached is None or cached[0] != index.generation:
+        cached = (index.generation, _Facts())
+        db._facts = cached
+    return cached[1]
+
+
 class _Facts:
-    """Everything the findings need about a set of vulnerabilities, in a few queries."""
+    """Everything the findings need about vulnerabilities, read in a few queries and kept
+    for the PVDB generation."""
 
     def __init__(self) -> None:
+        self._clear()
+        # Per query: set by affecting() before findings are built.
+        self.releases: dict[tuple[str, str, str], dt.date] = {}
+        self.context: tuple[Pvdb, dt.datetime] | None = None
+        self.prediction: Any = None
+
+    def _clear(self) -> None:
         self.vulns: dict[str, tuple[str | None, str]] = {}
         self.rejected: set[str] = set()
         self.aliases: dict[str, set[str]] = defaultdict(set)
@@ -115,22 +138,24 @@ class _Facts:
         self.kev: dict[str, Kev] = {}
         self.epss: dict[str, Epss] = {}
         self.fixes: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        self.releases: dict[tuple[str, str, str], dt.date] = {}
-        self.context: tuple[Pvdb, dt.datetime] | None = None
-        self.prediction: Any = None
+        self.known: set[str] = set()
+        """Vulnerabilities whose facts have been read (absent ones included)."""
 
-    @classmethod
-    def load(cls, db: Pvdb, vuln_ids: list[str]) -> _Facts:
-        facts = cls()
-        if not vuln_ids:
-            return facts
+    def ensure(self, db: Pvdb, vuln_ids: list[str]) -> None:
+        """Read the facts of those ``vuln_ids`` not read yet (a few batched queries)."""
+        missing = [v for v in vuln_ids if v not in self.known]
+        if not missing:
+            return
+        if len(self.known) + len(missing) > _FACT_CACHE:
+            self._clear()
+            missing = list(vuln_ids)
         con = db._con
-        con.register("_q_ids", pa.table({"vuln_id": vuln_ids}))
+        con.register("_q_ids", pa.table({"vuln_id": missing}))
         try:
-            facts._read(con)
+            self._read(con)
         finally:
             con.unregister("_q_ids")
-        return facts
+        self.known.update(missing)
 
     def _read(self, con: duckdb.DuckDBPyConnection) -> None:
         facts = self
@@ -207,7 +232,7 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
          verdict: matching.Verdict) -> Fix:
     fix_rows = facts.fixes.get(vuln_id, [])
     scheme = verdict.scheme or "generic"
-    closing = matching.closing_version(scheme, key.version, verdict.fixed_candidates)
+    closing = verdict.closing()
     patch_ids = sorted({r[2] for r in fix_rows if r[2]})
     advisories = sorted({r[3] for r in fix_rows if r[3]})
     fixed_versions = sorted(verdict.fixed_candidates)

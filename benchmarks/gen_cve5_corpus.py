@@ -1,6 +1,6 @@
 """Generate a synthetic cvelistV5-style corpus of CVE JSON 5 records for the PVDB benchmark.
 
-The records are scaled up from the real ones in ``/work/shared/data/feeds/cve5`` and
+The records are scaled up from the real ones in ``../shared/data/feeds/cve5`` and
 ``cve5_linux_cna`` (read in place as templates: vendor/product names, descriptions,
 titles, CWE ids, reference hosts, kernel file paths). One file per record at
 ``<out>/<year>/<CVE-ID>.json``, pretty-printed like cvelistV5.
@@ -61,7 +61,11 @@ from typing import Any
 import orjson
 
 GENERATOR_VERSION = 3
-DEFAULT_TEMPLATES = Path("/work/shared/data/feeds")
+DEFAULT_TEMPLATES = Path(
+    os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+) / "feeds"
+"""The real records the corpus is scaled up from: ``../shared/data/feeds`` beside the
+project (or ``$VIGIL_SHARED_DATA/feeds``)."""
 MARKER = ".corpus.json"
 _IN_PROGRESS = ".generating"
 

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.attest.errors import QuoteError
+from engine.attest.pcrfile import load_tpm2_tools_pcrs
 from engine.attest.quote import (
     AkPublic,
     Attest,
@@ -97,31 +98,7 @@ class Loaded:
         return verify_quote(**args)
 
 
-def tpm2_tools_pcrs(data: bytes) -> dict[str, dict[int, bytes]]:
-    """Read the tpm2-tools serialized PCR file: host (little-endian) C structs
-    TPML_PCR_SELECTION (count, 16 × TPMS_PCR_SELECTION padded to 8 bytes), UINT32 n,
-    then n × TPML_DIGEST (count, 8 × TPM2B_DIGEST of UINT16 size + 64 bytes)."""
-    (count,) = struct.unpack_from("<I", data, 0)
-    selected: list[tuple[str, int]] = []
-    for i in range(count):
-        alg, size = struct.unpack_from("<HB", data, 4 + 8 * i)
-        bitmap = data[4 + 8 * i + 3: 4 + 8 * i + 3 + size]
-        bank = HashAlg(alg).bank
-        selected += [(bank, 8 * byte + bit) for byte, octet in enumerate(bitmap)
-                     for bit in range(8) if octet >> bit & 1]
-    (lists,) = struct.unpack_from("<I", data, 132)
-    digests: list[bytes] = []
-    for i in range(lists):
-        base = 136 + 532 * i
-        (n,) = struct.unpack_from("<I", data, base)
-        for j in range(n):
-            (size,) = struct.unpack_from("<H", data, base + 4 + 66 * j)
-            digests.append(data[base + 6 + 66 * j: base + 6 + 66 * j + size])
-    assert len(digests) == len(selected)
-    pcrs: dict[str, dict[int, bytes]] = {}
-    for (bank, index), value in zip(selected, digests, strict=True):
-        pcrs.setdefault(bank, {})[index] = value
-    return pcrs
+tpm2_tools_pcrs = load_tpm2_tools_pcrs
 
 
 def load_case(root: Path, case: Case) -> Loaded:

@@ -19,6 +19,8 @@ _SELECTION = 4 + 16 * 8
 _DIGEST_LIST = 4 + 8 * 66
 # Bit positions set in each possible bitmap byte.
 _BITS = tuple(tuple(bit for bit in range(8) if octet >> bit & 1) for octet in range(256))
+_TPML_DIGEST = struct.Struct("<I" + "H64s" * 8)  # one C call per list of 8 digests
+_BANKS = {alg.value: alg.bank for alg in HashAlg}
 
 
 def load_tpm2_tools_pcrs(data: bytes) -> dict[str, dict[int, bytes]]:
@@ -38,15 +40,14 @@ def _load(data: bytes) -> dict[str, dict[int, bytes]]:
     pcrs: dict[str, dict[int, bytes]] = {}
     for i in range(count):
         alg, size = struct.unpack_from("<HB", data, 4 + 8 * i)
-        try:
-            bank = HashAlg(alg).bank
-        except ValueError:
-            raise QuoteError(STEP, f"tpm2-tools PCR file: unknown hash algorithm 0x{alg:04x}"
-                             ) from None
+        bank = _BANKS.get(alg)
+        if bank is None:
+            raise QuoteError(STEP, f"tpm2-tools PCR file: unknown hash algorithm 0x{alg:04x}")
         values = pcrs.setdefault(bank, {})
         bitmap = data[4 + 8 * i + 3: 4 + 8 * i + 3 + min(size, 4)]
-        selected.extend((values, 8 * byte + bit) for byte, octet in enumerate(bitmap)
-                        for bit in _BITS[octet])
+        for byte, octet in enumerate(bitmap):
+            base = 8 * byte
+            selected.extend([(values, base + bit) for bit in _BITS[octet]])
     (lists,) = struct.unpack_from("<I", data, _SELECTION)
     need = _SELECTION + 4 + lists * _DIGEST_LIST
     if len(data) < need:
@@ -54,15 +55,13 @@ def _load(data: bytes) -> dict[str, dict[int, bytes]]:
                          f"announces {need}")
     position = 0
     for i in range(lists):
-        base = _SELECTION + 4 + _DIGEST_LIST * i
-        (n,) = struct.unpack_from("<I", data, base)
-        for j in range(min(n, 8)):
-            (size,) = struct.unpack_from("<H", data, base + 4 + 66 * j)
-            if position >= len(selected):
-                raise QuoteError(STEP, "tpm2-tools PCR file has more digests than PCRs "
-                                 "selected")
+        fields = _TPML_DIGEST.unpack_from(data, _SELECTION + 4 + _DIGEST_LIST * i)
+        n = min(fields[0], 8)
+        if position + n > len(selected):
+            raise QuoteError(STEP, "tpm2-tools PCR file has more digests than PCRs selected")
+        for j in range(n):
             values, index = selected[position]
-            values[index] = data[base + 6 + 66 * j: base + 6 + 66 * j + min(size, 64)]
+            values[index] = fields[2 + 2 * j][:fields[1 + 2 * j]]
             position += 1
     if position != len(selected):
         raise QuoteError(STEP, f"tpm2-tools PCR file selects {len(selected)} PCRs but "

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -212,6 +213,10 @@ class AkPublic:
         return self.public_area.name if self.public_area is not None else None
 
 
+_CLOCK_AND_FIRMWARE = struct.Struct(">QIIBQ")
+"""TPMS_CLOCK_INFO (clock, resetCount, restartCount, safe) then firmwareVersion."""
+
+
 def parse_attest(data: bytes) -> Attest:
     """Unmarshal a TPMS_ATTEST of a quote, bare or wrapped in a TPM2B_ATTEST.
 
@@ -236,14 +241,11 @@ def parse_attest(data: bytes) -> Attest:
                       f"0x{TPM_ST_ATTEST_QUOTE:04x}")
     qualified_signer = r.tpm2b("qualifiedSigner")
     extra_data = r.tpm2b("extraData")
-    clock = r.u64("clockInfo.clock")
-    reset_count = r.u32("clockInfo.resetCount")
-    restart_count = r.u32("clockInfo.restartCount")
-    safe_at = r.offset
-    safe = r.u8("clockInfo.safe")
+    safe_at = r.offset + 16
+    clock, reset_count, restart_count, safe, firmware_version = r.unpack(
+        _CLOCK_AND_FIRMWARE, "clockInfo")
     if safe > 1:
         raise r.error("clockInfo.safe", safe_at, f"{safe} is not TPMI_YES_NO (0 or 1)")
-    firmware_version = r.u64("firmwareVersion")
     selections = _pcr_selections(r, "attested.quote.pcrSelect")
     pcr_digest = r.tpm2b("attested.quote.pcrDigest")
     r.finish()

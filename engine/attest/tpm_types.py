@@ -14,7 +14,9 @@ This module knows the wire format and the algorithm registry, not what a field m
 
 from __future__ import annotations
 
+import struct
 from enum import IntEnum
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
@@ -118,6 +120,15 @@ class Reader:
         start = self.offset
         self.offset += size
         return self.data[start:self.offset]
+
+    def unpack(self, layout: struct.Struct, field: str) -> tuple[Any, ...]:
+        """Several fixed-size fields at once (``layout`` is big-endian)."""
+        at = self.offset
+        if layout.size > len(self.data) - at:
+            raise self.error(field, at, f"truncated: needs {layout.size} bytes, "
+                             f"{max(len(self.data) - at, 0)} left")
+        self.offset += layout.size
+        return layout.unpack_from(self.data, at)
 
     def u8(self, field: str) -> int:
         return self.take(1, field)[0]

@@ -64,7 +64,6 @@ from engine.attest.evidence import B64, Hex
 from engine.attest.nonce import connect_state, write_transaction
 from engine.attest.quote import AkPublic, PublicArea, load_public_key
 from engine.attest.tpm_types import ALG_AES, ALG_ECC, ALG_NULL, ALG_RSA, HashAlg, Reader
-from engine.errors import DatabaseError
 
 __all__ = [
     "STEP_AK",
@@ -238,11 +237,7 @@ class AkRegistry:
         self.unsafe_trust_ek_without_certificate = unsafe_trust_ek_without_certificate
         self.challenge_ttl = challenge_ttl
         self._now = now
-        self._db = connect_state(path)
-        try:
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot set up {path}: {exc}") from exc
+        self._db = connect_state(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -114,8 +114,9 @@ class Nonce:
     expires_at: dt.datetime
 
 
-def connect_state(path: Path) -> sqlite3.Connection:
-    """Open (creating it if needed) the verifier's attestation state file.
+def connect_state(path: Path, schema: str) -> sqlite3.Connection:
+    """Open (creating it if needed) the verifier's attestation state file, with the
+    caller's tables (``schema``, idempotent ``CREATE … IF NOT EXISTS``) in place.
 
     Autocommit mode: callers open their own ``BEGIN IMMEDIATE`` transactions. WAL lets
     readers run beside one writer; a writer waits up to 10 s for another's lock.
@@ -129,6 +130,11 @@ def connect_state(path: Path) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise DatabaseError(f"cannot open the attestation state file {path}: {exc}",
                             tip="check VIGIL_ATTEST_DB and the folder's permissions") from exc
+    try:
+        connection.executescript(schema)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise DatabaseError(f"cannot set up {path}: {exc}") from exc
     return connection
 
 
@@ -167,11 +173,7 @@ class NonceStore:
         self.path = path
         self.ttl = ttl
         self._now = now
-        self._db = connect_state(path)
-        try:
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot set up {path}: {exc}") from exc
+        self._db = connect_state(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from engine.cli.main import run
+from tests.clirun import vigil
 from tests.conftest import ROOT
 
 SNAPSHOT = ROOT / "feeds" / "snapshot"
 SAMPLE_HOST = ROOT / "evidence" / "sample-host.components.json"
-
-
-def vigil(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-          ) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["vigil", *args])
-    try:
-        run()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from engine.cli.main import run
+from tests.clirun import vigil as run_vigil
 from tests.pvdb.records import cve5_record, kernel_affected
 
 HOST_61 = "kernel=linux/linux_kernel@6.1.70"
@@ -20,13 +19,7 @@ HOST_61 = "kernel=linux/linux_kernel@6.1.70"
 
 def vigil(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
           ) -> tuple[int, Any, str]:
-    monkeypatch.setattr(sys, "argv", ["vigil", *args])
-    try:
-        run()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    code, out, err = run_vigil(capsys, monkeypatch, *args)
     return code, (orjson.loads(out) if "--json" in args and code == 0 else out), err
 
 

@@ -64,6 +64,8 @@ class Pvdb:
         self._con = store.connect(path, read_only=read_only)
         self._index: Any = None
         self._facts: Any = None
+        self._reports: Any = None
+        self._reports_generation = -1
 
     @classmethod
     def open(cls, path: Path | None = None, *, read_only: bool = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,37 @@ def affecting(
         raise UsageError("--within-days must be zero or more")
     now = as_of or dt.datetime.now(dt.UTC)
     index = _index(db)
+    # A fleet's hosts repeat: the whole answer is kept per (components, filters, day) for
+    # the PVDB generation; everything in it depends on the decision day, not the time.
+    cache_key = (tuple(components), within_days, min_score, kev_only, now.date())
+    reports: OrderedDict[Any, AffectingReport] | None = db._reports
+    if reports is None or db._reports_generation != index.generation:
+        reports = db._reports = OrderedDict()
+        db._reports_generation = index.generation
+    cached = reports.get(cache_key)
+    if cached is not None:
+        reports.move_to_end(cache_key)
+        return cached.model_copy(update={
+            "as_of": now, "components": list(cached.components),
+            "findings": list(cached.findings), "undetermined": list(cached.undetermined)})
+    report = _affecting(db, index, components, within_days=within_days,
+                        min_score=min_score, kev_only=kev_only, now=now)
+    reports[cache_key] = report
+    if len(reports) > _REPORT_CACHE:
+        reports.popitem(last=False)
+    return report
+
+
+def _affecting(
+    db: Pvdb,
+    index: matching.MatchIndex,
+    components: Sequence[Component],
+    *,
+    within_days: int | None,
+    min_score: float | None,
+    kev_only: bool,
+    now: dt.datetime,
+) -> AffectingReport:
     verdicts: list[tuple[int, str, matching.ComponentKey, matching.Verdict]] = []
     undetermined: list[Undetermined] = []
     for position, component in enumerate(components):
@@ -105,6 +136,9 @@ def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: floa
             return False
     return True
 
+
+_REPORT_CACHE = 256
+"""Answers kept per PVDB generation (one per distinct host description and filters)."""
 
 _FACT_CACHE = 200_000
 """Vulnerabilities whose facts are kept between queries of one PVDB generation."""

@@ -149,3 +149,19 @@ def test_gzip_file_is_read(tmp_path: Path, db_path: Path) -> None:
     with Pvdb.open(db_path) as db:
         report = db.ingest([str(path)])
         assert report.counts["cve5"].added == 1
+
+
+def test_repeated_question_is_answered_again_after_an_ingest(tmp_path: Path,
+                                                             db_path: Path) -> None:
+    write_json(tmp_path / "a" / "CVE-2024-7000.json", cve5_record("CVE-2024-7000"))
+    write_json(tmp_path / "b" / "CVE-2024-7001.json", cve5_record("CVE-2024-7001"))
+    with Pvdb.open(db_path) as db:
+        db.ingest([str(tmp_path / "a")])
+        first = db.affecting([KERNEL])
+        again = db.affecting([KERNEL])
+        assert again.findings == first.findings
+        again.findings.clear()  # a caller's list is its own
+        assert [f.vuln_id for f in db.affecting([KERNEL]).findings] == ["CVE-2024-7000"]
+        db.ingest([str(tmp_path / "b")])
+        assert [f.vuln_id for f in db.affecting([KERNEL]).findings] == [
+            "CVE-2024-7000", "CVE-2024-7001"]

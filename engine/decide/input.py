@@ -183,6 +183,11 @@ class Availability(_Model):
         description="vendor: a feed states it; estimated: predicted; none: no date")
     confidence: float | None = Field(
         default=None, ge=0, le=1, description="P(fix by date), two decimals; 1.0 for vendor")
+    p_within_window: float | None = Field(
+        default=None, ge=0, le=1,
+        description="for estimates: P(fix within window_days of the decision), two decimals")
+    window_days: int | None = Field(
+        default=None, ge=0, description="the predictor's window for p_within_window")
 
 
 class Fix(_Model):
@@ -407,6 +412,8 @@ def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
                 days_from_now=(date - today).days if date else None,
                 basis=availability.basis.value,
                 confidence=_round(availability.confidence, 2),
+                p_within_window=_round(availability.p_within_window, 2),
+                window_days=availability.window_days,
             ),
         ),
     )

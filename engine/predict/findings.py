@@ -80,9 +80,11 @@ def to_availability(est: Estimate) -> Availability:
     source = f"predicted ({est.basis.value}): {est.reason}"
     if est.basis is Basis.UNKNOWN or est.date is None:
         return Availability(date=None, basis=AvailabilityBasis.NONE, source=source,
-                            confidence=None, interval=est.interval)
+                            confidence=None, interval=est.interval,
+                            p_within_window=est.p_within, window_days=est.window_days)
     return Availability(date=est.date, basis=AvailabilityBasis.ESTIMATED, source=source,
-                        confidence=est.confidence, interval=est.interval)
+                        confidence=est.confidence, interval=est.interval,
+                        p_within_window=est.p_within, window_days=est.window_days)
 
 
 def context(db: Pvdb, as_of: dt.datetime) -> Context:

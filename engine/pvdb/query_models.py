@@ -100,6 +100,12 @@ class Availability(BaseModel):
     interval: tuple[dt.date, dt.date] | None = Field(
         default=None, description="For estimates: the 10th-90th percentile interval"
     )
+    p_within_window: float | None = Field(
+        default=None, description="For estimates: P(fix within the decision window)"
+    )
+    window_days: int | None = Field(
+        default=None, description="The decision window p_within_window refers to, in days"
+    )
 
 
 class Fix(BaseModel):

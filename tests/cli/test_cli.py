@@ -56,7 +56,8 @@ def test_affecting_sample_host(env: Path, capsys: pytest.CaptureFixture[str],
     assert f["fix"]["closing_version"] == "6.6.34"
     assert f["fix"]["availability"] == {"date": "2024-06-16", "basis": "vendor",
                                         "source": "release 6.6.34", "confidence": 1.0,
-                                        "interval": None}
+                                        "interval": None, "p_within_window": None,
+                                        "window_days": None}
     assert f["kev"]["date_added"] == "2024-08-07"
     assert f["epss"]["score"] == 0.02701
     assert [u["vuln_id"] for u in report["undetermined"]] == ["CVE-2024-2201"]

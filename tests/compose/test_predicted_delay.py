@@ -51,6 +51,8 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
     assert availability.date is not None
     assert AS_OF.date() < availability.date <= AS_OF.date() + dt.timedelta(days=30)
     assert availability.interval is not None
+    assert availability.window_days == 30
+    assert availability.p_within_window is not None and 0 < availability.p_within_window <= 1
 
     document = build_input(
         RequestFacts(tenant="acme", vm=VmShape(name="web-1", vcpus=2, memory_mib=4096)),
@@ -62,6 +64,9 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
                              attestation_status=None),
         AS_OF,
     )
+    carried = document.vulnerabilities[0].fix.availability
+    assert (carried.basis, carried.window_days) == ("estimated", 30)
+    assert carried.p_within_window == round(availability.p_within_window, 2)
     decider = Decider(EmbeddedEvaluator(load_directory(ROOT / "policies", ["vigil"])))
     verdict = decider.decide(document)
     assert verdict.verdict == "delay"

@@ -91,8 +91,9 @@ class Verdict:
     status: str
     """``affected``, ``unaffected`` or ``unknown``."""
     scheme: str | None = None
-    decisive: list[tuple[Statement, str]] = field(default_factory=list)
-    """Statements that decided, each with the reason in words (for evidence)."""
+    decisive: list[tuple[Statement, str | None]] = field(default_factory=list)
+    """Statements that decided, each with the reason in words where it is not the
+    statement itself (None: :meth:`Statement.describe`, built only for findings)."""
     fixed_candidates: set[str] = field(default_factory=set)
     """Fixed versions stated by the deciding level, in ``scheme``."""
     reason: str | None = None
@@ -322,12 +323,13 @@ def _evaluate_group(ck: ComponentKey, group: Group) -> Verdict:
     except VersionSchemeError as exc:
         return Verdict("unknown", reason=exc.summary, source=st0.source, record_id=st0.record_id)
     statuses = {st.status for st in matched}
+    decisive: list[tuple[Statement, str | None]]
     if "affected" in statuses:
         status = "affected"
-        decisive = [(st, st.describe()) for st in matched if st.status == "affected"]
+        decisive = [(st, None) for st in matched if st.status == "affected"]
     elif "unaffected" in statuses:
         status = "unaffected"
-        decisive = [(st, st.describe()) for st in matched if st.status == "unaffected"]
+        decisive = [(st, None) for st in matched if st.status == "unaffected"]
     else:
         status = st0.default_status
         if status == "unknown":

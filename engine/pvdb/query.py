@@ -256,7 +256,7 @@ def _finding(
         fix=_fix(facts, vuln_id, key, verdict),
         evidence=[
             Evidence(source=st.source, record_id=st.record_id, match_kind=st.match_kind,
-                     statement=text)
+                     statement=text or st.describe())
             for st, text in dict.fromkeys(verdict.decisive)
         ],
     )

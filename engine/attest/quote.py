@@ -560,9 +560,11 @@ def _check_pcr_digest(attest: Attest, hash_alg: HashAlg,
                                  f"bytes; a {selection.bank} PCR holds {size}")
             values.append(value)
             quoted.add((selection.bank, index))
-    unquoted = sorted((name, index) for name, bank_values in pcrs.items()
-                      for index in bank_values if (name, index) not in quoted)
-    if unquoted:
+    # Every quoted PCR has a value, so any value beyond their number is unquoted.
+    given = sum(len(bank_values) for bank_values in pcrs.values())
+    if given != len(quoted):
+        unquoted = sorted((name, index) for name, bank_values in pcrs.items()
+                          for index in bank_values if (name, index) not in quoted)
         listed = ", ".join(f"{name}:{index}" for name, index in unquoted)
         raise QuoteError(STEP_PCR_DIGEST, f"values were given for PCRs the quote does not "
                          f"cover ({listed}); they are not attested")

@@ -213,6 +213,7 @@ class AkPublic:
         return self.public_area.name if self.public_area is not None else None
 
 
+_MAGIC_AND_TYPE = struct.Struct(">IH")
 _CLOCK_AND_FIRMWARE = struct.Struct(">QIIBQ")
 """TPMS_CLOCK_INFO (clock, resetCount, restartCount, safe) then firmwareVersion."""
 
@@ -231,11 +232,10 @@ def parse_attest(data: bytes) -> Attest:
             raise wrapper.error("size", 0, f"says {size} bytes but {len(data) - 2} follow")
         start = 2
     r = Reader(data, step=STEP_QUOTE, struct="TPMS_ATTEST", offset=start)
-    magic = r.u32("magic")
+    magic, attest_type = r.unpack(_MAGIC_AND_TYPE, "magic")
     if magic != TPM_GENERATED_VALUE:
         raise r.error("magic", start, f"0x{magic:08x} is not TPM_GENERATED_VALUE "
                       f"0x{TPM_GENERATED_VALUE:08x}")
-    attest_type = r.u16("type")
     if attest_type != TPM_ST_ATTEST_QUOTE:
         raise r.error("type", start + 4, f"0x{attest_type:04x} is not TPM_ST_ATTEST_QUOTE "
                       f"0x{TPM_ST_ATTEST_QUOTE:04x}")

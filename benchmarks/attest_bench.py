@@ -392,9 +392,7 @@ def bench_quotes(keylime: attest_keylime.Keylime | None, runs: int, quiet: bool
 
 def bench_appraisal(runs: int, events: int, quiet: bool) -> dict[str, Any]:
     try:
-        from tests.attest.conftest import Swtpm, manufacture
-        from tests.attest.helpers import make_site
-        from tests.attest.tcg_log import Boot
+        from tests.attest.appraisal_timing import prepare
     except ImportError as exc:
         return {"skipped": f"cannot import the swtpm test helpers: {exc}"}
     for tool in ("swtpm", "swtpm_setup", "swtpm_ioctl"):
@@ -402,19 +400,7 @@ def bench_appraisal(runs: int, events: int, quiet: bool) -> dict[str, Any]:
             return {"skipped": f"{tool} is not installed (Debian swtpm, swtpm-tools)"}
     _log(quiet, f"  swtpm: enrolling an AK and collecting {runs} evidences …")
     with tempfile.TemporaryDirectory(prefix="vigil-attest-bench-") as folder:
-        base = Path(folder)
-        (base / "template").mkdir()
-        template = manufacture(base / "template")
-        tpm = Swtpm(template.state, template, base / "swtpm.log")
-        tpm.start()
-        try:
-            site = make_site(tpm, base)
-            boot = Boot(grub_commands=max(0, events - 28))
-            log_path = site.boot(boot)
-            site.approve(site.evidence(log_path))
-            evidences = [site.evidence(log_path) for _ in range(runs)]
-        finally:
-            tpm.stop()
+        site, evidences, log_path = prepare(Path(folder), runs, events)
         n_events = len(parse(log_path.read_bytes()).events)
         _log(quiet, f"  appraising {runs} evidences …")
         gc.collect()

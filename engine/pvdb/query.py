@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.errors import NotFoundError, UsageError
-from engine.pvdb import matching, store
+from engine.pvdb import matching, store, versions
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import (
     AffectingReport,
@@ -277,8 +277,6 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
             availability=_estimated(facts, vuln_id, key, verdict)
             or Availability(date=None, basis=AvailabilityBasis.NONE),
         )
-    from engine.pvdb import versions
-
     availability = _availability(facts, key, closing, fix_rows)
     other_line = (versions.branch_of(scheme, closing, 2)
                   != versions.branch_of(scheme, key.version, 2))

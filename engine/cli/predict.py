@@ -10,9 +10,9 @@ import typer
 
 from engine.cli import output
 from engine.cli.common import DbOption, JsonOption, settings
-from engine.cli.pvdb import load_components, parse_component, parse_purl
+from engine.cli.pvdb import gather_components
 from engine.errors import UsageError
-from engine.pvdb import Component, Pvdb
+from engine.pvdb import Pvdb
 
 app = typer.Typer(help="Predict when fixes land, backtest the predictor, prepare ahead.",
                   no_args_is_help=True)
@@ -27,18 +27,6 @@ def _when(as_of: dt.datetime | None) -> dt.datetime:
     if as_of is None:
         return dt.datetime.now(dt.UTC)
     return as_of.replace(tzinfo=as_of.tzinfo or dt.UTC)
-
-
-def _components(components_file: Path | None, component: list[str] | None,
-                purl: list[str] | None) -> list[Component]:
-    comps: list[Component] = []
-    if components_file is not None:
-        comps.extend(load_components(components_file))
-    comps.extend(parse_component(s) for s in component or [])
-    comps.extend(parse_purl(p) for p in purl or [])
-    if not comps:
-        raise UsageError("no components given", tip="use --components FILE, --component or --purl")
-    return comps
 
 
 ComponentsFile = Annotated[
@@ -61,7 +49,7 @@ def estimate(
 ) -> None:
     """Estimated fix dates for the vulnerabilities affecting these components that have
     no fix on their own line: date, basis, 10th–90th percentile interval, confidence."""
-    comps = _components(components_file, component, purl)
+    comps = gather_components(components_file, component, purl)
     when = _when(as_of)
     with Pvdb.open(settings=settings(db), read_only=True) as pvdb:
         report = pvdb.affecting(comps, as_of=when)
@@ -194,7 +182,7 @@ def prepare(
     from engine.predict.prepare import prepare as run_prepare
     from engine.predict.queue import Queue
 
-    comps = _components(components_file, component, purl)
+    comps = gather_components(components_file, component, purl)
     cfg = settings(db)
     when = _when(as_of)
     with Pvdb.open(settings=cfg, read_only=True) as pvdb, Queue(cfg.predict_db) as queue:

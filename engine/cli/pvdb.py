@@ -62,6 +62,20 @@ def parse_purl(purl: str) -> Component:
     return Component(kind="os-package", purl=purl, version=version)
 
 
+def gather_components(components_file: Path | None, component: list[str] | None,
+                      purl: list[str] | None) -> list[Component]:
+    """The components named by ``--components``, ``--component`` and ``--purl``."""
+    comps: list[Component] = []
+    if components_file is not None:
+        comps.extend(load_components(components_file))
+    comps.extend(parse_component(s) for s in component or [])
+    comps.extend(parse_purl(p) for p in purl or [])
+    if not comps:
+        raise UsageError("no components given",
+                         tip="use --components FILE, --component or --purl")
+    return comps
+
+
 def severity_floor(value: str | None) -> float | None:
     if value is None:
         return None
@@ -108,14 +122,7 @@ def affecting(
 ) -> None:
     """Vulnerabilities affecting a host's components, with severity, KEV/EPSS, fixed
     versions, patch ids and when the fix is (or is expected to be) available."""
-    comps: list[Component] = []
-    if components_file is not None:
-        comps.extend(load_components(components_file))
-    comps.extend(parse_component(s) for s in component or [])
-    comps.extend(parse_purl(p) for p in purl or [])
-    if not comps:
-        raise UsageError("no components given",
-                         tip="use --components FILE, --component or --purl")
+    comps = gather_components(components_file, component, purl)
     when = as_of.replace(tzinfo=as_of.tzinfo or dt.UTC) if as_of else None
     with Pvdb.open(settings=settings(db), read_only=True) as pvdb:
         report = pvdb.affecting(comps, within_days=within_days,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, ValidationError
@@ -84,6 +84,11 @@ class Settings(BaseSettings):
 
     bundle_verification_scope: str | None = None
     """Scope the bundle's signature must carry (OPA's ``scope``)."""
+
+    evaluator: Literal["regorus", "regopy"] = "regorus"
+    """In-process Rego evaluator: ``regorus`` (Rust; the default, linear in the number of
+    vulnerabilities) or ``regopy`` (rego-cpp; quadratic, slower above a few
+    vulnerabilities). Ignored when ``opa_url`` is set."""
 
     opa_url: str | None = None
     """Base URL of an OPA server (``http://127.0.0.1:8181``); when set, decisions are

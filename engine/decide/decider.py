@@ -43,15 +43,33 @@ def load_policy(settings: Settings) -> _bundle.PolicySet:
     return _bundle.load_directory(folder, settings.policy_roots)
 
 
+EMBEDDED = ("regorus", "regopy")
+"""Names of the in-process evaluators (``Settings.evaluator``)."""
+
+
+def embedded_evaluator(name: str, policy: _bundle.PolicySet, *,
+                       timeout: float | None) -> Evaluator:
+    """An in-process evaluator by name: ``regorus`` or ``regopy``."""
+    if name == "regorus":
+        from engine.decide.regorus_engine import RegorusEvaluator
+
+        return RegorusEvaluator(policy, timeout=timeout)
+    if name == "regopy":
+        from engine.decide.embedded import EmbeddedEvaluator
+
+        return EmbeddedEvaluator(policy, timeout=timeout)
+    raise ConfigError(f"unknown evaluator {name!r}", tip=f"use one of {', '.join(EMBEDDED)}")
+
+
 def evaluator_for(settings: Settings, policy: _bundle.PolicySet | None = None) -> Evaluator:
-    """The configured backend: OPA when ``opa_url`` is set, else embedded rego-cpp."""
+    """The configured backend: OPA when ``opa_url`` is set, else the in-process
+    ``settings.evaluator``."""
     if settings.opa_url:
         from engine.decide.remote import RemoteEvaluator
 
         return RemoteEvaluator(settings.opa_url, timeout=settings.decision_timeout)
-    from engine.decide.embedded import EmbeddedEvaluator
-
-    return EmbeddedEvaluator(policy or load_policy(settings), timeout=settings.decision_timeout)
+    return embedded_evaluator(settings.evaluator, policy or load_policy(settings),
+                              timeout=settings.decision_timeout)
 
 
 class Decider:

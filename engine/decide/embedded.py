@@ -1,4 +1,4 @@
-"""The embedded evaluator: rego-cpp through ``regopy``, in-process.
+"""The rego-cpp evaluator: ``regopy``, in-process (``evaluator = "regopy"``).
 
 Policies are compiled once into a rego-cpp bundle with the decision entry points;
 each evaluation sets the input and runs the compiled plan. Known gaps of rego-cpp 1.5
@@ -10,19 +10,19 @@ reading an error output as JSON crashes the process, so errors are read from the
 interpreter instead; and ``with input as …`` over a whole document fails to compile in
 some rules, so policy tests replace ``input.<field>`` one field at a time.
 
-rego-cpp cannot be interrupted: a timeout abandons the worker thread (it finishes in
-the background) and the next evaluation starts a fresh interpreter.
+rego-cpp builds sets and objects in quadratic time and reads its input node by node
+(~0.1 ms per vulnerability), so it is the slower of the two embedded evaluators; see
+docs/performance.md. It cannot be interrupted: a timeout abandons the worker thread (it
+finishes in the background) and the next evaluation starts a fresh interpreter.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
-import queue
 import re
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import regopy
@@ -31,6 +31,7 @@ from regopy import rego_shared
 from engine.decide.bundle import PolicySet
 from engine.decide.errors import EvaluationTimeout, EvaluatorError, PolicyError
 from engine.decide.evaluator import DECISION_PATH, Evaluation, Evaluator
+from engine.decide.worker import Worker
 
 _ERROR_AT = re.compile(r"\(error\s+\d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s*"
                        r"\(errormsg\s+\d+:(?P<msg>[^)]*)\)", re.S)
@@ -93,33 +94,6 @@ def output_value(output: regopy.Output, interpreter: regopy.Interpreter) -> tupl
     return True, expressions[0]
 
 
-class _Worker:
-    """One daemon thread running submitted calls in order (daemon: an abandoned,
-    still-running evaluation does not hold up the interpreter's exit)."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
-        ] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="vigil-rego", daemon=True).start()
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            call, future = job
-            try:
-                future.set_result(call())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    def submit(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._jobs.put((call, future))
-        return future
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-
 class EmbeddedEvaluator(Evaluator):
     """rego-cpp in-process; compiled once per policy set."""
 
@@ -138,7 +112,7 @@ class EmbeddedEvaluator(Evaluator):
         self._bundle = bundle
         self._lock = threading.Lock()
         self._runner = regopy.Interpreter()
-        self._worker: _Worker | None = None
+        self._worker: Worker[None] | None = None
 
     @property
     def bundle_revision(self) -> str | None:
@@ -167,8 +141,8 @@ class EmbeddedEvaluator(Evaluator):
             if self.timeout is None:
                 return self._run(runner, input_document, path)
             if self._worker is None:
-                self._worker = _Worker()
-            future = self._worker.submit(lambda: self._run(runner, input_document, path))
+                self._worker = Worker("vigil-rego-cpp", lambda: None)
+            future = self._worker.submit(lambda _: self._run(runner, input_document, path))
             try:
                 result: Evaluation = future.result(timeout=self.timeout)
                 return result

@@ -3,28 +3,23 @@
 Every rule named ``test_*`` in a module whose file ends in ``_test.rego`` is one test.
 A test passes when it evaluates to ``true``; it fails when it is false or undefined, and
 errors when evaluation fails. Output of ``print()`` during a failing test is kept, as
-``opa test`` shows it, so a test can print the values it compared.
+``opa test`` shows it, so a test can print the values it compared. Tests run on
+regorus, the default evaluator; ``tests/decide`` checks that rego-cpp decides the same
+documents the same way.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 import re
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.decide import bundle as _bundle
-from engine.decide.embedded import interpreter_error, new_interpreter
 from engine.decide.errors import PolicyError
+from engine.decide.regorus_engine import located, new_engine, rule_value
 
 _TEST_RULE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{)", re.MULTILINE)
-_LIBC = ctypes.CDLL(None)
 
 
 @dataclass(frozen=True)
@@ -43,25 +38,6 @@ class TestResult:
     @property
     def passed(self) -> bool:
         return self.status == "pass"
-
-
-@contextmanager
-def _capture_stdout() -> Iterator[list[str]]:
-    """Capture what native code writes to file descriptor 1."""
-    captured: list[str] = []
-    sys.stdout.flush()
-    _LIBC.fflush(None)
-    saved = os.dup(1)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 1)
-        try:
-            yield captured
-        finally:
-            _LIBC.fflush(None)
-            os.dup2(saved, 1)
-            os.close(saved)
-            tmp.seek(0)
-            captured.append(tmp.read().decode("utf-8", "replace"))
 
 
 def discover(policy: _bundle.PolicySet) -> list[tuple[str, str, str]]:
@@ -107,39 +83,31 @@ def load(path: Path) -> _bundle.PolicySet:
 
 def run(policy: _bundle.PolicySet, *, name_filter: str | None = None) -> list[TestResult]:
     """Run every test of ``policy``; raise PolicyError naming the file when it does not
-    compile."""
-    with _capture_stdout():
-        interpreter = new_interpreter(policy, include_tests=True)
-        probe = interpreter.query("x := 1")
-        if not probe.ok():
-            message = interpreter_error(interpreter)
-            from engine.decide.embedded import compile_error
-
-            failure = compile_error(message, policy.modules)
-            if "rego-with" in message or "rego-localref" in message:
-                failure.tip = ("rego-cpp cannot compile `with input as {…}` over some rules; "
-                             "replace one field at a time: `with input.host as host`")
-            raise failure
+    parse."""
+    engine = new_engine(policy, include_tests=True)
+    engine.set_gather_prints(True)
+    engine.set_input_json("{}")
     results: list[TestResult] = []
     pattern = re.compile(name_filter) if name_filter else None
     for package, name, file in discover(policy):
         if pattern and not pattern.search(f"{package}.{name}"):
             continue
         started = time.perf_counter_ns()
-        with _capture_stdout() as printed:
-            output = interpreter.query(f"data.{package}.{name}")
-            ok = output.ok()
-            error = "" if ok else interpreter_error(interpreter)
-            found = ok and output.results and output.results[0].expressions
-            value = output.results[0].expressions[0] if found else None
+        try:
+            defined, value = rule_value(engine, f"data.{package}.{name}")
+            error = None
+        except RuntimeError as exc:
+            defined, value = False, None
+            where, line, message = located(exc)
+            error = f"{where}:{line}: {message}" if where else message
         elapsed = time.perf_counter_ns() - started
-        text = "".join(printed)
-        if not ok:
-            status, detail = "error", error.splitlines()[0] if error else "evaluation failed"
-        elif value is True:
+        text = "".join(f"{line}\n" for line in engine.take_prints())
+        if error is not None:
+            status, detail = "error", error
+        elif defined and value is True:
             status, detail = "pass", ""
         else:
-            status, detail = "fail", "undefined" if value is None else repr(value)
+            status, detail = "fail", repr(value) if defined else "undefined"
         results.append(TestResult(package=package, name=name, file=file, status=status,
                                   detail=detail, output=text, duration_ns=elapsed))
     return results

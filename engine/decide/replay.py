@@ -13,8 +13,8 @@ from typing import Any
 
 from engine.decide import bundle as _bundle
 from engine.decide.decision_log import DecisionLog, DecisionRecord
-from engine.decide.embedded import EmbeddedEvaluator
 from engine.decide.errors import DecideError
+from engine.decide.evaluator import Evaluator
 from engine.decide.verdict import Decision, fail_closed
 
 
@@ -56,28 +56,40 @@ def _diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
     return out
 
 
+def _evaluator_name(record: DecisionRecord) -> str:
+    """The in-process evaluator that replays ``record``: the one that decided it, or the
+    default when an OPA server decided it."""
+    from engine.decide.decider import EMBEDDED
+
+    return record.evaluator if record.evaluator in EMBEDDED else EMBEDDED[0]
+
+
 class Replayer:
     def __init__(self, log: DecisionLog, policy: _bundle.PolicySet | None = None) -> None:
         self.log = log
         self.policy = policy
-        self._evaluators: dict[str, EmbeddedEvaluator] = {}
+        self._evaluators: dict[str, Evaluator] = {}
 
-    def _evaluator(self, record: DecisionRecord) -> EmbeddedEvaluator:
+    def _evaluator(self, record: DecisionRecord) -> Evaluator:
+        from engine.decide.decider import embedded_evaluator
+
+        name = _evaluator_name(record)
         if self.policy is not None:
-            key = f"override:{self.policy.revision}"
+            key = f"{name}:override:{self.policy.revision}"
             if key not in self._evaluators:
-                self._evaluators[key] = EmbeddedEvaluator(self.policy, timeout=None)
+                self._evaluators[key] = embedded_evaluator(name, self.policy, timeout=None)
             return self._evaluators[key]
         revision = record.bundle_revision or ""
-        if revision not in self._evaluators:
+        key = f"{name}:{revision}"
+        if key not in self._evaluators:
             archive = self.log.bundle(revision)
             if archive is None:
                 raise DecideError(
                     f"decision {record.decision_id}: bundle revision {revision!r} is not in "
                     "the decision log", tip="replay with --bundle or --policies to name it")
             policy = _bundle.read(f"decision-log:{revision}", archive)
-            self._evaluators[revision] = EmbeddedEvaluator(policy, timeout=None)
-        return self._evaluators[revision]
+            self._evaluators[key] = embedded_evaluator(name, policy, timeout=None)
+        return self._evaluators[key]
 
     def replay(self, record: DecisionRecord) -> Replayed:
         evaluator = self._evaluator(record)

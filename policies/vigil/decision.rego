@@ -1,10 +1,10 @@
 # METADATA
 # title: Vigil placement decision
 # description: |
-#   Combines the findings of the rules packages listed in
-#   data.vigil.config.rule_packages (under data.vigil.rules) and in
-#   data.site.config.rule_packages (under data.site.rules: an administrator's own
-#   rules, in their own bundle root) into one verdict:
+#   Combines the findings of the default rules packages (data.vigil.rules.attestation,
+#   .request and .vulnerabilities) and of an administrator's own rules, which their
+#   bundle root exports as data.site.findings (deny, patch, delay, warn, exception,
+#   obligations), into one verdict:
 #   reject if any deny, else patch if any patch, else delay if any delay, else admit.
 #   Warnings list what was tolerated. A finding named by an exception is moved to the
 #   warnings.
@@ -12,21 +12,45 @@ package vigil.decision
 
 import rego.v1
 
-default _site_packages := []
+# Every package is referenced by its full name. A reference through a variable
+# (data.site.rules[name]) makes evaluators evaluate every rule under data.site.rules,
+# tests included, which costs more than the rules themselves and can recurse.
 
-_site_packages := data.site.config.rule_packages
+default _site_deny := set()
 
-_deny := {f | some name in data.vigil.config.rule_packages; some f in data.vigil.rules[name].deny} | {f | some name in _site_packages; some f in data.site.rules[name].deny}
+_site_deny := data.site.findings.deny
 
-_patch := {f | some name in data.vigil.config.rule_packages; some f in data.vigil.rules[name].patch} | {f | some name in _site_packages; some f in data.site.rules[name].patch}
+_deny := (data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | data.vigil.rules.vulnerabilities.deny | _site_deny
 
-_delay := {f | some name in data.vigil.config.rule_packages; some f in data.vigil.rules[name].delay} | {f | some name in _site_packages; some f in data.site.rules[name].delay}
+default _site_patch := set()
 
-_warn := {f | some name in data.vigil.config.rule_packages; some f in data.vigil.rules[name].warn} | {f | some name in _site_packages; some f in data.site.rules[name].warn}
+_site_patch := data.site.findings.patch
 
-_exceptions := {e | some name in data.vigil.config.rule_packages; some e in data.vigil.rules[name].exception} | {e | some name in _site_packages; some e in data.site.rules[name].exception}
+_patch := data.vigil.rules.request.patch | data.vigil.rules.vulnerabilities.patch | _site_patch
 
-_obligations := {o | some name in data.vigil.config.rule_packages; some o in data.vigil.rules[name].obligations} | {o | some name in _site_packages; some o in data.site.rules[name].obligations}
+default _site_delay := set()
+
+_site_delay := data.site.findings.delay
+
+_delay := data.vigil.rules.vulnerabilities.delay | _site_delay
+
+default _site_warn := set()
+
+_site_warn := data.site.findings.warn
+
+_warn := data.vigil.rules.vulnerabilities.warn | _site_warn
+
+default _site_obligations := set()
+
+_site_obligations := data.site.findings.obligations
+
+_obligations := data.vigil.rules.vulnerabilities.obligations | _site_obligations
+
+default _site_exception := set()
+
+_site_exception := data.site.findings.exception
+
+_exceptions := _site_exception
 
 _excepted(f) if {
 	some e in _exceptions
@@ -40,7 +64,9 @@ _excepted(f) if {
 	e.vulnerability == f.vulnerability
 }
 
-_active(findings) := {f | some f in findings; not _excepted(f)}
+_active(findings) := findings if {
+	count(_exceptions) == 0
+} else := {f | some f in findings; not _excepted(f)}
 
 _denies := _active(_deny)
 
@@ -49,6 +75,7 @@ _patches := _active(_patch)
 _delays := _active(_delay)
 
 _excepted_findings := {object.union(f, {"message": sprintf("excepted: %s", [f.message])}) |
+	count(_exceptions) > 0
 	some f in (_deny | _patch) | _delay
 	_excepted(f)
 }

@@ -102,17 +102,17 @@ test_recheck_at_earliest_fix_date if {
 	d.obligations == {{"type": "recheck_at", "at_ns": 1768003200000000000}}
 }
 
-# The exceptions come from vigil.rules.sample_exception_test, enabled by listing it.
-_with_sample_exceptions := array.concat(data.vigil.config.rule_packages, ["sample_exception_test"])
+# The exceptions come from vigil.rules.sample_exception_test, handed to the decision
+# the way a site bundle would export them (data.site.findings.exception).
 
 test_exception_moves_a_finding_to_the_warnings if {
-	packages := _with_sample_exceptions
+	exceptions := data.vigil.rules.sample_exception_test.exception
 	req := fx.request
 	host := fx.host
 	vs := [fx.vuln_kev]
 	patched := fx.patched_none
 	now := fx.decision_time
-	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.vigil.config.rule_packages as packages
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.site.findings.exception as exceptions
 	_expect(d, "admit")
 	some w in d.warnings
 	w.rule == "kev_without_patched_configuration"
@@ -120,12 +120,12 @@ test_exception_moves_a_finding_to_the_warnings if {
 }
 
 test_exception_without_vulnerability_covers_the_rule if {
-	packages := _with_sample_exceptions
+	exceptions := data.vigil.rules.sample_exception_test.exception
 	req := fx.request
 	host := json.patch(fx.host, [{"op": "replace", "path": "/attestation/age_seconds", "value": 999999}])
 	vs := []
 	patched := fx.patched_none
 	now := fx.decision_time
-	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.vigil.config.rule_packages as packages
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.site.findings.exception as exceptions
 	_expect(d, "admit")
 }

@@ -22,16 +22,17 @@ from engine.decide import (
     build_input,
 )
 from engine.decide.bundle import load_directory
-from engine.decide.embedded import EmbeddedEvaluator
+from engine.decide.decider import EMBEDDED, embedded_evaluator
 from engine.decide.input import Failure, Image, VmShape
 from engine.pvdb import AffectingReport, Availability, AvailabilityBasis, Component, Finding, Fix
 from engine.pvdb.query_models import FixStatus, Kev, Severity
 from tests.decide.conftest import NOW, PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
 
 
-@pytest.fixture(scope="module")
-def embedded() -> EmbeddedEvaluator:
-    return EmbeddedEvaluator(load_directory(POLICIES, ["vigil"]))
+@pytest.fixture(scope="module", params=EMBEDDED)
+def embedded(request: pytest.FixtureRequest) -> Evaluator:
+    """Each in-process evaluator in turn: regorus (the default) and rego-cpp."""
+    return embedded_evaluator(request.param, load_directory(POLICIES, ["vigil"]), timeout=1.0)
 
 
 @pytest.mark.parametrize(("changes", "verdict", "rule"), [
@@ -44,7 +45,7 @@ def embedded() -> EmbeddedEvaluator:
                                                     "known_ransomware_use": True})]},
      "reject", "kev_without_patched_configuration"),
 ])
-def test_each_verdict_end_to_end(embedded: EmbeddedEvaluator, changes: dict[str, Any],
+def test_each_verdict_end_to_end(embedded: Evaluator, changes: dict[str, Any],
                                  verdict: str, rule: str | None) -> None:
     result = Decider(embedded).decide(document(**changes))
     assert result.verdict == verdict
@@ -53,14 +54,14 @@ def test_each_verdict_end_to_end(embedded: EmbeddedEvaluator, changes: dict[str,
     assert result.bundle_revision and result.bundle_revision.startswith("dev-")
 
 
-def test_delay_obligations_are_typed(embedded: EmbeddedEvaluator) -> None:
+def test_delay_obligations_are_typed(embedded: Evaluator) -> None:
     result = Decider(embedded).decide(document(vulnerabilities=[VULN_IN_WINDOW]))
     by_type = {o.type: o for o in result.obligations}
     assert by_type["recheck_at"].at == dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
     assert by_type["prepare_patched_configuration"].vulnerabilities == ["CVE-2026-0001"]
 
 
-def test_schema_invalid_input_is_refused_naming_the_field(embedded: EmbeddedEvaluator) -> None:
+def test_schema_invalid_input_is_refused_naming_the_field(embedded: Evaluator) -> None:
     bad = document()
     bad["host"]["attestation"]["status"] = "fine"
     del bad["decision_time"]
@@ -103,7 +104,8 @@ def test_fail_closed(answer: Evaluation | Exception, rule: str) -> None:
     assert "fail closed" in result.reasons[0].message
 
 
-def test_real_timeout_of_the_embedded_evaluator_rejects(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str) -> None:
     folder = tmp_path / "slow"
     folder.mkdir()
     (folder / "decision.rego").write_text(
@@ -111,10 +113,17 @@ def test_real_timeout_of_the_embedded_evaluator_rejects(tmp_path: Path) -> None:
         "result := {\"verdict\": \"admit\", \"n\": n} if {\n"
         "\tn := count({x | some x in numbers.range(1, 1000000); x % 7 == 0})\n}\n")
     policy = load_directory(tmp_path, ["slow"])
-    evaluator = EmbeddedEvaluator(policy, entrypoints=("slow/decision/result",), timeout=0.05)
-    result = Decider(evaluator, path="slow/decision/result").decide(document())
+    from engine.decide.embedded import EmbeddedEvaluator
+    from engine.decide.regorus_engine import RegorusEvaluator
+
+    kind = RegorusEvaluator if name == "regorus" else EmbeddedEvaluator
+    evaluator = kind(policy, entrypoints=("slow/decision/result",), timeout=0.05)
+    decider = Decider(evaluator, path="slow/decision/result")
+    result = decider.decide(document())
     assert result.verdict == "reject"
     assert [r.rule for r in result.reasons] == ["evaluation_timeout"]
+    # the abandoned evaluation does not poison the next one: it times out again, cleanly
+    assert decider.decide(document()).reasons[0].rule == "evaluation_timeout"
 
 
 def test_unreachable_opa_server_rejects() -> None:
@@ -152,7 +161,7 @@ def _finding(vuln_id: str, score: float | None, days: int | None, *, kev: bool =
         evidence=[])
 
 
-def test_build_input_normalises_for_both_evaluators(embedded: EmbeddedEvaluator) -> None:
+def test_build_input_normalises_for_both_evaluators(embedded: Evaluator) -> None:
     report = AffectingReport(
         as_of=NOW, pvdb_generation=7, undetermined=[],
         components=[Component(kind="kernel", vendor="linux", product="linux_kernel",

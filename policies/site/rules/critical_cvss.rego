@@ -2,8 +2,8 @@
 # title: Site rule example - no critical unpatched vulnerabilities
 # description: |
 #   An administrator's own rule, added without touching the defaults: it lives in its
-#   own bundle root (site), is listed in data.site.config.rule_packages, and the
-#   default decision (data.vigil.decision) picks its deny findings up.
+#   own bundle root (site), is exported by data.site.findings, and the default
+#   decision (data.vigil.decision) picks its deny findings up from there.
 package site.rules.critical_cvss
 
 import rego.v1

@@ -1,8 +1,8 @@
 # METADATA
 # title: Sample exceptions (test only)
 # description: |
-#   conftest-style exceptions that vigil.decision_test enables by adding this package
-#   to data.vigil.config.rule_packages. An exception names a rule and, optionally, one
+#   conftest-style exceptions that vigil.decision_test hands to the decision as
+#   data.site.findings.exception. An exception names a rule and, optionally, one
 #   vulnerability; the findings it covers move from the reasons to the warnings.
 package vigil.rules.sample_exception_test
 

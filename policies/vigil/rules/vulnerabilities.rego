@@ -11,6 +11,8 @@ import rego.v1
 
 _config := data.vigil.config
 
+_window := _config.window_days
+
 _patched := input.patched_configuration
 
 _patched_ready if {
@@ -19,30 +21,54 @@ _patched_ready if {
 	_patched.attestation_status == "affirming"
 }
 
-_relevant(v) if v.kev != null
+# Each vulnerability is classified once, by its index in input.vulnerabilities; the
+# rules below only look the classes up.
 
-_relevant(v) if {
+# Relevant: KEV-listed, or the highest CVSS or the EPSS score reaches its threshold.
+_relevant contains i if {
+	some i, v in input.vulnerabilities
+	v.kev != null
+}
+
+_relevant contains i if {
+	some i, v in input.vulnerabilities
 	is_number(v.max_cvss)
 	v.max_cvss >= _config.relevance.min_cvss
 }
 
-_relevant(v) if {
-	v.epss != null
+_relevant contains i if {
+	some i, v in input.vulnerabilities
 	v.epss.score >= _config.relevance.min_epss
 }
 
-_in_window(v) if {
-	is_number(v.fix.availability.days_from_now)
-	v.fix.availability.days_from_now <= _config.window_days
+# Relevant, not KEV-listed, and no ready patched configuration: a delay or a warning.
+_open contains i if {
+	not _patched_ready
+	some i in _relevant
+	input.vulnerabilities[i].kev == null
+}
+
+# Open, with a fix available or expected within the window.
+_in_window contains i if {
+	some i in _open
+	days := input.vulnerabilities[i].fix.availability.days_from_now
+	is_number(days)
+	days <= _window
 }
 
 _label(v) := sprintf("%s (CVSS %.1f)", [v.id, v.max_cvss]) if {
 	is_number(v.max_cvss)
 } else := sprintf("%s (no CVSS score)", [v.id])
 
-_component(v) := sprintf("%s %s", [c.product, c.version]) if {
-	c := input.host.components[v.component]
-	c.product != null
+# "product version" of each host component, by index.
+_component_names := [name | some i; c := input.host.components[i]; name := _name(i, c)]
+
+_name(_, c) := sprintf("%s %s", [c.product, c.version]) if c.product != null
+
+_name(i, c) := sprintf("component #%d", [i]) if c.product == null
+
+_component(v) := name if {
+	name := _component_names[v.component]
 } else := sprintf("component #%d", [v.component])
 
 # METADATA
@@ -73,9 +99,9 @@ deny contains reason if {
 #   rule: patched_configuration_ready
 #   verdict: patch
 patch contains reason if {
-	some v in input.vulnerabilities
-	_relevant(v)
 	_patched_ready
+	some i in _relevant
+	v := input.vulnerabilities[i]
 	reason := {
 		"rule": "patched_configuration_ready",
 		"message": sprintf("%s in %s is fixed by the attested patched configuration %s %s", [_label(v), _component(v), _patched.image.name, _patched.image.version]),
@@ -92,11 +118,8 @@ patch contains reason if {
 #   rule: fix_expected_within_window
 #   verdict: delay
 delay contains reason if {
-	some v in input.vulnerabilities
-	_relevant(v)
-	v.kev == null
-	not _patched_ready
-	_in_window(v)
+	some i in _in_window
+	v := input.vulnerabilities[i]
 	reason := {
 		"rule": "fix_expected_within_window",
 		"message": sprintf("%s in %s: fix %s %s (%s), within the %d-day window; no patched configuration is ready", [_label(v), _component(v), _fix_word(v), v.fix.availability.date, v.fix.availability.basis, _config.window_days]),
@@ -115,11 +138,8 @@ _fix_word(v) := "available since" if {
 #   rule: fix_date_estimated
 #   verdict: warn
 warn contains reason if {
-	some v in input.vulnerabilities
-	_relevant(v)
-	v.kev == null
-	not _patched_ready
-	_in_window(v)
+	some i in _in_window
+	v := input.vulnerabilities[i]
 	v.fix.availability.basis == "estimated"
 	reason := {
 		"rule": "fix_date_estimated",
@@ -141,11 +161,9 @@ _confidence(v) := v.fix.availability.confidence if {
 #   rule: no_fix_within_window
 #   verdict: warn
 warn contains reason if {
-	some v in input.vulnerabilities
-	_relevant(v)
-	v.kev == null
-	not _patched_ready
-	not _in_window(v)
+	some i in _open
+	not i in _in_window
+	v := input.vulnerabilities[i]
 	reason := {
 		"rule": "no_fix_within_window",
 		"message": sprintf("%s in %s has no fix expected within %d days (fix status %s); tolerated", [_label(v), _component(v), _config.window_days, v.fix.status]),
@@ -160,8 +178,8 @@ warn contains reason if {
 #   rule: vulnerability_tolerated
 #   verdict: warn
 warn contains reason if {
-	some v in input.vulnerabilities
-	not _relevant(v)
+	some i, v in input.vulnerabilities
+	not i in _relevant
 	reason := {
 		"rule": "vulnerability_tolerated",
 		"message": sprintf("%s in %s is below the relevance thresholds; tolerated", [_label(v), _component(v)]),
@@ -203,19 +221,13 @@ obligations contains {"verdict": "patch", "obligation": o} if {
 
 obligations contains {"verdict": "delay", "obligation": o} if {
 	count(delay) > 0
-	o := {"type": "recheck_at", "at_ns": min(_recheck_times)}
+	o := {"type": "recheck_at", "at_ns": min([_recheck_at(input.vulnerabilities[i]) | some i in _in_window])}
 }
 
 obligations contains {"verdict": "delay", "obligation": o} if {
 	count(delay) > 0
 	_patched.state == "none"
-	o := {"type": "prepare_patched_configuration", "host": input.host.id, "vulnerabilities": sort([r.vulnerability | some r in delay])}
-}
-
-_recheck_times contains _recheck_at(v) if {
-	some r in delay
-	some v in input.vulnerabilities
-	v.id == r.vulnerability
+	o := {"type": "prepare_patched_configuration", "host": input.host.id, "vulnerabilities": sort([input.vulnerabilities[i].id | some i in _in_window])}
 }
 
 _recheck_at(v) := v.fix.availability.date_ns if {

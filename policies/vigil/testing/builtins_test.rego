@@ -2,16 +2,17 @@
 # title: Built-ins the policies use, pinned
 # description: |
 #   Every built-in the default policies call, with the exact result they rely on, so
-#   that an evaluator (rego-cpp or OPA) that differs fails here first. Policies avoid
-#   what differs: %v of floats, time.parse_rfc3339_ns, net.*, object.union on nested
-#   objects, object.keys.
+#   that an evaluator (regorus, rego-cpp or OPA) that differs fails here first. Policies
+#   avoid what differs: %v of floats, %f of integers (the engine sends scores as
+#   decimals), time.parse_rfc3339_ns, net.*, object.union on nested objects, object.keys.
 package vigil.testing.builtins_test
 
 import rego.v1
 
 test_sprintf_formats if {
 	sprintf("%s|%d|%.1f|%.2f", ["a", 42, 9.8, 0.62]) == "a|42|9.8|0.62"
-	sprintf("%.1f", [7]) == "7.0"
+	sprintf("%.1f", [7.0]) == "7.0"
+	sprintf("%.2f", [1.0]) == "1.00"
 	sprintf("%d", [86401]) == "86401"
 }
 

@@ -1,0 +1,58 @@
+"""A worker thread for evaluators that cannot be interrupted.
+
+Neither rego-cpp nor regorus can stop an evaluation half-way. An evaluator with a
+timeout runs each evaluation on a :class:`Worker`; when the timeout passes it abandons
+that worker (the evaluation finishes in the background on a daemon thread, whose result
+is dropped) and starts the next evaluation on a fresh worker and interpreter.
+
+A worker may own per-thread state made by ``setup`` on its own thread (a regorus engine
+must be created, used and dropped on one thread); each call receives it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+State = TypeVar("State")
+
+
+class Worker(Generic[State]):
+    """One daemon thread running submitted calls in order (daemon: an abandoned,
+    still-running evaluation does not hold up the interpreter's exit)."""
+
+    def __init__(self, name: str, setup: Callable[[], State]) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[State], Any], concurrent.futures.Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self._setup = setup
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def _loop(self) -> None:
+        state: State | None = None
+        setup_error: BaseException | None = None
+        try:
+            state = self._setup()
+        except BaseException as exc:  # reported to every caller
+            setup_error = exc
+        while (job := self._jobs.get()) is not None:
+            call, future = job
+            if setup_error is not None:
+                future.set_exception(setup_error)
+                continue
+            try:
+                future.set_result(call(state))  # type: ignore[arg-type]
+            except BaseException as exc:
+                future.set_exception(exc)
+        del state  # dropped on this thread
+
+    def submit(self, call: Callable[[State], Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((call, future))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)

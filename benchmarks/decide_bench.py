@@ -1,12 +1,13 @@
 """Embedded evaluation speed of the default bundle: evaluations/s, p50 and p99.
 
 Both in-process evaluators (regorus, the default, and rego-cpp) run the same documents
-and must agree. Inputs are realistic input documents (schema version 1) of one host with
-0, 5, 50 and 500 matching vulnerabilities (rego-cpp up to 50: it is quadratic): a mix of KEV-listed, high, low, unscored, fix within and
-beyond the window, vendor and estimated dates, with and without a ready patched
-configuration. Each evaluation is what the decider does per placement minus validation
-and logging: set the input, run the compiled entry point data.vigil.decision.result,
-read the result; "decide ms" adds schema validation and the verdict model.
+and must agree. Inputs are realistic input documents (schema version 1) of one host
+with 0, 5, 50 and 500 matching vulnerabilities (rego-cpp up to 50: it is quadratic):
+a mix of KEV-listed, high, low, unscored, fix within and beyond the window, vendor and
+estimated dates, with and without a ready patched configuration. Each evaluation is
+what the decider does per placement minus validation and logging: set the input, run
+the entry point data.vigil.decision.result, read the result. "decide ms" adds schema
+validation and the verdict model.
 
     .venv/bin/python benchmarks/decide_bench.py [--seconds 3] [--sizes 0,5,50,500] [--json]
 

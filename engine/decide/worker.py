@@ -20,6 +20,18 @@ from typing import Any, Generic, TypeVar
 State = TypeVar("State")
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` without tracebacks (its own and its chain's): their frames may hold the
+    worker's state, which must not be dropped on the thread that receives the error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return exc
+
+
 class Worker(Generic[State]):
     """One daemon thread running submitted calls in order (daemon: an abandoned,
     still-running evaluation does not hold up the interpreter's exit)."""
@@ -37,7 +49,7 @@ class Worker(Generic[State]):
         try:
             state = self._setup()
         except BaseException as exc:  # reported to every caller
-            setup_error = exc
+            setup_error = _detached(exc)
         while (job := self._jobs.get()) is not None:
             call, future = job
             if setup_error is not None:
@@ -46,7 +58,7 @@ class Worker(Generic[State]):
             try:
                 future.set_result(call(state))  # type: ignore[arg-type]
             except BaseException as exc:
-                future.set_exception(exc)
+                future.set_exception(_detached(exc))
         del state  # dropped on this thread
 
     def submit(self, call: Callable[[State], Any]) -> concurrent.futures.Future[Any]:

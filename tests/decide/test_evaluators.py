@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import regopy
@@ -40,16 +41,6 @@ def test_rego_cpp_gaps_the_policies_avoid() -> None:
                         if not p.name.endswith("_test.rego"))
     for avoided in ("parse_rfc3339", "net.", "%v", "object.keys", "time.now_ns"):
         assert avoided not in sources
-
-
-def test_embedded_is_fast_enough_for_one_decision() -> None:
-    evaluator = EmbeddedEvaluator(load_directory(POLICIES, ["vigil"]), timeout=None)
-    doc = document(vulnerabilities=[VULN_IN_WINDOW])
-    evaluator.evaluate(doc)
-    started = time.perf_counter()
-    for _ in range(20):
-        evaluator.evaluate(doc)
-    assert (time.perf_counter() - started) / 20 < 0.05
 
 
 def _free_port() -> int:
@@ -91,3 +82,54 @@ def test_opa_server_serves_the_signed_bundle_and_agrees(tmp_path: Path,
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _one_module(tmp_path: Path, source: str) -> Any:
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "decision.rego").write_text(source)
+    return load_directory(tmp_path, ["demo"])
+
+
+def test_regorus_names_file_and_line_of_a_parse_error(tmp_path: Path) -> None:
+    from engine.decide import PolicyError
+    from engine.decide.regorus_engine import RegorusEvaluator
+
+    policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
+                                   "result := {\"verdict\": \"admit\"\n")
+    with pytest.raises(PolicyError) as caught:
+        RegorusEvaluator(policy, entrypoints=("demo/decision/result",))
+    assert caught.value.file == "demo/decision.rego"
+    assert caught.value.line == 6
+    assert "Stack backtrace" not in str(caught.value)
+
+
+def test_regorus_refuses_a_missing_entry_point(tmp_path: Path) -> None:
+    from engine.decide import PolicyError
+    from engine.decide.regorus_engine import RegorusEvaluator
+
+    policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\nx := 1\n")
+    with pytest.raises(PolicyError, match=r"data\.demo\.decision\.result is not a rule"):
+        RegorusEvaluator(policy, entrypoints=("demo/decision/result",))
+
+
+def test_regorus_runtime_error_is_a_reject_naming_the_line(tmp_path: Path) -> None:
+    from engine.decide.regorus_engine import RegorusEvaluator
+
+    policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
+                                   "result := {\"verdict\": \"admit\", \"n\": input.host.id + 1}\n")
+    evaluator = RegorusEvaluator(policy, entrypoints=("demo/decision/result",))
+    verdict = Decider(evaluator, path="demo/decision/result").decide(document())
+    assert verdict.verdict == "reject" and verdict.fail_closed
+    assert [r.rule for r in verdict.reasons] == ["evaluator_error"]
+    assert "demo/decision.rego:5" in verdict.reasons[0].message
+    evaluator.close()
+
+
+def test_input_values_are_not_coerced() -> None:
+    from engine.decide import InputDocumentError, validate
+
+    doc = document(vulnerabilities=[dict(VULN_IN_WINDOW, max_cvss="8.1")])
+    with pytest.raises(InputDocumentError) as caught:
+        validate(doc)
+    assert "$.vulnerabilities[0].max_cvss" in caught.value.fields

@@ -8,7 +8,7 @@ import json
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from engine.cli import output
 from engine.cli.common import JsonOption
 from engine.config import Settings, load_settings
 from engine.errors import EXIT_INPUT, ConfigError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from engine.decide.bundle import PolicySet
 
 policy_app = typer.Typer(help="Test and evaluate Rego policies.", no_args_is_help=True)
 bundle_app = typer.Typer(help="Build and verify signed OPA bundles.", no_args_is_help=True)
@@ -154,10 +157,7 @@ def bundle_build(
     policies = (base / cfg.get("policies", "../policies")).resolve()
     roots = root or cfg.get("roots", ["vigil"])
     policy = _bundle.load_directory(policies, roots)
-    # refuse a policy that does not compile, naming the file and line
-    from engine.decide.embedded import EmbeddedEvaluator
-
-    EmbeddedEvaluator(policy, timeout=None).close()
+    _compiles(policy)
     del policytest
     target = out or (base / cfg.get("output", "vigil.tar.gz"))
     raw = _bundle.build(policy, revision=revision, signing_key=signing_key,
@@ -175,6 +175,16 @@ def bundle_build(
                             f"{'signed' if signing_key else 'UNSIGNED'})", markup=False)
 
 
+def _compiles(policy: PolicySet) -> None:
+    """Refuse a policy that either in-process evaluator cannot load, naming the file and
+    line: regorus parses it, rego-cpp also compiles it (it checks, for example, that
+    every function called exists)."""
+    from engine.decide.decider import EMBEDDED, embedded_evaluator
+
+    for name in EMBEDDED:
+        embedded_evaluator(name, policy, timeout=None).close()
+
+
 @bundle_app.command("verify")
 def bundle_verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle .tar.gz")],
@@ -187,7 +197,6 @@ def bundle_verify(
     """Check a bundle the way OPA would: signature, key id, scope, every file's hash,
     manifest roots, and that its policies compile. Exit code 4 when it does not verify."""
     from engine.decide import bundle as _bundle
-    from engine.decide.embedded import EmbeddedEvaluator
 
     cfg = load_settings()
     key = key or cfg.bundle_verification_key
@@ -197,7 +206,7 @@ def bundle_verify(
     policy = _bundle.read(bundle, verification_key=key,
                           key_id=key_id or cfg.bundle_verification_key_id,
                           scope=scope or cfg.bundle_verification_scope)
-    EmbeddedEvaluator(policy, timeout=None).close()
+    _compiles(policy)
     files = sorted([*policy.modules, *policy.data_files, ".manifest"])
     info = {"bundle": str(bundle), "verified": True, "revision": policy.revision,
             "roots": list(policy.roots), "key_id": policy.signed_by, "files": files}

@@ -1,6 +1,7 @@
 """The evaluator seam: one small interface, one module per backend.
 
-* :mod:`engine.decide.embedded` — ``regopy`` (rego-cpp) in-process, the default;
+* :mod:`engine.decide.regorus_engine` — ``regorus`` (Rust) in-process, the default;
+* :mod:`engine.decide.embedded` — ``regopy`` (rego-cpp) in-process, ``evaluator = "regopy"``;
 * :mod:`engine.decide.remote` — an OPA server, queried with ``opa-python-client``,
   used when ``VIGIL_OPA_URL`` is set.
 
@@ -35,7 +36,7 @@ class Evaluator(abc.ABC):
     """Evaluates a query path of a loaded policy set against an input document."""
 
     name: str
-    """Backend name recorded in the decision log (``regopy``, ``opa``)."""
+    """Backend name recorded in the decision log (``regorus``, ``regopy``, ``opa``)."""
 
     @property
     @abc.abstractmethod

@@ -175,6 +175,32 @@ def bundle_build(
                             f"{'signed' if signing_key else 'UNSIGNED'})", markup=False)
 
 
+@bundle_app.command("serve")
+def bundle_serve(
+    folder: Annotated[Path, typer.Option(help="Folder of built bundles (*.tar.gz).")]
+    = Path("bundles"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8182,
+) -> None:
+    """Serve built bundles to OPA servers: GET /bundles/NAME.tar.gz with ETag, answering
+    304 while the bundle is unchanged. With VIGIL_BUNDLE_VERIFICATION_KEY set, only
+    bundles whose signature verifies are served."""
+    import uvicorn
+
+    from engine.decide.bundle_server import BundleFolder, app
+
+    if not folder.is_dir():
+        raise NotFoundError(f"no bundle folder {folder}",
+                            tip="build one with `vigil bundle build` (writes to bundles/)")
+    cfg = load_settings()
+    served = BundleFolder(folder, verification_key=cfg.bundle_verification_key,
+                          key_id=cfg.bundle_verification_key_id,
+                          scope=cfg.bundle_verification_scope)
+    output.stderr().print(f"serving {served.folder}/*.tar.gz at "
+                          f"http://{host}:{port}/bundles/", markup=False)
+    uvicorn.run(app(served), host=host, port=port, log_level="warning")
+
+
 def _compiles(policy: PolicySet) -> None:
     """Refuse a policy that either in-process evaluator cannot load, naming the file and
     line: regorus parses it, rego-cpp also compiles it (it checks, for example, that

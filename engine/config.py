@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     attest_result_key: Path | None = None
     """PEM private key (EC P-256/P-384, Ed25519 or RSA) that signs attestation results."""
 
+    attest_result_verification_key: Path | None = None
+    """The verifier's PEM public key: ``vigil decide`` trusts only results it verifies."""
+
     attest_references: Path | None = None
     """Folder of signed reference manifests (``*.jws``) of the approved host images."""
 

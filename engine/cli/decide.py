@@ -19,6 +19,7 @@ from engine.errors import EXIT_INPUT, ConfigError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from engine.decide.bundle import PolicySet
+    from engine.decide.verdict import Verdict
 
 policy_app = typer.Typer(help="Test and evaluate Rego policies.", no_args_is_help=True)
 bundle_app = typer.Typer(help="Build and verify signed OPA bundles.", no_args_is_help=True)
@@ -100,6 +101,11 @@ def policy_eval(
     cfg = _settings(policy_dir=policies, bundle=bundle, decision_log=log)
     with Decider.from_settings(cfg, log=not no_log) as decider:
         verdict = decider.decide(value)
+    print_verdict(verdict, as_json=as_json)
+
+
+def print_verdict(verdict: Verdict, *, as_json: bool) -> None:
+    """A verdict as JSON, or its verdict line, reasons, warnings and obligations."""
     if as_json:
         output.emit_json(verdict.model_dump(mode="json", exclude_none=True))
         return

@@ -1,0 +1,109 @@
+"""``vigil decide``: decide one placement from a signed attestation result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from engine.cli.common import JsonOption
+from engine.cli.decide import LogOption, print_verdict
+from engine.config import load_settings
+from engine.errors import ConfigError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from engine.decide.input import Image
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NotFoundError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def _image(text: str | None) -> Image | None:
+    from engine.decide.input import Image
+
+    if text is None:
+        return None
+    name, sep, version = text.partition("@")
+    if not sep or not name or not version:
+        raise UsageError(f"--requested-image {text!r}: expected NAME@VERSION")
+    return Image(name=name, version=version)
+
+
+def decide(
+    result: Annotated[Path | None, typer.Option(
+        help="Signed attestation result of the host (EAR JWT, from `vigil attest verify "
+             "--out`).")] = None,
+    host_id: Annotated[str | None, typer.Option(
+        help="Host id when there is no attestation result (decided as unattested).")]
+    = None,
+    key: Annotated[Path | None, typer.Option(
+        help="The verifier's public key (default: VIGIL_ATTEST_RESULT_VERIFICATION_KEY).")]
+    = None,
+    tenant: Annotated[str, typer.Option(help="Tenant asking for the placement.")] = "default",
+    vm: Annotated[str, typer.Option(help="VM name.")] = "vm",
+    vcpus: Annotated[int, typer.Option(min=1, help="Virtual CPUs.")] = 1,
+    memory_mib: Annotated[int, typer.Option(min=1, help="Memory in MiB.")] = 1024,
+    requested_patch_level: Annotated[str | None, typer.Option(
+        help="Minimum host image version the tenant requires.")] = None,
+    requested_image: Annotated[str | None, typer.Option(
+        help="Exact host image the tenant requires, NAME@VERSION.")] = None,
+    patched: Annotated[Path | None, typer.Option(
+        help="The host's patched configuration (JSON: state none|preparing|ready, image, "
+             "attested, attestation_status); default: none.")] = None,
+    log: LogOption = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not record the decision.")]
+    = False,
+    show_input: Annotated[bool, typer.Option(
+        "--show-input", help="Print the input document that was decided, too (JSON).")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Decide placing a VM on a host: verify the host's attestation result, ask the PVDB
+    what affects the attested image's components, evaluate the policy, log the decision.
+    Exit code 1 unless the verdict is admit."""
+    from engine.attest.reference import load_verification_key
+    from engine.attest.result import verify_result
+    from engine.decide import Decider, PatchedConfiguration, RequestFacts
+    from engine.decide.input import VmShape
+    from engine.decide.placement import decide_placement
+    from engine.pvdb import Pvdb
+
+    if (result is None) == (host_id is None):
+        raise UsageError("name the host by --result (attested) or --host-id (unattested)")
+    cfg = load_settings(**({"decision_log": log} if log is not None else {}))
+    attested = None
+    if result is not None:
+        key = key or cfg.attest_result_verification_key
+        if key is None:
+            raise ConfigError("no key to verify the attestation result",
+                              tip="pass --key verifier.pub.pem or set "
+                                  "VIGIL_ATTEST_RESULT_VERIFICATION_KEY")
+        attested = verify_result(_read(result, "attestation result").strip(),
+                                 load_verification_key(key.read_bytes()))
+    state = PatchedConfiguration(state="none")
+    if patched is not None:
+        try:
+            state = PatchedConfiguration.model_validate_json(_read(patched, "patched "
+                                                                    "configuration"))
+        except ValueError as exc:
+            raise UsageError(f"{patched}: not a patched configuration: {exc}") from None
+    request = RequestFacts(tenant=tenant, vm=VmShape(name=vm, vcpus=vcpus,
+                                                     memory_mib=memory_mib),
+                           requested_patch_level=requested_patch_level,
+                           requested_image=_image(requested_image))
+    with Pvdb.open(cfg.db, read_only=True, settings=cfg) as pvdb, \
+            Decider.from_settings(cfg, log=not no_log) as decider:
+        placement = decide_placement(decider, pvdb, request, attested, host_id=host_id,
+                                     now=dt.datetime.now(dt.UTC), patched=state)
+    if show_input:
+        typer.echo(json.dumps(placement.document.to_json(), indent=2))
+    print_verdict(placement.verdict, as_json=as_json)
+    if placement.verdict.verdict != "admit":
+        raise typer.Exit(1)

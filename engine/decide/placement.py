@@ -1,0 +1,90 @@
+"""One placement decision from its parts.
+
+The attestation result says what the host runs (its matched image and that image's
+components); the PVDB says what affects those components; the tenant's request and the
+host's patched configuration complete the input document; the decider's policy decides::
+
+    from engine.decide.placement import decide_placement
+
+    placement = decide_placement(decider, pvdb, request, result,
+                                 patched=PatchedConfiguration(state="none"))
+    placement.verdict.verdict        # admit | patch | delay | reject
+    placement.document               # the input document that was decided (and logged)
+
+``result`` must already be verified (:func:`engine.attest.result.verify_result` checks
+its signature); a host without a result is decided with attestation status ``none``,
+which the default policy rejects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.decide.decider import Decider
+from engine.decide.input import (
+    AttestationFacts,
+    Failure,
+    HostFacts,
+    Image,
+    InputDocument,
+    PatchedConfiguration,
+    RequestFacts,
+    TrustVector,
+    build_input,
+)
+from engine.decide.verdict import Verdict
+
+if TYPE_CHECKING:
+    from engine.attest.result import AttestationResult
+    from engine.pvdb import Pvdb
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A decided placement: the verdict and the input document it was decided on."""
+
+    verdict: Verdict
+    document: InputDocument
+
+
+def host_facts(host_id: str, result: AttestationResult | None) -> HostFacts:
+    """The host as the input builder receives it, from a verified attestation result
+    (status ``none`` without one)."""
+    if result is None:
+        return HostFacts(id=host_id, attestation=AttestationFacts(status="none"))
+    summary = result.summary()
+    return HostFacts(id=host_id, attestation=AttestationFacts(
+        status=summary.status,
+        issued_at=summary.issued_at,
+        verifier_id=summary.verifier_id,
+        image=None if summary.image is None else Image(name=summary.image.name,
+                                                       version=summary.image.version),
+        trust_vector=TrustVector(**summary.trust_vector),
+        failures=[Failure(step=f.step, reason=f.reason) for f in summary.failures],
+    ))
+
+
+def decide_placement(
+    decider: Decider,
+    pvdb: Pvdb,
+    request: RequestFacts,
+    result: AttestationResult | None,
+    *,
+    host_id: str | None = None,
+    patched: PatchedConfiguration | None = None,
+    now: dt.datetime | None = None,
+) -> Placement:
+    """Decide placing ``request`` on the host ``result`` attests (or ``host_id`` when
+    there is no result): the PVDB is asked about the attested image's components, the
+    decision is logged by the decider."""
+    if result is None and host_id is None:
+        raise ValueError("a placement needs an attestation result or a host id")
+    when = now or dt.datetime.now(dt.UTC)
+    host = host_facts(host_id or (result.host_id if result else ""), result)
+    components = list(result.components) if result is not None else []
+    report = pvdb.affecting(components, as_of=when)
+    document = build_input(request, host, report,
+                           patched or PatchedConfiguration(state="none"), when)
+    return Placement(verdict=decider.decide(document), document=document)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from engine.attest.eventlog import parse
 from engine.attest.evidence import Evidence
+from engine.attest.simboot import Boot
 from tests.attest.conftest import Swtpm, manufacture
 from tests.attest.helpers import Site, make_site
-from tests.attest.tcg_log import Boot
 
 
 def prepare(base: Path, runs: int, events: int) -> tuple[Site, list[Evidence], Path]:

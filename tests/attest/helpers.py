@@ -24,10 +24,10 @@ from engine.attest.reference import (
     load_verification_key,
     sign_manifest,
 )
+from engine.attest.simboot import DEFAULT_BOOT, Boot, hypervisor_boot
 from engine.attest.verify import Verifier, manifest_from_evidence
 from engine.pvdb.query_models import Component
 from tests.attest.conftest import Swtpm
-from tests.attest.tcg_log import DEFAULT_BOOT, Boot, hypervisor_boot
 
 AK_HANDLE = 0x81018000
 HOST = "hv-042"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.attest.simboot import Boot, hypervisor_boot
 from engine.cli import attest
 from tests.attest.conftest import Swtpm
 from tests.attest.helpers import HOST
-from tests.attest.tcg_log import Boot, hypervisor_boot
 
 
 @pytest.fixture

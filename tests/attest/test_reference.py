@@ -30,8 +30,8 @@ from engine.attest.reference import (
     manifest_from_log,
     sign_manifest,
 )
+from engine.attest.simboot import DEFAULT_BOOT, Boot, LogBuilder, hypervisor_boot
 from tests.attest.helpers import COMPONENTS, IMAGE, ec_key_pem, ed25519_key_pem, key_pair
-from tests.attest.tcg_log import DEFAULT_BOOT, Boot, LogBuilder, hypervisor_boot
 
 NEXT = ImageRef(name="hv-base", version="2026.06.1")
 CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -12,6 +12,7 @@ import pytest
 from engine.attest.ak import AkRegistry
 from engine.attest.evidence import Evidence, TpmError, enroll
 from engine.attest.result import verify_result
+from engine.attest.simboot import Boot
 from engine.attest.verify import Verifier
 from tests.attest.conftest import Swtpm
 from tests.attest.helpers import (
@@ -25,7 +26,6 @@ from tests.attest.helpers import (
     key_pair,
     make_site,
 )
-from tests.attest.tcg_log import Boot
 
 pytestmark = pytest.mark.filterwarnings("error")
 

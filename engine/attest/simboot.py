@@ -1,4 +1,8 @@
-"""Build crypto-agile TCG event logs (TCG PC Client Platform Firmware Profile) for tests.
+"""A simulated measured boot: crypto-agile TCG event logs (TCG PC Client Platform
+Firmware Profile) written together with the PCR extends that produce them.
+
+This plays the firmware's part on a software-TPM host (``vigil agent simulate boot``,
+the demo, the tests): a real host's firmware writes its own log.
 
 :class:`LogBuilder` writes the Spec ID event and ``TCG_PCR_EVENT2`` events, and records
 for each extended event the digests to extend into a TPM, so that a software TPM
@@ -7,7 +11,7 @@ extended with :attr:`LogBuilder.extends` holds exactly the PCRs the log replays 
 firmware blob, microcode, PK/KEK/db/dbx, shim, GRUB, kernel, command line), each
 component replaceable, so a test can change exactly one measured component.
 
-Run as a script to write a sample log: ``python -m tests.attest.tcg_log OUT``.
+Run as a script to write a sample log: ``python -m engine.attest.simboot OUT``.
 """
 
 from __future__ import annotations

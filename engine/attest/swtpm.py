@@ -122,6 +122,10 @@ class Swtpm:
         PCRs return to their initial values and resetCount goes up."""
         from tpm2_pytss.constants import TPM2_SU
 
+        # an orderly shutdown first: a power loss without one counts against the
+        # dictionary-attack protection, which then locks the AK out
+        with self.esapi() as esapi:
+            esapi.shutdown(TPM2_SU.CLEAR)
         subprocess.run(["swtpm_ioctl", "--tcp", f"127.0.0.1:{self.port + 1}", "-i"],
                        check=True, capture_output=True, timeout=30)
         with self.esapi() as esapi:

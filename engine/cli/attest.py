@@ -163,7 +163,6 @@ from engine.attest import result as _result  # noqa: E402
 from engine.attest import verify as _verify  # noqa: E402
 from engine.cli import common as _common  # noqa: E402
 from engine.cli import output as _output  # noqa: E402
-from engine.pvdb.query_models import Component as _Component  # noqa: E402
 
 reference_app = typer.Typer(help="Create, sign and inspect reference manifests of approved "
                             "host images.", no_args_is_help=True)
@@ -383,14 +382,9 @@ def reference_create(
     out: _OutOption = None,
 ) -> None:
     """Create and sign a reference manifest from a known-good evidence capture."""
-    listed: list[_Component] = []
-    if components is not None:
-        try:
-            raw = json.loads(_read(components, "component list"))
-            listed = [_Component.model_validate(item) for item in raw]
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"--components {components}: not a JSON list of components: "
-                             f"{exc}") from None
+    from engine.cli.pvdb import load_components
+
+    listed = load_components(components) if components is not None else []
     manifest = _verify.manifest_from_evidence(
         _evidence.Evidence.load(evidence),
         _reference.ImageRef(name=name, version=version), pcrs=_pcr_list(pcrs),

@@ -111,14 +111,14 @@ def print_verdict(verdict: Verdict, *, as_json: bool) -> None:
         return
     output.stdout().print(f"{verdict.verdict.upper()}  (decision {verdict.decision_id}, "
                         f"bundle {verdict.bundle_revision}, {verdict.evaluator})",
-                        markup=False, highlight=False)
+                        markup=False, highlight=False, soft_wrap=True)
     for title, items in (("reasons", verdict.reasons), ("warnings", verdict.warnings)):
         for reason in items:
             output.stdout().print(f"  {title[:-1]}: [{reason.rule}] {reason.message}",
-                                markup=False, highlight=False)
+                                markup=False, highlight=False, soft_wrap=True)
     for obligation in verdict.obligations:
         output.stdout().print(f"  obligation: {obligation.model_dump_json(exclude_none=True)}",
-                            markup=False, highlight=False)
+                            markup=False, highlight=False, soft_wrap=True)
 
 
 def _read(path: Path) -> str:

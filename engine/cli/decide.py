@@ -47,20 +47,36 @@ def policy_test(
                                             "package.name matches this regex.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List passing tests too.")]
     = False,
+    coverage: Annotated[bool, typer.Option(
+        "--coverage", help="Report which lines of the policies the tests evaluated.")]
+    = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run the Rego tests (rules named test_* in *_test.rego files) like `opa test`.
     Exit code 1 when any test fails."""
     from engine.decide import policytest
 
-    results = policytest.run(policytest.load(path), name_filter=run)
+    policy = policytest.load(path)
+    covered = None
+    if coverage:
+        results, covered = policytest.run_with_coverage(policy, name_filter=run)
+    else:
+        results = policytest.run(policy, name_filter=run)
     failed = [r for r in results if not r.passed]
     if as_json:
-        output.emit_json({"passed": len(results) - len(failed), "failed": len(failed),
-                          "tests": [{"package": r.package, "name": r.name, "file": r.file,
-                                     "status": r.status, "detail": r.detail,
-                                     "output": r.output, "duration_ns": r.duration_ns}
-                                    for r in results]})
+        report: dict[str, Any] = {
+            "passed": len(results) - len(failed), "failed": len(failed),
+            "tests": [{"package": r.package, "name": r.name, "file": r.file,
+                       "status": r.status, "detail": r.detail, "output": r.output,
+                       "duration_ns": r.duration_ns} for r in results]}
+        if covered is not None:
+            report["coverage"] = {
+                "coverage": round(covered.percent, 2),
+                "files": {path: {"covered_lines": len(f.covered),
+                                 "not_covered_lines": len(f.not_covered),
+                                 "not_covered": f.not_covered, "coverage": round(f.percent, 2)}
+                          for path, f in sorted(covered.files.items())}}
+        output.emit_json(report)
     else:
         for r in results:
             if r.passed and not verbose:
@@ -72,6 +88,14 @@ def policy_test(
                 for text in r.output.strip().splitlines():
                     output.stdout().print(f"  {text}", markup=False, highlight=False)
         output.stdout().print("-" * 60)
+        if covered is not None:
+            for name, f in sorted(covered.files.items()):
+                missing = (f"  not covered: lines {', '.join(map(str, f.not_covered))}"
+                           if f.not_covered else "")
+                output.stdout().print(f"coverage {f.percent:5.1f}%  {name}{missing}",
+                                      markup=False, highlight=False, soft_wrap=True)
+            output.stdout().print(f"coverage {covered.percent:5.1f}%  all policy modules",
+                                  markup=False, highlight=False)
         output.stdout().print(f"{len(results) - len(failed)} passed, {len(failed)} failed",
                             markup=False, highlight=False)
     if failed:

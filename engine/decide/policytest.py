@@ -10,6 +10,7 @@ documents the same way.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -81,11 +82,52 @@ def load(path: Path) -> _bundle.PolicySet:
                                   include_tests=True)
 
 
+@dataclass(frozen=True)
+class FileCoverage:
+    """Which lines of one policy module the tests evaluated (OPA's coverage report
+    counts the same: lines holding an expression)."""
+
+    covered: list[int]
+    not_covered: list[int]
+
+    @property
+    def percent(self) -> float:
+        total = len(self.covered) + len(self.not_covered)
+        return 100.0 if total == 0 else 100.0 * len(self.covered) / total
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Coverage of the policy modules (tests left out) by a test run."""
+
+    files: dict[str, FileCoverage]
+
+    @property
+    def percent(self) -> float:
+        covered = sum(len(f.covered) for f in self.files.values())
+        total = covered + sum(len(f.not_covered) for f in self.files.values())
+        return 100.0 if total == 0 else 100.0 * covered / total
+
+
 def run(policy: _bundle.PolicySet, *, name_filter: str | None = None) -> list[TestResult]:
     """Run every test of ``policy``; raise PolicyError naming the file when it does not
     parse."""
+    return _run(policy, name_filter, coverage=False)[0]
+
+
+def run_with_coverage(policy: _bundle.PolicySet, *, name_filter: str | None = None
+                      ) -> tuple[list[TestResult], Coverage]:
+    """:func:`run`, and which lines of the policy modules the tests evaluated."""
+    results, coverage = _run(policy, name_filter, coverage=True)
+    assert coverage is not None
+    return results, coverage
+
+
+def _run(policy: _bundle.PolicySet, name_filter: str | None, *, coverage: bool
+         ) -> tuple[list[TestResult], Coverage | None]:
     engine = new_engine(policy, include_tests=True)
     engine.set_gather_prints(True)
+    engine.set_enable_coverage(coverage)
     engine.set_input_json("{}")
     results: list[TestResult] = []
     pattern = re.compile(name_filter) if name_filter else None
@@ -110,4 +152,11 @@ def run(policy: _bundle.PolicySet, *, name_filter: str | None = None) -> list[Te
             status, detail = "fail", repr(value) if defined else "undefined"
         results.append(TestResult(package=package, name=name, file=file, status=status,
                                   detail=detail, output=text, duration_ns=elapsed))
-    return results
+    if not coverage:
+        return results, None
+    report = json.loads(engine.get_coverage_report_as_json())
+    files = {entry["path"]: FileCoverage(covered=sorted(entry.get("covered", [])),
+                                         not_covered=sorted(entry.get("not_covered", [])))
+             for entry in report.get("files", [])
+             if entry["path"] in policy.policy_modules}
+    return results, Coverage(files=files)

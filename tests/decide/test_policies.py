@@ -105,3 +105,46 @@ def test_package_must_follow_the_directory(tmp_path: Path) -> None:
     (tmp_path / "demo" / "rules.rego").write_text("package demo.other\n")
     with pytest.raises(PolicyError, match=r"does not follow the directory"):
         policytest.load(tmp_path)
+
+
+def test_the_rego_tests_evaluate_every_line_of_the_policies() -> None:
+    """A rule added without a test shows up here as an uncovered line."""
+    results, coverage = policytest.run_with_coverage(policytest.load(POLICIES))
+    assert results and all(r.passed for r in results)
+    assert set(coverage.files) == {
+        "vigil/decision.rego", "vigil/rules/attestation.rego", "vigil/rules/request.rego",
+        "vigil/rules/vulnerabilities.rego", "site/findings.rego",
+        "site/rules/critical_cvss.rego"}
+    uncovered = {path: f.not_covered for path, f in coverage.files.items() if f.not_covered}
+    assert uncovered == {}
+
+
+def test_coverage_names_the_lines_no_test_reaches(tmp_path: Path) -> None:
+    folder = _tmp_policies(tmp_path, """\
+        package demo.rules_test
+
+        import rego.v1
+
+        import data.demo.rules
+
+        test_small_is_fine if {
+            count(rules.deny) == 0 with input.size as 3
+        }
+        """)
+    (folder / "demo" / "rules.rego").write_text(textwrap.dedent("""\
+        package demo.rules
+
+        import rego.v1
+
+        deny contains "too big" if input.size > 10
+
+        deny contains "negative" if {
+            input.size < 0
+            input.strict == true
+        }
+        """))
+    results, coverage = policytest.run_with_coverage(policytest.load(folder))
+    assert [r.status for r in results] == ["pass"]
+    lines = coverage.files["demo/rules.rego"]
+    assert 9 in lines.not_covered  # `input.strict == true`: no test gets past line 8
+    assert 0 < lines.percent < 100

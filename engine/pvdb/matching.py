@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import duckdb
 
 from engine.errors import VersionSchemeError
-from engine.pvdb import identity, versions
+from engine.pvdb import identity, prefilter, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
 from engine.pvdb.gcpause import paused_gc
 from engine.pvdb.identity import IdentityError
@@ -195,6 +195,7 @@ class MatchIndex:
         self.releases = releases or {}
         """(vendor, product, version) -> release date."""
         self._answers: OrderedDict[tuple[Any, ...], list[tuple[str, Verdict]]] = OrderedDict()
+        self._tables: dict[IndexKey, prefilter.KeyTable] = {}
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
@@ -246,13 +247,36 @@ class MatchIndex:
                 out[vuln].extend((ck, g) for g in groups)
         return out
 
+    def _table(self, key: IndexKey) -> prefilter.KeyTable:
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = prefilter.KeyTable(self.by_key.get(key, {}))
+        return table
+
+    def candidates(self, keys: list[ComponentKey]) -> dict[str, list[tuple[ComponentKey, Group]]]:
+        """:meth:`statements` of the vulnerabilities that may affect the component: those
+        every group of which surely leaves it unaffected are left out
+        (:mod:`engine.pvdb.prefilter`)."""
+        picked: set[str] = set()
+        for ck in keys:
+            picked.update(self._table(ck.key).candidates(ck.version))
+        out: dict[str, list[tuple[ComponentKey, Group]]] = defaultdict(list)
+        for ck in keys:
+            groups_of = self.by_key.get(ck.key, {})
+            for vuln in picked:
+                groups = groups_of.get(vuln)
+                if groups:
+                    out[vuln].extend((ck, g) for g in groups)
+        return out
+
     def verdicts(self, keys: list[ComponentKey]) -> list[tuple[str, Verdict]]:
-        """Every vulnerability that names one of ``keys`` with its verdict for the
-        component's version (cached per keys and version)."""
+        """The vulnerabilities naming one of ``keys`` that may affect the component's
+        version, with their verdicts (cached per keys and version). Vulnerabilities that
+        surely leave it unaffected are not listed."""
         cache_key = tuple((k.key, k.version, k.release) for k in keys)
         answer = self._answers.get(cache_key)
         if answer is None:
-            answer = [(vuln, evaluate(groups)) for vuln, groups in self.statements(keys).items()]
+            answer = [(vuln, evaluate(groups)) for vuln, groups in self.candidates(keys).items()]
             self._answers[cache_key] = answer
             if len(self._answers) > _RESULT_CACHE:
                 self._answers.popitem(last=False)

@@ -17,6 +17,7 @@ from engine.decide.evaluator import DECISION_PATH, Evaluator
 from engine.decide.input import InputDocument, validate
 from engine.decide.verdict import Decision, Verdict, fail_closed
 from engine.errors import ConfigError
+from engine.gcpause import paused_gc
 
 SOURCE_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 """The ``policies/`` folder of the source tree (the default policy folder)."""
@@ -105,6 +106,12 @@ class Decider:
     def decide(self, document: InputDocument | Mapping[str, Any]) -> Verdict:
         """Decide one placement. Raises InputDocumentError (naming the field) when the
         document does not match the schema; every evaluator failure is a reject."""
+        # a large host's document is ~10^5 objects: collections triggered while it is
+        # validated walk every long-lived object of the process (the PVDB's report cache)
+        with paused_gc(collect=False):
+            return self._decide(document)
+
+    def _decide(self, document: InputDocument | Mapping[str, Any]) -> Verdict:
         if isinstance(document, InputDocument):
             document = document.to_json()
         validate(document)  # the JSON value the evaluator will read, checked as such

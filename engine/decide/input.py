@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.decide.errors import InputDocumentError
 from engine.errors import VersionSchemeError
+from engine.gcpause import paused_gc
 from engine.pvdb import AffectingReport, Finding
 from engine.pvdb import versions as _versions
 
@@ -452,6 +453,19 @@ def build_input(
     becomes ``host.components`` so that every vulnerability's ``component`` index points
     into it. ``now`` is the decision time (timezone-aware).
     """
+    # thousands of findings become ~10^5 objects: no collections on the way (they would
+    # walk every long-lived object of the process)
+    with paused_gc(collect=False):
+        return _build_input(request, host, report, patched, now)
+
+
+def _build_input(
+    request: RequestFacts,
+    host: HostFacts,
+    report: AffectingReport,
+    patched: PatchedConfiguration,
+    now: dt.datetime,
+) -> InputDocument:
     now = _utc(now)
     today = now.date()
     attestation = host.attestation

@@ -30,10 +30,10 @@ import duckdb
 
 from engine.config import Settings
 from engine.errors import FeedError, RecordError
+from engine.gcpause import paused_gc
 from engine.pvdb import sources, store
 from engine.pvdb.feeds import adapter_for
 from engine.pvdb.feeds.base import Document, FeedAdapter
-from engine.pvdb.gcpause import paused_gc
 from engine.pvdb.models import NormalisedRecord, RawRecord
 
 ProgressCallback = Callable[[str, int, int], None]

@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 import duckdb
 
 from engine.errors import VersionSchemeError
+from engine.gcpause import paused_gc
 from engine.pvdb import identity, prefilter, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
-from engine.pvdb.gcpause import paused_gc
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import Component
 

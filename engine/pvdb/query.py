@@ -11,8 +11,8 @@ import duckdb
 import pyarrow as pa
 
 from engine.errors import NotFoundError, UsageError
+from engine.gcpause import paused_gc
 from engine.pvdb import matching, store, versions
-from engine.pvdb.gcpause import paused_gc
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import (
     AffectingReport,
@@ -67,9 +67,13 @@ def affecting(
         return cached.model_copy(update={
             "as_of": now, "components": list(cached.components),
             "findings": list(cached.findings), "undetermined": list(cached.undetermined)})
-    # a first-time host builds ~10^5 short-lived objects: collections triggered on the
-    # way cost ~40% of the query (measured with benchmarks/pvdb_bench.py)
-    with paused_gc(collect=False):
+    # a first-time host builds ~10^5 objects, and the report is kept (cached): no
+    # collections on the way (they cost ~40% of the query), and the kept report is moved
+    # out of the collector's reach afterwards, as the match index is, so later
+    # collections (triggered by any allocation-heavy work: validating a decision's input,
+    # say) do not walk it again and again; it is freed by reference counting when the
+    # cache lets it go
+    with paused_gc(freeze=True):
         report = _affecting(db, index, components, within_days=within_days,
                             min_score=min_score, kev_only=kev_only, now=now)
     reports[cache_key] = report

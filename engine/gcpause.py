@@ -11,10 +11,12 @@ from collections.abc import Iterator
 def paused_gc(*, freeze: bool = False, collect: bool = True) -> Iterator[None]:
     """Pause the cyclic garbage collector for the duration of the block.
 
-    With ``freeze``, what the block built is long-lived (the match index): instead of a
-    collection at the end, every object alive then is moved out of the collector's reach
-    (:func:`gc.freeze`), so later full collections no longer walk millions of index
-    objects on every placement query.
+    With ``freeze``, what the block built is long-lived (the match index, a cached
+    report): instead of a collection at the end, every object alive then is moved out of
+    the collector's reach (:func:`gc.freeze`), so later full collections no longer walk
+    millions of index objects on every placement query. Frozen objects are still freed by
+    reference counting; only cyclic garbage alive at that moment would stay (a PVDB query
+    leaves none).
 
     Ingest and index loading allocate millions of short-lived, acyclic objects; the
     collections those allocations trigger cost more than the work itself (measured: a

@@ -8,6 +8,9 @@ Public surface::
         verdict = decider.decide(build_input(request, host, report, patched, now))
         verdict.verdict          # "admit" | "patch" | "delay" | "reject"
 
+        # or from a verified attestation result and the PVDB in one call
+        placement = decide_placement(decider, pvdb, request, result, patched=patched)
+
 Everything else in this package is internal.
 """
 
@@ -36,6 +39,7 @@ from engine.decide.input import (
     json_schema,
     validate,
 )
+from engine.decide.placement import Placement, decide_placement, host_facts
 from engine.decide.verdict import Decision, Obligation, Reason, Verdict
 
 __all__ = [
@@ -55,13 +59,16 @@ __all__ = [
     "InputDocumentError",
     "Obligation",
     "PatchedConfiguration",
+    "Placement",
     "PolicyError",
     "PolicySet",
     "Reason",
     "RequestFacts",
     "Verdict",
     "build_input",
+    "decide_placement",
     "evaluator_for",
+    "host_facts",
     "json_schema",
     "load_policy",
     "load_settings",

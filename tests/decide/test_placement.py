@@ -122,3 +122,14 @@ def test_a_result_that_does_not_verify_is_refused(world: Path) -> None:
     assert out.exit_code != 0
     assert isinstance(out.exception, Exception)
     assert "signature" in str(out.exception).lower()
+
+
+def test_a_malformed_patched_configuration_is_refused_naming_the_field(world: Path) -> None:
+    patched = world / "patched.json"
+    patched.write_text(json.dumps({"state": "almost", "image": None}))
+    out = CliRunner().invoke(app, ["decide", "--key", str(world / "verifier.pub.pem"),
+                                   "--result", str(_result(world)), "--patched", str(patched),
+                                   "--no-log"])
+    assert out.exit_code != 0
+    message = str(out.exception)
+    assert "patched.json" in message and "state" in message

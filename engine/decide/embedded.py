@@ -31,7 +31,7 @@ from regopy import rego_shared
 from engine.decide.bundle import PolicySet
 from engine.decide.errors import EvaluationTimeout, EvaluatorError, PolicyError
 from engine.decide.evaluator import DECISION_PATH, Evaluation, Evaluator
-from engine.decide.worker import Worker
+from engine.decide.worker import Abandoned, Worker
 
 _ERROR_AT = re.compile(r"\(error\s+\d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s*"
                        r"\(errormsg\s+\d+:(?P<msg>[^)]*)\)", re.S)
@@ -113,6 +113,7 @@ class EmbeddedEvaluator(Evaluator):
         self._lock = threading.Lock()
         self._runner = regopy.Interpreter()
         self._worker: Worker[None] | None = None
+        self._abandoned = Abandoned()
 
     @property
     def bundle_revision(self) -> str | None:
@@ -140,6 +141,7 @@ class EmbeddedEvaluator(Evaluator):
             runner = self._runner
             if self.timeout is None:
                 return self._run(runner, input_document, path)
+            self._abandoned.check()
             if self._worker is None:
                 self._worker = Worker("vigil-rego-cpp", lambda: None)
             future = self._worker.submit(lambda _: self._run(runner, input_document, path))
@@ -148,7 +150,7 @@ class EmbeddedEvaluator(Evaluator):
                 return result
             except concurrent.futures.TimeoutError:
                 # rego-cpp cannot be interrupted: abandon this worker and interpreter
-                self._worker.stop()
+                self._abandoned.add(self._worker)
                 self._worker = None
                 self._runner = regopy.Interpreter()
                 raise EvaluationTimeout(

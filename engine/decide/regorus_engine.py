@@ -1,28 +1,32 @@
-"""The default evaluator: regorus (a Rust Rego interpreter), in-process.
+"""The default evaluator: regorus (a Rust Rego interpreter), in a worker process.
 
-``evaluator = "regorus"`` (the default). Policies are parsed once into an engine holding
-the modules and the bundle data; each evaluation sets the input from JSON and evaluates
-the entry point rule. Parse errors name the file and line when the policy is loaded;
-errors regorus finds only while evaluating (an unknown function, a type error) fail that
-evaluation, which the decider turns into a reject.
+``evaluator = "regorus"`` (the default). The policy is parsed once in a child process
+(:mod:`engine.rego_worker`) holding the modules and the bundle data; each evaluation
+sends the input as JSON and reads the entry point's value back. Parse errors name the
+file and line when the policy is loaded; errors regorus finds only while evaluating (an
+unknown function, a type error) fail that evaluation, which the decider turns into a
+reject.
+
+Why a process: regorus holds the GIL while it evaluates, so no thread of this process
+could even notice a timeout before the evaluation ended. When the timeout passes, the
+child is killed (nothing runs on in the background) and the next evaluation starts a
+new one (~0.1 s). Hand-over costs about as much as a thread hand-off (tens of µs).
 
 Known differences from OPA that the policies avoid (``policies/vigil/testing`` pins the
 built-ins they use): ``sprintf("%.1f", [7])`` of an integer prints ``7`` (OPA prints
 ``%!f(int=7)``; the engine sends every score as a decimal, which prints as expected).
 An undefined rule reads as the JSON string ``"<undefined>"``; that string is taken as
 undefined (a policy that produced it would be rejected either way, as malformed).
-
-A regorus engine may only be used (and dropped) by the thread that created it, so every
-evaluation runs on the evaluator's worker thread, which owns the engine. regorus cannot
-be interrupted: a timeout abandons the worker, which finishes in the background, and the
-next evaluation runs on a new worker with a newly parsed engine (a few milliseconds).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
-import re
+import os
+import select
+import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -33,52 +37,27 @@ import regorus
 from engine.decide.bundle import PolicySet
 from engine.decide.errors import EvaluationTimeout, EvaluatorError, PolicyError
 from engine.decide.evaluator import DECISION_PATH, Evaluation, Evaluator
-from engine.decide.worker import Worker
+from engine.rego_worker import UNDEFINED, ParseError, build_engine, error_text, located
 
-_LOCATION = re.compile(r"-->\s*(?P<file>\S+?):(?P<line>\d+):(?P<column>\d+)")
-_MESSAGE = re.compile(r"^error:\s*(?P<message>.+)$", re.MULTILINE)
-_UNDEFINED = '"<undefined>"'
-_NOT_A_RULE = "not a valid rule path"
-
-
-def error_text(exc: BaseException) -> str:
-    """regorus's message without the Rust backtrace it appends when RUST_BACKTRACE is set."""
-    return str(exc).split("Stack backtrace:", 1)[0].strip()
-
-
-def located(exc: BaseException) -> tuple[str | None, int | None, str]:
-    """(file, line, message) of a regorus error."""
-    text = error_text(exc)
-    where = _LOCATION.search(text)
-    what = _MESSAGE.search(text)
-    message = what.group("message").strip() if what else (text.splitlines() or ["error"])[-1]
-    if where is None:
-        return None, None, message
-    return where.group("file"), int(where.group("line")), message
-
+__all__ = ["RegorusEvaluator", "located", "new_engine", "rule_value"]
 
 def new_engine(policy: PolicySet, *, include_tests: bool = False) -> regorus.Engine:
-    """An engine holding ``policy``'s modules and data; a parse error names the file."""
-    engine = regorus.Engine()
+    """An in-process engine holding ``policy``'s modules and data (the policy tests run
+    on one); a parse error names the file."""
     sources = policy.modules if include_tests else policy.policy_modules
-    for path, source in sorted(sources.items()):
-        try:
-            engine.add_policy(path, source)
-        except RuntimeError as exc:
-            file, line, message = located(exc)
-            raise PolicyError(f"policy does not compile: {message}", file=file or path,
-                              line=line) from None
     try:
-        engine.add_data_json(json.dumps(policy.data))
+        return build_engine(dict(sources), json.dumps(policy.data))
+    except ParseError as exc:
+        raise PolicyError(f"policy does not compile: {exc.message}", file=exc.file,
+                          line=exc.line) from None
     except RuntimeError as exc:
         raise PolicyError(f"policy data cannot be loaded: {error_text(exc)}") from None
-    return engine
 
 
 def rule_value(engine: regorus.Engine, rule: str) -> tuple[bool, Any]:
     """(defined, value) of ``data.…`` rule ``rule``; RuntimeError when evaluation fails."""
     text = engine.eval_rule_as_json(rule)
-    if text == _UNDEFINED:
+    if text == UNDEFINED:
         return False, None
     return True, orjson.loads(text)
 
@@ -87,8 +66,70 @@ def _rule(path: str) -> str:
     return "data." + path.strip("/").replace("/", ".")
 
 
+class _Child:
+    """One worker process and its pipes."""
+
+    def __init__(self, policy: PolicySet, rules: list[str], timeout: float, *,
+                 check: bool) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.rego_worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, bufsize=0)
+        init = orjson.dumps({"modules": policy.policy_modules, "data": policy.data,
+                             "entrypoints": rules, "check": check})
+        try:
+            answer = orjson.loads(self.ask(init, timeout))
+        except (EvaluatorError, orjson.JSONDecodeError):
+            self.kill()
+            raise
+        if not answer.get("ok"):
+            self.kill()
+            raise PolicyError(answer.get("message", "policy does not load"),
+                              file=answer.get("file"), line=answer.get("line"))
+
+    def ask(self, request: bytes, timeout: float | None) -> bytes:
+        """Send one frame and read the answer; EvaluationTimeout when it takes longer."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(struct.pack(">I", len(request)) + request)
+        except (BrokenPipeError, OSError) as exc:
+            raise EvaluatorError(f"the regorus worker is gone ({exc})") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        head = self._read(fd, 4, deadline)
+        (size,) = struct.unpack(">I", head)
+        return self._read(fd, size, deadline)
+
+    def _read(self, fd: int, size: int, deadline: float | None) -> bytes:
+        chunks: list[bytes] = []
+        left = size
+        while left:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                raise EvaluationTimeout("timeout")
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                code = self.process.poll()
+                raise EvaluatorError(f"the regorus worker ended (exit code {code})")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+_START_TIMEOUT = 60.0
+"""Seconds a new worker may take to start and parse the policy."""
+
+
 class RegorusEvaluator(Evaluator):
-    """regorus in-process, on a worker thread that owns the engine."""
+    """regorus in a worker process that is killed when an evaluation times out."""
 
     name = "regorus"
 
@@ -98,64 +139,53 @@ class RegorusEvaluator(Evaluator):
         self.timeout = timeout
         self._entrypoints = entrypoints
         self._lock = threading.Lock()
-        self._worker: Worker[regorus.Engine] = self._start()
         # parse errors and missing entry points surface now, not at the first decision
-        self._worker.submit(self._check).result()
+        self._child: _Child | None = self._start(check=True)
 
-    def _start(self) -> Worker[regorus.Engine]:
-        return Worker("vigil-regorus", lambda: new_engine(self.policy))
-
-    def _check(self, engine: regorus.Engine) -> None:
-        engine.set_input_json("{}")
-        for path in self._entrypoints:
-            try:
-                rule_value(engine, _rule(path))
-            except RuntimeError as exc:
-                # only a missing rule is a policy error here: an empty input may well
-                # make a correct policy fail at run time
-                if _NOT_A_RULE in error_text(exc):
-                    raise PolicyError(f"entry point data.{path.replace('/', '.')} is not a "
-                                      "rule of the policy") from None
+    def _start(self, *, check: bool = False) -> _Child:
+        return _Child(self.policy, [_rule(p) for p in self._entrypoints], _START_TIMEOUT,
+                      check=check)
 
     @property
     def bundle_revision(self) -> str | None:
         return self.policy.revision
 
-    def _run(self, engine: regorus.Engine, document: dict[str, Any], path: str) -> Evaluation:
+    def evaluate(self, input_document: dict[str, Any], path: str = DECISION_PATH) -> Evaluation:
         if path not in self._entrypoints:
             raise EvaluatorError(f"{path} is not an entry point of the compiled policy "
                                  f"(entry points: {', '.join(self._entrypoints)})")
-        started = time.perf_counter_ns()
         try:
-            engine.set_input_json(orjson.dumps(document).decode())
-        except (RuntimeError, TypeError) as exc:
-            raise EvaluatorError(f"regorus cannot read the input: {error_text(exc)}") from None
-        converted = time.perf_counter_ns()
-        try:
-            defined, value = rule_value(engine, _rule(path))
-        except RuntimeError as exc:
-            file, line, message = located(exc)
-            where = f" ({file}:{line})" if file else ""
-            raise EvaluatorError(f"regorus evaluation failed{where}: {message}") from None
-        done = time.perf_counter_ns()
-        return Evaluation(defined=defined, value=value, timings_ns={
-            "timer_rego_input_parse_ns": converted - started,
-            "timer_rego_query_eval_ns": done - converted,
-        })
-
-    def evaluate(self, input_document: dict[str, Any], path: str = DECISION_PATH) -> Evaluation:
+            request = _rule(path).encode() + b"\n" + orjson.dumps(input_document)
+        except TypeError as exc:
+            raise EvaluatorError(f"the input is not JSON: {exc}") from None
         with self._lock:
-            future = self._worker.submit(lambda engine: self._run(engine, input_document, path))
+            if self._child is None:
+                self._child = self._start()
+            child = self._child
             try:
-                result: Evaluation = future.result(timeout=self.timeout)
-                return result
-            except concurrent.futures.TimeoutError:
-                # regorus cannot be interrupted: abandon this worker (and its engine)
-                self._worker.stop()
-                self._worker = self._start()
+                answer = child.ask(request, self.timeout)
+            except EvaluationTimeout:
+                child.kill()  # nothing keeps running: the next evaluation starts afresh
+                self._child = None
                 raise EvaluationTimeout(
                     f"evaluation of data.{path.replace('/', '.')} did not finish within "
                     f"{self.timeout} s") from None
+            except EvaluatorError:
+                child.kill()
+                self._child = None
+                raise
+        header_text, _, body = answer.partition(b"\n")
+        header = orjson.loads(header_text)
+        if header["status"] == "error":
+            where = f" ({header['file']}:{header['line']})" if header.get("file") else ""
+            raise EvaluatorError(f"regorus evaluation failed{where}: {header['message']}")
+        defined = header["status"] == "value"
+        return Evaluation(defined=defined, value=orjson.loads(body) if defined else None,
+                          timings_ns={"timer_rego_input_parse_ns": header["parse_ns"],
+                                      "timer_rego_query_eval_ns": header["eval_ns"]})
 
     def close(self) -> None:
-        self._worker.stop()
+        with self._lock:
+            if self._child is not None:
+                self._child.kill()
+                self._child = None

@@ -41,7 +41,8 @@ class Worker(Generic[State]):
             tuple[Callable[[State], Any], concurrent.futures.Future[Any]] | None
         ] = queue.SimpleQueue()
         self._setup = setup
-        threading.Thread(target=self._loop, name=name, daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
 
     def _loop(self) -> None:
         state: State | None = None
@@ -68,3 +69,34 @@ class Worker(Generic[State]):
 
     def stop(self) -> None:
         self._jobs.put(None)
+
+    def running(self) -> bool:
+        """Whether the thread is still alive (an abandoned one: still evaluating)."""
+        return self._thread.is_alive()
+
+
+MAX_ABANDONED = 4
+"""Timed-out evaluations allowed to run on in the background at once. Past that, new
+evaluations are refused (a fail-closed reject) instead of starting more threads: a
+policy or input that never finishes cannot pile up threads and take every core."""
+
+
+class Abandoned:
+    """The workers an evaluator gave up on, while they still run."""
+
+    def __init__(self) -> None:
+        self._workers: list[Worker[Any]] = []
+
+    def add(self, worker: Worker[Any]) -> None:
+        worker.stop()
+        self._workers.append(worker)
+
+    def check(self) -> None:
+        """Raise EvaluatorError while :data:`MAX_ABANDONED` of them still run."""
+        from engine.decide.errors import EvaluatorError
+
+        self._workers = [w for w in self._workers if w.running()]
+        if len(self._workers) >= MAX_ABANDONED:
+            raise EvaluatorError(
+                f"{len(self._workers)} evaluations that timed out are still running; no "
+                "new evaluation starts until one of them ends")

@@ -126,6 +126,51 @@ def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str
     assert decider.decide(document()).reasons[0].rule == "evaluation_timeout"
 
 
+def _slow_policy(tmp_path: Path) -> Any:
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "decision.rego").write_text(
+        "package slow.decision\n\nimport rego.v1\n\n"
+        "result := {\"verdict\": \"admit\", \"n\": n} if {\n"
+        "\tn := count({x | some x in numbers.range(1, 3000000); x % 7 == 0})\n}\n")
+    return load_directory(tmp_path, ["slow"])
+
+
+def test_a_timed_out_regorus_evaluation_is_killed(tmp_path: Path) -> None:
+    """regorus holds the GIL while it evaluates: it runs in a worker process, which is
+    killed when the timeout passes, so nothing keeps running."""
+    from engine.decide.regorus_engine import RegorusEvaluator
+
+    evaluator = RegorusEvaluator(_slow_policy(tmp_path), entrypoints=("slow/decision/result",),
+                                 timeout=0.05)
+    decider = Decider(evaluator, path="slow/decision/result")
+    child = evaluator._child
+    assert child is not None and child.process.poll() is None
+    verdict = decider.decide(document())
+    assert [r.rule for r in verdict.reasons] == ["evaluation_timeout"]
+    assert child.process.poll() is not None  # killed, not left running
+    # the next evaluation starts a new worker, and times out the same way
+    assert decider.decide(document()).reasons[0].rule == "evaluation_timeout"
+    evaluator.close()
+
+
+@pytest.mark.parametrize("name", ["regopy"])
+def test_runaway_evaluations_do_not_pile_up(tmp_path: Path, name: str) -> None:
+    """rego-cpp releases the GIL and runs on a thread: a timed-out evaluation runs on in
+    the background; past MAX_ABANDONED still running, the next decision is refused at
+    once (a reject) instead of starting another thread."""
+    from engine.decide.embedded import EmbeddedEvaluator
+    from engine.decide.worker import MAX_ABANDONED
+
+    evaluator = EmbeddedEvaluator(_slow_policy(tmp_path), entrypoints=("slow/decision/result",),
+                                  timeout=0.02)
+    decider = Decider(evaluator, path="slow/decision/result")
+    rules = [decider.decide(document()).reasons[0].rule for _ in range(MAX_ABANDONED + 1)]
+    assert rules == ["evaluation_timeout"] * MAX_ABANDONED + ["evaluator_error"]
+    refused = decider.decide(document())
+    assert refused.fail_closed and "still running" in refused.reasons[0].message
+
+
 def test_unreachable_opa_server_rejects() -> None:
     import socket
 

@@ -74,7 +74,7 @@ def _rows(vuln: str, group: int, scheme: str, default: str,
             for status, start, end, lo_inc, hi_inc, exact, release in specs]
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     scheme=st.sampled_from(("kernel", "semver")),
     vulns=st.lists(st.lists(st.tuples(st.sampled_from(("affected", "unaffected", "unknown")),

@@ -1,0 +1,154 @@
+"""The regorus worker process: evaluates Rego for :mod:`engine.decide.regorus_engine`.
+
+regorus holds the GIL while it evaluates, so a timeout can neither interrupt it nor even
+be noticed by another thread of the same process until it is done. Evaluations therefore
+run in this small child process, which the evaluator kills when its timeout passes.
+
+Protocol over stdin/stdout, each message a 4-byte big-endian length and that many bytes:
+
+1. parent → child: ``{"modules": {path: source}, "data": {...}, "entrypoints": [rule],
+   "check": bool}`` (JSON; with ``check``, each entry point is evaluated once on an
+   empty input to see that it is a rule); child → parent: ``{"ok": true}``, or
+   ``{"ok": false, "message", "file", "line"}`` when a module does not parse or an entry
+   point is no rule.
+2. then, per evaluation, parent → child: ``rule`` (``data.a.b``), a newline, the input
+   document as JSON; child → parent: a JSON header (``status``: ``value`` / ``undefined``
+   / ``error``, ``parse_ns``, ``eval_ns``, and ``message`` / ``file`` / ``line`` for an
+   error), a newline, and for ``value`` the result as JSON.
+
+It imports only regorus and orjson, so that it starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+import regorus
+
+UNDEFINED = '"<undefined>"'
+"""How regorus's ``eval_rule_as_json`` spells an undefined rule."""
+NOT_A_RULE = "not a valid rule path"
+
+_LOCATION = re.compile(r"-->\s*(?P<file>\S+?):(?P<line>\d+):(?P<column>\d+)")
+_MESSAGE = re.compile(r"^error:\s*(?P<message>.+)$", re.MULTILINE)
+_LENGTH = struct.Struct(">I")
+
+
+def error_text(exc: BaseException) -> str:
+    """regorus's message without the Rust backtrace it appends when RUST_BACKTRACE is set."""
+    return str(exc).split("Stack backtrace:", 1)[0].strip()
+
+
+def located(exc: BaseException) -> tuple[str | None, int | None, str]:
+    """(file, line, message) of a regorus error."""
+    text = error_text(exc)
+    where = _LOCATION.search(text)
+    what = _MESSAGE.search(text)
+    message = what.group("message").strip() if what else (text.splitlines() or ["error"])[-1]
+    if where is None:
+        return None, None, message
+    return where.group("file"), int(where.group("line")), message
+
+
+class ParseError(Exception):
+    """A module does not parse: (file, line, message)."""
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.file, self.line, self.message = file, line, message
+
+
+def build_engine(modules: dict[str, str], data_json: str) -> regorus.Engine:
+    """An engine holding ``modules`` (path -> source, in path order) and the data."""
+    engine = regorus.Engine()
+    for path, source in sorted(modules.items()):
+        try:
+            engine.add_policy(path, source)
+        except RuntimeError as exc:
+            file, line, message = located(exc)
+            raise ParseError(file or path, line, message) from None
+    engine.add_data_json(data_json)
+    return engine
+
+
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return body
+
+
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_LENGTH.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _init(request: dict[str, Any]) -> tuple[regorus.Engine | None, dict[str, Any]]:
+    try:
+        engine = build_engine(request["modules"], orjson.dumps(request["data"]).decode())
+    except ParseError as exc:
+        return None, {"ok": False, "message": f"policy does not compile: {exc.message}",
+                      "file": exc.file, "line": exc.line}
+    except RuntimeError as exc:
+        return None, {"ok": False, "message": f"policy data cannot be loaded: "
+                                              f"{error_text(exc)}", "file": None, "line": None}
+    engine.set_input_json("{}")
+    for rule in request["entrypoints"] if request.get("check", True) else ():
+        try:
+            engine.eval_rule_as_json(rule)
+        except RuntimeError as exc:
+            # only a missing rule is a policy error here: an empty input may well make a
+            # correct policy fail at run time
+            if NOT_A_RULE in error_text(exc):
+                return None, {"ok": False, "message": f"entry point {rule} is not a rule of "
+                                                      "the policy", "file": None, "line": None}
+    return engine, {"ok": True}
+
+
+def _evaluate(engine: regorus.Engine, request: bytes) -> bytes:
+    rule, _, document = request.partition(b"\n")
+    started = time.perf_counter_ns()
+    try:
+        engine.set_input_json(document.decode())
+    except RuntimeError as exc:
+        return orjson.dumps({"status": "error", "message": f"regorus cannot read the input: "
+                                                           f"{error_text(exc)}"}) + b"\n"
+    parsed = time.perf_counter_ns()
+    try:
+        text = engine.eval_rule_as_json(rule.decode())
+    except RuntimeError as exc:
+        file, line, message = located(exc)
+        return orjson.dumps({"status": "error", "message": message, "file": file,
+                             "line": line}) + b"\n"
+    done = time.perf_counter_ns()
+    header = {"status": "undefined" if text == UNDEFINED else "value",
+              "parse_ns": parsed - started, "eval_ns": done - parsed}
+    body = b"" if text == UNDEFINED else text.encode()
+    return orjson.dumps(header) + b"\n" + body
+
+
+def main() -> int:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    first = read_frame(stdin)
+    if first is None:
+        return 1
+    engine, answer = _init(orjson.loads(first))
+    write_frame(stdout, orjson.dumps(answer))
+    if engine is None:
+        return 1
+    while (request := read_frame(stdin)) is not None:
+        write_frame(stdout, _evaluate(engine, request))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -86,9 +86,9 @@ class Settings(BaseSettings):
     """Scope the bundle's signature must carry (OPA's ``scope``)."""
 
     evaluator: Literal["regorus", "regopy"] = "regorus"
-    """In-process Rego evaluator: ``regorus`` (Rust; the default, linear in the number of
-    vulnerabilities) or ``regopy`` (rego-cpp; quadratic, slower above a few
-    vulnerabilities). Ignored when ``opa_url`` is set."""
+    """Embedded Rego evaluator: ``regorus`` (Rust, in a worker process; the default,
+    linear in the number of vulnerabilities) or ``regopy`` (rego-cpp, in-process;
+    quadratic, slower above a few vulnerabilities). Ignored when ``opa_url`` is set."""
 
     opa_url: str | None = None
     """Base URL of an OPA server (``http://127.0.0.1:8181``); when set, decisions are

@@ -1,6 +1,6 @@
 """The evaluator seam: one small interface, one module per backend.
 
-* :mod:`engine.decide.regorus_engine` — ``regorus`` (Rust) in-process, the default;
+* :mod:`engine.decide.regorus_engine` — ``regorus`` (Rust) in a worker process, the default;
 * :mod:`engine.decide.embedded` — ``regopy`` (rego-cpp) in-process, ``evaluator = "regopy"``;
 * :mod:`engine.decide.remote` — an OPA server, queried with ``opa-python-client``,
   used when ``VIGIL_OPA_URL`` is set.

@@ -440,6 +440,9 @@ def _at_least(version: str | None, level: str) -> bool | None:
         return None
 
 
+# thousands of findings become ~10^5 objects: no collections on the way (they would walk
+# every long-lived object of the process)
+@paused_gc(collect=False)
 def build_input(
     request: RequestFacts,
     host: HostFacts,
@@ -453,19 +456,6 @@ def build_input(
     becomes ``host.components`` so that every vulnerability's ``component`` index points
     into it. ``now`` is the decision time (timezone-aware).
     """
-    # thousands of findings become ~10^5 objects: no collections on the way (they would
-    # walk every long-lived object of the process)
-    with paused_gc(collect=False):
-        return _build_input(request, host, report, patched, now)
-
-
-def _build_input(
-    request: RequestFacts,
-    host: HostFacts,
-    report: AffectingReport,
-    patched: PatchedConfiguration,
-    now: dt.datetime,
-) -> InputDocument:
     now = _utc(now)
     today = now.date()
     attestation = host.attestation

@@ -112,7 +112,7 @@ class EmbeddedEvaluator(Evaluator):
         self._bundle = bundle
         self._lock = threading.Lock()
         self._runner = regopy.Interpreter()
-        self._worker: Worker[None] | None = None
+        self._worker: Worker | None = None
         self._abandoned = Abandoned()
 
     @property
@@ -143,8 +143,8 @@ class EmbeddedEvaluator(Evaluator):
                 return self._run(runner, input_document, path)
             self._abandoned.check()
             if self._worker is None:
-                self._worker = Worker("vigil-rego-cpp", lambda: None)
-            future = self._worker.submit(lambda _: self._run(runner, input_document, path))
+                self._worker = Worker("vigil-rego-cpp")
+            future = self._worker.submit(lambda: self._run(runner, input_document, path))
             try:
                 result: Evaluation = future.result(timeout=self.timeout)
                 return result

@@ -1,12 +1,11 @@
-"""A worker thread for evaluators that cannot be interrupted.
+"""The worker thread of the rego-cpp evaluator, which cannot be interrupted.
 
-Neither rego-cpp nor regorus can stop an evaluation half-way. An evaluator with a
-timeout runs each evaluation on a :class:`Worker`; when the timeout passes it abandons
-that worker (the evaluation finishes in the background on a daemon thread, whose result
-is dropped) and starts the next evaluation on a fresh worker and interpreter.
-
-A worker may own per-thread state made by ``setup`` on its own thread (a regorus engine
-must be created, used and dropped on one thread); each call receives it.
+rego-cpp cannot stop an evaluation half-way. With a timeout, each evaluation runs on a
+:class:`Worker`; when the timeout passes the evaluator abandons that worker (the
+evaluation finishes in the background on a daemon thread, whose result is dropped) and
+starts the next evaluation on a fresh worker and interpreter. :class:`Abandoned` caps how
+many such evaluations may still run. (regorus holds the GIL while it evaluates, so it
+runs in a worker process instead: :mod:`engine.decide.regorus_engine`.)
 """
 
 from __future__ import annotations
@@ -15,54 +14,31 @@ import concurrent.futures
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-State = TypeVar("State")
-
-
-def _detached(exc: BaseException) -> BaseException:
-    """``exc`` without tracebacks (its own and its chain's): their frames may hold the
-    worker's state, which must not be dropped on the thread that receives the error."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        current.__traceback__ = None
-        current = current.__cause__ or current.__context__
-    return exc
+from engine.decide.errors import EvaluatorError
 
 
-class Worker(Generic[State]):
+class Worker:
     """One daemon thread running submitted calls in order (daemon: an abandoned,
     still-running evaluation does not hold up the interpreter's exit)."""
 
-    def __init__(self, name: str, setup: Callable[[], State]) -> None:
+    def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[
-            tuple[Callable[[State], Any], concurrent.futures.Future[Any]] | None
+            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
         ] = queue.SimpleQueue()
-        self._setup = setup
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        state: State | None = None
-        setup_error: BaseException | None = None
-        try:
-            state = self._setup()
-        except BaseException as exc:  # reported to every caller
-            setup_error = _detached(exc)
         while (job := self._jobs.get()) is not None:
             call, future = job
-            if setup_error is not None:
-                future.set_exception(setup_error)
-                continue
             try:
-                future.set_result(call(state))  # type: ignore[arg-type]
+                future.set_result(call())
             except BaseException as exc:
-                future.set_exception(_detached(exc))
-        del state  # dropped on this thread
+                future.set_exception(exc)
 
-    def submit(self, call: Callable[[State], Any]) -> concurrent.futures.Future[Any]:
+    def submit(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._jobs.put((call, future))
         return future
@@ -85,16 +61,14 @@ class Abandoned:
     """The workers an evaluator gave up on, while they still run."""
 
     def __init__(self) -> None:
-        self._workers: list[Worker[Any]] = []
+        self._workers: list[Worker] = []
 
-    def add(self, worker: Worker[Any]) -> None:
+    def add(self, worker: Worker) -> None:
         worker.stop()
         self._workers.append(worker)
 
     def check(self) -> None:
         """Raise EvaluatorError while :data:`MAX_ABANDONED` of them still run."""
-        from engine.decide.errors import EvaluatorError
-
         self._workers = [w for w in self._workers if w.running()]
         if len(self._workers) >= MAX_ABANDONED:
             raise EvaluatorError(

@@ -84,6 +84,14 @@ class Swtpm:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def attach(cls, port: int, state: Path) -> Swtpm:
+        """A handle on a software TPM already listening on ``port`` (started by another
+        process): it can be reset, extended and shut down, not started or stopped."""
+        tpm = cls(state, SwtpmTemplate(state, state, state), state / "swtpm.log")
+        tpm.port = port
+        return tpm
+
     @property
     def tcti(self) -> str:
         return f"swtpm:host=127.0.0.1,port={self.port}"
@@ -122,14 +130,19 @@ class Swtpm:
         PCRs return to their initial values and resetCount goes up."""
         from tpm2_pytss.constants import TPM2_SU
 
-        # an orderly shutdown first: a power loss without one counts against the
-        # dictionary-attack protection, which then locks the AK out
-        with self.esapi() as esapi:
-            esapi.shutdown(TPM2_SU.CLEAR)
+        self.shutdown()
         subprocess.run(["swtpm_ioctl", "--tcp", f"127.0.0.1:{self.port + 1}", "-i"],
                        check=True, capture_output=True, timeout=30)
         with self.esapi() as esapi:
             esapi.startup(TPM2_SU.CLEAR)
+
+    def shutdown(self) -> None:
+        """TPM2_Shutdown(CLEAR), as an orderly power-off does: a power loss without it
+        counts against the dictionary-attack protection, which then locks the AK out."""
+        from tpm2_pytss.constants import TPM2_SU
+
+        with self.esapi() as esapi:
+            esapi.shutdown(TPM2_SU.CLEAR)
 
     @contextmanager
     def esapi(self) -> Iterator[Any]:

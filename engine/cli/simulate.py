@@ -92,11 +92,10 @@ def boot(
     """Power-cycle the software TPM and measure a UEFI Secure Boot of a KVM host into
     it, writing the event log the firmware would."""
     from engine.attest.simboot import DEFAULT_BOOT, hypervisor_boot
-    from engine.attest.swtpm import Swtpm, SwtpmTemplate
+    from engine.attest.swtpm import Swtpm
 
-    info = _running(state.resolve())
-    tpm = Swtpm(state, SwtpmTemplate(state, Path(), Path()), state / "swtpm.log")
-    tpm.port = int(str(info["port"]))
+    state = state.resolve()
+    tpm = Swtpm.attach(int(str(_running(state)["port"])), state)
     tpm.reboot()
     log = hypervisor_boot(DEFAULT_BOOT if kernel is None else
                           DEFAULT_BOOT.but(kernel=kernel.encode()))
@@ -111,15 +110,10 @@ def stop(state: _StateOption = Path(".vigil/swtpm")) -> None:
     """Stop the software TPM started from ``--state``."""
     state = state.resolve()
     info = _running(state)
-    with contextlib.suppress(Exception):  # best effort: an orderly TPM2_Shutdown first
-        from tpm2_pytss import ESAPI, TCTILdr
-        from tpm2_pytss.constants import TPM2_SU
+    from engine.attest.swtpm import Swtpm
 
-        esapi = ESAPI(TCTILdr.parse(str(info["tcti"])))
-        try:
-            esapi.shutdown(TPM2_SU.CLEAR)
-        finally:
-            esapi.close()
+    with contextlib.suppress(Exception):  # best effort: an orderly TPM2_Shutdown first
+        Swtpm.attach(int(str(info["port"])), state).shutdown()
     with contextlib.suppress(ProcessLookupError):
         os.kill(int(str(info["pid"])), signal.SIGTERM)
     (state / _RUNNING).unlink(missing_ok=True)

@@ -238,12 +238,16 @@ class MatchIndex:
         return cls(by_key, generation, releases)
 
     def statements(
-        self, keys: Iterable[ComponentKey]
+        self, keys: Iterable[ComponentKey], only: Iterable[str] | None = None
     ) -> dict[str, list[tuple[ComponentKey, Group]]]:
-        """Statement groups about any of ``keys``, by vulnerability id."""
+        """Statement groups about any of ``keys``, by vulnerability id (of the
+        vulnerabilities in ``only``, when given)."""
         out: dict[str, list[tuple[ComponentKey, Group]]] = defaultdict(list)
         for ck in keys:
-            for vuln, groups in self.by_key.get(ck.key, {}).items():
+            groups_of = self.by_key.get(ck.key, {})
+            items = groups_of.items() if only is None else (
+                (vuln, groups_of[vuln]) for vuln in only if vuln in groups_of)
+            for vuln, groups in items:
                 out[vuln].extend((ck, g) for g in groups)
         return out
 
@@ -260,14 +264,7 @@ class MatchIndex:
         picked: set[str] = set()
         for ck in keys:
             picked.update(self._table(ck.key).candidates(ck.version))
-        out: dict[str, list[tuple[ComponentKey, Group]]] = defaultdict(list)
-        for ck in keys:
-            groups_of = self.by_key.get(ck.key, {})
-            for vuln in picked:
-                groups = groups_of.get(vuln)
-                if groups:
-                    out[vuln].extend((ck, g) for g in groups)
-        return out
+        return self.statements(keys, only=picked)
 
     def verdicts(self, keys: list[ComponentKey]) -> list[tuple[str, Verdict]]:
         """The vulnerabilities naming one of ``keys`` that may affect the component's

@@ -103,15 +103,12 @@ class Decider:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # a large host's document is ~10^5 objects: collections triggered while it is
+    # validated walk every long-lived object of the process (the PVDB's report cache)
+    @paused_gc(collect=False)
     def decide(self, document: InputDocument | Mapping[str, Any]) -> Verdict:
         """Decide one placement. Raises InputDocumentError (naming the field) when the
         document does not match the schema; every evaluator failure is a reject."""
-        # a large host's document is ~10^5 objects: collections triggered while it is
-        # validated walk every long-lived object of the process (the PVDB's report cache)
-        with paused_gc(collect=False):
-            return self._decide(document)
-
-    def _decide(self, document: InputDocument | Mapping[str, Any]) -> Verdict:
         if isinstance(document, InputDocument):
             document = document.to_json()
         validate(document)  # the JSON value the evaluator will read, checked as such

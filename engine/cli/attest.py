@@ -192,17 +192,6 @@ def _write(data: bytes | str, out: Path | None) -> None:
         out.write_bytes(raw if raw.endswith(b"\n") else raw + b"\n")
 
 
-def _read(path: Path, what: str) -> bytes:
-    from engine.errors import NotFoundError
-
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
 def _handle(value: str | None, default: int) -> int:
     if value is None:
         return default
@@ -234,7 +223,7 @@ def _parse(model: Any, path: Path, what: str) -> Any:
     from engine.attest.errors import AttestError
 
     try:
-        return model.model_validate_json(_read(path, what))
+        return model.model_validate_json(_common.read_file(path, what))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '$'}: {err['msg']}"
                              for err in exc.errors()[:3])
@@ -320,7 +309,7 @@ def verify_result_command(
 ) -> None:
     """Check a signed attestation result offline with the verifier's public key."""
     result = _result.verify_result(
-        _read(token, "result"), _reference.load_verification_key(key),
+        _common.read_file(token, "result"), _reference.load_verification_key(key),
         max_age=None if max_age is None else _dt.timedelta(seconds=max_age))
     if as_json:
         _output.emit_json({"host_id": result.host_id, "signature": "valid",
@@ -402,7 +391,8 @@ def reference_show(
     """Verify a signed manifest's signature and print it as JSON."""
     paths = key or _common.settings().attest_reference_keys
     keys = [_reference.load_verification_key(path) for path in paths]
-    _write(_model_json(_reference.load_manifest(_read(manifest, "manifest"), keys)), None)
+    raw = _common.read_file(manifest, "manifest")
+    _write(_model_json(_reference.load_manifest(raw, keys)), None)
 
 
 # -- AK trust --------------------------------------------------------------------------------
@@ -449,8 +439,8 @@ def ak_trust_certificate(
 ) -> None:
     """Trust an AK certified by a provider CA (VIGIL_ATTEST_AK_CA)."""
     with _registry() as registry:
-        trusted = registry.trust_ak_certificate(host_id, _read(ak_public, "AK public"),
-                                                _read(certificate, "AK certificate"))
+        trusted = registry.trust_ak_certificate(host_id, _common.read_file(ak_public, "AK public"),
+                                                _common.read_file(certificate, "AK certificate"))
     typer.echo(f"trusted AK {trusted.name.hex()} for {host_id} (AK certificate verified)")
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.config import Settings, load_settings
+from engine.errors import NotFoundError, UsageError
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DbOption = Annotated[
@@ -22,3 +23,14 @@ def settings(db: Path | None = None, **overrides: Any) -> Settings:
     if db is not None:
         values["db"] = db
     return load_settings(**values)
+
+
+def read_file(path: Path, what: str) -> bytes:
+    """The bytes of a file the user named; a missing or unreadable one is a clear error
+    naming ``what`` it should have been."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None

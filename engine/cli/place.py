@@ -9,20 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.cli.common import JsonOption
+from engine.cli.common import JsonOption, read_file
 from engine.cli.decide import LogOption, print_verdict
 from engine.config import load_settings
-from engine.errors import ConfigError, NotFoundError, UsageError
+from engine.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from engine.decide.input import Image
-
-
-def _read(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise NotFoundError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
 def _image(text: str | None) -> Image | None:
@@ -85,12 +78,12 @@ def decide(
             raise ConfigError("no key to verify the attestation result",
                               tip="pass --key verifier.pub.pem or set "
                                   "VIGIL_ATTEST_RESULT_VERIFICATION_KEY")
-        attested = verify_result(_read(result, "attestation result").strip(),
+        attested = verify_result(read_file(result, "attestation result").strip(),
                                  load_verification_key(key.read_bytes()))
     state = PatchedConfiguration(state="none")
     if patched is not None:
         try:
-            state = PatchedConfiguration.model_validate_json(_read(patched, "patched "
+            state = PatchedConfiguration.model_validate_json(read_file(patched, "patched "
                                                                     "configuration"))
         except ValueError as exc:
             raise UsageError(f"{patched}: not a patched configuration: {exc}") from None

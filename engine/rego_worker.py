@@ -36,7 +36,8 @@ NOT_A_RULE = "not a valid rule path"
 
 _LOCATION = re.compile(r"-->\s*(?P<file>\S+?):(?P<line>\d+):(?P<column>\d+)")
 _MESSAGE = re.compile(r"^error:\s*(?P<message>.+)$", re.MULTILINE)
-_LENGTH = struct.Struct(">I")
+FRAME_LENGTH = struct.Struct(">I")
+"""The 4-byte big-endian length before each message."""
 
 
 def error_text(exc: BaseException) -> str:
@@ -77,10 +78,10 @@ def build_engine(modules: dict[str, str], data_json: str) -> regorus.Engine:
 
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
+    head = stream.read(FRAME_LENGTH.size)
+    if len(head) < FRAME_LENGTH.size:
         return None
-    (size,) = _LENGTH.unpack(head)
+    (size,) = FRAME_LENGTH.unpack(head)
     body = stream.read(size)
     if len(body) < size:
         return None
@@ -88,7 +89,8 @@ def read_frame(stream: IO[bytes]) -> bytes | None:
 
 
 def write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)) + payload)
+    stream.write(FRAME_LENGTH.pack(len(payload)))
+    stream.write(payload)  # not joined to the length: an input can be megabytes
     stream.flush()
 
 

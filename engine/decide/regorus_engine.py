@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import struct
 import subprocess
 import sys
 import threading
@@ -37,7 +36,15 @@ import regorus
 from engine.decide.bundle import PolicySet
 from engine.decide.errors import EvaluationTimeout, EvaluatorError, PolicyError
 from engine.decide.evaluator import DECISION_PATH, Evaluation, Evaluator
-from engine.rego_worker import UNDEFINED, ParseError, build_engine, error_text, located
+from engine.rego_worker import (
+    FRAME_LENGTH,
+    UNDEFINED,
+    ParseError,
+    build_engine,
+    error_text,
+    located,
+    write_frame,
+)
 
 __all__ = ["RegorusEvaluator", "located", "new_engine", "rule_value"]
 
@@ -73,7 +80,7 @@ class _Child:
                  check: bool) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "engine.rego_worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, bufsize=0)
+            stdout=subprocess.PIPE)  # buffered: a large input is written whole
         init = orjson.dumps({"modules": policy.policy_modules, "data": policy.data,
                              "entrypoints": rules, "check": check})
         try:
@@ -90,13 +97,13 @@ class _Child:
         """Send one frame and read the answer; EvaluationTimeout when it takes longer."""
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(struct.pack(">I", len(request)) + request)
+            write_frame(self.process.stdin, request)
         except (BrokenPipeError, OSError) as exc:
             raise EvaluatorError(f"the regorus worker is gone ({exc})") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         fd = self.process.stdout.fileno()
-        head = self._read(fd, 4, deadline)
-        (size,) = struct.unpack(">I", head)
+        head = self._read(fd, FRAME_LENGTH.size, deadline)
+        (size,) = FRAME_LENGTH.unpack(head)
         return self._read(fd, size, deadline)
 
     def _read(self, fd: int, size: int, deadline: float | None) -> bytes:

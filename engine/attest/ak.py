@@ -60,10 +60,10 @@ except ImportError:  # pragma: no cover - older cryptography
 from pydantic import BaseModel, ConfigDict
 
 from engine.attest.errors import AttestError
-from engine.attest.evidence import B64, Hex
 from engine.attest.nonce import connect_state, write_transaction
 from engine.attest.quote import AkPublic, PublicArea, load_public_key
 from engine.attest.tpm_types import ALG_AES, ALG_ECC, ALG_NULL, ALG_RSA, HashAlg, Reader
+from engine.model import B64, Hex
 
 __all__ = [
     "STEP_AK",

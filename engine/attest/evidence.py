@@ -31,8 +31,6 @@ verifier does not need libtss2). The TCTI is a string such as ``device:/dev/tpmr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import os
 import platform
@@ -42,33 +40,30 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
 )
 
 from engine.attest.errors import AttestError
 from engine.errors import NotFoundError
+from engine.model import B64, Hex
 
 if TYPE_CHECKING:
     from engine.attest.ak import ActivationResponse, CredentialChallenge, EnrollmentRequest
 
 __all__ = [
-    "B64",
     "DEFAULT_BANKS",
     "DEFAULT_EVENTLOG",
     "DEFAULT_PCRS",
     "MAX_EVIDENCE_BYTES",
     "Evidence",
     "EvidenceError",
-    "Hex",
     "Inventory",
     "QuoteBlob",
     "TpmError",
@@ -101,36 +96,6 @@ class TpmError(AttestError):
 
     def __init__(self, reason: str, *, tip: str | None = None) -> None:
         super().__init__(STEP_TPM, reason, tip=tip)
-
-
-# -- binary fields in JSON ----------------------------------------------------------------
-
-
-def _from_base64(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except binascii.Error as exc:
-            raise ValueError(f"not base64: {exc}") from None
-    return value
-
-
-def _from_hex(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise ValueError("not a hex string") from None
-    return value
-
-
-B64 = Annotated[bytes, BeforeValidator(_from_base64),
-                PlainSerializer(lambda b: base64.b64encode(b).decode(), return_type=str,
-                                when_used="json")]
-"""Bytes that JSON carries as base64."""
-Hex = Annotated[bytes, BeforeValidator(_from_hex),
-                PlainSerializer(lambda b: b.hex(), return_type=str, when_used="json")]
-"""Bytes that JSON carries as lowercase hex."""
 
 
 class QuoteBlob(BaseModel):

@@ -22,7 +22,7 @@ manifest lists *every* event the log extends into it, in order; ``component`` na
 the event measures (S-CRTM version, firmware blobs, microcode, Secure Boot variables
 PK/KEK/db/dbx, shim/GRUB/kernel, the kernel command line…, see :func:`describe_event`).
 ``components`` is the image's component list for the PVDB
-(:class:`engine.pvdb.query_models.Component`).
+(:class:`engine.model.Component`).
 
 The image pipeline signs the manifest as a JWS (compact serialization, ``joserfc``) with
 its private key: ES256/ES384, Ed25519 or PS256, header ``typ`` ``vigil-reference+jws``
@@ -53,8 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from engine.attest.errors import AttestError
 from engine.attest.eventlog import Event, EventLog
-from engine.attest.evidence import Hex
-from engine.pvdb.query_models import Component
+from engine.model import Component, Hex, ImageRef
 
 __all__ = [
     "MANIFEST_TYP",
@@ -110,18 +109,6 @@ class ReferenceMismatch(AttestError):
 
 
 # -- the manifest --------------------------------------------------------------------------
-
-
-class ImageRef(BaseModel):
-    """An approved host image version."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.version}"
 
 
 class ExpectedEvent(BaseModel):

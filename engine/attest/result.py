@@ -60,7 +60,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from engine import __version__
 from engine.attest.errors import AttestError
-from engine.attest.evidence import B64, Inventory
+from engine.attest.evidence import Inventory
 from engine.attest.reference import (
     ImageRef,
     ManifestError,
@@ -69,7 +69,7 @@ from engine.attest.reference import (
     sign_compact,
     verify_compact,
 )
-from engine.pvdb.query_models import Component
+from engine.model import B64, Component
 
 __all__ = [
     "EAR_PROFILE",

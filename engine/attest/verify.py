@@ -68,7 +68,7 @@ from engine.attest.result import (
 )
 from engine.config import Settings
 from engine.errors import ConfigError
-from engine.pvdb.query_models import Component
+from engine.model import Component
 
 __all__ = ["Appraisal", "ReplayMismatchError", "Verifier", "check_replay", "manifest_from_evidence"]
 

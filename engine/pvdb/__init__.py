@@ -22,13 +22,13 @@ from types import TracebackType
 from typing import Any
 
 from engine.config import Settings, load_settings
+from engine.model import Component
 from engine.pvdb import store
 from engine.pvdb.ingest import IngestReport, Problem, ProgressCallback, SourceCounts
 from engine.pvdb.query_models import (
     AffectingReport,
     Availability,
     AvailabilityBasis,
-    Component,
     Evidence,
     Finding,
     Fix,

@@ -30,10 +30,10 @@ import duckdb
 
 from engine.errors import VersionSchemeError
 from engine.gcpause import paused_gc
+from engine.model import Component
 from engine.pvdb import identity, prefilter, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
 from engine.pvdb.identity import IdentityError
-from engine.pvdb.query_models import Component
 
 IndexKey = tuple[str, str, str]
 _LEVELS = ("package", "product", "cpe")

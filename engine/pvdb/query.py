@@ -12,13 +12,13 @@ import pyarrow as pa
 
 from engine.errors import NotFoundError, UsageError
 from engine.gcpause import paused_gc
+from engine.model import Component
 from engine.pvdb import matching, store, versions
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import (
     AffectingReport,
     Availability,
     AvailabilityBasis,
-    Component,
     Epss,
     Evidence,
     Finding,

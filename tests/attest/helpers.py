@@ -26,7 +26,7 @@ from engine.attest.reference import (
 )
 from engine.attest.simboot import DEFAULT_BOOT, Boot, hypervisor_boot
 from engine.attest.verify import Verifier, manifest_from_evidence
-from engine.pvdb.query_models import Component
+from engine.model import Component
 from tests.attest.conftest import Swtpm
 
 AK_HANDLE = 0x81018000

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Vigil needs on a Debian machine, idempotently:
-# the Debian packages (software TPM, TPM tools and headers) and a Python venv in .venv
-# with Vigil and its development dependencies. Safe to run again; does nothing twice.
+# the Debian packages (software TPM, TPM tools and headers), a Python venv in .venv
+# with Vigil and its development dependencies, and a pinned OPA in .tools/bin (built from
+# its Go module; the policy tests run it). Safe to run again; does nothing twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +40,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     exit 1
   fi
   echo "$want" > "$stamp"
+fi
+
+OPA_VERSION=1.22.4
+opa=.tools/bin/opa
+installed=$([ -x "$opa" ] && "$opa" version 2>/dev/null | head -1 || true)
+if [ "$installed" != "Version: $OPA_VERSION" ]; then
+  command -v go >/dev/null 2>&1 || { echo "setup: building OPA needs Go (https://go.dev/dl/)" >&2; exit 1; }
+  echo "setup: building OPA $OPA_VERSION into .tools/bin" >&2
+  log=.tools/opa-install.log
+  mkdir -p .tools/bin
+  if ! GOBIN="$PWD/.tools/bin" go install "github.com/open-policy-agent/opa@v$OPA_VERSION" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: building OPA failed (log above, also in $log)" >&2
+    exit 1
+  fi
 fi

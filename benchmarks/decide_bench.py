@@ -127,7 +127,7 @@ def main() -> int:
                         help="largest size measured with rego-cpp (it is quadratic)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    policy = read("default bundle", build(load_directory(ROOT / "policies", ["vigil"])))
+    policy = read("default bundle", build(load_directory(ROOT / "engine" / "policies", ["vigil"])))
     evaluators: dict[str, Evaluator] = {
         name: embedded_evaluator(name, policy, timeout=1.0) for name in EMBEDDED}
     rows = []

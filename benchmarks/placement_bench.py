@@ -63,7 +63,7 @@ def main() -> int:
         return 2
     hosts = pvdb_bench.build_hosts(
         gen.build_catalogue(gen.load_templates(gen.DEFAULT_TEMPLATES), 1), args.hosts, 50, 1)
-    policy = load_directory(ROOT / "policies", ["vigil"])
+    policy = load_directory(ROOT / "engine" / "policies", ["vigil"])
     deciders = {name: Decider(embedded_evaluator(name, policy, timeout=args.timeout))
                 for name in EMBEDDED}
     request = RequestFacts(tenant="acme", vm=VmShape(name="web-1", vcpus=2, memory_mib=4096))

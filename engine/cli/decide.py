@@ -42,7 +42,8 @@ def _settings(**overrides: Any) -> Settings:
 
 @policy_app.command("test")
 def policy_test(
-    path: Annotated[Path, typer.Argument(help="Policy folder, root or file.")] = Path("policies"),
+    path: Annotated[Path, typer.Argument(help="Policy folder, root or file.")]
+    = Path("engine/policies"),
     run: Annotated[str | None, typer.Option("--run", "-r", help="Only tests whose "
                                             "package.name matches this regex.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List passing tests too.")]
@@ -184,7 +185,7 @@ def bundle_build(
 
     cfg = _bundle_config(config)
     base = config.parent
-    policies = (base / cfg.get("policies", "../policies")).resolve()
+    policies = (base / cfg.get("policies", "../engine/policies")).resolve()
     roots = root or cfg.get("roots", ["vigil"])
     policy = _bundle.load_directory(policies, roots)
     _compiles(policy)

@@ -1,10 +1,11 @@
 """Policy sets: Rego modules plus data, read from a folder or an OPA bundle.
 
-A folder such as ``policies/`` holds one sub-folder per bundle root (``vigil/``,
-``site/``). Inside, a module's package follows its path (``vigil/rules/attestation.rego``
-is ``package vigil.rules.attestation``; its test ``attestation_test.rego`` is
-``package vigil.rules.attestation_test``), and a ``data.json`` file holds the data at its
-folder's path (``vigil/config/data.json`` is ``data.vigil.config``).
+A folder such as ``engine/policies/`` holds one sub-folder per bundle root (``vigil/``,
+``site/``). Inside, a module's package is its folder's path
+(``vigil/rules/attestation/attestation.rego`` is ``package vigil.rules.attestation``; a
+test module there, ``attestation_test.rego``, may add the suffix: ``package
+vigil.rules.attestation_test``), and a ``data.json`` file holds the data at its folder's
+path (``vigil/config/data.json`` is ``data.vigil.config``).
 
 An OPA bundle is a ``.tar.gz`` with ``/.manifest`` (``revision``, ``roots``,
 ``rego_version``), the modules and data files at the same paths, and — when signed —
@@ -135,12 +136,14 @@ def _check_modules(modules: dict[str, str], roots: Sequence[str], *, where: str,
             raise BundleError(
                 f"{where}/{path}: manifest roots {list(roots)} do not permit package {package}")
         if strict_layout:
-            expected = path[: -len(".rego")].replace("/", ".")
-            if package != expected:
+            expected = path.rpartition("/")[0].replace("/", ".")
+            allowed = {expected, f"{expected}_test"} if path.endswith("_test.rego") \
+                else {expected}
+            if package not in allowed:
                 raise PolicyError(
                     f"package {package} does not follow the directory; expected "
                     f"package {expected}", file=f"{where}/{path}", line=1,
-                    tip="name the package after the file's path (STYLE.md item 11)")
+                    tip="keep a package's files in the folder of its path")
 
 
 def revision_of(modules: dict[str, str], data_files: dict[str, bytes]) -> str:

@@ -19,8 +19,8 @@ from engine.decide.verdict import Decision, Verdict, fail_closed
 from engine.errors import ConfigError
 from engine.gcpause import paused_gc
 
-SOURCE_POLICIES = Path(__file__).resolve().parents[2] / "policies"
-"""The ``policies/`` folder of the source tree (the default policy folder)."""
+SOURCE_POLICIES = Path(__file__).resolve().parents[1] / "policies"
+"""The policies installed with the package (``engine/policies/``): the default policy folder."""
 
 
 def load_policy(settings: Settings) -> _bundle.PolicySet:

@@ -60,8 +60,9 @@ def discover(policy: _bundle.PolicySet) -> list[tuple[str, str, str]]:
 def load(path: Path) -> _bundle.PolicySet:
     """Every module (tests included) and data file under ``path``.
 
-    ``path`` may be the policy folder (``policies/``) or a root or sub-folder inside it
-    (``policies/vigil``): the policy folder is found from the first module's package.
+    ``path`` may be the policy folder (``engine/policies/``) or a root or sub-folder inside
+    it (``engine/policies/vigil``): the policy folder is found from the first module's
+    package, which names the module's folder.
     """
     path = path.resolve()
     if not path.is_dir():
@@ -74,7 +75,7 @@ def load(path: Path) -> _bundle.PolicySet:
         raise PolicyError("no `package` line", file=str(first))
     depth = len(package.split("."))
     base = first.parent
-    for _ in range(depth - 1):
+    for _ in range(depth):
         base = base.parent
     if base == path or base not in path.parents:
         return _bundle.load_directory(path, include_tests=True)

@@ -12,8 +12,8 @@ could even notice a timeout before the evaluation ended. When the timeout passes
 child is killed (nothing runs on in the background) and the next evaluation starts a
 new one (~0.1 s). Hand-over costs about as much as a thread hand-off (tens of µs).
 
-Known differences from OPA that the policies avoid (``policies/vigil/testing`` pins the
-built-ins they use): ``sprintf("%.1f", [7])`` of an integer prints ``7`` (OPA prints
+Known differences from OPA that the policies avoid (``engine/policies/vigil/testing``
+pins the built-ins they use): ``sprintf("%.1f", [7])`` of an integer prints ``7`` (OPA prints
 ``%!f(int=7)``; the engine sends every score as a decimal, which prints as expected).
 An undefined rule reads as the JSON string ``"<undefined>"``; that string is taken as
 undefined (a policy that produced it would be rejected either way, as malformed).

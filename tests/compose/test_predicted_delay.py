@@ -67,7 +67,7 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
     carried = document.vulnerabilities[0].fix.availability
     assert (carried.basis, carried.window_days) == ("estimated", 30)
     assert carried.p_within_window == round(availability.p_within_window, 2)
-    decider = Decider(EmbeddedEvaluator(load_directory(ROOT / "policies", ["vigil"])))
+    decider = Decider(EmbeddedEvaluator(load_directory(ROOT / "engine" / "policies", ["vigil"])))
     verdict = decider.decide(document)
     assert verdict.verdict == "delay"
     assert [r.rule for r in verdict.reasons] == ["fix_expected_within_window"]

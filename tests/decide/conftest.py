@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICIES = ROOT / "policies"
+POLICIES = ROOT / "engine" / "policies"
 NOW = dt.datetime(2026, 1, 1, 0, 10, tzinfo=dt.UTC)
 
 

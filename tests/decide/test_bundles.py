@@ -46,9 +46,11 @@ def signed(rsa_keys: tuple[Path, Path], tmp_path: Path) -> Path:
 
 def test_build_writes_an_opa_bundle(signed: Path) -> None:
     files = _files(signed.read_bytes())
-    assert set(files) == {"/.manifest", "/.signatures.json", "/vigil/decision.rego",
-                          "/vigil/rules/attestation.rego", "/vigil/rules/request.rego",
-                          "/vigil/rules/vulnerabilities.rego", "/vigil/config/data.json"}
+    assert set(files) == {"/.manifest", "/.signatures.json", "/vigil/decision/decision.rego",
+                          "/vigil/lib/lib.rego", "/vigil/rules/attestation/attestation.rego",
+                          "/vigil/rules/request/request.rego",
+                          "/vigil/rules/vulnerabilities/vulnerabilities.rego",
+                          "/vigil/config/data.json"}
     manifest = json.loads(files["/.manifest"])
     assert manifest == {"revision": "r1", "roots": ["vigil"], "rego_version": 1}
     token = json.loads(files["/.signatures.json"])["signatures"][0]
@@ -70,17 +72,17 @@ def test_verify_accepts_the_signed_bundle(signed: Path, rsa_keys: tuple[Path, Pa
 def test_one_tampered_byte_in_a_policy_is_refused(signed: Path, rsa_keys: tuple[Path, Path],
                                                   tmp_path: Path) -> None:
     files = _files(signed.read_bytes())
-    policy = bytearray(files["/vigil/rules/attestation.rego"])
+    policy = bytearray(files["/vigil/rules/attestation/attestation.rego"])
     policy[policy.index(b"!=")] = ord("=")  # "!=" -> "==": one byte
-    files["/vigil/rules/attestation.rego"] = bytes(policy)
+    files["/vigil/rules/attestation/attestation.rego"] = bytes(policy)
     tampered = tmp_path / "tampered.tar.gz"
     tampered.write_bytes(_repack(files))
     result = CliRunner().invoke(app, ["bundle", "verify", str(tampered), "--key",
                                       str(rsa_keys[1])])
     assert isinstance(result.exception, BundleVerificationError)
     assert result.exception.exit_code == 4
-    assert "vigil/rules/attestation.rego: digest mismatch" in result.exception.summary
-    assert result.exception.file == "vigil/rules/attestation.rego"
+    assert "vigil/rules/attestation/attestation.rego: digest mismatch" in result.exception.summary
+    assert result.exception.file == "vigil/rules/attestation/attestation.rego"
 
 
 def test_wrong_key_is_refused(signed: Path, other_rsa_keys: tuple[Path, Path]) -> None:
@@ -100,7 +102,7 @@ def test_added_or_removed_files_are_refused(signed: Path, rsa_keys: tuple[Path, 
     extra = dict(files, **{"/vigil/extra.rego": b"package vigil.extra\n"})
     with pytest.raises(BundleVerificationError, match=r"not included in bundle signature"):
         bundle.read("extra", _repack(extra), verification_key=rsa_keys[1])
-    fewer = {k: v for k, v in files.items() if k != "/vigil/rules/request.rego"}
+    fewer = {k: v for k, v in files.items() if k != "/vigil/rules/request/request.rego"}
     with pytest.raises(BundleVerificationError, match=r"not found in the target bundle"):
         bundle.read("fewer", _repack(fewer), verification_key=rsa_keys[1])
 

@@ -106,8 +106,8 @@ def test_fail_closed(answer: Evaluation | Exception, rule: str) -> None:
 
 @pytest.mark.parametrize("name", EMBEDDED)
 def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str) -> None:
-    folder = tmp_path / "slow"
-    folder.mkdir()
+    folder = tmp_path / "slow" / "decision"
+    folder.mkdir(parents=True)
     (folder / "decision.rego").write_text(
         "package slow.decision\n\nimport rego.v1\n\n"
         "result := {\"verdict\": \"admit\", \"n\": n} if {\n"
@@ -127,8 +127,8 @@ def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str
 
 
 def _slow_policy(tmp_path: Path) -> Any:
-    folder = tmp_path / "slow"
-    folder.mkdir()
+    folder = tmp_path / "slow" / "decision"
+    folder.mkdir(parents=True)
     (folder / "decision.rego").write_text(
         "package slow.decision\n\nimport rego.v1\n\n"
         "result := {\"verdict\": \"admit\", \"n\": n} if {\n"

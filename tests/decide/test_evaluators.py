@@ -85,8 +85,8 @@ def test_opa_server_serves_the_signed_bundle_and_agrees(tmp_path: Path,
 
 
 def _one_module(tmp_path: Path, source: str) -> Any:
-    folder = tmp_path / "demo"
-    folder.mkdir()
+    folder = tmp_path / "demo" / "decision"
+    folder.mkdir(parents=True)
     (folder / "decision.rego").write_text(source)
     return load_directory(tmp_path, ["demo"])
 
@@ -99,7 +99,7 @@ def test_regorus_names_file_and_line_of_a_parse_error(tmp_path: Path) -> None:
                                    "result := {\"verdict\": \"admit\"\n")
     with pytest.raises(PolicyError) as caught:
         RegorusEvaluator(policy, entrypoints=("demo/decision/result",))
-    assert caught.value.file == "demo/decision.rego"
+    assert caught.value.file == "demo/decision/decision.rego"
     assert caught.value.line == 6
     assert "Stack backtrace" not in str(caught.value)
 
@@ -122,7 +122,7 @@ def test_regorus_runtime_error_is_a_reject_naming_the_line(tmp_path: Path) -> No
     verdict = Decider(evaluator, path="demo/decision/result").decide(document())
     assert verdict.verdict == "reject" and verdict.fail_closed
     assert [r.rule for r in verdict.reasons] == ["evaluator_error"]
-    assert "demo/decision.rego:5" in verdict.reasons[0].message
+    assert "demo/decision/decision.rego:5" in verdict.reasons[0].message
     evaluator.close()
 
 

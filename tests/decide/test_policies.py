@@ -47,15 +47,15 @@ def test_every_reason_is_declared_in_its_metadata() -> None:
 
 
 def _tmp_policies(tmp_path: Path, test_body: str) -> Path:
-    (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "rules.rego").write_text(textwrap.dedent("""\
+    (tmp_path / "demo" / "rules").mkdir(parents=True)
+    (tmp_path / "demo" / "rules" / "rules.rego").write_text(textwrap.dedent("""\
         package demo.rules
 
         import rego.v1
 
         deny contains "too big" if input.size > 10
         """))
-    (tmp_path / "demo" / "rules_test.rego").write_text(textwrap.dedent(test_body))
+    (tmp_path / "demo" / "rules" / "rules_test.rego").write_text(textwrap.dedent(test_body))
     return tmp_path
 
 
@@ -101,8 +101,8 @@ def test_a_policy_that_does_not_compile_is_refused_naming_file_and_line(tmp_path
 
 
 def test_package_must_follow_the_directory(tmp_path: Path) -> None:
-    (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "rules.rego").write_text("package demo.other\n")
+    (tmp_path / "demo" / "rules").mkdir(parents=True)
+    (tmp_path / "demo" / "rules" / "rules.rego").write_text("package demo.other\n")
     with pytest.raises(PolicyError, match=r"does not follow the directory"):
         policytest.load(tmp_path)
 
@@ -112,9 +112,10 @@ def test_the_rego_tests_evaluate_every_line_of_the_policies() -> None:
     results, coverage = policytest.run_with_coverage(policytest.load(POLICIES))
     assert results and all(r.passed for r in results)
     assert set(coverage.files) == {
-        "vigil/decision.rego", "vigil/rules/attestation.rego", "vigil/rules/request.rego",
-        "vigil/rules/vulnerabilities.rego", "site/findings.rego",
-        "site/rules/critical_cvss.rego"}
+        "vigil/decision/decision.rego", "vigil/lib/lib.rego",
+        "vigil/rules/attestation/attestation.rego", "vigil/rules/request/request.rego",
+        "vigil/rules/vulnerabilities/vulnerabilities.rego", "site/findings/findings.rego",
+        "site/rules/critical_cvss/critical_cvss.rego"}
     uncovered = {path: f.not_covered for path, f in coverage.files.items() if f.not_covered}
     assert uncovered == {}
 
@@ -131,7 +132,7 @@ def test_coverage_names_the_lines_no_test_reaches(tmp_path: Path) -> None:
             count(rules.deny) == 0 with input.size as 3
         }
         """)
-    (folder / "demo" / "rules.rego").write_text(textwrap.dedent("""\
+    (folder / "demo" / "rules" / "rules.rego").write_text(textwrap.dedent("""\
         package demo.rules
 
         import rego.v1
@@ -145,6 +146,6 @@ def test_coverage_names_the_lines_no_test_reaches(tmp_path: Path) -> None:
         """))
     results, coverage = policytest.run_with_coverage(policytest.load(folder))
     assert [r.status for r in results] == ["pass"]
-    lines = coverage.files["demo/rules.rego"]
+    lines = coverage.files["demo/rules/rules.rego"]
     assert 9 in lines.not_covered  # `input.strict == true`: no test gets past line 8
     assert 0 < lines.percent < 100

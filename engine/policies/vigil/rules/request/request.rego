@@ -8,22 +8,18 @@ package vigil.rules.request
 
 import rego.v1
 
+import data.vigil.lib
+
 _request := input.request
 
 _patched := input.patched_configuration
 
 _host_image := input.host.attestation.image
 
-_patched_ready if {
-	_patched.state == "ready"
-	_patched.attested == true
-	_patched.attestation_status == "affirming"
-}
-
 _level_met_by_host if _request.patch_level_met.host == true
 
 _level_met_by_patched if {
-	_patched_ready
+	lib.patched_ready
 	_request.patch_level_met.patched_configuration == true
 }
 
@@ -72,7 +68,7 @@ _same_image(a, b) if {
 _host_has_requested_image if _same_image(_host_image, _request.requested_image)
 
 _patched_has_requested_image if {
-	_patched_ready
+	lib.patched_ready
 	_same_image(_patched.image, _request.requested_image)
 }
 

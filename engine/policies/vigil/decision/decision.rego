@@ -20,13 +20,13 @@ default _site_deny := set()
 
 _site_deny := data.site.findings.deny
 
-_deny := (data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | data.vigil.rules.vulnerabilities.deny | _site_deny
+_deny := ((data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | data.vigil.rules.vulnerabilities.deny) | _site_deny
 
 default _site_patch := set()
 
 _site_patch := data.site.findings.patch
 
-_patch := data.vigil.rules.request.patch | data.vigil.rules.vulnerabilities.patch | _site_patch
+_patch := (data.vigil.rules.request.patch | data.vigil.rules.vulnerabilities.patch) | _site_patch
 
 default _site_delay := set()
 
@@ -76,7 +76,7 @@ _delays := _active(_delay)
 
 _excepted_findings := {object.union(f, {"message": sprintf("excepted: %s", [f.message])}) |
 	count(_exceptions) > 0
-	some f in (_deny | _patch) | _delay
+	some f in ((_deny | _patch) | _delay)
 	_excepted(f)
 }
 
@@ -100,5 +100,5 @@ result := {
 	"verdict": verdict,
 	"reasons": _reasons[verdict],
 	"obligations": {o.obligation | some o in _obligations; o.verdict == verdict},
-	"warnings": _active(_warn) | _excepted_findings,
+	"warnings": (_active(_warn) | _excepted_findings),
 }

@@ -9,17 +9,13 @@ package vigil.rules.vulnerabilities
 
 import rego.v1
 
+import data.vigil.lib
+
 _config := data.vigil.config
 
 _window := _config.window_days
 
 _patched := input.patched_configuration
-
-_patched_ready if {
-	_patched.state == "ready"
-	_patched.attested == true
-	_patched.attestation_status == "affirming"
-}
 
 # Each vulnerability is classified once, by its index in input.vulnerabilities; the
 # rules below only look the classes up.
@@ -43,7 +39,7 @@ _relevant contains i if {
 
 # Relevant, not KEV-listed, and no ready patched configuration: a delay or a warning.
 _open contains i if {
-	not _patched_ready
+	not lib.patched_ready
 	some i in _relevant
 	input.vulnerabilities[i].kev == null
 }
@@ -82,7 +78,7 @@ _component(v) := name if {
 deny contains reason if {
 	some v in input.vulnerabilities
 	v.kev != null
-	not _patched_ready
+	not lib.patched_ready
 	reason := {
 		"rule": "kev_without_patched_configuration",
 		"message": sprintf("%s in %s is exploited in the wild (KEV since %s) and no attested patched configuration is ready", [_label(v), _component(v), v.kev.date_added]),
@@ -99,7 +95,7 @@ deny contains reason if {
 #   rule: patched_configuration_ready
 #   verdict: patch
 patch contains reason if {
-	_patched_ready
+	lib.patched_ready
 	some i in _relevant
 	v := input.vulnerabilities[i]
 	reason := {

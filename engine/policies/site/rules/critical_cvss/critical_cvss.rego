@@ -8,15 +8,9 @@ package site.rules.critical_cvss
 
 import rego.v1
 
+import data.vigil.lib
+
 _min := data.site.config.critical_cvss.min_cvss
-
-_patched := input.patched_configuration
-
-_patched_ready if {
-	_patched.state == "ready"
-	_patched.attested == true
-	_patched.attestation_status == "affirming"
-}
 
 # METADATA
 # title: Critical vulnerability without a patched configuration
@@ -30,7 +24,7 @@ deny contains reason if {
 	some v in input.vulnerabilities
 	is_number(v.max_cvss)
 	v.max_cvss >= _min
-	not _patched_ready
+	not lib.patched_ready
 	reason := {
 		"rule": "critical_cvss_unpatched",
 		"message": sprintf("%s has CVSS %.1f >= %.1f and the host has no attested patched configuration (site policy)", [v.id, v.max_cvss, _min]),

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
 
     policy_dir: Path | None = None
     """Folder of Rego policies the embedded evaluator loads when no ``bundle`` is set
-    (default: the ``policies/`` folder of the source tree)."""
+    (default: ``engine/policies/``, installed with the package)."""
 
     policy_roots: list[str] = Field(default_factory=lambda: ["vigil"])
     """Bundle roots loaded from ``policy_dir`` (add ``site`` for an administrator's rules)."""

@@ -272,6 +272,7 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
     if index is None or index.generation != generation:
         index = matching.MatchIndex.load(con, generation)
     all_lines = log.product_lines(KERNEL)
+    statements: _ByVersion = {}
     out: list[LineFix] = []
     for vuln_id, fixed_versions in sorted(fixed_by_vuln.items()):
         with_dates = sorted((dated[v], v) for v in fixed_versions if v in dated)
@@ -287,7 +288,7 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
         alive = [ln for ln in all_lines if log.alive(KERNEL, ln, reference)]
         for line in alive:
             current = log.version_before(KERNEL, line, reference)
-            if current is None or not _kernel_affected(index, vuln_id, current):
+            if current is None or not _kernel_affected(index, vuln_id, current, statements):
                 continue
             fix_day, fix_version = per_line.get(line, (None, None))
             out.append(LineFix(
@@ -299,6 +300,9 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
     return out
 
 
+_ByVersion = dict[str, dict[str, list[tuple[matching.ComponentKey, matching.Group]]]]
+
+
 def _vkey(version: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in version.split("."))
@@ -306,9 +310,17 @@ def _vkey(version: str) -> tuple[int, ...]:
         return (1 << 30,)
 
 
-def _kernel_affected(index: matching.MatchIndex, vuln_id: str, version: str) -> bool:
-    key = matching.ComponentKey(("product", *KERNEL), version, None, None)
-    pairs = index.statements([key]).get(vuln_id)
+def _kernel_affected(index: matching.MatchIndex, vuln_id: str, version: str,
+                     statements: _ByVersion) -> bool:
+    """Whether the kernel CNA's statements make ``version`` affected by ``vuln_id``.
+    ``statements`` keeps, per version, every vulnerability's statements for that version
+    (one index walk per distinct version, not one per (vulnerability, version): on the
+    full kernel CNA corpus that is tens of walks instead of tens of thousands)."""
+    found = statements.get(version)
+    if found is None:
+        key = matching.ComponentKey(("product", *KERNEL), version, None, None)
+        found = statements[version] = dict(index.statements([key]))
+    pairs = found.get(vuln_id)
     if not pairs:
         return False
     try:

@@ -1,8 +1,8 @@
 """Where feed documents come from: a file, a folder (recursively), or an HTTP(S) URL.
 
 HTTP downloads are conditional (ETag / If-Modified-Since) and accept gzip; a ``304 Not
-Modified`` means the document is not read at all. Compressed files (``.gz``, ``.zip``)
-are opened transparently.
+Modified`` means the document is not read at all. Compressed files (``.gz``, ``.xz``,
+``.zip``) are opened transparently, none decompressed beyond :data:`_MAX_DOCUMENT`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import lzma
 import os
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from engine.errors import FeedError
 from engine.pvdb.feeds.base import Document
 
 _MAX_DOCUMENT = 2 * 1024**3  # refuse to decompress anything larger (zip bombs)
+_XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,17 @@ def open_file(path: Path) -> Iterator[Document]:
 
 
 def unpack(origin: str, body: bytes) -> Iterator[Document]:
-    """Open gzip and zip bodies; anything else is one document."""
-    if body[:2] == b"\x1f\x8b":
+    """Open gzip, xz and zip bodies; anything else is one document."""
+    if body[:6] == _XZ_MAGIC:
+        try:
+            with lzma.LZMAFile(io.BytesIO(body)) as xz:
+                data = xz.read(_MAX_DOCUMENT + 1)
+        except (lzma.LZMAError, EOFError) as exc:
+            raise FeedError(f"{origin}: corrupt xz data: {exc}") from exc
+        if len(data) > _MAX_DOCUMENT:
+            raise FeedError(f"{origin}: decompresses to more than {_MAX_DOCUMENT} bytes")
+        yield Document(origin.removesuffix(".xz"), data)
+    elif body[:2] == b"\x1f\x8b":
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(body)) as gz:
                 data = gz.read(_MAX_DOCUMENT + 1)

@@ -272,7 +272,7 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
     if index is None or index.generation != generation:
         index = matching.MatchIndex.load(con, generation)
     all_lines = log.product_lines(KERNEL)
-    statements: _ByVersion = {}
+    by_day: dict[dt.date, list[tuple[str, str]]] = {}
     out: list[LineFix] = []
     for vuln_id, fixed_versions in sorted(fixed_by_vuln.items()):
         with_dates = sorted((dated[v], v) for v in fixed_versions if v in dated)
@@ -285,22 +285,25 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
             old = per_line.get(line)
             if old is None or old[1] is None or _vkey(v) < _vkey(old[1]):
                 per_line[line] = (dated.get(v), v)
-        alive = [ln for ln in all_lines if log.alive(KERNEL, ln, reference)]
-        for line in alive:
+        day_lines = by_day.get(reference)
+        if day_lines is None:
+            # references are release days, shared by many CVEs: which lines were alive
+            # then, and of what kind, is worked out once per day
+            alive = [ln for ln in all_lines if log.alive(KERNEL, ln, reference)]
+            day_lines = by_day[reference] = [
+                (ln, kernel_stratum(log, ln, alive, reference)) for ln in alive]
+        for line, stratum in day_lines:
             current = log.version_before(KERNEL, line, reference)
-            if current is None or not _kernel_affected(index, vuln_id, current, statements):
+            if current is None or not _kernel_affected(index, vuln_id, current):
                 continue
             fix_day, fix_version = per_line.get(line, (None, None))
             out.append(LineFix(
                 vuln_id=vuln_id, product=KERNEL, line=line,
-                stratum=kernel_stratum(log, line, alive, reference), reference=reference,
+                stratum=stratum, reference=reference,
                 reference_what=f"{first} ({kernel_line(first)})",
                 fixed=fix_day, fixed_version=fix_version,
             ))
     return out
-
-
-_ByVersion = dict[str, dict[str, list[tuple[matching.ComponentKey, matching.Group]]]]
 
 
 def _vkey(version: str) -> tuple[int, ...]:
@@ -310,17 +313,11 @@ def _vkey(version: str) -> tuple[int, ...]:
         return (1 << 30,)
 
 
-def _kernel_affected(index: matching.MatchIndex, vuln_id: str, version: str,
-                     statements: _ByVersion) -> bool:
-    """Whether the kernel CNA's statements make ``version`` affected by ``vuln_id``.
-    ``statements`` keeps, per version, every vulnerability's statements for that version
-    (one index walk per distinct version, not one per (vulnerability, version): on the
-    full kernel CNA corpus that is tens of walks instead of tens of thousands)."""
-    found = statements.get(version)
-    if found is None:
-        key = matching.ComponentKey(("product", *KERNEL), version, None, None)
-        found = statements[version] = dict(index.statements([key]))
-    pairs = found.get(vuln_id)
+def _kernel_affected(index: matching.MatchIndex, vuln_id: str, version: str) -> bool:
+    """Whether the kernel CNA's statements make ``version`` affected by ``vuln_id`` (only
+    that vulnerability's statements are read: one dictionary lookup, not an index walk)."""
+    key = matching.ComponentKey(("product", *KERNEL), version, None, None)
+    pairs = index.statements([key], only=(vuln_id,)).get(vuln_id)
     if not pairs:
         return False
     try:

@@ -24,7 +24,7 @@ import datetime as dt
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import duckdb
 
@@ -34,54 +34,10 @@ from engine.model import Component
 from engine.pvdb import identity, prefilter, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
 from engine.pvdb.identity import IdentityError
+from engine.pvdb.statements import Group, Statement, compile_row
 
 IndexKey = tuple[str, str, str]
 _LEVELS = ("package", "product", "cpe")
-
-
-class Statement(NamedTuple):
-    vuln_id: str
-    source: str
-    record_id: str
-    group: int
-    match_kind: str
-    scheme: str
-    status: str
-    default_status: str
-    start: str | None
-    start_inclusive: bool
-    end: str | None
-    end_inclusive: bool
-    exact: str | None
-    fixed: str | None
-    condition: str | None
-    release: str | None
-    cpe: str | None
-    lo_key: tuple[Any, ...] | None = None
-    """``start`` as a :func:`versions.sort_key` (None: unbounded, or see ``keyed``)."""
-    hi_key: tuple[Any, ...] | None = None
-    """``end`` as a sort key; a wildcard end is turned into an exclusive bound."""
-    hi_inclusive: bool = False
-    exact_key: tuple[Any, ...] | None = None
-    keyed: bool = False
-    """Every bound has a sort key: the statement is checked with tuple comparisons."""
-
-    def describe(self) -> str:
-        """The statement in words, for evidence lists."""
-        if self.exact is not None:
-            span = f"= {self.exact}"
-        else:
-            lo = f"{'>=' if self.start_inclusive else '>'} {self.start}" if self.start else ""
-            hi = f"{'<=' if self.end_inclusive else '<'} {self.end}" if self.end else ""
-            span = ", ".join(p for p in (lo, hi) if p) or "all versions"
-        text = f"{self.status} ({self.scheme}) {span}"
-        if self.fixed:
-            text += f"; fixed in {self.fixed}"
-        if self.release:
-            text += f"; release {self.release}"
-        if self.condition:
-            text += f"; {self.condition}"
-        return text
 
 
 @dataclass(slots=True)
@@ -142,41 +98,6 @@ def component_keys(component: Component) -> list[ComponentKey]:
     return keys
 
 
-Group = tuple[Statement, ...]
-"""The statements of one feed entry (same source, record and group number)."""
-
-
-_UNKEYED = (None, None, False, None, False)
-"""The compiled-key fields of a statement checked through the library path."""
-
-
-def _compile(row: tuple[Any, ...]) -> Statement:
-    """A statement (an ``affected`` row) with its bounds turned into sort keys where the
-    scheme allows."""
-    scheme, start, end, end_inclusive, exact = row[5], row[8], row[10], row[11], row[12]
-    if scheme not in versions.KEYED:
-        return Statement._make((*row, *_UNKEYED))
-    sort_key = versions.sort_key
-    lo = hi = exact_key = None
-    hi_inclusive = end_inclusive
-    keyed = True
-    if exact is not None and exact not in ("*", ""):
-        exact_key = sort_key(scheme, exact)
-        keyed = exact_key is not None
-    if start is not None and start not in ("0", "*", ""):
-        lo = sort_key(scheme, start)
-        keyed = keyed and lo is not None
-    if end is not None and end.strip() != "*":
-        if end.endswith(".*"):
-            hi, hi_inclusive = versions.wildcard_end_key(scheme, end), False
-        else:
-            hi = sort_key(scheme, end)
-        keyed = keyed and hi is not None
-    if not keyed:
-        return Statement._make((*row, *_UNKEYED))
-    return Statement._make((*row, lo, hi, hi_inclusive, exact_key, True))
-
-
 _RESULT_CACHE = 4096
 
 
@@ -214,7 +135,7 @@ class MatchIndex:
         ).fetchall()
         grouped: dict[IndexKey, dict[str, dict[tuple[str, str, int], list[Statement]]]] = {}
         for row in rows:
-            statement = _compile(row[:17])
+            statement = compile_row(row[:17])
             vendor, product, ecosystem, package = row[17:]
             if statement.match_kind == "package":
                 key: IndexKey = ("package", ecosystem or "", package or "")

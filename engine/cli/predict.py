@@ -110,7 +110,7 @@ def backtest(
     cfg = settings(db)
     with Pvdb.open(settings=cfg, read_only=True) as pvdb:
         history = pvdb.history()
-    result = predict.backtest(history, predict.default_calendars(cfg.calendars), start, end,
+    result = predict.run_backtest(history, predict.default_calendars(cfg.calendars), start, end,
                               step=step)
     if report is not None:
         folder = plots or report.parent

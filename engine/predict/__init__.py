@@ -9,7 +9,7 @@ Public surface::
 
 ``estimator_for`` learns from the PVDB's history (:meth:`engine.pvdb.Pvdb.history`) and the
 release calendars; the backtest (``vigil predict backtest``) scores it against baselines on
-the same history (``backtest``, ``backtest_plots``, ``backtest_markdown``); ``prepare`` and
+the same history (``run_backtest``, ``backtest_plots``, ``backtest_markdown``); ``prepare`` and
 ``recheck`` keep the queue of patched configurations to build for expected fixes.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from engine.predict.availability import Context, estimator_for, to_availability
 from engine.predict.backtest import BacktestResult
-from engine.predict.backtest import run as backtest
+from engine.predict.backtest import run as run_backtest
 from engine.predict.calendars import default as default_calendars
 from engine.predict.errors import CalendarError, PredictError, QueueError
 from engine.predict.estimator import Basis, Estimate, Estimator, Question
@@ -37,12 +37,12 @@ __all__ = [
     "Question",
     "Queue",
     "QueueError",
-    "backtest",
     "backtest_markdown",
     "backtest_plots",
     "default_calendars",
     "estimator_for",
     "prepare",
     "recheck",
+    "run_backtest",
     "to_availability",
 ]

@@ -157,12 +157,14 @@ import datetime as _dt  # noqa: E402
 
 from engine.attest import ak as _ak  # noqa: E402
 from engine.attest import evidence as _evidence  # noqa: E402
+from engine.attest import manifests as _manifests  # noqa: E402
 from engine.attest import nonce as _nonce  # noqa: E402
-from engine.attest import reference as _reference  # noqa: E402
 from engine.attest import result as _result  # noqa: E402
+from engine.attest import signing_keys as _signing_keys  # noqa: E402
 from engine.attest import verify as _verify  # noqa: E402
 from engine.cli import common as _common  # noqa: E402
 from engine.cli import output as _output  # noqa: E402
+from engine.model import ImageRef  # noqa: E402
 
 reference_app = typer.Typer(help="Create, sign and inspect reference manifests of approved "
                             "host images.", no_args_is_help=True)
@@ -309,7 +311,7 @@ def verify_result_command(
 ) -> None:
     """Check a signed attestation result offline with the verifier's public key."""
     result = _result.verify_result(
-        _common.read_file(token, "result"), _reference.load_verification_key(key),
+        _common.read_file(token, "result"), _signing_keys.load_verification_key(key),
         max_age=None if max_age is None else _dt.timedelta(seconds=max_age))
     if as_json:
         _output.emit_json({"host_id": result.host_id, "signature": "valid",
@@ -376,9 +378,9 @@ def reference_create(
     listed = load_components(components) if components is not None else []
     manifest = _verify.manifest_from_evidence(
         _evidence.Evidence.load(evidence),
-        _reference.ImageRef(name=name, version=version), pcrs=_pcr_list(pcrs),
+        ImageRef(name=name, version=version), pcrs=_pcr_list(pcrs),
         components=listed, include_pcr_values=not events_only)
-    _write(_reference.sign_manifest(manifest, _reference.load_signing_key(key)), out)
+    _write(_manifests.sign_manifest(manifest, _signing_keys.load_signing_key(key)), out)
 
 
 @reference_app.command("show")
@@ -390,9 +392,9 @@ def reference_show(
 ) -> None:
     """Verify a signed manifest's signature and print it as JSON."""
     paths = key or _common.settings().attest_reference_keys
-    keys = [_reference.load_verification_key(path) for path in paths]
+    keys = [_signing_keys.load_verification_key(path) for path in paths]
     raw = _common.read_file(manifest, "manifest")
-    _write(_model_json(_reference.load_manifest(raw, keys)), None)
+    _write(_model_json(_manifests.load_manifest(raw, keys)), None)
 
 
 # -- AK trust --------------------------------------------------------------------------------

@@ -13,20 +13,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from engine.attest.ak import AkRegistry, load_certificates
 from engine.attest.evidence import Evidence, Inventory, activate, collect_evidence, enroll
+from engine.attest.manifests import load_manifest, sign_manifest
+from engine.attest.matching import ReferenceSet
 from engine.attest.nonce import NonceStore
-from engine.attest.reference import (
-    ImageRef,
-    ReferenceSet,
+from engine.attest.signing_keys import (
     SigningKey,
     VerificationKey,
-    load_manifest,
     load_signing_key,
     load_verification_key,
-    sign_manifest,
 )
 from engine.attest.simboot import DEFAULT_BOOT, Boot, hypervisor_boot
 from engine.attest.verify import Verifier, manifest_from_evidence
-from engine.model import Component
+from engine.model import Component, ImageRef
 from tests.attest.conftest import Swtpm
 
 AK_HANDLE = 0x81018000

@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from engine.attest.reference import sign_compact
 from engine.attest.result import (
     EAR_PROFILE,
     AttestationResult,
@@ -20,6 +19,7 @@ from engine.attest.result import (
     tier,
     verify_result,
 )
+from engine.keys import sign_compact
 from tests.attest.helpers import COMPONENTS, IMAGE, INVENTORY, ed25519_key_pem, key_pair
 
 ISSUED = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)

@@ -155,6 +155,7 @@ import base64 as _base64  # noqa: E402
 import binascii as _binascii  # noqa: E402
 import datetime as _dt  # noqa: E402
 
+from engine.attest import agent as _agent  # noqa: E402
 from engine.attest import ak as _ak  # noqa: E402
 from engine.attest import evidence as _evidence  # noqa: E402
 from engine.attest import manifests as _manifests  # noqa: E402
@@ -480,7 +481,7 @@ def agent_enroll(
 ) -> None:
     """Create an AK under the EK, persist it, and write the enrollment request."""
     settings = _common.settings()
-    request = _evidence.enroll(host_id, tcti=tcti or settings.tcti,
+    request = _agent.enroll(host_id, tcti=tcti or settings.tcti,
                                ak_handle=_handle(ak_handle, settings.attest_ak_handle),
                                ek_type=ek_type, ak_type=ak_type, replace=replace)
     _write(_model_json(request), out)
@@ -498,7 +499,7 @@ def agent_activate(
     """Let the TPM activate the verifier's credential; write the proof."""
     settings = _common.settings()
     parsed = _parse(_ak.CredentialChallenge, challenge, "challenge")
-    response = _evidence.activate(parsed, tcti=tcti or settings.tcti,
+    response = _agent.activate(parsed, tcti=tcti or settings.tcti,
                                   ak_handle=_handle(ak_handle, settings.attest_ak_handle),
                                   ek_type=ek_type)
     _write(_model_json(response), out)
@@ -539,9 +540,9 @@ def agent_evidence(
         if not sep or not field:
             raise UsageError(f"--set {item}: use FIELD=VALUE")
         overrides[field] = text
-    inventory = _evidence.collect_inventory(sys_root=sys_root, proc_root=proc_root,
+    inventory = _agent.collect_inventory(sys_root=sys_root, proc_root=proc_root,
                                             overrides=overrides)
-    document = _evidence.collect_evidence(
+    document = _agent.collect_evidence(
         host_id, value, tcti=tcti or settings.tcti,
         ak_handle=_handle(ak_handle, settings.attest_ak_handle),
         banks=[b.strip() for b in banks.split(",") if b.strip()], pcrs=_pcr_list(pcrs),

@@ -11,8 +11,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from engine.attest.agent import activate, collect_evidence, enroll
 from engine.attest.ak import AkRegistry, load_certificates
-from engine.attest.evidence import Evidence, Inventory, activate, collect_evidence, enroll
+from engine.attest.evidence import Evidence, Inventory
 from engine.attest.manifests import load_manifest, sign_manifest
 from engine.attest.matching import ReferenceSet
 from engine.attest.nonce import NonceStore

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from engine.attest.agent import activate, enroll
 from engine.attest.ak import (
     ActivationResponse,
     AkRegistry,
@@ -20,7 +21,6 @@ from engine.attest.ak import (
     load_certificates,
     make_credential,
 )
-from engine.attest.evidence import activate, enroll
 from engine.attest.quote import load_public_key
 from tests.attest.conftest import Swtpm
 from tests.attest.helpers import AK_HANDLE, HOST, FakeClock, make_site

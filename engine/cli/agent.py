@@ -25,8 +25,18 @@ from typing import Annotated
 
 import typer
 
-from engine.attest import agent as _agent
-from engine.attest import ak as _ak
+from engine.attest import (
+    DEFAULT_BOOT,
+    CredentialChallenge,
+    Swtpm,
+    SwtpmTemplate,
+    activate,
+    collect_evidence,
+    collect_inventory,
+    enroll,
+    hypervisor_boot,
+    manufacture,
+)
 from engine.cli import common as _common
 from engine.cli import output as _output
 from engine.errors import NotFoundError, UsageError
@@ -71,7 +81,7 @@ def agent_enroll(
 ) -> None:
     """Create an AK under the EK, persist it, and write the enrollment request."""
     settings = _common.settings()
-    request = _agent.enroll(host_id, tcti=tcti or settings.tcti,
+    request = enroll(host_id, tcti=tcti or settings.tcti,
                                ak_handle=_handle(ak_handle, settings.attest_ak_handle),
                                ek_type=ek_type, ak_type=ak_type, replace=replace)
     _common.write(_common.model_json(request), out)
@@ -88,8 +98,8 @@ def agent_activate(
 ) -> None:
     """Let the TPM activate the verifier's credential; write the proof."""
     settings = _common.settings()
-    parsed = _common.parse_model(_ak.CredentialChallenge, challenge, "challenge")
-    response = _agent.activate(parsed, tcti=tcti or settings.tcti,
+    parsed = _common.parse_model(CredentialChallenge, challenge, "challenge")
+    response = activate(parsed, tcti=tcti or settings.tcti,
                                   ak_handle=_handle(ak_handle, settings.attest_ak_handle),
                                   ek_type=ek_type)
     _common.write(_common.model_json(response), out)
@@ -130,9 +140,9 @@ def agent_evidence(
         if not sep or not field:
             raise UsageError(f"--set {item}: use FIELD=VALUE")
         overrides[field] = text
-    inventory = _agent.collect_inventory(sys_root=sys_root, proc_root=proc_root,
+    inventory = collect_inventory(sys_root=sys_root, proc_root=proc_root,
                                             overrides=overrides)
-    document = _agent.collect_evidence(
+    document = collect_evidence(
         host_id, value, tcti=tcti or settings.tcti,
         ak_handle=_handle(ak_handle, settings.attest_ak_handle),
         banks=[b.strip() for b in banks.split(",") if b.strip()], pcrs=_common.pcr_list(pcrs),
@@ -161,8 +171,6 @@ def _running(state: Path) -> dict[str, object]:
 def start(state: _StateOption = Path(".vigil/swtpm"),
           as_json: _common.JsonOption = False) -> None:
     """Start a software TPM (manufactured on first use); print its TCTI and EK CA."""
-    from engine.attest.swtpm import Swtpm, SwtpmTemplate, manufacture
-
     state = state.resolve()
     template_file = state / "template.json"
     if (state / _RUNNING).exists():
@@ -209,9 +217,6 @@ def boot(
 ) -> None:
     """Power-cycle the software TPM and measure a UEFI Secure Boot of a KVM host into
     it, writing the event log the firmware would."""
-    from engine.attest.simboot import DEFAULT_BOOT, hypervisor_boot
-    from engine.attest.swtpm import Swtpm
-
     state = state.resolve()
     tpm = Swtpm.attach(int(str(_running(state)["port"])), state)
     tpm.reboot()
@@ -228,8 +233,6 @@ def stop(state: _StateOption = Path(".vigil/swtpm")) -> None:
     """Stop the software TPM started from ``--state``."""
     state = state.resolve()
     info = _running(state)
-    from engine.attest.swtpm import Swtpm
-
     with contextlib.suppress(Exception):  # best effort: an orderly TPM2_Shutdown first
         Swtpm.attach(int(str(info["port"])), state).shutdown()
     with contextlib.suppress(ProcessLookupError):

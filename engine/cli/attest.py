@@ -27,18 +27,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.attest import ak as _ak
-from engine.attest import evidence as _evidence
-from engine.attest import manifests as _manifests
-from engine.attest import nonce as _nonce
-from engine.attest import result as _result
-from engine.attest import signing_keys as _signing_keys
-from engine.attest import verify as _verify
-from engine.attest.eventlog import PCR_INDEX_NOT_EXTENDED, Event, EventLog, PcrValues, load
+from engine.attest import (
+    PCR_INDEX_NOT_EXTENDED,
+    ActivationResponse,
+    AkRegistry,
+    AttestationResult,
+    EnrollmentRequest,
+    Event,
+    EventLog,
+    Evidence,
+    ImageRef,
+    NonceStore,
+    PcrValues,
+    Verifier,
+    load_certificates,
+    load_eventlog,
+    load_manifest,
+    load_signing_key,
+    load_verification_key,
+    manifest_from_evidence,
+    sign_manifest,
+    tier,
+    verify_result,
+)
 from engine.cli import common as _common
 from engine.cli import output as _output
 from engine.errors import UsageError
-from engine.model import ImageRef
 
 app = typer.Typer(help="Verify hosts: nonces, evidence, event logs, reference manifests, results.",
                   no_args_is_help=True)
@@ -68,7 +82,7 @@ def eventlog(
         "--bank", metavar="NAME", help="Show one digest bank only, e.g. sha256.")] = None,
 ) -> None:
     """List the events of a TCG event log and the PCR values it replays to."""
-    parsed = load(log)
+    parsed = load_eventlog(log)
     banks = _selected_banks(parsed, bank)
     pcrs = {name: parsed.replay_bank(name) for name in banks}
     if as_json:
@@ -173,7 +187,7 @@ def nonce(
 ) -> None:
     """Issue a single-use nonce for HOST_ID (base64) from the verifier's state file."""
     settings = _common.settings()
-    store = _nonce.NonceStore(settings.attest_db,
+    store = NonceStore(settings.attest_db,
                                ttl=dt.timedelta(seconds=settings.attest_nonce_ttl))
     issued = store.issue(host_id)
     store.close()
@@ -194,8 +208,8 @@ def verify(
     as_json: _common.JsonOption = False,
 ) -> None:
     """Appraise EVIDENCE (steps 1-6) and print the result; exit 1 unless affirming."""
-    document = _evidence.Evidence.load(evidence)
-    verifier = _verify.Verifier.from_settings(_common.settings())
+    document = Evidence.load(evidence)
+    verifier = Verifier.from_settings(_common.settings())
     try:
         appraisal = verifier.appraise(document)
     finally:
@@ -212,13 +226,13 @@ def verify(
         raise typer.Exit(1)
 
 
-def _print_result(result: _result.AttestationResult) -> None:
+def _print_result(result: AttestationResult) -> None:
     image = f"{result.image.name} {result.image.version}" if result.image else "none"
     typer.echo(f"{result.host_id}: {result.status} (image {image}, issued "
                f"{result.issued_at.isoformat()})")
     vector = result.trust_vector.model_dump(by_alias=True)
     _output.table("Trustworthiness vector (AR4SI)", ["claim", "value", "tier"],
-                  [(k, v, _result.tier(v)) for k, v in vector.items()])
+                  [(k, v, tier(v)) for k, v in vector.items()])
     if result.failures:
         _output.table("Failures", ["step", "reason"],
                       [(f.step, f.reason) for f in result.failures])
@@ -237,8 +251,8 @@ def verify_result_command(
     as_json: _common.JsonOption = False,
 ) -> None:
     """Check a signed attestation result offline with the verifier's public key."""
-    result = _result.verify_result(
-        _common.read_file(token, "result"), _signing_keys.load_verification_key(key),
+    result = verify_result(
+        _common.read_file(token, "result"), load_verification_key(key),
         max_age=None if max_age is None else dt.timedelta(seconds=max_age))
     if as_json:
         _output.emit_json({"host_id": result.host_id, "signature": "valid",
@@ -303,11 +317,11 @@ def reference_create(
     from engine.cli.pvdb import load_components
 
     listed = load_components(components) if components is not None else []
-    manifest = _verify.manifest_from_evidence(
-        _evidence.Evidence.load(evidence),
+    manifest = manifest_from_evidence(
+        Evidence.load(evidence),
         ImageRef(name=name, version=version), pcrs=_common.pcr_list(pcrs),
         components=listed, include_pcr_values=not events_only)
-    _common.write(_manifests.sign_manifest(manifest, _signing_keys.load_signing_key(key)), out)
+    _common.write(sign_manifest(manifest, load_signing_key(key)), out)
 
 
 @reference_app.command("show")
@@ -319,19 +333,19 @@ def reference_show(
 ) -> None:
     """Verify a signed manifest's signature and print it as JSON."""
     paths = key or _common.settings().attest_reference_keys
-    keys = [_signing_keys.load_verification_key(path) for path in paths]
+    keys = [load_verification_key(path) for path in paths]
     raw = _common.read_file(manifest, "manifest")
-    _common.write(_common.model_json(_manifests.load_manifest(raw, keys)), None)
+    _common.write(_common.model_json(load_manifest(raw, keys)), None)
 
 
 # -- AK trust --------------------------------------------------------------------------------
 
 
-def _registry() -> _ak.AkRegistry:
+def _registry() -> AkRegistry:
     settings = _common.settings()
-    return _ak.AkRegistry(
-        settings.attest_db, ek_roots=_ak.load_certificates(settings.attest_ek_ca),
-        ak_roots=_ak.load_certificates(settings.attest_ak_ca),
+    return AkRegistry(
+        settings.attest_db, ek_roots=load_certificates(settings.attest_ek_ca),
+        ak_roots=load_certificates(settings.attest_ak_ca),
         unsafe_trust_ek_without_certificate=settings.attest_unsafe_trust_ek_without_certificate)
 
 
@@ -342,7 +356,7 @@ def ak_challenge(
     out: _common.OutOption = None,
 ) -> None:
     """Check a host's EK and AK and write the credential challenge for its TPM."""
-    parsed = _common.parse_model(_ak.EnrollmentRequest, request, "enrollment request")
+    parsed = _common.parse_model(EnrollmentRequest, request, "enrollment request")
     with _registry() as registry:
         _common.write(_common.model_json(registry.begin_enrollment(parsed)), out)
 
@@ -353,7 +367,7 @@ def ak_complete(
                                              "activate.", show_default=False)],
 ) -> None:
     """Trust the AK if the host's TPM activated the credential."""
-    parsed = _common.parse_model(_ak.ActivationResponse, response, "activation response")
+    parsed = _common.parse_model(ActivationResponse, response, "activation response")
     with _registry() as registry:
         trusted = registry.complete_enrollment(parsed)
     typer.echo(f"trusted AK {trusted.name.hex()} for {trusted.host_id} "

@@ -70,7 +70,7 @@ def parse_model(model: Any, path: Path, what: str) -> Any:
     """Read ``path`` as the pydantic ``model``; an input error names what is wrong."""
     from pydantic import ValidationError
 
-    from engine.attest.errors import AttestError
+    from engine.attest import AttestError
 
     try:
         return model.model_validate_json(read_file(path, what))

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.attest.result import AttestationResult, Failure, TrustVector, VerifierId, sign_result
-from engine.attest.signing_keys import load_signing_key
+from engine.attest import (
+    AttestationResult,
+    Failure,
+    TrustVector,
+    VerifierId,
+    load_signing_key,
+    sign_result,
+)
 from engine.cli.main import app
 from engine.decide.decision_log import DecisionLog
 from engine.model import ImageRef

@@ -16,7 +16,8 @@ Verification follows numbered steps, each with its own error:
 document (:mod:`engine.attest.evidence`), which the host agent
 (:mod:`engine.attest.agent`) collects over ``tpm2-pytss``. :mod:`engine.attest.swtpm`
 and :mod:`engine.attest.simboot` are a software-TPM host and a simulated measured boot
-(``vigil agent simulate``, the demo, tests and benchmarks).
+(``vigil agent simulate``, the demo, tests and benchmarks); :mod:`engine.attest.lab`
+wires them to a verifier and catalogues real quotes for the tests and benchmarks.
 
 This module is the part's face: other parts use the names in ``__all__``. Importing it
 loads neither the PVDB's database stack nor ``tpm2-pytss``.

@@ -21,9 +21,10 @@ from engine.attest.ak import (
     load_certificates,
     make_credential,
 )
+from engine.attest.lab import AK_HANDLE, HOST, make_site
 from engine.attest.quote import load_public_key
-from tests.attest.conftest import Swtpm
-from tests.attest.helpers import AK_HANDLE, HOST, FakeClock, make_site
+from engine.attest.swtpm import Swtpm
+from tests.attest.helpers import FakeClock
 
 NOW = dt.datetime.now(dt.UTC)
 

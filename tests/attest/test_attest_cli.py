@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.attest.lab import HOST
 from engine.attest.simboot import Boot, hypervisor_boot
+from engine.attest.swtpm import Swtpm
 from engine.cli import agent, attest
-from tests.attest.conftest import Swtpm
-from tests.attest.helpers import HOST
 
 
 @pytest.fixture

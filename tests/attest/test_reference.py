@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from engine.attest.eventlog import parse
 from engine.attest.evidence import Evidence, EvidenceError
+from engine.attest.lab import COMPONENTS, IMAGE, ec_key_pem, key_pair
 from engine.attest.manifests import (
     ExpectedEvent,
     ManifestError,
@@ -28,7 +29,7 @@ from engine.attest.signing_keys import KeyError_, load_signing_key, load_verific
 from engine.attest.simboot import DEFAULT_BOOT, Boot, LogBuilder, hypervisor_boot
 from engine.attest.uefi_names import describe_event
 from engine.model import ImageRef
-from tests.attest.helpers import COMPONENTS, IMAGE, ec_key_pem, ed25519_key_pem, key_pair
+from tests.attest.helpers import ed25519_key_pem
 
 NEXT = ImageRef(name="hv-base", version="2026.06.1")
 CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

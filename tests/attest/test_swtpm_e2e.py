@@ -12,21 +12,21 @@ import pytest
 from engine.attest.agent import TpmError, enroll
 from engine.attest.ak import AkRegistry
 from engine.attest.evidence import Evidence
-from engine.attest.result import verify_result
-from engine.attest.simboot import Boot
-from engine.attest.verify import Verifier
-from tests.attest.conftest import Swtpm
-from tests.attest.helpers import (
+from engine.attest.lab import (
     AK_HANDLE,
     COMPONENTS,
     HOST,
     IMAGE,
-    FakeClock,
     Site,
     enroll_host,
     key_pair,
     make_site,
 )
+from engine.attest.result import verify_result
+from engine.attest.simboot import Boot
+from engine.attest.swtpm import Swtpm
+from engine.attest.verify import Verifier
+from tests.attest.helpers import FakeClock
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import attest, decide, feeds, place, predict, pvdb, simulate
+from engine.cli import agent, attest, decide, feeds, place, predict, pvdb
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -30,8 +30,7 @@ app.add_typer(decide.decisions_app, name="decisions")
 app.add_typer(decide.schema_app, name="schema")
 app.add_typer(attest.app, name="attest")
 app.add_typer(predict.app, name="predict")
-attest.agent_app.add_typer(simulate.simulate_app, name="simulate")
-app.add_typer(attest.agent_app, name="agent")
+app.add_typer(agent.app, name="agent")
 app.command("decide")(place.decide)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.attest.evidence import Evidence, EvidenceError, collect_inventory
+from engine.attest.agent import collect_inventory
+from engine.attest.evidence import Evidence, EvidenceError
 from engine.errors import NotFoundError
 
 

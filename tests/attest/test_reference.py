@@ -15,23 +15,21 @@ from hypothesis import strategies as st
 
 from engine.attest.eventlog import parse
 from engine.attest.evidence import Evidence, EvidenceError
-from engine.attest.reference import (
+from engine.attest.lab import COMPONENTS, IMAGE, ec_key_pem, key_pair
+from engine.attest.manifests import (
     ExpectedEvent,
-    ImageRef,
-    KeyError_,
     ManifestError,
-    MatchReport,
     ReferenceManifest,
-    ReferenceSet,
-    describe_event,
     load_manifest,
-    load_signing_key,
-    load_verification_key,
     manifest_from_log,
     sign_manifest,
 )
+from engine.attest.matching import MatchReport, ReferenceSet
+from engine.attest.signing_keys import KeyError_, load_signing_key, load_verification_key
 from engine.attest.simboot import DEFAULT_BOOT, Boot, LogBuilder, hypervisor_boot
-from tests.attest.helpers import COMPONENTS, IMAGE, ec_key_pem, ed25519_key_pem, key_pair
+from engine.attest.uefi_names import describe_event
+from engine.model import ImageRef
+from tests.attest.helpers import ed25519_key_pem
 
 NEXT = ImageRef(name="hv-base", version="2026.06.1")
 CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -102,7 +100,7 @@ def test_alg_none_and_a_foreign_typ_are_rejected() -> None:
     none = base64.urlsafe_b64encode(b'{"alg":"none","typ":"vigil-reference+jws"}')
     with pytest.raises(ManifestError):
         load_manifest(f"{none.rstrip(b'=').decode()}.{payload}.", [verifier])
-    from engine.attest.reference import sign_compact
+    from engine.keys import sign_compact
 
     other = sign_compact(manifest().payload(), signer, "JWT")
     with pytest.raises(ManifestError, match="typ"):

@@ -38,7 +38,7 @@ from engine.decide import (  # noqa: E402
     build_input,
 )
 from engine.decide.bundle import load_directory  # noqa: E402
-from engine.decide.decider import EMBEDDED, embedded_evaluator  # noqa: E402
+from engine.decide.evaluators import EMBEDDED, embedded_evaluator  # noqa: E402
 from engine.decide.input import Image, VmShape  # noqa: E402
 from engine.pvdb import Pvdb  # noqa: E402
 

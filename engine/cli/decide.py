@@ -236,7 +236,7 @@ def _compiles(policy: PolicySet) -> None:
     """Refuse a policy that either in-process evaluator cannot load, naming the file and
     line: regorus parses it, rego-cpp also compiles it (it checks, for example, that
     every function called exists)."""
-    from engine.decide.decider import EMBEDDED, embedded_evaluator
+    from engine.decide.evaluators import EMBEDDED, embedded_evaluator
 
     for name in EMBEDDED:
         embedded_evaluator(name, policy, timeout=None).close()

@@ -18,7 +18,7 @@ from engine.decide import (
     build_input,
 )
 from engine.decide.bundle import load_directory
-from engine.decide.embedded import EmbeddedEvaluator
+from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from engine.decide.input import Image, VmShape
 from engine.pvdb import AvailabilityBasis, Component, Pvdb
 from tests.conftest import ROOT

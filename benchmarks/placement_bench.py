@@ -40,6 +40,7 @@ from engine.decide import (  # noqa: E402
 from engine.decide.bundle import load_directory  # noqa: E402
 from engine.decide.evaluators import EMBEDDED, embedded_evaluator  # noqa: E402
 from engine.decide.input import Image, VmShape  # noqa: E402
+from engine.predict import estimator_for  # noqa: E402
 from engine.pvdb import Pvdb  # noqa: E402
 
 
@@ -72,12 +73,13 @@ def main() -> int:
         image=Image(name="hv-base", version="2026.07.1")))
     rows: list[dict[str, Any]] = []
     with Pvdb.open(db_path, read_only=True, settings=load_settings()) as db:
+        estimator = estimator_for(db, pvdb_bench.AS_OF)
         db.affecting(hosts[0][:1], as_of=pvdb_bench.AS_OF)  # load the match index
         for components in hosts:
             t0 = time.perf_counter()
-            report = db.affecting(components, as_of=pvdb_bench.AS_OF)
+            report = db.affecting(components, as_of=pvdb_bench.AS_OF, estimator=estimator)
             t1 = time.perf_counter()
-            db.affecting(components, as_of=pvdb_bench.AS_OF)
+            db.affecting(components, as_of=pvdb_bench.AS_OF, estimator=estimator)
             t2 = time.perf_counter()
             document = build_input(request, host, report, PatchedConfiguration(state="none"),
                                    pvdb_bench.AS_OF).to_json()

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import cProfile
 import datetime as dt
+import functools
 import io
 import os
 import platform
@@ -50,6 +51,7 @@ except ImportError:  # pragma: no cover - depends on how the script is started
     from benchmarks import gen_cve5_corpus as gen
 
 from engine.config import load_settings
+from engine.predict import estimator_for
 from engine.pvdb import Component, IngestReport, Pvdb
 
 TARGET_FULL_S = 120.0
@@ -208,7 +210,8 @@ def bench_query(db_path: Path, settings: Any, hosts: list[list[Component]], quer
     db = Pvdb.open(db_path, read_only=True, settings=settings)
     open_s = time.perf_counter() - opened
     try:
-        affecting: Callable[..., Any] = db.affecting
+        estimator = estimator_for(db, AS_OF)
+        affecting: Callable[..., Any] = functools.partial(db.affecting, estimator=estimator)
         started = time.perf_counter()
         first = affecting(hosts[0], as_of=AS_OF)
         first_ms = (time.perf_counter() - started) * 1000

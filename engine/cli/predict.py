@@ -12,6 +12,7 @@ from engine.cli import output
 from engine.cli.common import DbOption, JsonOption, settings
 from engine.cli.pvdb import gather_components
 from engine.errors import UsageError
+from engine.predict import estimator_for
 from engine.pvdb import Pvdb
 
 app = typer.Typer(help="Predict when fixes land, backtest the predictor, prepare ahead.",
@@ -52,7 +53,7 @@ def estimate(
     comps = gather_components(components_file, component, purl)
     when = _when(as_of)
     with Pvdb.open(settings=settings(db), read_only=True) as pvdb:
-        report = pvdb.affecting(comps, as_of=when)
+        report = pvdb.affecting(comps, as_of=when, estimator=estimator_for(pvdb, when))
     wanted = {v.upper() for v in vuln or []}
     rows = [f for f in report.findings
             if f.fix.availability.basis.value != "vendor"
@@ -102,7 +103,7 @@ def backtest(
     what happened (MAE, interval coverage, Brier of P(fix within 30 days)) next to two
     naive baselines."""
     from engine.predict import backtest as bt
-    from engine.predict import calendars, findings
+    from engine.predict import calendars
     from engine.predict import report as rep
 
     start, end = (d.date() for d in as_of_range)
@@ -110,7 +111,7 @@ def backtest(
         raise UsageError("--as-of-range: END is before START")
     cfg = settings(db)
     with Pvdb.open(settings=cfg, read_only=True) as pvdb:
-        history = findings.history_for(pvdb)
+        history = pvdb.history()
     result = bt.run(history, calendars.default(cfg.calendars), start, end, step=step)
     if report is not None:
         folder = plots or report.parent

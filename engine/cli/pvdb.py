@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from engine.cli import output
 from engine.cli.common import DbOption, JsonOption, settings
 from engine.errors import NotFoundError, UsageError
+from engine.predict import estimator_for
 from engine.pvdb import AffectingReport, Component, Pvdb
 
 app = typer.Typer(help="Query the PVDB.", no_args_is_help=True)
@@ -127,7 +128,7 @@ def affecting(
     with Pvdb.open(settings=settings(db), read_only=True) as pvdb:
         report = pvdb.affecting(comps, within_days=within_days,
                                 min_score=severity_floor(min_severity), kev_only=kev_only,
-                                as_of=when)
+                                as_of=when, estimator=estimator_for(pvdb, when))
     if as_json:
         output.emit_json(report)
         return

@@ -35,6 +35,7 @@ from engine.decide.input import (
     build_input,
 )
 from engine.decide.verdict import Verdict
+from engine.predict import estimator_for
 
 if TYPE_CHECKING:
     from engine.attest.result import AttestationResult
@@ -84,7 +85,7 @@ def decide_placement(
     when = now or dt.datetime.now(dt.UTC)
     host = host_facts(host_id or (result.host_id if result else ""), result)
     components = list(result.components) if result is not None else []
-    report = pvdb.affecting(components, as_of=when)
+    report = pvdb.affecting(components, as_of=when, estimator=estimator_for(pvdb, when))
     document = build_input(request, host, report,
                            patched or PatchedConfiguration(state="none"), when)
     return Placement(verdict=decider.decide(document), document=document)

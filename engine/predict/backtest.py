@@ -31,9 +31,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from engine.predict import history as hist
 from engine.predict.calendars import Calendar, find
 from engine.predict.estimator import Basis, Estimate, Estimator, Question
+from engine.pvdb import history as hist
 
 WINDOW = 30
 PRODUCT_NAMES: dict[hist.ProductKey, str] = {

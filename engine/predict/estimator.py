@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.errors import UsageError
-from engine.predict import history as hist
+from engine.predict import survival
 from engine.predict.calendars import Calendar, find
 from engine.predict.survival import LagHistory
+from engine.pvdb import history as hist
 
 MIN_EVENTS = 8
 """Fixes a history must have seen before it may give a date."""
@@ -143,7 +144,7 @@ class Estimator:
         if key not in self._lags:
             if len(self._lags) > 512:
                 self._lags.clear()
-            self._lags[key] = self.history.lags(day, product, stratum)
+            self._lags[key] = survival.lags(self.history, day, product, stratum)
         return self._lags[key]
 
     def lag_history(self, q: Question) -> tuple[LagHistory, str]:

@@ -7,9 +7,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.predict.availability import estimator_for
 from engine.predict.queue import Miss, Queue, Request
-from engine.pvdb import Component, Finding, FixStatus, Pvdb
-from engine.pvdb.query_models import AvailabilityBasis
+from engine.pvdb import AvailabilityBasis, Component, Finding, FixStatus, Pvdb
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,8 @@ def prepare(db: Pvdb, queue: Queue, image: str, components: Sequence[Component],
             as_of: dt.datetime, window_days: int) -> list[Prepared]:
     """Queue every affecting vulnerability of ``image`` whose fix is expected (estimated or
     vendor-dated in the future) within ``window_days`` of ``as_of``."""
-    report = db.affecting(components, within_days=window_days, as_of=as_of)
+    report = db.affecting(components, within_days=window_days, as_of=as_of,
+                         estimator=estimator_for(db, as_of))
     today = as_of.astimezone(dt.UTC).date()
     payload = [c.model_dump(exclude_none=True) for c in components]
     out: list[Prepared] = []
@@ -74,7 +75,8 @@ def recheck(db: Pvdb, queue: Queue, *, as_of: dt.datetime) -> list[Recheck]:
             out.append(Recheck(req, "waiting"))
             continue
         components = [Component.model_validate(c) for c in req.components]
-        findings = [f for f in db.affecting(components, as_of=as_of).findings
+        findings = [f for f in db.affecting(components, as_of=as_of,
+                                             estimator=estimator_for(db, as_of)).findings
                     if f.vuln_id == req.vuln_id and f.component_label == req.component]
         if not findings:
             queue.set_status(req.request_id, "withdrawn", as_of)

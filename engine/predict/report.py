@@ -6,8 +6,9 @@ import datetime as dt
 from collections import defaultdict
 from pathlib import Path
 
-from engine.predict import history as hist
+from engine.predict import survival
 from engine.predict.backtest import PRODUCT_NAMES, BacktestResult, Instance, Score
+from engine.pvdb import history as hist
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -79,7 +80,7 @@ def plots(result: BacktestResult, history: hist.History, folder: Path,
     for product, stratum in ((hist.KERNEL, "newest"), (hist.KERNEL, "superseded"),
                              (hist.KERNEL, "longterm"), (hist.QUBES, None),
                              (hist.INTEL_MICROCODE, None)):
-        lags = history.lags(end, product, stratum)
+        lags = survival.lags(history, end, product, stratum)
         if not lags.size:
             continue
         times, surv = lags.curve()

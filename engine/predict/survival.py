@@ -16,12 +16,16 @@ does not support a date, and the estimate says so rather than inventing one.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engine.pvdb import History
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +177,29 @@ def weibull(history: LagHistory) -> Any:
     if not (math.isfinite(fitter.lambda_) and math.isfinite(fitter.rho_)):
         return None
     return fitter
+
+
+def lags(history: History, as_of: dt.date, product: tuple[str, str] | None = None,
+         stratum: str | None = None, *, exclude: str | None = None) -> LagHistory:
+    """The lags of ``history`` known before ``as_of``: fixed lines as events, open lines
+    (including lines that stopped releasing) censored at their age. ``exclude`` leaves out
+    one vulnerability (the one being asked about)."""
+    out: list[Lag] = []
+    for f in history.fixes:
+        if product is not None and f.product != product:
+            continue
+        if stratum is not None and f.stratum != stratum:
+            continue
+        if f.reference >= as_of or f.vuln_id == exclude:
+            continue
+        if f.fixed is not None and f.fixed < as_of:
+            out.append(Lag(float((f.fixed - f.reference).days), True))
+            continue
+        # Still open at as_of. A line that stopped releasing without the fix is not "lost
+        # to follow-up": it is a line the fix never reached, so it stays in the curve's
+        # plateau (censored at its full age) rather than at its last release.
+        age = (as_of - f.reference).days - 0.5
+        if age > 0:
+            out.append(Lag(age, False))
+    label = "/".join(product) if product else "all"
+    return LagHistory(out, label=f"{label}:{stratum}" if stratum else label)

@@ -9,6 +9,10 @@ Public surface::
         answer = db.affecting([Component(kind="kernel", vendor="linux",
                                          product="linux_kernel", version="6.6.30")])
         detail = db.show("CVE-2024-42135")
+        past = db.history()                                 # per-line fixes, release dates
+
+A predictor plugs into ``affecting`` through :class:`AvailabilityEstimator`
+(``engine.predict`` provides one). ``history`` is the module of the history's types.
 
 Everything else in this package is internal.
 """
@@ -23,7 +27,9 @@ from typing import Any
 
 from engine.config import Settings, load_settings
 from engine.model import Component
-from engine.pvdb import store
+from engine.pvdb import history, store
+from engine.pvdb.estimation import AvailabilityEstimator
+from engine.pvdb.history import History
 from engine.pvdb.ingest import IngestReport, Problem, ProgressCallback, SourceCounts
 from engine.pvdb.query_models import (
     AffectingReport,
@@ -40,16 +46,19 @@ __all__ = [
     "AffectingReport",
     "Availability",
     "AvailabilityBasis",
+    "AvailabilityEstimator",
     "Component",
     "Evidence",
     "Finding",
     "Fix",
     "FixStatus",
+    "History",
     "IngestReport",
     "Problem",
     "Pvdb",
     "SourceCounts",
     "Undetermined",
+    "history",
 ]
 
 
@@ -66,6 +75,7 @@ class Pvdb:
         self._facts: Any = None
         self._reports: Any = None
         self._reports_generation = -1
+        self._history: tuple[int, History] | None = None
 
     @classmethod
     def open(cls, path: Path | None = None, *, read_only: bool = False,
@@ -93,7 +103,41 @@ class Pvdb:
         """Ingest files, folders and URLs (see :mod:`engine.pvdb.ingest`)."""
         from engine.pvdb.ingest import ingest
 
-        return ingest(self._con, sources, self.settings, progress=progress)
+        before = self.generation
+        report = ingest(self._con, sources, self.settings, progress=progress)
+        if self.generation != before or history.stored_generation(self._con) is None:
+            self._refresh_history()
+        return report
+
+    def history(self) -> History:
+        """What the PVDB says happened per (vulnerability, line) and per product line
+        (:mod:`engine.pvdb.history`). Derived once per generation when an ingest ends and
+        stored with the data; read once per generation and kept."""
+        generation = self.generation
+        if self._history is not None and self._history[0] == generation:
+            return self._history[1]
+        if history.stored_generation(self._con) == generation:
+            found = history.read(self._con)
+        elif self.read_only:
+            # stored by an older Vigil, or an ingest was killed before storing it: work it
+            # out (once for this generation) without writing
+            found = history.derive(self._con, self._match_index())
+        else:
+            found = self._refresh_history()
+        self._history = (generation, found)
+        return found
+
+    def _refresh_history(self) -> History:
+        generation = self.generation
+        found = history.derive(self._con, self._match_index())
+        history.store(self._con, generation, found)
+        self._history = (generation, found)
+        return found
+
+    def _match_index(self) -> Any:
+        from engine.pvdb.query import match_index
+
+        return match_index(self)
 
     def affecting(
         self,
@@ -103,17 +147,20 @@ class Pvdb:
         min_score: float | None = None,
         kev_only: bool = False,
         as_of: dt.datetime | None = None,
+        estimator: AvailabilityEstimator | None = None,
     ) -> AffectingReport:
         """The vulnerabilities that affect ``components``.
 
         ``within_days`` keeps findings whose fix is available, or expected, no later than
         that many days after ``as_of``; ``min_score`` keeps findings with a CVSS base score
         at least that high (from any provider); ``kev_only`` keeps CISA KEV entries.
+        ``estimator`` estimates when lines with no fix of their own get one; without it
+        such findings say only what was released (``engine.pvdb.estimation``).
         """
         from engine.pvdb.query import affecting
 
         return affecting(self, components, within_days=within_days, min_score=min_score,
-                         kev_only=kev_only, as_of=as_of)
+                         kev_only=kev_only, as_of=as_of, estimator=estimator)
 
     def show(self, vuln_id: str) -> dict[str, Any]:
         """Every fact the PVDB holds about one vulnerability, per source."""

@@ -31,8 +31,10 @@ from engine.pvdb.query_models import (
 
 if TYPE_CHECKING:
     from engine.pvdb import Pvdb
+    from engine.pvdb.estimation import AvailabilityEstimator
 
-def _index(db: Pvdb) -> matching.MatchIndex:
+def match_index(db: Pvdb) -> matching.MatchIndex:
+    """The match index of the PVDB's current generation, loaded once per generation."""
     generation = store.generation(db._con)
     index: matching.MatchIndex | None = db._index
     if index is None or index.generation != generation:
@@ -49,14 +51,16 @@ def affecting(
     min_score: float | None,
     kev_only: bool,
     as_of: dt.datetime | None,
+    estimator: AvailabilityEstimator | None,
 ) -> AffectingReport:
     if within_days is not None and within_days < 0:
         raise UsageError("--within-days must be zero or more")
     now = as_of or dt.datetime.now(dt.UTC)
-    index = _index(db)
+    index = match_index(db)
     # A fleet's hosts repeat: the whole answer is kept per (components, filters, day) for
     # the PVDB generation; everything in it depends on the decision day, not the time.
-    cache_key = (tuple(components), within_days, min_score, kev_only, now.date())
+    cache_key = (tuple(components), within_days, min_score, kev_only, now.date(),
+                 None if estimator is None else ("estimated", estimator.cache_key))
     reports: OrderedDict[Any, AffectingReport] | None = db._reports
     if reports is None or db._reports_generation != index.generation:
         reports = db._reports = OrderedDict()
@@ -75,7 +79,8 @@ def affecting(
     # cache lets it go
     with paused_gc(freeze=True):
         report = _affecting(db, index, components, within_days=within_days,
-                            min_score=min_score, kev_only=kev_only, now=now)
+                            min_score=min_score, kev_only=kev_only, now=now,
+                            estimator=estimator)
     reports[cache_key] = report
     if len(reports) > _REPORT_CACHE:
         reports.popitem(last=False)
@@ -91,6 +96,7 @@ def _affecting(
     min_score: float | None,
     kev_only: bool,
     now: dt.datetime,
+    estimator: AvailabilityEstimator | None,
 ) -> AffectingReport:
     verdicts: list[tuple[int, str, matching.ComponentKey, matching.Verdict]] = []
     undetermined: list[Undetermined] = []
@@ -113,8 +119,7 @@ def _affecting(
     facts = _facts(db, index)
     facts.ensure(db, vuln_ids)
     facts.releases = index.releases
-    facts.context = (db, now)  # for estimated availability (engine.predict)
-    facts.prediction = None
+    facts.estimator = estimator
     findings: list[Finding] = []
     for position, vuln_id, key, verdict in verdicts:
         if vuln_id in facts.rejected:
@@ -169,8 +174,7 @@ class _Facts:
         self._clear()
         # Per query: set by affecting() before findings are built.
         self.releases: dict[tuple[str, str, str], dt.date] = {}
-        self.context: tuple[Pvdb, dt.datetime] | None = None
-        self.prediction: Any = None
+        self.estimator: AvailabilityEstimator | None = None
 
     def _clear(self) -> None:
         self.vulns: dict[str, tuple[str | None, str]] = {}
@@ -305,20 +309,14 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
 
 def _estimated(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
                verdict: matching.Verdict) -> Availability | None:
-    """The patch-availability predictor's estimate for this line (engine.predict), or None
-    where it has nothing to say about the product."""
-    if facts.context is None or key.key[0] != "product":
+    """The query's estimator's answer for this line (:mod:`engine.pvdb.estimation`), or
+    None where there is no estimator or it has nothing to say about the product."""
+    if facts.estimator is None or key.key[0] != "product":
         return None
-    from engine.predict import findings
-
-    if facts.prediction is None:
-        facts.prediction = findings.context(*facts.context)
     product = (key.key[1], key.key[2])
     dated = {v: d for v in verdict.fixed_candidates
              if (d := facts.releases.get((*product, v))) is not None}
-    result: Availability | None = facts.prediction.availability(product, key.version, vuln_id,
-                                                                dated)
-    return result
+    return facts.estimator.availability(product, key.version, vuln_id, dated)
 
 
 def _availability(facts: _Facts, key: matching.ComponentKey, closing: str,

@@ -12,7 +12,7 @@ import datetime as dt
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 FACT_TABLES = (
     "vulnerabilities",
@@ -95,6 +95,16 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TABLE http_state (
         url VARCHAR PRIMARY KEY, etag VARCHAR, last_modified VARCHAR,
         fetched_at TIMESTAMPTZ NOT NULL, body_path VARCHAR NOT NULL, body_sha256 VARCHAR NOT NULL
+    );
+    """,
+    # The per-line fix history derived from the facts (engine.pvdb.history), stored so
+    # that no query derives it again; meta 'history_generation' says which generation.
+    2: """
+    CREATE TABLE line_fixes (
+        seq INTEGER NOT NULL, vuln_id VARCHAR NOT NULL, vendor VARCHAR NOT NULL,
+        product VARCHAR NOT NULL, line VARCHAR NOT NULL, stratum VARCHAR NOT NULL,
+        reference DATE NOT NULL, reference_what VARCHAR NOT NULL, fixed DATE,
+        fixed_version VARCHAR
     );
     """,
 }

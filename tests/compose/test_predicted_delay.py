@@ -20,6 +20,7 @@ from engine.decide import (
 from engine.decide.bundle import load_directory
 from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from engine.decide.input import Image, VmShape
+from engine.predict import estimator_for
 from engine.pvdb import AvailabilityBasis, Component, Pvdb
 from tests.conftest import ROOT
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
@@ -42,7 +43,12 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
         db.ingest([str(feeds_dir / "cve5_linux_cna"),
                    str(feeds_dir / "releases" / "endoflife_release_data"),
                    str(tmp_path / "feed")])
-        report = db.affecting([KERNEL], as_of=AS_OF)
+        report = db.affecting([KERNEL], as_of=AS_OF, estimator=estimator_for(db, AS_OF))
+        plain = {f.vuln_id: f for f in db.affecting([KERNEL], as_of=AS_OF).findings}
+    # without an estimator the PVDB says only what was released: the other line's fix
+    unestimated = plain["CVE-2099-0001"].fix.availability
+    assert (unestimated.basis, unestimated.source) == (AvailabilityBasis.VENDOR,
+                                                       "release 6.12.5")
     report = report.model_copy(update={
         "findings": [f for f in report.findings if f.vuln_id == "CVE-2099-0001"]})
     (finding,) = report.findings

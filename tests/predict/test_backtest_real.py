@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.predict import backtest, calendars, findings
-from engine.predict import history as hist
+from engine.predict import backtest, calendars, estimator_for
 from engine.pvdb import Component, Pvdb
+from engine.pvdb import history as hist
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
@@ -23,7 +23,7 @@ def real_db(feeds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def test_history_reads_every_source(real_db: Pvdb) -> None:
-    h = findings.history_for(real_db)
+    h = real_db.history()
     by_product = {p: len(h.for_product(p)) for p in (hist.KERNEL, hist.QUBES,
                                                      hist.INTEL_MICROCODE)}
     assert by_product[hist.KERNEL] > 150
@@ -36,7 +36,7 @@ def test_history_reads_every_source(real_db: Pvdb) -> None:
 
 
 def test_backtest_scores_the_kernel_against_the_baselines(real_db: Pvdb) -> None:
-    h = findings.history_for(real_db)
+    h = real_db.history()
     result = backtest.run(h, calendars.default(), dt.date(2024, 1, 1), dt.date(2025, 6, 30),
                           step=7)
     kernel = result.scores[backtest.PRODUCT_NAMES[hist.KERNEL]]
@@ -59,7 +59,8 @@ def test_affecting_estimates_an_open_backport_on_real_data(real_db: Pvdb) -> Non
     reached 6.1 only in 6.1.138 (2025-05-09)."""
     host = [Component(kind="kernel", vendor="linux", product="linux_kernel",
                       version="6.1.129")]
-    report = real_db.affecting(host, as_of=dt.datetime(2025, 3, 4, tzinfo=dt.UTC))
+    when = dt.datetime(2025, 3, 4, tzinfo=dt.UTC)
+    report = real_db.affecting(host, as_of=when, estimator=estimator_for(real_db, when))
     found = {f.vuln_id: f for f in report.findings}
     a = found["CVE-2025-21839"].fix.availability
     assert found["CVE-2025-21839"].fix.closing_version == "6.1.138"  # in hindsight
@@ -67,7 +68,8 @@ def test_affecting_estimates_an_open_backport_on_real_data(real_db: Pvdb) -> Non
     # Another host line with no fix in the data: 5.10 never got CVE-2025-21839.
     host = [Component(kind="kernel", vendor="linux", product="linux_kernel",
                       version="5.10.234")]
-    report = real_db.affecting(host, as_of=dt.datetime(2025, 3, 4, tzinfo=dt.UTC))
+    when = dt.datetime(2025, 3, 4, tzinfo=dt.UTC)
+    report = real_db.affecting(host, as_of=when, estimator=estimator_for(real_db, when))
     f = {f.vuln_id: f for f in report.findings}["CVE-2025-21839"]
     assert f.fix.availability.basis.value in ("estimated", "none")
     assert (f.fix.availability.source or "").startswith("predicted")

@@ -10,7 +10,7 @@ import pytest
 from engine.errors import UsageError
 from engine.predict import calendars
 from engine.predict.estimator import Announcement, Basis, Estimator, Question
-from engine.predict.history import History, LineFix, ReleaseLog
+from engine.pvdb.history import History, LineFix, ReleaseLog
 
 UTC = dt.UTC
 ACME = ("acme", "hypervisor")

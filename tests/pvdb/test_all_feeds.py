@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from engine.predict import estimator_for
 from engine.pvdb import Component, IngestReport, Pvdb
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
@@ -86,7 +87,8 @@ def test_kernel_finding_joins_cna_nvd_kev_and_release_dates(
 ) -> None:
     db = ingested[0]
     host = [Component(kind="kernel", vendor="linux", product="linux_kernel", version="6.6.23")]
-    finding = {f.vuln_id: f for f in db.affecting(host).findings}["CVE-2024-26976"]
+    finding = {f.vuln_id: f for f in db.affecting(
+        host, estimator=estimator_for(db)).findings}["CVE-2024-26976"]
     assert finding.fix.closing_version == "6.6.24"
     releases = orjson.loads(
         (feeds_dir / "releases/endoflife_release_data/linux-kernel.json").read_bytes())

@@ -15,8 +15,10 @@ Three kinds of line are read:
   named again by later ones (more platforms fixed): each later release is a line fixed at
   its date (``vendor_releases`` feed adapter).
 
-Everything is read once per PVDB generation, then questions are answered "as of" a date:
-only what was released before it is used (see :meth:`History.lags`).
+The per-line fixes are derived once per PVDB generation, at the end of the ingest that
+made it, and stored with the data (table ``line_fixes``, stamped with the generation it was
+derived from): a query reads them in one scan and never derives them again. Predictors ask
+"as of" a date and use only what was released before it (``engine.predict``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from engine.errors import VersionSchemeError
-from engine.predict.survival import Lag, LagHistory
 from engine.pvdb import matching, versions
 
 if TYPE_CHECKING:
@@ -86,6 +89,8 @@ class ReleaseLog:
     lines: dict[tuple[ProductKey, str], list[tuple[dt.date, str]]] = field(
         default_factory=dict)
     _dates: dict[tuple[ProductKey, str], list[dt.date]] = field(default_factory=dict)
+    newest: dt.date | None = None
+    """The newest date in the ``releases`` table."""
 
     def add(self, product: ProductKey, line: str, day: dt.date, version: str) -> None:
         self.lines.setdefault((product, line), []).append((day, version))
@@ -168,38 +173,22 @@ class History:
     def for_product(self, product: ProductKey) -> list[LineFix]:
         return [f for f in self.fixes if f.product == product]
 
-    def lags(self, as_of: dt.date, product: ProductKey | None = None,
-             stratum: str | None = None, *, exclude: str | None = None) -> LagHistory:
-        """Lags known before ``as_of``: fixed lines as events, open lines (including lines
-        that stopped releasing) censored at their age. ``exclude`` leaves out one
-        vulnerability (the one being asked about)."""
-        out: list[Lag] = []
-        for f in self.fixes:
-            if product is not None and f.product != product:
-                continue
-            if stratum is not None and f.stratum != stratum:
-                continue
-            if f.reference >= as_of or f.vuln_id == exclude:
-                continue
-            if f.fixed is not None and f.fixed < as_of:
-                out.append(Lag(float((f.fixed - f.reference).days), True))
-                continue
-            # Still open at as_of. A line that stopped releasing without the fix is not
-            # "lost to follow-up": it is a line the fix never reached, so it stays in the
-            # curve's plateau (censored at its full age) rather than at its last release.
-            age = (as_of - f.reference).days - 0.5
-            if age > 0:
-                out.append(Lag(age, False))
-        label = "/".join(product) if product else "all"
-        return LagHistory(out, label=f"{label}:{stratum}" if stratum else label)
+
+def derive(con: duckdb.DuckDBPyConnection, index: matching.MatchIndex) -> History:
+    """Work the history out from the PVDB's tables (see the module docstring); ``index`` is
+    the match index of the current generation."""
+    log = release_log(con)
+    fixes: list[LineFix] = []
+    fixes.extend(_kernel_fixes(con, log, index))
+    fixes.extend(_qubes_fixes(con, log))
+    fixes.extend(_intel_fixes(con))
+    return History(fixes, log, _end(log))
 
 
-def load(con: duckdb.DuckDBPyConnection, generation: int,
-         index: matching.MatchIndex | None = None) -> History:
-    """Read the PVDB once (see the module docstring). ``index`` is the query layer's
-    match index of the same generation, reused rather than loaded again."""
+def release_log(con: duckdb.DuckDBPyConnection) -> ReleaseLog:
+    """Release dates per (product, line): the ``releases`` table, and the Intel microcode
+    releases that address an advisory (line ``ipu``, from the ``fixes`` table)."""
     log = ReleaseLog()
-    newest = dt.date.min
     for product, version, day in con.execute(
         "SELECT product, version, release_date FROM releases WHERE product IN (SELECT unnest(?))",
         [sorted(_RELEASE_PRODUCTS)],
@@ -212,14 +201,73 @@ def load(con: duckdb.DuckDBPyConnection, generation: int,
                 continue
             line = kernel_line(version)
         log.add(key, line, day, version)
-        newest = max(newest, day)
-    intel = _intel_fixes(con, log)
+        log.newest = day if log.newest is None else max(log.newest, day)
+    for day, tag in con.execute(
+        "SELECT DISTINCT fix_date, fixed_version FROM fixes WHERE vendor = 'intel'"
+        " AND product = 'microcode' AND fix_date IS NOT NULL"
+    ).fetchall():
+        log.add(INTEL_MICROCODE, "ipu", day, tag)
     log.seal()
-    fixes: list[LineFix] = []
-    fixes.extend(_kernel_fixes(con, generation, log, index))
-    fixes.extend(_qubes_fixes(con, log))
-    fixes.extend(intel)
-    return History(fixes, log, newest if newest != dt.date.min else dt.date.today())
+    return log
+
+
+def _end(log: ReleaseLog) -> dt.date:
+    return log.newest if log.newest is not None else dt.date.today()
+
+
+_COLUMNS = ("vuln_id", "vendor", "product", "line", "stratum", "reference", "reference_what",
+            "fixed", "fixed_version")
+
+
+def store(con: duckdb.DuckDBPyConnection, generation: int, history: History) -> None:
+    """Replace the stored line fixes with ``history``'s, stamped ``generation``, in one
+    transaction (a kill midway leaves the previous ones, whose stamp then says they are
+    stale)."""
+    fixes = history.fixes
+    table = pa.table({
+        "seq": list(range(len(fixes))),
+        "vuln_id": [f.vuln_id for f in fixes],
+        "vendor": [f.product[0] for f in fixes],
+        "product": [f.product[1] for f in fixes],
+        "line": [f.line for f in fixes],
+        "stratum": [f.stratum for f in fixes],
+        "reference": pa.array([f.reference for f in fixes], pa.date32()),
+        "reference_what": [f.reference_what for f in fixes],
+        "fixed": pa.array([f.fixed for f in fixes], pa.date32()),
+        "fixed_version": pa.array([f.fixed_version for f in fixes], pa.string()),
+    })
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("_line_fixes", table)
+        con.execute("DELETE FROM line_fixes")
+        con.execute("INSERT INTO line_fixes BY NAME SELECT * FROM _line_fixes")
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('history_generation', ?)",
+                    [str(generation)])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_line_fixes")
+
+
+def stored_generation(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The generation the stored line fixes were derived from, if any."""
+    rows = con.execute("SELECT value FROM meta WHERE key = 'history_generation'").fetchall()
+    return int(rows[0][0]) if rows else None
+
+
+def read(con: duckdb.DuckDBPyConnection) -> History:
+    """The stored history (callers check :func:`stored_generation` first)."""
+    log = release_log(con)
+    fixes = [
+        LineFix(vuln_id=v, product=(vendor, product), line=line, stratum=stratum,
+                reference=ref, reference_what=what, fixed=fixed, fixed_version=fv)
+        for v, vendor, product, line, stratum, ref, what, fixed, fv in con.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM line_fixes"
+            " ORDER BY seq").fetchall()
+    ]
+    return History(fixes, log, _end(log))
 
 
 def kernel_stratum(log: ReleaseLog, line: str, alive_lines: Iterable[str],
@@ -247,8 +295,8 @@ def _line_key(line: str) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else -1 for p in line.split("."))
 
 
-def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
-                  log: ReleaseLog, index: matching.MatchIndex | None = None) -> list[LineFix]:
+def _kernel_fixes(con: duckdb.DuckDBPyConnection, log: ReleaseLog,
+                  index: matching.MatchIndex) -> list[LineFix]:
     rejected = {r[0] for r in con.execute(
         "SELECT vuln_id FROM vulnerabilities WHERE state = 'rejected'").fetchall()}
     fixed_by_vuln: dict[str, set[str]] = defaultdict(set)
@@ -269,8 +317,6 @@ def _kernel_fixes(con: duckdb.DuckDBPyConnection, generation: int,
     for (day, version) in (item for (p, _), items in log.lines.items() if p == KERNEL
                            for item in items):
         dated[version] = day
-    if index is None or index.generation != generation:
-        index = matching.MatchIndex.load(con, generation)
     all_lines = log.product_lines(KERNEL)
     by_day: dict[dt.date, list[tuple[str, str]]] = {}
     out: list[LineFix] = []
@@ -345,18 +391,15 @@ def _qubes_fixes(con: duckdb.DuckDBPyConnection, log: ReleaseLog) -> list[LineFi
     return out
 
 
-def _intel_fixes(con: duckdb.DuckDBPyConnection, log: ReleaseLog) -> list[LineFix]:
-    """Also records the microcode releases that address an advisory as line ``ipu``."""
+def _intel_fixes(con: duckdb.DuckDBPyConnection) -> list[LineFix]:
+    """An INTEL-SA advisory first addressed in one microcode release and named again by
+    later ones: each later release is a line fixed at its date."""
     by_sa: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
-    ipu: dict[dt.date, str] = {}
     for sa, tag, day in con.execute(
         "SELECT vuln_id, fixed_version, fix_date FROM fixes WHERE vendor = 'intel'"
         " AND product = 'microcode' AND fix_date IS NOT NULL"
     ).fetchall():
         by_sa[sa].append((day, tag))
-        ipu[day] = tag
-    for day, tag in ipu.items():
-        log.add(INTEL_MICROCODE, "ipu", day, tag)
     out: list[LineFix] = []
     for sa, items in sorted(by_sa.items()):
         items.sort()

@@ -1,9 +1,10 @@
 """Estimated availability for PVDB findings that have no fix on their own line.
 
-:func:`context` is built once per ``Pvdb.affecting`` call; its :meth:`Context.availability`
-answers one (vulnerability, component) whose line has no fix yet — either no fix exists
-at all, or the only fixes are on other lines (another stable branch). The history is read
-from the PVDB once per database generation and kept in memory.
+:func:`estimator_for` gives the :class:`~engine.pvdb.AvailabilityEstimator` one
+``Pvdb.affecting`` call is given; its :meth:`Context.availability` answers one
+(vulnerability, component) whose line has no fix yet — either no fix exists at all, or
+the only fixes are on other lines (another stable branch). The history it learns from is
+the PVDB's (:meth:`engine.pvdb.Pvdb.history`, derived once per generation and stored).
 
 Only products the predictor has a history for are estimated (the Linux kernel's stable
 branches today); for anything else the finding keeps the availability it had.
@@ -12,33 +13,19 @@ branches today); for anything else the finding keeps the availability it had.
 from __future__ import annotations
 
 import datetime as dt
-import threading
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.predict import calendars as cal
-from engine.predict import history as hist
 from engine.predict.estimator import Basis, Estimate, Estimator, Question
-from engine.pvdb.query_models import Availability, AvailabilityBasis
+from engine.pvdb import Availability, AvailabilityBasis
+from engine.pvdb import history as hist
 
 if TYPE_CHECKING:
     from engine.pvdb import Pvdb
 
-_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, int], hist.History] = {}
 ESTIMATED_PRODUCTS = (hist.KERNEL,)
-
-
-def history_for(db: Pvdb) -> hist.History:
-    """The PVDB's history, read once per (file, generation)."""
-    key = (str(db.path), db.generation)
-    with _LOCK:
-        found = _CACHE.get(key)
-        if found is None:
-            found = hist.load(db._con, key[1], db._index)
-            _CACHE.clear()
-            _CACHE[key] = found
-        return found
 
 
 @dataclass(slots=True)
@@ -46,9 +33,14 @@ class Context:
     estimator: Estimator
     as_of: dt.datetime
     window_days: int
+    settings_key: Hashable = None
+
+    @property
+    def cache_key(self) -> Hashable:
+        return ("engine.predict", self.window_days, self.settings_key)
 
     def estimate(self, product: hist.ProductKey, version: str, vuln_id: str,
-                 fixed_dates: dict[str, dt.date]) -> Estimate | None:
+                 fixed_dates: Mapping[str, dt.date]) -> Estimate | None:
         """The estimate for ``vuln_id`` on the line of ``version``; ``fixed_dates`` are the
         release dates of the fixed versions on other lines (only those before ``as_of``
         are used)."""
@@ -67,8 +59,8 @@ class Context:
         return self.estimator.estimate(Question(product, line, self.as_of, reference, what,
                                                 vuln_id, self.window_days))
 
-    def availability(self, product: hist.ProductKey, version: str, vuln_id: str,
-                     fixed_dates: dict[str, dt.date]) -> Availability | None:
+    def availability(self, product: tuple[str, str], version: str, vuln_id: str,
+                     fixed_dates: Mapping[str, dt.date]) -> Availability | None:
         est = self.estimate(product, version, vuln_id, fixed_dates)
         return None if est is None else to_availability(est)
 
@@ -87,8 +79,12 @@ def to_availability(est: Estimate) -> Availability:
                         p_within_window=est.p_within, window_days=est.window_days)
 
 
-def context(db: Pvdb, as_of: dt.datetime) -> Context:
+def estimator_for(db: Pvdb, as_of: dt.datetime | None = None) -> Context:
+    """The estimator for ``db``'s queries as of ``as_of`` (default now), with the calendars
+    and window of ``db``'s settings."""
     settings = db.settings
-    calendars = cal.default(getattr(settings, "calendars", None))
+    source = getattr(settings, "calendars", None)
+    calendars = cal.default(source)
     window = int(getattr(settings, "predict_window_days", 30))
-    return Context(Estimator(history_for(db), calendars), as_of, window)
+    return Context(Estimator(db.history(), calendars), as_of or dt.datetime.now(dt.UTC),
+                   window, settings_key=str(source))

@@ -15,11 +15,11 @@ from engine.config import load_settings
 from engine.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from engine.decide.input import Image
+    from engine.decide.input_document import Image
 
 
 def _image(text: str | None) -> Image | None:
-    from engine.decide.input import Image
+    from engine.decide.input_document import Image
 
     if text is None:
         return None
@@ -64,7 +64,7 @@ def decide(
     from engine.attest.reference import load_verification_key
     from engine.attest.result import verify_result
     from engine.decide import Decider, PatchedConfiguration, RequestFacts
-    from engine.decide.input import VmShape
+    from engine.decide.input_document import VmShape
     from engine.decide.placement import decide_placement
     from engine.pvdb import Pvdb
 

@@ -5,7 +5,7 @@ Public surface::
     from engine.decide import Decider, build_input, load_settings
 
     with Decider.from_settings(load_settings()) as decider:
-        verdict = decider.decide(build_input(request, host, report, patched, now))
+        verdict = decider.decide(build_input(request, host_id, summary, report, patched, now))
         verdict.verdict          # "admit" | "patch" | "delay" | "reject"
 
         # or from a verified attestation result and the PVDB in one call
@@ -37,17 +37,14 @@ _HOME: dict[str, str] = {
     "Evaluator": "engine.decide.evaluators",
     "EvaluatorError": "engine.decide.evaluators",
     "evaluator_for": "engine.decide.evaluators",
-    "AttestationFacts": "engine.decide.input",
-    "HostFacts": "engine.decide.input",
-    "InputDocument": "engine.decide.input",
-    "PatchedConfiguration": "engine.decide.input",
-    "RequestFacts": "engine.decide.input",
-    "build_input": "engine.decide.input",
-    "json_schema": "engine.decide.input",
-    "validate": "engine.decide.input",
+    "InputDocument": "engine.decide.input_document",
+    "PatchedConfiguration": "engine.decide.input_document",
+    "json_schema": "engine.decide.input_document",
+    "validate": "engine.decide.input_document",
+    "RequestFacts": "engine.decide.input_builder",
+    "build_input": "engine.decide.input_builder",
     "Placement": "engine.decide.placement",
     "decide_placement": "engine.decide.placement",
-    "host_facts": "engine.decide.placement",
     "Decision": "engine.decide.verdict",
     "Obligation": "engine.decide.verdict",
     "Reason": "engine.decide.verdict",
@@ -74,17 +71,14 @@ if TYPE_CHECKING:
         EvaluatorError,
         evaluator_for,
     )
-    from engine.decide.input import (
-        AttestationFacts,
-        HostFacts,
+    from engine.decide.input_builder import RequestFacts, build_input
+    from engine.decide.input_document import (
         InputDocument,
         PatchedConfiguration,
-        RequestFacts,
-        build_input,
         json_schema,
         validate,
     )
-    from engine.decide.placement import Placement, decide_placement, host_facts
+    from engine.decide.placement import Placement, decide_placement
     from engine.decide.verdict import Decision, Obligation, Reason, Verdict
 else:
     def __getattr__(name: str) -> Any:
@@ -100,7 +94,6 @@ else:
 
 __all__ = [
     "DECISION_PATH",
-    "AttestationFacts",
     "BundleError",
     "BundleVerificationError",
     "DecideError",
@@ -110,7 +103,6 @@ __all__ = [
     "EvaluationTimeout",
     "Evaluator",
     "EvaluatorError",
-    "HostFacts",
     "InputDocument",
     "InputDocumentError",
     "Obligation",
@@ -124,7 +116,6 @@ __all__ = [
     "build_input",
     "decide_placement",
     "evaluator_for",
-    "host_facts",
     "json_schema",
     "load_policy",
     "load_settings",

@@ -18,7 +18,7 @@ from engine.decide.evaluators import (
     EvaluatorError,
     evaluator_for,
 )
-from engine.decide.input import InputDocument, validate
+from engine.decide.input_document import InputDocument, validate
 from engine.decide.verdict import Decision, Verdict, fail_closed
 from engine.gcpause import paused_gc
 

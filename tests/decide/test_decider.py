@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
+from engine.attest.result import Failure, ResultSummary
 from engine.decide import (
-    AttestationFacts,
     Decider,
     Evaluation,
     EvaluationTimeout,
     Evaluator,
     EvaluatorError,
-    HostFacts,
     InputDocumentError,
     PatchedConfiguration,
     RequestFacts,
@@ -23,7 +22,8 @@ from engine.decide import (
 )
 from engine.decide.bundle import load_directory
 from engine.decide.evaluators import EMBEDDED, embedded_evaluator
-from engine.decide.input import Failure, Image, VmShape
+from engine.decide.input_document import Image, VmShape
+from engine.model import ImageRef
 from engine.pvdb import AffectingReport, Availability, AvailabilityBasis, Component, Finding, Fix
 from engine.pvdb.query_models import FixStatus, Kev, Severity
 from tests.decide.conftest import NOW, PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
@@ -216,10 +216,11 @@ def test_build_input_normalises_for_both_evaluators(embedded: Evaluator) -> None
     doc = build_input(
         RequestFacts(tenant="acme", vm=VmShape(name="web-1", vcpus=2, memory_mib=4096),
                      requested_patch_level="1.3.0"),
-        HostFacts(id="hv-01", attestation=AttestationFacts(
-            status="affirming", issued_at=NOW - dt.timedelta(minutes=10),
-            image=Image(name="hv-base", version="1.2.0"),
-            failures=[Failure(step="none", reason="-")])),
+        "hv-01",
+        ResultSummary(status="affirming", issued_at=NOW - dt.timedelta(minutes=10),
+                      verifier_id="vigil", image=ImageRef(name="hv-base", version="1.2.0"),
+                      trust_vector={}, failures=[Failure(step="none", reason="-")],
+                      components=[]),
         report,
         PatchedConfiguration(state="ready", image=Image(name="hv-base", version="1.3.0"),
                              attested=True, attestation_status="affirming"),

@@ -65,7 +65,7 @@ def decide(
     from engine.attest.result import verify_result
     from engine.decide import Decider, PatchedConfiguration, RequestFacts
     from engine.decide.input_document import VmShape
-    from engine.decide.placement import decide_placement
+    from engine.provision import decide_placement
     from engine.pvdb import Pvdb
 
     if (result is None) == (host_id is None):

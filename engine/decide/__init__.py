@@ -8,12 +8,11 @@ Public surface::
         verdict = decider.decide(build_input(request, host_id, summary, report, patched, now))
         verdict.verdict          # "admit" | "patch" | "delay" | "reject"
 
-        # or from a verified attestation result and the PVDB in one call
-        placement = decide_placement(decider, pvdb, request, result, patched=patched)
-
-Everything else in this package is internal. The names are loaded when first used
-(importing this package loads nothing else), so that the regorus worker process,
-``python -m engine.decide.evaluators.rego_worker``, starts fast.
+Everything else in this package is internal. Deciding a placement from a verified
+attestation result and the PVDB in one call is :func:`engine.provision.decide_placement`.
+The names are loaded when first used (importing this package loads nothing else), so
+that the regorus worker process, ``python -m engine.decide.evaluators.rego_worker``,
+starts fast.
 """
 
 from __future__ import annotations
@@ -43,8 +42,6 @@ _HOME: dict[str, str] = {
     "validate": "engine.decide.input_document",
     "RequestFacts": "engine.decide.input_builder",
     "build_input": "engine.decide.input_builder",
-    "Placement": "engine.decide.placement",
-    "decide_placement": "engine.decide.placement",
     "Decision": "engine.decide.verdict",
     "Obligation": "engine.decide.verdict",
     "Reason": "engine.decide.verdict",
@@ -78,7 +75,6 @@ if TYPE_CHECKING:
         json_schema,
         validate,
     )
-    from engine.decide.placement import Placement, decide_placement
     from engine.decide.verdict import Decision, Obligation, Reason, Verdict
 else:
     def __getattr__(name: str) -> Any:
@@ -107,14 +103,12 @@ __all__ = [
     "InputDocumentError",
     "Obligation",
     "PatchedConfiguration",
-    "Placement",
     "PolicyError",
     "PolicySet",
     "Reason",
     "RequestFacts",
     "Verdict",
     "build_input",
-    "decide_placement",
     "evaluator_for",
     "json_schema",
     "load_policy",

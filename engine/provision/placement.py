@@ -4,7 +4,7 @@ The attestation result says what the host runs (its matched image and that image
 components); the PVDB says what affects those components; the tenant's request and the
 host's patched configuration complete the input document; the decider's policy decides::
 
-    from engine.decide.placement import decide_placement
+    from engine.provision import decide_placement
 
     placement = decide_placement(decider, pvdb, request, result,
                                  patched=PatchedConfiguration(state="none"))
@@ -22,10 +22,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.decide.decider import Decider
-from engine.decide.input_builder import RequestFacts, build_input
-from engine.decide.input_document import InputDocument, PatchedConfiguration
-from engine.decide.verdict import Verdict
+from engine.decide import (
+    Decider,
+    InputDocument,
+    PatchedConfiguration,
+    RequestFacts,
+    Verdict,
+    build_input,
+)
 from engine.predict import estimator_for
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.decide import Decider, Evaluator, validate  # noqa: E402
 from engine.decide.bundle import build, load_directory, read  # noqa: E402
-from engine.decide.decider import EMBEDDED, embedded_evaluator  # noqa: E402
+from engine.decide.evaluators import EMBEDDED, embedded_evaluator  # noqa: E402
 
 OPA_MEDIAN_US = 36.0
 TARGET_P99_MS = 1.0

@@ -28,18 +28,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gen_cve5_corpus as gen  # noqa: E402
 import pvdb_bench  # noqa: E402
 
+from engine.attest.result import ResultSummary  # noqa: E402
 from engine.config import load_settings  # noqa: E402
 from engine.decide import (  # noqa: E402
-    AttestationFacts,
     Decider,
-    HostFacts,
     PatchedConfiguration,
     RequestFacts,
     build_input,
 )
 from engine.decide.bundle import load_directory  # noqa: E402
-from engine.decide.decider import EMBEDDED, embedded_evaluator  # noqa: E402
-from engine.decide.input import Image, VmShape  # noqa: E402
+from engine.decide.evaluators import EMBEDDED, embedded_evaluator  # noqa: E402
+from engine.decide.input_document import VmShape  # noqa: E402
+from engine.model import ImageRef  # noqa: E402
 from engine.predict import estimator_for  # noqa: E402
 from engine.pvdb import Pvdb  # noqa: E402
 
@@ -68,9 +68,10 @@ def main() -> int:
     deciders = {name: Decider(embedded_evaluator(name, policy, timeout=args.timeout))
                 for name in EMBEDDED}
     request = RequestFacts(tenant="acme", vm=VmShape(name="web-1", vcpus=2, memory_mib=4096))
-    host = HostFacts(id="hv-0001", attestation=AttestationFacts(
-        status="affirming", issued_at=pvdb_bench.AS_OF,
-        image=Image(name="hv-base", version="2026.07.1")))
+    attestation = ResultSummary(status="affirming", issued_at=pvdb_bench.AS_OF,
+                                verifier_id="vigil",
+                                image=ImageRef(name="hv-base", version="2026.07.1"),
+                                trust_vector={}, failures=[], components=[])
     rows: list[dict[str, Any]] = []
     with Pvdb.open(db_path, read_only=True, settings=load_settings()) as db:
         estimator = estimator_for(db, pvdb_bench.AS_OF)
@@ -81,7 +82,8 @@ def main() -> int:
             t1 = time.perf_counter()
             db.affecting(components, as_of=pvdb_bench.AS_OF, estimator=estimator)
             t2 = time.perf_counter()
-            document = build_input(request, host, report, PatchedConfiguration(state="none"),
+            document = build_input(request, "hv-0001", attestation, report,
+                                   PatchedConfiguration(state="none"),
                                    pvdb_bench.AS_OF).to_json()
             t3 = time.perf_counter()
             row: dict[str, Any] = {

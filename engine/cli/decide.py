@@ -236,7 +236,7 @@ def _compiles(policy: PolicySet) -> None:
     """Refuse a policy that either in-process evaluator cannot load, naming the file and
     line: regorus parses it, rego-cpp also compiles it (it checks, for example, that
     every function called exists)."""
-    from engine.decide.decider import EMBEDDED, embedded_evaluator
+    from engine.decide.evaluators import EMBEDDED, embedded_evaluator
 
     for name in EMBEDDED:
         embedded_evaluator(name, policy, timeout=None).close()
@@ -387,7 +387,7 @@ def decisions_replay(
 def schema_input(out: Annotated[Path | None, typer.Option(help="Write to this file.")]
                  = None) -> None:
     """Print the JSON Schema of the input document (schema version 1)."""
-    from engine.decide.input import json_schema
+    from engine.decide.input_document import json_schema
 
     text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
     if out is not None:

@@ -15,11 +15,11 @@ from engine.config import load_settings
 from engine.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from engine.decide.input import Image
+    from engine.decide.input_document import Image
 
 
 def _image(text: str | None) -> Image | None:
-    from engine.decide.input import Image
+    from engine.decide.input_document import Image
 
     if text is None:
         return None
@@ -63,8 +63,8 @@ def decide(
     Exit code 1 unless the verdict is admit."""
     from engine.attest import load_verification_key, verify_result
     from engine.decide import Decider, PatchedConfiguration, RequestFacts
-    from engine.decide.input import VmShape
-    from engine.decide.placement import decide_placement
+    from engine.decide.input_document import VmShape
+    from engine.provision import decide_placement
     from engine.pvdb import Pvdb
 
     if (result is None) == (host_id is None):

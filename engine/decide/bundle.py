@@ -25,14 +25,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.decide import signing
 from engine.decide.errors import BundleError, BundleVerificationError, PolicyError
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 MANIFEST = ".manifest"
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
 _MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+SOURCE_POLICIES = Path(__file__).resolve().parents[1] / "policies"
+"""The policies installed with the package (``engine/policies/``): the default policy folder."""
 
 
 @dataclass(frozen=True)
@@ -343,3 +350,24 @@ def read(path: Path | str, raw: bytes | None = None, *,
     _check_modules(modules, roots, where=where, strict_layout=False)  # (6)
     return PolicySet(modules=modules, data_files=data_files, roots=roots, revision=revision,
                      origin=where, signed_by=signed_by, archive=raw)
+
+
+def load_policy(settings: Settings) -> PolicySet:
+    """The policy set the settings name, verified when a verification key is configured.
+
+    With ``bundle_verification_key`` set, only a bundle whose signature verifies is
+    loaded; a policy folder is refused (it carries no signature).
+    """
+    key = settings.bundle_verification_key
+    if settings.bundle is not None:
+        return read(settings.bundle, verification_key=key,
+                    key_id=settings.bundle_verification_key_id,
+                    scope=settings.bundle_verification_scope)
+    if key is not None:
+        raise ConfigError(
+            "a bundle verification key is configured, but no bundle: a policy folder "
+            "carries no signature and is not loaded",
+            tip="build and sign a bundle with `vigil bundle build --signing-key …` and set "
+                "VIGIL_BUNDLE to it")
+    folder = settings.policy_dir or SOURCE_POLICIES
+    return load_directory(folder, settings.policy_roots)

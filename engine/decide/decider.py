@@ -6,71 +6,21 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
 from engine.decide import bundle as _bundle
 from engine.decide.decision_log import DecisionLog, default_labels
-from engine.decide.errors import EvaluationTimeout, EvaluatorError
-from engine.decide.evaluator import DECISION_PATH, Evaluator
-from engine.decide.input import InputDocument, validate
+from engine.decide.evaluators import (
+    DECISION_PATH,
+    EvaluationTimeout,
+    Evaluator,
+    EvaluatorError,
+    evaluator_for,
+)
+from engine.decide.input_document import InputDocument, validate
 from engine.decide.verdict import Decision, Verdict, fail_closed
-from engine.errors import ConfigError
 from engine.gcpause import paused_gc
-
-SOURCE_POLICIES = Path(__file__).resolve().parents[1] / "policies"
-"""The policies installed with the package (``engine/policies/``): the default policy folder."""
-
-
-def load_policy(settings: Settings) -> _bundle.PolicySet:
-    """The policy set the settings name, verified when a verification key is configured.
-
-    With ``bundle_verification_key`` set, only a bundle whose signature verifies is
-    loaded; a policy folder is refused (it carries no signature).
-    """
-    key = settings.bundle_verification_key
-    if settings.bundle is not None:
-        return _bundle.read(settings.bundle, verification_key=key,
-                            key_id=settings.bundle_verification_key_id,
-                            scope=settings.bundle_verification_scope)
-    if key is not None:
-        raise ConfigError(
-            "a bundle verification key is configured, but no bundle: a policy folder "
-            "carries no signature and is not loaded",
-            tip="build and sign a bundle with `vigil bundle build --signing-key …` and set "
-                "VIGIL_BUNDLE to it")
-    folder = settings.policy_dir or SOURCE_POLICIES
-    return _bundle.load_directory(folder, settings.policy_roots)
-
-
-EMBEDDED = ("regorus", "regopy")
-"""Names of the in-process evaluators (``Settings.evaluator``)."""
-
-
-def embedded_evaluator(name: str, policy: _bundle.PolicySet, *,
-                       timeout: float | None) -> Evaluator:
-    """An in-process evaluator by name: ``regorus`` or ``regopy``."""
-    if name == "regorus":
-        from engine.decide.regorus_engine import RegorusEvaluator
-
-        return RegorusEvaluator(policy, timeout=timeout)
-    if name == "regopy":
-        from engine.decide.embedded import EmbeddedEvaluator
-
-        return EmbeddedEvaluator(policy, timeout=timeout)
-    raise ConfigError(f"unknown evaluator {name!r}", tip=f"use one of {', '.join(EMBEDDED)}")
-
-
-def evaluator_for(settings: Settings, policy: _bundle.PolicySet | None = None) -> Evaluator:
-    """The configured backend: OPA when ``opa_url`` is set, else the in-process
-    ``settings.evaluator``."""
-    if settings.opa_url:
-        from engine.decide.remote import RemoteEvaluator
-
-        return RemoteEvaluator(settings.opa_url, timeout=settings.decision_timeout)
-    return embedded_evaluator(settings.evaluator, policy or load_policy(settings),
-                              timeout=settings.decision_timeout)
 
 
 class Decider:

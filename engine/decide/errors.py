@@ -1,7 +1,9 @@
 """Errors of the decision part. Each names the field, file or rule that was wrong.
 
 Every error here derives from :class:`DecideError`, itself a :class:`VigilError`, so the
-CLI turns each into one sentence with a tip and the documented exit code.
+CLI turns each into one sentence with a tip and the documented exit code. The errors of
+an evaluator backend (``EvaluatorError``, ``EvaluationTimeout``) belong to the evaluator
+seam, :mod:`engine.decide.evaluators`.
 """
 
 from __future__ import annotations
@@ -63,14 +65,6 @@ class BundleVerificationError(BundleError):
             "or check that the verification key matches the signing key",
         )
         self.file = file
-
-
-class EvaluatorError(DecideError):
-    """An evaluator backend failed: the decision is a reject (fail closed)."""
-
-
-class EvaluationTimeout(EvaluatorError):
-    """An evaluation did not finish within the configured decision timeout."""
 
 
 class DecisionLogError(DecideError):

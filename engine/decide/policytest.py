@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.decide import bundle as _bundle
 from engine.decide.errors import PolicyError
-from engine.decide.regorus_engine import located, new_engine, rule_value
+from engine.decide.evaluators.regorus_engine import located, new_engine, rule_value
 
 _TEST_RULE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{)", re.MULTILINE)
 

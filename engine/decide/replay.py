@@ -14,7 +14,7 @@ from typing import Any
 from engine.decide import bundle as _bundle
 from engine.decide.decision_log import DecisionLog, DecisionRecord
 from engine.decide.errors import DecideError
-from engine.decide.evaluator import Evaluator
+from engine.decide.evaluators import Evaluator
 from engine.decide.verdict import Decision, fail_closed
 
 
@@ -59,7 +59,7 @@ def _diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
 def _evaluator_name(record: DecisionRecord) -> str:
     """The in-process evaluator that replays ``record``: the one that decided it, or the
     default when an OPA server decided it."""
-    from engine.decide.decider import EMBEDDED
+    from engine.decide.evaluators import EMBEDDED
 
     return record.evaluator if record.evaluator in EMBEDDED else EMBEDDED[0]
 
@@ -71,7 +71,7 @@ class Replayer:
         self._evaluators: dict[str, Evaluator] = {}
 
     def _evaluator(self, record: DecisionRecord) -> Evaluator:
-        from engine.decide.decider import embedded_evaluator
+        from engine.decide.evaluators import embedded_evaluator
 
         name = _evaluator_name(record)
         if self.policy is not None:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.decide.input import Failure, Image
+from engine.decide.input_document import Failure, Image
 
 VerdictName = Literal["admit", "patch", "delay", "reject"]
 

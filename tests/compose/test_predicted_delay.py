@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from engine.attest.result import ResultSummary
 from engine.decide import (
-    AttestationFacts,
     Decider,
-    HostFacts,
     PatchedConfiguration,
     RequestFacts,
     build_input,
 )
 from engine.decide.bundle import load_directory
-from engine.decide.embedded import EmbeddedEvaluator
-from engine.decide.input import Image, VmShape
+from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
+from engine.decide.input_document import VmShape
+from engine.model import ImageRef
 from engine.predict import estimator_for
 from engine.pvdb import AvailabilityBasis, Component, Pvdb
 from tests.conftest import ROOT
@@ -62,9 +62,10 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
 
     document = build_input(
         RequestFacts(tenant="acme", vm=VmShape(name="web-1", vcpus=2, memory_mib=4096)),
-        HostFacts(id="hv-01", attestation=AttestationFacts(
-            status="affirming", issued_at=AS_OF - dt.timedelta(minutes=1), verifier_id="vigil",
-            image=Image(name="hv-base", version="2024.11.0"))),
+        "hv-01",
+        ResultSummary(status="affirming", issued_at=AS_OF - dt.timedelta(minutes=1),
+                      verifier_id="vigil", image=ImageRef(name="hv-base", version="2024.11.0"),
+                      trust_vector={}, failures=[], components=[KERNEL]),
         report,
         PatchedConfiguration(state="none", image=None, attested=False,
                              attestation_status=None),

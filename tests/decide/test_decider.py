@@ -8,22 +8,22 @@ from typing import Any
 
 import pytest
 
+from engine.attest.result import Failure, ResultSummary
 from engine.decide import (
-    AttestationFacts,
     Decider,
     Evaluation,
     EvaluationTimeout,
     Evaluator,
     EvaluatorError,
-    HostFacts,
     InputDocumentError,
     PatchedConfiguration,
     RequestFacts,
     build_input,
 )
 from engine.decide.bundle import load_directory
-from engine.decide.decider import EMBEDDED, embedded_evaluator
-from engine.decide.input import Failure, Image, VmShape
+from engine.decide.evaluators import EMBEDDED, embedded_evaluator
+from engine.decide.input_document import Image, VmShape
+from engine.model import ImageRef
 from engine.pvdb import AffectingReport, Availability, AvailabilityBasis, Component, Finding, Fix
 from engine.pvdb.query_models import FixStatus, Kev, Severity
 from tests.decide.conftest import NOW, PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
@@ -113,8 +113,8 @@ def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str
         "result := {\"verdict\": \"admit\", \"n\": n} if {\n"
         "\tn := count({x | some x in numbers.range(1, 1000000); x % 7 == 0})\n}\n")
     policy = load_directory(tmp_path, ["slow"])
-    from engine.decide.embedded import EmbeddedEvaluator
-    from engine.decide.regorus_engine import RegorusEvaluator
+    from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
+    from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     kind = RegorusEvaluator if name == "regorus" else EmbeddedEvaluator
     evaluator = kind(policy, entrypoints=("slow/decision/result",), timeout=0.05)
@@ -139,7 +139,7 @@ def _slow_policy(tmp_path: Path) -> Any:
 def test_a_timed_out_regorus_evaluation_is_killed(tmp_path: Path) -> None:
     """regorus holds the GIL while it evaluates: it runs in a worker process, which is
     killed when the timeout passes, so nothing keeps running."""
-    from engine.decide.regorus_engine import RegorusEvaluator
+    from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     evaluator = RegorusEvaluator(_slow_policy(tmp_path), entrypoints=("slow/decision/result",),
                                  timeout=0.05)
@@ -159,8 +159,7 @@ def test_runaway_evaluations_do_not_pile_up(tmp_path: Path, name: str) -> None:
     """rego-cpp releases the GIL and runs on a thread: a timed-out evaluation runs on in
     the background; past MAX_ABANDONED still running, the next decision is refused at
     once (a reject) instead of starting another thread."""
-    from engine.decide.embedded import EmbeddedEvaluator
-    from engine.decide.worker import MAX_ABANDONED
+    from engine.decide.evaluators.regopy_engine import MAX_ABANDONED, EmbeddedEvaluator
 
     evaluator = EmbeddedEvaluator(_slow_policy(tmp_path), entrypoints=("slow/decision/result",),
                                   timeout=0.02)
@@ -174,7 +173,7 @@ def test_runaway_evaluations_do_not_pile_up(tmp_path: Path, name: str) -> None:
 def test_unreachable_opa_server_rejects() -> None:
     import socket
 
-    from engine.decide.remote import RemoteEvaluator
+    from engine.decide.evaluators.remote import RemoteEvaluator
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -217,10 +216,11 @@ def test_build_input_normalises_for_both_evaluators(embedded: Evaluator) -> None
     doc = build_input(
         RequestFacts(tenant="acme", vm=VmShape(name="web-1", vcpus=2, memory_mib=4096),
                      requested_patch_level="1.3.0"),
-        HostFacts(id="hv-01", attestation=AttestationFacts(
-            status="affirming", issued_at=NOW - dt.timedelta(minutes=10),
-            image=Image(name="hv-base", version="1.2.0"),
-            failures=[Failure(step="none", reason="-")])),
+        "hv-01",
+        ResultSummary(status="affirming", issued_at=NOW - dt.timedelta(minutes=10),
+                      verifier_id="vigil", image=ImageRef(name="hv-base", version="1.2.0"),
+                      trust_vector={}, failures=[Failure(step="none", reason="-")],
+                      components=[]),
         report,
         PatchedConfiguration(state="ready", image=Image(name="hv-base", version="1.3.0"),
                              attested=True, attestation_status="affirming"),

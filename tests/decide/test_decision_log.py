@@ -14,7 +14,7 @@ from engine.cli.main import app
 from engine.decide import Decider
 from engine.decide.bundle import load_directory
 from engine.decide.decision_log import DecisionLog
-from engine.decide.embedded import EmbeddedEvaluator
+from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from engine.decide.replay import Replayer
 from tests.decide.conftest import PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
 

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from engine.decide.bundle import load_directory
-from engine.decide.decider import embedded_evaluator
-from engine.decide.evaluator import Evaluator
+from engine.decide.evaluators import Evaluator, embedded_evaluator
 from tests.decide.conftest import PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
 
 DAY_NS = 86_400 * 10**9

@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import regopy
 
 from engine.decide import Decider
 from engine.decide.bundle import build, load_directory
-from engine.decide.embedded import EmbeddedEvaluator
+from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from tests.decide.conftest import POLICIES, VULN_IN_WINDOW, document
 
 
@@ -55,7 +56,7 @@ def _free_port() -> int:
                     "OPA is installed")
 def test_opa_server_serves_the_signed_bundle_and_agrees(tmp_path: Path,
                                                        rsa_keys: tuple[Path, Path]) -> None:
-    from engine.decide.remote import RemoteEvaluator
+    from engine.decide.evaluators.remote import RemoteEvaluator
 
     policy = load_directory(POLICIES, ["vigil"])
     target = tmp_path / "vigil.tar.gz"
@@ -93,7 +94,7 @@ def _one_module(tmp_path: Path, source: str) -> Any:
 
 def test_regorus_names_file_and_line_of_a_parse_error(tmp_path: Path) -> None:
     from engine.decide import PolicyError
-    from engine.decide.regorus_engine import RegorusEvaluator
+    from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
                                    "result := {\"verdict\": \"admit\"\n")
@@ -106,7 +107,7 @@ def test_regorus_names_file_and_line_of_a_parse_error(tmp_path: Path) -> None:
 
 def test_regorus_refuses_a_missing_entry_point(tmp_path: Path) -> None:
     from engine.decide import PolicyError
-    from engine.decide.regorus_engine import RegorusEvaluator
+    from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\nx := 1\n")
     with pytest.raises(PolicyError, match=r"data\.demo\.decision\.result is not a rule"):
@@ -114,7 +115,7 @@ def test_regorus_refuses_a_missing_entry_point(tmp_path: Path) -> None:
 
 
 def test_regorus_runtime_error_is_a_reject_naming_the_line(tmp_path: Path) -> None:
-    from engine.decide.regorus_engine import RegorusEvaluator
+    from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
                                    "result := {\"verdict\": \"admit\", \"n\": input.host.id + 1}\n")
@@ -133,3 +134,19 @@ def test_input_values_are_not_coerced() -> None:
     with pytest.raises(InputDocumentError) as caught:
         validate(doc)
     assert "$.vulnerabilities[0].max_cvss" in caught.value.fields
+
+
+def test_the_regorus_worker_imports_nothing_heavy() -> None:
+    """The worker process starts per policy load and after every timeout: the packages on
+    its import path load lazily, so it reads only regorus and orjson (no pydantic, no
+    database, no other Rego engine)."""
+    from engine.decide.evaluators.regorus_engine import WORKER_MODULE
+
+    probe = (f"import sys, {WORKER_MODULE}; "
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "{'engine', 'pydantic', 'duckdb', 'regopy', 'jsonschema', 'requests'})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, timeout=120).stdout.split()
+    assert loaded == ["engine", "engine.decide", "engine.decide.errors",
+                      "engine.decide.evaluators", "engine.decide.evaluators.rego_worker",
+                      "engine.errors"]

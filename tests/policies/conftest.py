@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.decide.decider import SOURCE_POLICIES
+from engine.decide.bundle import SOURCE_POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = SOURCE_POLICIES

@@ -15,8 +15,13 @@ from urllib.parse import urlsplit
 import requests
 from opa_client.opa import OpaClient
 
-from engine.decide.errors import EvaluationTimeout, EvaluatorError
-from engine.decide.evaluator import DECISION_PATH, Evaluation, Evaluator
+from engine.decide.evaluators import (
+    DECISION_PATH,
+    Evaluation,
+    EvaluationTimeout,
+    Evaluator,
+    EvaluatorError,
+)
 from engine.errors import ConfigError
 
 

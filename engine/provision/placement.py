@@ -4,7 +4,7 @@ The attestation result says what the host runs (its matched image and that image
 components); the PVDB says what affects those components; the tenant's request and the
 host's patched configuration complete the input document; the decider's policy decides::
 
-    from engine.decide.placement import decide_placement
+    from engine.provision import decide_placement
 
     placement = decide_placement(decider, pvdb, request, result,
                                  patched=PatchedConfiguration(state="none"))
@@ -22,19 +22,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.decide.decider import Decider
-from engine.decide.input import (
-    AttestationFacts,
-    Failure,
-    HostFacts,
-    Image,
+from engine.decide import (
+    Decider,
     InputDocument,
     PatchedConfiguration,
     RequestFacts,
-    TrustVector,
+    Verdict,
     build_input,
 )
-from engine.decide.verdict import Verdict
 from engine.predict import estimator_for
 
 if TYPE_CHECKING:
@@ -48,23 +43,6 @@ class Placement:
 
     verdict: Verdict
     document: InputDocument
-
-
-def host_facts(host_id: str, result: AttestationResult | None) -> HostFacts:
-    """The host as the input builder receives it, from a verified attestation result
-    (status ``none`` without one)."""
-    if result is None:
-        return HostFacts(id=host_id, attestation=AttestationFacts(status="none"))
-    summary = result.summary()
-    return HostFacts(id=host_id, attestation=AttestationFacts(
-        status=summary.status,
-        issued_at=summary.issued_at,
-        verifier_id=summary.verifier_id,
-        image=None if summary.image is None else Image(name=summary.image.name,
-                                                       version=summary.image.version),
-        trust_vector=TrustVector(**summary.trust_vector),
-        failures=[Failure(step=f.step, reason=f.reason) for f in summary.failures],
-    ))
 
 
 def decide_placement(
@@ -83,9 +61,9 @@ def decide_placement(
     if result is None and host_id is None:
         raise ValueError("a placement needs an attestation result or a host id")
     when = now or dt.datetime.now(dt.UTC)
-    host = host_facts(host_id or (result.host_id if result else ""), result)
+    summary = result.summary() if result is not None else None
     components = list(result.components) if result is not None else []
     report = pvdb.affecting(components, as_of=when, estimator=estimator_for(pvdb, when))
-    document = build_input(request, host, report,
-                           patched or PatchedConfiguration(state="none"), when)
+    document = build_input(request, host_id or (result.host_id if result else ""), summary,
+                           report, patched or PatchedConfiguration(state="none"), when)
     return Placement(verdict=decider.decide(document), document=document)

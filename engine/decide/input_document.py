@@ -14,13 +14,13 @@ server read them alike:
 * version comparisons a policy needs (the tenant's requested patch level) are answered
   by the engine with the version scheme's own parser and handed over as booleans.
 
-:func:`build_input` maps a PVDB :class:`~engine.pvdb.AffectingReport` and the facts of a
-request, a host and its patched configuration into a document.
+This module is the contract: the models, :func:`json_schema` and :func:`validate`.
+Changing a field here changes what every policy reads (and the schema version).
+:mod:`engine.decide.input_builder` fills a document from what the other parts know.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -28,10 +28,6 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.decide.errors import InputDocumentError
-from engine.errors import VersionSchemeError
-from engine.gcpause import paused_gc
-from engine.pvdb import AffectingReport, Finding
-from engine.pvdb import versions as _versions
 
 SCHEMA_VERSION = 1
 SCHEMA_ID = "https://vigil.invalid/schemas/input-v1.json"
@@ -328,171 +324,3 @@ def validate(document: Any) -> InputDocument:
     # valid JSON by the schema but not by the model: name the model's fields
     raise InputDocumentError([(_pointer(error["loc"]), error["msg"])
                               for error in refused.errors()])
-
-
-# --- builder --------------------------------------------------------------------------
-
-
-class AttestationFacts(_Model):
-    """What the attestation part hands the builder (times as datetimes)."""
-
-    status: AttestationStatus
-    issued_at: dt.datetime | None = None
-    verifier_id: str | None = None
-    image: Image | None = None
-    trust_vector: TrustVector | None = None
-    failures: list[Failure] = Field(default_factory=list)
-
-
-class HostFacts(_Model):
-    """The candidate host as the builder receives it; components come from the report."""
-
-    id: str
-    attestation: AttestationFacts
-
-
-class RequestFacts(_Model):
-    """The tenant's request as the builder receives it."""
-
-    tenant: str
-    vm: VmShape
-    requested_patch_level: str | None = None
-    requested_image: Image | None = None
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value.isoformat()}: give a timezone")
-    return value.astimezone(dt.UTC)
-
-
-def ns_of(value: dt.datetime) -> int:
-    """Nanoseconds since the epoch, exact to the microsecond."""
-    delta = _utc(value) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def rfc3339(value: dt.datetime) -> str:
-    """RFC 3339 in UTC with a trailing ``Z`` (what OPA's ``time.parse_rfc3339_ns`` reads)."""
-    text = _utc(value).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    return text.replace(".000000Z", "Z")
-
-
-def _day_ns(day: dt.date) -> int:
-    return ns_of(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
-
-
-def _round(value: float | None, places: int) -> float | None:
-    # Rounded once, here: half away from zero on the decimal text, so 9.85 stays 9.9.
-    if value is None:
-        return None
-    from decimal import ROUND_HALF_UP, Decimal
-
-    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP))
-
-
-def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
-    availability = finding.fix.availability
-    date = availability.date
-    return Vulnerability(
-        id=finding.vuln_id,
-        component=finding.component,
-        title=finding.title,
-        max_cvss=_round(finding.max_base_score, 1),
-        cvss=[CvssScore(provider=s.provider, source=s.source, version=s.cvss_version,
-                        vector=s.vector, score=_round(s.base_score, 1) or 0.0)
-              for s in finding.severities],
-        kev=Kev(date_added=finding.kev.date_added.isoformat(),
-                due_date=finding.kev.due_date.isoformat() if finding.kev.due_date else None,
-                known_ransomware_use=finding.kev.known_ransomware_use.strip().lower() == "known")
-        if finding.kev else None,
-        epss=Epss(score=_round(finding.epss.score, 3) or 0.0,
-                  percentile=_round(finding.epss.percentile, 3),
-                  date=finding.epss.score_date.isoformat() if finding.epss.score_date else None)
-        if finding.epss else None,
-        fix=Fix(
-            status=finding.fix.status.value,
-            closing_version=finding.fix.closing_version,
-            advisories=list(finding.fix.advisories),
-            patch_ids=list(finding.fix.patch_ids),
-            availability=Availability(
-                date=date.isoformat() if date else None,
-                date_ns=_day_ns(date) if date else None,
-                days_from_now=(date - today).days if date else None,
-                basis=availability.basis.value,
-                confidence=_round(availability.confidence, 2),
-                p_within_window=_round(availability.p_within_window, 2),
-                window_days=availability.window_days,
-            ),
-        ),
-    )
-
-
-def _at_least(version: str | None, level: str) -> bool | None:
-    if version is None:
-        return None
-    try:
-        return _versions.compare("generic", version, level) >= 0
-    except VersionSchemeError:
-        return None
-
-
-# thousands of findings become ~10^5 objects: no collections on the way (they would walk
-# every long-lived object of the process)
-@paused_gc(collect=False)
-def build_input(
-    request: RequestFacts,
-    host: HostFacts,
-    report: AffectingReport,
-    patched: PatchedConfiguration,
-    now: dt.datetime,
-) -> InputDocument:
-    """Assemble the input document for one placement decision.
-
-    ``report`` is the PVDB's answer for the host's components; its component list
-    becomes ``host.components`` so that every vulnerability's ``component`` index points
-    into it. ``now`` is the decision time (timezone-aware).
-    """
-    now = _utc(now)
-    today = now.date()
-    attestation = host.attestation
-    issued = _utc(attestation.issued_at) if attestation.issued_at else None
-    level = request.requested_patch_level
-    met = None
-    if level is not None:
-        host_version = attestation.image.version if attestation.image else None
-        patched_version = patched.image.version if patched.image else None
-        met = PatchLevelMet(host=_at_least(host_version, level),
-                            patched_configuration=_at_least(patched_version, level))
-    return InputDocument(
-        request=Request(tenant=request.tenant, vm=request.vm, requested_patch_level=level,
-                        requested_image=request.requested_image, patch_level_met=met),
-        host=Host(
-            id=host.id,
-            attestation=Attestation(
-                status=attestation.status,
-                issued_at=rfc3339(issued) if issued else None,
-                issued_at_ns=ns_of(issued) if issued else None,
-                age_seconds=max(0, int((now - issued).total_seconds())) if issued else None,
-                verifier_id=attestation.verifier_id,
-                image=attestation.image,
-                trust_vector=attestation.trust_vector,
-                failures=list(attestation.failures),
-            ),
-            components=[Component(kind=c.kind, vendor=c.vendor, product=c.product,
-                                  version=c.version, cpe=c.cpe, purl=c.purl)
-                        for c in report.components],
-        ),
-        vulnerabilities=[_vulnerability(f, today)
-                         for f in sorted(report.findings, key=lambda f: (f.vuln_id, f.component))],
-        undetermined=[Undetermined(id=u.vuln_id, component=u.component, reason=u.reason)
-                      for u in report.undetermined],
-        patched_configuration=patched,
-        decision_time=DecisionTime(rfc3339=rfc3339(now), ns=ns_of(now)),
-        provenance=Provenance(pvdb_generation=report.pvdb_generation,
-                              pvdb_as_of=rfc3339(report.as_of)
-                              if report.as_of.tzinfo else report.as_of.isoformat()),
-    )

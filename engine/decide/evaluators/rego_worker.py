@@ -1,4 +1,4 @@
-"""The regorus worker process: evaluates Rego for :mod:`engine.decide.regorus_engine`.
+"""The regorus worker process: evaluates Rego for :mod:`.regorus_engine`.
 
 regorus holds the GIL while it evaluates, so a timeout can neither interrupt it nor even
 be noticed by another thread of the same process until it is done. Evaluations therefore
@@ -16,7 +16,9 @@ Protocol over stdin/stdout, each message a 4-byte big-endian length and that man
    / ``error``, ``parse_ns``, ``eval_ns``, and ``message`` / ``file`` / ``line`` for an
    error), a newline, and for ``value`` the result as JSON.
 
-It imports only regorus and orjson, so that it starts in a fraction of a second.
+It imports only regorus and orjson (and the packages above it import nothing heavy:
+``engine.decide`` loads its modules lazily), so that it starts in a fraction of a second.
+Run it as ``python -m engine.decide.evaluators.rego_worker``.
 """
 
 from __future__ import annotations

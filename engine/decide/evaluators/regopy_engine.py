@@ -12,26 +12,37 @@ some rules, so policy tests replace ``input.<field>`` one field at a time.
 
 rego-cpp builds sets and objects in quadratic time and reads its input node by node
 (~0.1 ms per vulnerability), so it is the slower of the two embedded evaluators; see
-docs/performance.md. It cannot be interrupted: a timeout abandons the worker thread (it
-finishes in the background) and the next evaluation starts a fresh interpreter.
+docs/performance.md. It cannot be interrupted: with a timeout, each evaluation runs on a
+:class:`Worker` thread; when the timeout passes the evaluator abandons that worker (the
+evaluation finishes in the background on a daemon thread, whose result is dropped) and
+starts the next evaluation on a fresh worker and interpreter. :class:`Abandoned` caps how
+many such evaluations may still run. (regorus holds the GIL while it evaluates, so it
+runs in a worker process instead: :mod:`.regorus_engine`.)
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import regopy
 from regopy import rego_shared
 
 from engine.decide.bundle import PolicySet
-from engine.decide.errors import EvaluationTimeout, EvaluatorError, PolicyError
-from engine.decide.evaluator import DECISION_PATH, Evaluation, Evaluator
-from engine.decide.worker import Abandoned, Worker
+from engine.decide.errors import PolicyError
+from engine.decide.evaluators import (
+    DECISION_PATH,
+    Evaluation,
+    EvaluationTimeout,
+    Evaluator,
+    EvaluatorError,
+)
 
 _ERROR_AT = re.compile(r"\(error\s+\d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s*"
                        r"\(errormsg\s+\d+:(?P<msg>[^)]*)\)", re.S)
@@ -92,6 +103,69 @@ def output_value(output: regopy.Output, interpreter: regopy.Interpreter) -> tupl
     if not expressions:
         return False, None
     return True, expressions[0]
+
+
+# --- the worker thread ------------------------------------------------------------
+
+
+class Worker:
+    """One daemon thread running submitted calls in order (daemon: an abandoned,
+    still-running evaluation does not hold up the interpreter's exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, future = job
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def submit(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((call, future))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def running(self) -> bool:
+        """Whether the thread is still alive (an abandoned one: still evaluating)."""
+        return self._thread.is_alive()
+
+
+MAX_ABANDONED = 4
+"""Timed-out evaluations allowed to run on in the background at once. Past that, new
+evaluations are refused (a fail-closed reject) instead of starting more threads: a
+policy or input that never finishes cannot pile up threads and take every core."""
+
+
+class Abandoned:
+    """The workers an evaluator gave up on, while they still run."""
+
+    def __init__(self) -> None:
+        self._workers: list[Worker] = []
+
+    def add(self, worker: Worker) -> None:
+        worker.stop()
+        self._workers.append(worker)
+
+    def check(self) -> None:
+        """Raise EvaluatorError while :data:`MAX_ABANDONED` of them still run."""
+        self._workers = [w for w in self._workers if w.running()]
+        if len(self._workers) >= MAX_ABANDONED:
+            raise EvaluatorError(
+                f"{len(self._workers)} evaluations that timed out are still running; no "
+                "new evaluation starts until one of them ends")
+
+
+# --- the evaluator ----------------------------------------------------------------
 
 
 class EmbeddedEvaluator(Evaluator):

@@ -1,0 +1,113 @@
+"""The evaluator seam: one small interface, one module per backend.
+
+* :mod:`.regorus_engine` — ``regorus`` (Rust) in a worker process (:mod:`.rego_worker`),
+  the default, ``evaluator = "regorus"``;
+* :mod:`.regopy_engine` — ``regopy`` (rego-cpp) in-process, ``evaluator = "regopy"``;
+* :mod:`.remote` — an OPA server, queried with ``opa-python-client``, used when
+  ``VIGIL_OPA_URL`` is set.
+
+A backend answers one question: the value of ``data.<path>`` for an input. It raises
+:class:`EvaluatorError` (or its subclass :class:`EvaluationTimeout`) when it cannot
+answer; the decider turns every such failure into a reject. :func:`evaluator_for`
+chooses the backend the settings name.
+
+This module imports no backend (each loads its Rego engine when it is first chosen), so
+that ``python -m engine.decide.evaluators.rego_worker`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.decide.errors import DecideError
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.decide.bundle import PolicySet
+
+__all__ = [
+    "DECISION_PATH",
+    "EMBEDDED",
+    "Evaluation",
+    "EvaluationTimeout",
+    "Evaluator",
+    "EvaluatorError",
+    "embedded_evaluator",
+    "evaluator_for",
+]
+
+DECISION_PATH = "vigil/decision/result"
+"""The query path of the default entry point, ``data.vigil.decision.result``."""
+
+
+class EvaluatorError(DecideError):
+    """An evaluator backend failed: the decision is a reject (fail closed)."""
+
+
+class EvaluationTimeout(EvaluatorError):
+    """An evaluation did not finish within the configured decision timeout."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The answer of one evaluation."""
+
+    defined: bool
+    """False when the queried document is undefined for this input."""
+    value: Any
+    """The document's value (None when undefined)."""
+    timings_ns: dict[str, int] = field(default_factory=dict)
+    """OPA-style metrics, e.g. ``timer_rego_query_eval_ns``."""
+
+
+class Evaluator(abc.ABC):
+    """Evaluates a query path of a loaded policy set against an input document."""
+
+    name: str
+    """Backend name recorded in the decision log (``regorus``, ``regopy``, ``opa``)."""
+
+    @property
+    @abc.abstractmethod
+    def bundle_revision(self) -> str | None:
+        """The revision of the policy bundle this evaluator serves."""
+
+    @abc.abstractmethod
+    def evaluate(self, input_document: dict[str, Any], path: str = DECISION_PATH) -> Evaluation:
+        """Evaluate ``data.<path>`` (slash-separated) for ``input_document``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (threads, sessions)."""
+
+
+EMBEDDED = ("regorus", "regopy")
+"""Names of the in-process evaluators (``Settings.evaluator``)."""
+
+
+def embedded_evaluator(name: str, policy: PolicySet, *, timeout: float | None) -> Evaluator:
+    """An in-process evaluator by name: ``regorus`` or ``regopy``."""
+    if name == "regorus":
+        from engine.decide.evaluators.regorus_engine import RegorusEvaluator
+
+        return RegorusEvaluator(policy, timeout=timeout)
+    if name == "regopy":
+        from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
+
+        return EmbeddedEvaluator(policy, timeout=timeout)
+    raise ConfigError(f"unknown evaluator {name!r}", tip=f"use one of {', '.join(EMBEDDED)}")
+
+
+def evaluator_for(settings: Settings, policy: PolicySet | None = None) -> Evaluator:
+    """The configured backend: OPA when ``opa_url`` is set, else the in-process
+    ``settings.evaluator`` on ``policy`` (default: the policy the settings name)."""
+    if settings.opa_url:
+        from engine.decide.evaluators.remote import RemoteEvaluator
+
+        return RemoteEvaluator(settings.opa_url, timeout=settings.decision_timeout)
+    if policy is None:
+        from engine.decide.bundle import load_policy
+
+        policy = load_policy(settings)
+    return embedded_evaluator(settings.evaluator, policy, timeout=settings.decision_timeout)

@@ -1,0 +1,417 @@
+"""Every feed adapter on its own checked-in data: ``testdata/<adapter>/happy`` and ``sad``.
+
+``happy/`` holds small excerpts of real public feed data (testdata/README.md says where
+each came from); the check registered for each file states the records and facts the
+adapter makes of it. ``sad/`` holds broken variants made by hand; each is ingested into a
+fresh PVDB and the ingest must report exactly the stated problems and warnings, store
+nothing of a broken record, and raise nothing. These tests need no shared data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.pvdb import Problem, Pvdb
+from engine.pvdb import feeds as feeds_package
+from engine.pvdb.feeds import adapter_for
+from engine.pvdb.feeds.base import Document
+from engine.pvdb.models import NormalisedRecord
+from tests.pvdb.feeds.helpers import normalise_all
+
+TESTDATA = Path(__file__).parent / "testdata"
+UTC = dt.UTC
+
+Check = Callable[[list[NormalisedRecord]], None]
+HAPPY: dict[str, Check] = {}
+"""testdata-relative path of a happy file -> the check of what it yields."""
+
+
+def happy(path: str) -> Callable[[Check], Check]:
+    """Register ``check`` as what ``testdata/<path>`` must yield."""
+
+    def register(check: Check) -> Check:
+        assert path not in HAPPY, path
+        HAPPY[path] = check
+        return check
+
+    return register
+
+
+@dataclass(frozen=True)
+class Sad:
+    """What ingesting one broken file reports, and what of it is still stored."""
+
+    adapter: str | None
+    """The adapter class that claims the file (None: no adapter does)."""
+    problems: tuple[str, ...] = ()
+    """Each problem as ``[record id] at pointer: reason`` (no record id when none)."""
+    warnings: tuple[str, ...] = ()
+    stored: tuple[str, ...] = ()
+    """Record ids that still load (the rest of the document)."""
+
+
+SAD: dict[str, Sad] = {}
+"""testdata-relative path of a sad file -> what ingesting it reports."""
+
+
+def _doc(path: str) -> Document:
+    file = TESTDATA / path
+    return Document(str(file), file.read_bytes())
+
+
+def _one(records: list[NormalisedRecord]) -> NormalisedRecord:
+    assert len(records) == 1, [r.record_id for r in records]
+    return records[0]
+
+
+def _rows(facts: Iterable[Any], *fields: str) -> list[tuple[Any, ...]]:
+    """The named fields of each fact, in order (enum members compare equal to their
+    values)."""
+    return [tuple(getattr(f, name) for name in fields) for f in facts]
+
+
+def _said(problem: Problem) -> str:
+    where = f"[{problem.record_id}] " if problem.record_id else ""
+    return f"{where}at {problem.pointer}: {problem.reason}"
+
+
+# --- cve5 --------------------------------------------------------------------------------
+
+_KERNEL_INTRODUCED = "92c58965e9656dc6e682a8ffe520fac0fb256d13"
+_KERNEL_FIX_COMMITS = ("3ee59c38ae7369ad1f7b846e05633ccf0d159fab",
+                       "fd627ac8a5cff4d45269f164b13ddddc0726f2cc",
+                       "061c553c66bc1638c280739999224c8000fd4602",
+                       "5a53249d149f48b558368c5338b9921b76a12f8c")
+_KERNEL_CPE = "cpe:2.3:o:linux:linux_kernel:*:*:*:*:*:*:*:*"
+
+
+@happy("cve5/happy/CVE-2025-38469.json")
+def _cve5_kernel_cna(records: list[NormalisedRecord]) -> None:
+    """The kernel CNA's own record: no dates, git ranges, semver branches, CPE ranges."""
+    record = _one(records)
+    assert record.record_id == "CVE-2025-38469"
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.state, vuln.assigner, vuln.published, vuln.modified) == (
+        "CVE-2025-38469", "published", "Linux", None, None)
+    assert vuln.title == ("KVM: x86/xen: Fix cleanup logic in emulation of Xen schedop poll"
+                          " hypercalls")
+    assert vuln.description is not None and vuln.description.startswith(
+        "In the Linux kernel, the following vulnerability has been resolved:\n\nKVM: x86/xen:")
+    assert record.severities == () and record.aliases == () and record.warnings == ()
+    assert {(a.vendor, a.product) for a in record.affected} == {("linux", "linux_kernel")}
+    fields = ("group", "match_kind", "scheme", "status", "default_status", "start", "end",
+              "end_inclusive", "exact", "fixed", "cpe")
+    assert _rows(record.affected, *fields) == [
+        *[(0, "product", "git", "affected", "unaffected", _KERNEL_INTRODUCED, commit, False,
+           None, None, None) for commit in _KERNEL_FIX_COMMITS],
+        (1, "product", "kernel", "affected", "affected", None, None, False, "6.2", None, None),
+        (1, "product", "kernel", "unaffected", "affected", None, "6.2", False, None, None, None),
+        (1, "product", "kernel", "unaffected", "affected", "6.6.100", "6.6.*", True, None,
+         "6.6.100", None),
+        (1, "product", "kernel", "unaffected", "affected", "6.12.40", "6.12.*", True, None,
+         "6.12.40", None),
+        (1, "product", "kernel", "unaffected", "affected", "6.15.8", "6.15.*", True, None,
+         "6.15.8", None),
+        (1, "product", "kernel", "unaffected", "affected", "6.16", "*", True, None, "6.16",
+         None),
+        *[(1000, "cpe", "kernel", "affected", "unaffected", "6.2", end, False, None, end,
+           _KERNEL_CPE) for end in ("6.6.100", "6.12.40", "6.15.8", "6.16")],
+    ]
+    assert _rows(record.fixes, "vendor", "product", "fixed_version", "patch_id", "url") == [
+        *[("linux", "linux_kernel", None, c, f"https://git.kernel.org/stable/c/{c}")
+          for c in _KERNEL_FIX_COMMITS],
+        *[("linux", "linux_kernel", v, None, None)
+          for v in ("6.6.100", "6.12.40", "6.15.8", "6.16")],
+    ]
+    assert [r.url for r in record.references] == [
+        f"https://git.kernel.org/stable/c/{c}" for c in _KERNEL_FIX_COMMITS]
+
+
+@happy("cve5/happy/CVE-2024-31142.json")
+def _cve5_xen(records: list[NormalisedRecord]) -> None:
+    """A Xen record: no machine-readable versions, an ADP container with SSVC only."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title, vuln.assigner, vuln.state) == (
+        "CVE-2024-31142", "x86: Incorrect logic for BTC/SRSO mitigations", "XEN", "published")
+    assert vuln.published == dt.datetime(2024, 5, 16, 13, 39, 42, 774000, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 6, 4, 17, 36, 7, 65000, tzinfo=UTC)
+    assert vuln.description is not None and vuln.description.startswith(
+        "Because of a logical error in XSA-407 (Branch Type Confusion), the\nmitigation")
+    assert _rows(record.affected, "group", "match_kind", "vendor", "product", "scheme",
+                 "status", "default_status", "exact", "start", "end") == [
+        (0, "product", "xen", "xen", "custom", "unknown", "unknown",
+         "consult Xen advisory XSA-455", None, None)]
+    assert record.severities == () and record.fixes == () and record.warnings == ()
+    assert _rows(record.references, "url", "tags") == [
+        ("https://xenbits.xenproject.org/xsa/advisory-455.html", ())]
+
+
+@happy("cve5/happy/CVE-2024-23984.json")
+def _cve5_intel(records: list[NormalisedRecord]) -> None:
+    """An Intel record: CVSS 4.0 and 3.1 from the CNA, a placeholder version."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title, vuln.assigner) == ("CVE-2024-23984", None, "intel")
+    assert vuln.description == (
+        "Observable discrepancy in RAPL interface for some Intel(R) Processors may allow a"
+        " privileged user to potentially enable information disclosure via local access.")
+    assert vuln.published == dt.datetime(2024, 9, 16, 16, 38, 48, 187000, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 10, 7, 18, 23, 30, 844000, tzinfo=UTC)
+    assert _rows(record.severities, "provider", "cvss_version", "vector", "base_score",
+                 "base_severity") == [
+        ("intel", "4.0", "CVSS:4.0/AV:L/AC:H/AT:P/PR:H/UI:N/VC:H/VI:N/VA:N/SC:H/SI:N/SA:N",
+         6.8, "MEDIUM"),
+        ("intel", "3.1", "CVSS:3.1/AV:L/AC:H/PR:H/UI:N/S:C/C:H/I:N/A:N", 5.3, "MEDIUM"),
+    ]
+    assert _rows(record.affected, "vendor", "product", "scheme", "status", "default_status",
+                 "exact") == [
+        ("n/a", "intel(r)_processors", "custom", "affected", "unaffected", "See references")]
+    assert record.fixes == () and record.warnings == ()
+    assert [r.url for r in record.references] == [
+        "https://www.intel.com/content/www/us/en/security-center/advisory/intel-sa-01103.html"]
+
+
+@happy("cve5/happy/CVE-2024-38796.json")
+def _cve5_tianocore(records: list[NormalisedRecord]) -> None:
+    """A TianoCore record: an inclusive custom range with no fix, references from an ADP."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title, vuln.assigner) == (
+        "CVE-2024-38796", "Integer overflow in PeCoffLoaderRelocateImage", "TianoCore")
+    assert vuln.published == dt.datetime(2024, 9, 27, 21, 45, 0, 730000, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 12, 6, 13, 9, 30, 427000, tzinfo=UTC)
+    assert _rows(record.severities, "provider", "cvss_version", "vector", "base_score",
+                 "base_severity") == [
+        ("TianoCore", "3.1", "CVSS:3.1/AV:A/AC:H/PR:L/UI:N/S:U/C:L/I:H/A:L", 5.9, "MEDIUM")]
+    # packageName without a collectionURL names no ecosystem: a product statement.
+    assert _rows(record.affected, "match_kind", "vendor", "product", "package", "scheme",
+                 "status", "default_status", "start", "end", "end_inclusive", "fixed") == [
+        ("product", "tianocore", "edk2", None, "custom", "affected", "unaffected", None,
+         "edk2-stable202405", True, None)]
+    assert record.fixes == ()
+    assert [r.url for r in record.references] == [
+        "https://github.com/tianocore/edk2/security/advisories/GHSA-xpcr-7hjq-m6qm",
+        "https://security.netapp.com/advisory/ntap-20241206-0006/",
+    ]
+
+
+SAD.update({
+    "cve5/sad/truncated.json": Sad(None, problems=(
+        "at $: not valid JSON: unexpected end of data: line 25 column 3 (char 1000)",)),
+    "cve5/sad/data-version-6.json": Sad("Cve5Adapter", problems=(
+        "at $.dataVersion: unsupported CVE JSON dataVersion '6.0' (5.x is read)",)),
+    "cve5/sad/missing-cve-id.json": Sad("Cve5Adapter", problems=(
+        "at $.cveMetadata: missing required field 'cveId'",)),
+    "cve5/sad/bad-date-updated.json": Sad("Cve5Adapter", problems=(
+        "at $.cveMetadata.dateUpdated: not an ISO 8601 timestamp:"
+        " '2024-06-31T17:36:07.065Z'",)),
+    "cve5/sad/unknown-state.json": Sad("Cve5Adapter", problems=(
+        "[CVE-2024-31142] at $.cveMetadata.state: unknown state 'RESERVED'"
+        " (PUBLISHED or REJECTED)",)),
+    "cve5/sad/unknown-version-status.json": Sad("Cve5Adapter", problems=(
+        "[CVE-2024-31142] at $.containers.cna.affected[0].versions[0].status: status must be"
+        " affected, unaffected or unknown, got 'fixed'",)),
+    "cve5/sad/bad-version-range.json": Sad("Cve5Adapter", problems=(
+        "[CVE-2024-31142] at $.containers.cna.affected[0].versions[0].lessThan: expected"
+        " str, got float",)),
+    "cve5/sad/bad-cvss-vector.json": Sad("Cve5Adapter", problems=(
+        "[CVE-2024-31142] at $.containers.cna.metrics[0].cvssV3_1: invalid CVSS vector"
+        " 'CVSS:3.1/AV:L/AC:H/PR:H/UI:N/S:C/C:H/I:N/A:X': Unknown value \"X\" in field"
+        " \"A:X\"",)),
+})
+
+
+
+# --- nvd ---------------------------------------------------------------------------------
+
+
+@happy("nvd/happy/CVE-2023-45230.json")
+def _nvd_bare_record(records: list[NormalisedRecord]) -> None:
+    """A bare API 2.0 ``cve`` object: two providers' scores, an inclusive CPE range."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.assigner, vuln.state, vuln.title) == (
+        "CVE-2023-45230", "infosec@edk2.groups.io", "published", None)
+    # naive NVD timestamps are UTC
+    assert vuln.published == dt.datetime(2024, 1, 16, 16, 15, 11, 727000, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 1, 23, 19, 39, 22, 663000, tzinfo=UTC)
+    assert vuln.description is not None and vuln.description.startswith(
+        " EDK2's Network Package is susceptible to a buffer overflow")  # English, not Spanish
+    assert _rows(record.severities, "provider", "cvss_version", "vector", "base_score",
+                 "base_severity") == [
+        ("nvd@nist.gov", "3.1", "CVSS:3.1/AV:A/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 8.8, "HIGH"),
+        ("infosec@edk2.groups.io", "3.1", "CVSS:3.1/AV:A/AC:L/PR:N/UI:N/S:U/C:H/I:L/A:H", 8.3,
+         "HIGH"),
+    ]
+    assert _rows(record.affected, "group", "match_kind", "vendor", "product", "cpe", "status",
+                 "default_status", "start", "end", "end_inclusive", "fixed", "condition") == [
+        (0, "cpe", "tianocore", "edk2", "cpe:2.3:a:tianocore:edk2:*:*:*:*:*:*:*:*", "affected",
+         "unaffected", None, "202311", True, None, None)]
+    assert _rows(record.references, "url", "tags") == [
+        ("http://packetstormsecurity.com/files/176574/PixieFail-Proof-Of-Concepts.html",
+         ("Third Party Advisory", "VDB Entry")),
+        ("http://www.openwall.com/lists/oss-security/2024/01/16/2", ("Mailing List",)),
+        ("https://github.com/tianocore/edk2/security/advisories/GHSA-hc6x-cw6p-gj7h",
+         ("Vendor Advisory",)),
+    ]
+    assert record.kev == () and record.fixes == () and record.warnings == ()
+
+
+@happy("nvd/happy/CVE-2024-3446.json")
+def _nvd_awaiting_analysis(records: list[NormalisedRecord]) -> None:
+    """An unanalysed record: the CNA's score and references, no CPE statements."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.assigner) == ("CVE-2024-3446", "secalert@redhat.com")
+    assert vuln.published == dt.datetime(2024, 4, 9, 20, 15, 10, 450000, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 9, 25, 1, 15, 40, 827000, tzinfo=UTC)
+    assert _rows(record.severities, "provider", "vector", "base_score", "base_severity") == [
+        ("secalert@redhat.com", "CVSS:3.1/AV:L/AC:L/PR:H/UI:N/S:C/C:H/I:H/A:H", 8.2, "HIGH")]
+    assert record.affected == () and record.kev == ()
+    assert [r.url for r in record.references] == [
+        "https://access.redhat.com/errata/RHSA-2024:6964",
+        "https://access.redhat.com/security/cve/CVE-2024-3446",
+        "https://bugzilla.redhat.com/show_bug.cgi?id=2274211",
+        "https://patchew.org/QEMU/20240409105537.18308-1-philmd@linaro.org/",
+    ]
+
+
+@happy("nvd/happy/CVE-2022-33745.api2-response.json")
+def _nvd_api_page(records: list[NormalisedRecord]) -> None:
+    """An API 2.0 response page of one item: a Xen CPE and an OR of distribution CPEs."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.assigner) == ("CVE-2022-33745", "security@xen.org")
+    assert vuln.published == dt.datetime(2022, 7, 26, 13, 15, 10, 3000, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2023, 11, 7, 3, 48, 22, 143000, tzinfo=UTC)
+    assert vuln.description is not None and vuln.description.startswith(
+        "insufficient TLB flush for x86 PV guests in shadow mode")
+    assert _rows(record.severities, "provider", "vector", "base_score") == [
+        ("nvd@nist.gov", "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:C/C:H/I:H/A:H", 8.8)]
+    assert _rows(record.affected, "group", "vendor", "product", "cpe", "exact", "start",
+                 "end") == [
+        (0, "xen", "xen", "cpe:2.3:o:xen:xen:*:*:*:*:*:*:x86:*", None, None, None),
+        (1, "debian", "debian_linux", "cpe:2.3:o:debian:debian_linux:11.0:*:*:*:*:*:*:*",
+         "11.0", None, None),
+        (1, "fedoraproject", "fedora", "cpe:2.3:o:fedoraproject:fedora:35:*:*:*:*:*:*:*", "35",
+         None, None),
+        (1, "fedoraproject", "fedora", "cpe:2.3:o:fedoraproject:fedora:36:*:*:*:*:*:*:*", "36",
+         None, None),
+    ]
+    # NVD lists a URL once per source: the tags are merged into one reference
+    assert _rows(record.references, "url", "tags")[:3] == [
+        ("http://www.openwall.com/lists/oss-security/2022/07/26/2",
+         ("Mailing List", "Patch", "Third Party Advisory")),
+        ("http://www.openwall.com/lists/oss-security/2022/07/26/3",
+         ("Mailing List", "Patch", "Third Party Advisory")),
+        ("http://xenbits.xen.org/xsa/advisory-408.html", ("Patch", "Vendor Advisory")),
+    ]
+    assert len(record.references) == 7
+
+
+@happy("nvd/happy/nvdcve-1.1-CVE-2022-0090.json")
+def _nvd_legacy_feed(records: list[NormalisedRecord]) -> None:
+    """The retired 1.1 feed: v3 and v2 scores by NVD, three excluding ranges per edition."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.assigner) == ("CVE-2022-0090", "cve@gitlab.com")
+    assert vuln.published == dt.datetime(2022, 1, 18, 17, 15, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2022, 1, 25, 14, 49, tzinfo=UTC)
+    assert vuln.description is not None and vuln.description.startswith(
+        "An issue has been discovered affecting GitLab versions prior to 14.4.5")
+    assert _rows(record.severities, "provider", "cvss_version", "vector", "base_score") == [
+        ("nvd@nist.gov", "3.1", "CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:N/I:H/A:N", 6.5),
+        ("nvd@nist.gov", "2.0", "AV:N/AC:L/Au:N/C:N/I:P/A:N", 5.0),
+    ]
+    community = "cpe:2.3:a:gitlab:gitlab:*:*:*:*:community:*:*:*"
+    enterprise = "cpe:2.3:a:gitlab:gitlab:*:*:*:*:enterprise:*:*:*"
+    assert _rows(record.affected, "group", "cpe", "start", "start_inclusive", "end",
+                 "end_inclusive", "fixed") == [
+        (0, community, "14.6.0", True, "14.6.1", False, "14.6.1"),
+        (0, enterprise, "14.6.0", True, "14.6.1", False, "14.6.1"),
+        (0, community, "14.5.0", True, "14.5.3", False, "14.5.3"),
+        (0, enterprise, "14.5.0", True, "14.5.3", False, "14.5.3"),
+        (0, community, None, True, "14.4.5", False, "14.4.5"),
+        (0, enterprise, None, True, "14.4.5", False, "14.4.5"),
+    ]
+    assert _rows(record.references, "url", "tags") == [
+        ("https://hackerone.com/reports/1415964", ("Permissions Required",)),
+        ("https://gitlab.com/gitlab-org/cves/-/blob/master/2022/CVE-2022-0090.json",
+         ("Third Party Advisory",)),
+        ("https://gitlab.com/gitlab-org/gitaly/-/issues/3948", ("Broken Link",)),
+    ]
+
+
+SAD.update({
+    "nvd/sad/truncated-page.json": Sad(None, problems=(
+        "at $: not valid JSON: unexpected end of data: line 23 column 488 (char 1489)",)),
+    "nvd/sad/page-version-3.json": Sad("NvdAdapter", problems=(
+        "at $.version: unsupported NVD API version '3.0' (2.x is read)",)),
+    "nvd/sad/bad-published.json": Sad("NvdAdapter", problems=(
+        "[CVE-2023-45230] at $.published: not an ISO 8601 timestamp: '16/01/2024 16:15'",)),
+    "nvd/sad/cpe-match-without-vulnerable.json": Sad("NvdAdapter", problems=(
+        "[CVE-2023-45230] at $.configurations[0].nodes[0].cpeMatch[0]: missing required"
+        " field 'vulnerable'",)),
+    "nvd/sad/bad-version-end.json": Sad("NvdAdapter", problems=(
+        "[CVE-2023-45230] at $.configurations[0].nodes[0].cpeMatch[0].versionEndIncluding:"
+        " expected str, got int",)),
+    "nvd/sad/unknown-operator.json": Sad("NvdAdapter", problems=(
+        "[CVE-2023-45230] at $.configurations[0].operator: operator must be AND or OR, got"
+        " 'XOR'",)),
+    "nvd/sad/page-item-not-a-cve-id.json": Sad("NvdAdapter", problems=(
+        "at $.vulnerabilities[0].cve.id: not a CVE id: 'CVE-2023-4523O'",),
+        stored=("CVE-2023-45234",)),
+    "nvd/sad/legacy-bad-vector.json": Sad("NvdAdapter", problems=(
+        "[CVE-2022-0090] at $.CVE_Items[0].impact.baseMetricV3.cvssV3.vectorString: invalid"
+        " CVSS vector 'CVSS:3.1/AV:N/AC:L': Missing mandatory metrics \"PR, UI, S, C, I, A\"",)),
+})
+
+# --- the checks, run ---------------------------------------------------------------------
+# (keep this section last: the parametrisations below read HAPPY and SAD as filled above)
+
+_FACT_TABLES = ("vulnerabilities", "aliases", "severities", "affected", "fixes", "refs", "kev",
+                "epss", "releases")
+
+
+@pytest.mark.parametrize("path", sorted(HAPPY))
+def test_happy_file_yields_its_facts(path: str) -> None:
+    doc = _doc(path)
+    adapter = adapter_for(doc)
+    assert adapter is not None, f"no adapter reads {path}"
+    assert type(adapter).__module__ == f"{feeds_package.__name__}.{path.split('/')[0]}"
+    HAPPY[path](normalise_all(doc, adapter))
+
+
+@pytest.mark.parametrize("path", sorted(SAD))
+def test_sad_file_reports_exactly_its_problem(path: str, db_path: Path) -> None:
+    expected = SAD[path]
+    adapter = adapter_for(_doc(path))
+    assert (type(adapter).__name__ if adapter else None) == expected.adapter
+    with Pvdb.open(db_path) as db:
+        report = db.ingest([str(TESTDATA / path)])
+        assert [_said(p) for p in report.problems] == list(expected.problems)
+        assert [_said(w) for w in report.warnings] == list(expected.warnings)
+        stored = {r for (r,) in db._con.execute("SELECT record_id FROM records").fetchall()}
+        assert stored == set(expected.stored)
+        for table in _FACT_TABLES:
+            rows = db._con.execute(f"SELECT DISTINCT record_id FROM {table}").fetchall()
+            assert {r for (r,) in rows} <= stored, table
+    assert expected.problems or expected.warnings, "a sad file must be reported"
+
+
+def test_happy_files_ingest_cleanly_and_a_second_run_changes_nothing(db_path: Path) -> None:
+    paths = [str(TESTDATA / p) for p in sorted(HAPPY)]
+    with Pvdb.open(db_path) as db:
+        first = db.ingest(paths)
+        assert [str(p) for p in first.problems] == []
+        assert first.skipped == []
+        assert first.changed == sum(len(normalise_all(_doc(p))) for p in HAPPY)
+        second = db.ingest(paths)
+        assert (second.changed, second.problems) == (0, [])

@@ -77,8 +77,11 @@ def _rows(facts: Iterable[Any], *fields: str) -> list[tuple[Any, ...]]:
 
 
 def _said(problem: Problem) -> str:
+    """A problem or warning without its origin (a reason naming the file names it
+    ``testdata/…``)."""
     where = f"[{problem.record_id}] " if problem.record_id else ""
-    return f"{where}at {problem.pointer}: {problem.reason}"
+    reason = problem.reason.replace(str(TESTDATA), "testdata")
+    return f"{where}at {problem.pointer}: {reason}"
 
 
 # --- cve5 --------------------------------------------------------------------------------
@@ -371,6 +374,114 @@ SAD.update({
     "nvd/sad/legacy-bad-vector.json": Sad("NvdAdapter", problems=(
         "[CVE-2022-0090] at $.CVE_Items[0].impact.baseMetricV3.cvssV3.vectorString: invalid"
         " CVSS vector 'CVSS:3.1/AV:N/AC:L': Missing mandatory metrics \"PR, UI, S, C, I, A\"",)),
+})
+
+
+# --- kev ---------------------------------------------------------------------------------
+
+_KEV_RELEASED = dt.datetime(2025, 8, 25, 17, 4, 19, 979600, tzinfo=UTC)
+_KEV_ACTION = ("Apply mitigations per vendor instructions or discontinue use of the product if"
+               " mitigations are unavailable.")
+
+
+@happy("kev/happy/known_exploited_vulnerabilities.json")
+def _kev_catalog(records: list[NormalisedRecord]) -> None:
+    """Two catalog entries: one used in ransomware campaigns, one not known to be."""
+    assert [r.record_id for r in records] == ["CVE-2024-37085", "CVE-2024-1086"]
+    facts = [fact for r in records for fact in r.kev]
+    assert _rows(facts, "vuln_id", "date_added", "due_date", "ransomware", "vendor",
+                 "product", "name", "required_action") == [
+        ("CVE-2024-37085", dt.date(2024, 7, 30), dt.date(2024, 8, 20), "Known", "VMware",
+         "ESXi", "VMware ESXi Authentication Bypass Vulnerability", _KEV_ACTION),
+        ("CVE-2024-1086", dt.date(2024, 5, 30), dt.date(2024, 6, 20), "Unknown", "Linux",
+         "Kernel", "Linux Kernel Use-After-Free Vulnerability", _KEV_ACTION),
+    ]
+    for record in records:
+        assert (record.vulns, record.affected, record.warnings) == ((), (), ())
+    raws = list(adapter_for(_doc("kev/happy/known_exploited_vulnerabilities.json"))
+                .split(_doc("kev/happy/known_exploited_vulnerabilities.json")))
+    # entries carry no date of their own: each takes the catalog's dateReleased
+    assert _rows(raws, "record_id", "modified", "pointer") == [
+        ("CVE-2024-37085", _KEV_RELEASED, "$.vulnerabilities[0]"),
+        ("CVE-2024-1086", _KEV_RELEASED, "$.vulnerabilities[1]"),
+    ]
+
+
+SAD.update({
+    "kev/sad/truncated.json": Sad(None, problems=(
+        "at $: not valid JSON: unexpected end of data: line 13 column 164 (char 600)",)),
+    "kev/sad/missing-date-added.json": Sad("KevAdapter", problems=(
+        "[CVE-2024-1086] at $.vulnerabilities[0]: missing required field 'dateAdded'",)),
+    "kev/sad/bad-due-date.json": Sad("KevAdapter", problems=(
+        "[CVE-2024-1086] at $.vulnerabilities[0].dueDate: not a date: '2024-06-31'",)),
+    "kev/sad/unknown-ransomware-use.json": Sad("KevAdapter", problems=(
+        "[CVE-2024-1086] at $.vulnerabilities[0].knownRansomwareCampaignUse: must be Known or"
+        " Unknown, got 'Maybe'",)),
+    "kev/sad/entry-without-cve-id.json": Sad("KevAdapter", problems=(
+        "at $.vulnerabilities[0]: missing required field 'cveID'",),
+        stored=("CVE-2024-37085",)),
+})
+
+
+# --- epss --------------------------------------------------------------------------------
+
+
+def _epss(records: list[NormalisedRecord]) -> list[tuple[Any, ...]]:
+    assert all(len(r.epss) == 1 and r.record_id == r.epss[0].vuln_id for r in records)
+    return _rows([r.epss[0] for r in records], "vuln_id", "score", "percentile", "score_date")
+
+
+@happy("epss/happy/first_format_sample-example-1.csv")
+def _epss_first_daily_file(records: list[NormalisedRecord]) -> None:
+    """FIRST's layout: the score date comes from the comment line."""
+    day = dt.date(2025, 2, 20)
+    assert _epss(records) == [
+        ("CVE-1999-0001", 0.00383, 0.73075, day),
+        ("CVE-1999-0002", 0.01328, 0.85996, day),
+        ("CVE-1999-0003", 0.04409, 0.92440, day),
+        ("CVE-1999-0004", 0.00917, 0.82963, day),
+        ("CVE-1999-0005", 0.91963, 0.99214, day),
+    ]
+    raws = list(adapter_for(_doc("epss/happy/first_format_sample-example-1.csv"))
+                .split(_doc("epss/happy/first_format_sample-example-1.csv")))
+    assert [r.pointer for r in raws] == ["line 3", "line 4", "line 5", "line 6", "line 7"]
+
+
+@happy("epss/happy/epss_kev_nvd-2026-08-22.csv")
+def _epss_kev_snapshot(records: list[NormalisedRecord]) -> None:
+    """A KEV_EPSS snapshot: the score date comes from the file name; CVSS3 is not read."""
+    day = dt.date(2026, 8, 22)
+    assert _epss(records) == [
+        ("CVE-2024-37085", 0.25952, 0.97822, day),
+        ("CVE-2024-1086", 0.28058, 0.97955, day),
+    ]
+    assert all(r.severities == () for r in records)
+
+
+@happy("epss/happy/epss_kev_nvd-2023-06-30.csv")
+def _epss_old_kev_snapshot(records: list[NormalisedRecord]) -> None:
+    """An older snapshot without the percentile column (a quoted description)."""
+    assert _epss(records) == [("CVE-2021-44228", 0.97565, None, dt.date(2023, 6, 30))]
+
+
+SAD.update({
+    "epss/sad/score-out-of-range.csv": Sad("EpssAdapter", problems=(
+        "[CVE-1999-0001] at line 3, column epss: 1.5 is outside [0, 1]",),
+        stored=("CVE-1999-0002",)),
+    "epss/sad/score-not-a-number.csv": Sad("EpssAdapter", problems=(
+        "[CVE-1999-0001] at line 3, column epss: not a number: 'n/a'",)),
+    "epss/sad/epss_kev_nvd-2026-08-22-percent.csv": Sad("EpssAdapter", problems=(
+        "[CVE-2024-1086] at line 2, column EPSS Percentile: not a number: '97.955%'",)),
+    "epss/sad/short-row.csv": Sad("EpssAdapter", problems=(
+        "at line 3: expected 3 columns, got 2",)),
+    "epss/sad/not-a-cve-id.csv": Sad("EpssAdapter", problems=(
+        "at line 2, column cve: not a CVE id: 'CVE-1999-1'",)),
+    "epss/sad/bad-score-date.csv": Sad("EpssAdapter", problems=(
+        "at line 1: not an ISO 8601 timestamp: '2025-02-30T00:00:00+0000'",)),
+    "epss/sad/epss_kev_nvd-2026-13-01.csv": Sad("EpssAdapter", problems=(
+        "at $: epss_kev_nvd-2026-13-01.csv: '2026-13-01' in the file name is not a date",)),
+    "epss/sad/not-utf8.csv": Sad("EpssAdapter", problems=(
+        "at $: testdata/epss/sad/not-utf8.csv: not UTF-8 text",)),
 })
 
 # --- the checks, run ---------------------------------------------------------------------

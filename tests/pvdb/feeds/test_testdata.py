@@ -65,6 +65,14 @@ def _doc(path: str) -> Document:
     return Document(str(file), file.read_bytes())
 
 
+def _raws(path: str) -> list[Any]:
+    """What the adapter's split yields for ``testdata/<path>``."""
+    doc = _doc(path)
+    adapter = adapter_for(doc)
+    assert adapter is not None, path
+    return list(adapter.split(doc))
+
+
 def _one(records: list[NormalisedRecord]) -> NormalisedRecord:
     assert len(records) == 1, [r.record_id for r in records]
     return records[0]
@@ -398,8 +406,7 @@ def _kev_catalog(records: list[NormalisedRecord]) -> None:
     ]
     for record in records:
         assert (record.vulns, record.affected, record.warnings) == ((), (), ())
-    raws = list(adapter_for(_doc("kev/happy/known_exploited_vulnerabilities.json"))
-                .split(_doc("kev/happy/known_exploited_vulnerabilities.json")))
+    raws = _raws("kev/happy/known_exploited_vulnerabilities.json")
     # entries carry no date of their own: each takes the catalog's dateReleased
     assert _rows(raws, "record_id", "modified", "pointer") == [
         ("CVE-2024-37085", _KEV_RELEASED, "$.vulnerabilities[0]"),
@@ -442,8 +449,7 @@ def _epss_first_daily_file(records: list[NormalisedRecord]) -> None:
         ("CVE-1999-0004", 0.00917, 0.82963, day),
         ("CVE-1999-0005", 0.91963, 0.99214, day),
     ]
-    raws = list(adapter_for(_doc("epss/happy/first_format_sample-example-1.csv"))
-                .split(_doc("epss/happy/first_format_sample-example-1.csv")))
+    raws = _raws("epss/happy/first_format_sample-example-1.csv")
     assert [r.pointer for r in raws] == ["line 3", "line 4", "line 5", "line 6", "line 7"]
 
 

@@ -490,6 +490,238 @@ SAD.update({
         "at $: testdata/epss/sad/not-utf8.csv: not UTF-8 text",)),
 })
 
+
+# --- osv ---------------------------------------------------------------------------------
+
+
+@happy("osv/happy/ALSA-2024-11219.json")
+def _osv_almalinux_one_cve(records: list[NormalisedRecord]) -> None:
+    """An AlmaLinux erratum naming one CVE: its facts are stated for that CVE."""
+    record = _one(records)
+    assert record.record_id == "ALSA-2024:11219"
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title, vuln.state) == (
+        "ALSA-2024:11219", "Moderate: edk2:20240524 security update", "published")
+    assert vuln.published == dt.datetime(2024, 12, 17, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 12, 23, 8, 27, 2, tzinfo=UTC)
+    assert _rows(record.aliases, "vuln_id", "alias") == [("ALSA-2024:11219", "CVE-2024-38796")]
+    packages = ("edk2-aarch64", "edk2-ovmf", "edk2-tools", "edk2-tools-doc")
+    fixed = "20240524-6.el9_5.3"
+    assert _rows(record.affected, "vuln_id", "group", "match_kind", "ecosystem", "package",
+                 "release", "scheme", "status", "default_status", "start", "end",
+                 "end_inclusive", "fixed") == [
+        ("CVE-2024-38796", group, "package", "rpm/almalinux", package, "9", "rpm", "affected",
+         "unaffected", None, fixed, False, fixed) for group, package in enumerate(packages)]
+    # the fix is dated by the erratum's publication
+    assert _rows(record.fixes, "vuln_id", "package", "fixed_version", "advisory_id",
+                 "fix_date") == [
+        ("CVE-2024-38796", package, fixed, "ALSA-2024:11219", dt.date(2024, 12, 17))
+        for package in packages]
+    assert _rows(record.references, "vuln_id", "url", "tags") == [
+        ("ALSA-2024:11219", "https://access.redhat.com/errata/RHSA-2024:11219", ("advisory",)),
+        ("ALSA-2024:11219", "https://access.redhat.com/security/cve/CVE-2024-38796",
+         ("report",)),
+        ("ALSA-2024:11219", "https://bugzilla.redhat.com/2315390", ("report",)),
+        ("ALSA-2024:11219", "https://errata.almalinux.org/9/ALSA-2024-11219.html",
+         ("advisory",)),
+    ]
+    assert record.severities == () and record.warnings == ()
+
+
+_ALSA_9401_CVES = ("CVE-2023-22655", "CVE-2023-28746", "CVE-2023-38575", "CVE-2023-39368",
+                   "CVE-2023-43490", "CVE-2023-45733", "CVE-2023-46103")
+
+
+@happy("osv/happy/ALSA-2024-9401.json")
+def _osv_almalinux_many_cves(records: list[NormalisedRecord]) -> None:
+    """An erratum naming seven CVEs: one package statement per CVE, an epoch in the fix."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title) == ("ALSA-2024:9401",
+                                          "Moderate: microcode_ctl security update")
+    assert vuln.published == dt.datetime(2024, 11, 12, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2024, 11, 18, 11, 46, 59, tzinfo=UTC)
+    assert [a.alias for a in record.aliases] == list(_ALSA_9401_CVES)
+    fixed = "4:20240910-1.el9_5"
+    assert _rows(record.affected, "vuln_id", "group", "ecosystem", "package", "release",
+                 "scheme", "end", "fixed") == [
+        (cve, group, "rpm/almalinux", "microcode_ctl", "9", "rpm", fixed, fixed)
+        for group, cve in enumerate(_ALSA_9401_CVES)]
+    assert _rows(record.fixes, "vuln_id", "fixed_version", "advisory_id", "fix_date") == [
+        (cve, fixed, "ALSA-2024:9401", dt.date(2024, 11, 12)) for cve in _ALSA_9401_CVES]
+    assert len(record.references) == 16 and record.warnings == ()
+
+
+_RHSA_4546_PACKAGES = ("git-lfs", "git-lfs-debuginfo", "git-lfs-debugsource")
+
+
+@happy("osv/happy/RHSA-2024_4546.json")
+def _osv_red_hat(records: list[NormalisedRecord]) -> None:
+    """Red Hat's OSV: the upstream CVE gets the score and the fixes, three RHEL streams."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title, vuln.description) == (
+        "RHSA-2024:4546", "Red Hat Security Advisory: git-lfs security update", None)
+    assert vuln.published == vuln.modified == dt.datetime(2024, 9, 2, 14, 30, tzinfo=UTC)
+    assert _rows(record.aliases, "alias") == [("CVE-2023-45288",), ("GO-2024-2687",)]
+    assert _rows(record.severities, "vuln_id", "provider", "cvss_version", "vector",
+                 "base_score", "base_severity") == [
+        ("CVE-2023-45288", "Red Hat", "3.1", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H",
+         7.5, "HIGH")]
+    fixed = "0:2.13.3-3.el8_6.1"
+    # (rhel_aus, rhel_e4s, rhel_tus) x packages, one group each; the release is checked
+    # below and in test_red_hat_e4s_stream_is_release_8
+    assert _rows(record.affected, "vuln_id", "group", "ecosystem", "package", "scheme",
+                 "start", "end", "fixed") == [
+        ("CVE-2023-45288", group, "rpm/redhat", _RHSA_4546_PACKAGES[group % 3], "rpm", None,
+         fixed, fixed) for group in range(9)]
+    assert [a.release for a in record.affected if a.group not in (3, 4, 5)] == ["8"] * 6
+    assert _rows(record.fixes, "vuln_id", "package", "fixed_version", "advisory_id",
+                 "fix_date") == [
+        ("CVE-2023-45288", package, fixed, "RHSA-2024:4546", dt.date(2024, 9, 2))
+        for package in _RHSA_4546_PACKAGES]
+    assert record.references[0].url == "https://access.redhat.com/errata/RHSA-2024:4546"
+    assert len(record.references) == 10 and record.warnings == ()
+
+
+@pytest.mark.xfail(strict=True, reason="engine.pvdb.identity reads the release of ecosystem "
+                   "'Red Hat:rhel_e4s:8.6::appstream' as 4 (the digit of 'e4s'), not 8")
+def test_red_hat_e4s_stream_is_release_8() -> None:
+    record = _one(normalise_all(_doc("osv/happy/RHSA-2024_4546.json")))
+    assert [a.release for a in record.affected] == ["8"] * 9
+
+
+SAD.update({
+    "osv/sad/truncated.json": Sad(None, problems=(
+        "at $: not valid JSON: unexpected end of data: line 53 column 5 (char 1000)",)),
+    "osv/sad/unknown-event.json": Sad("OsvAdapter", problems=(
+        "[ALSA-2024:11219] at $.affected[0].ranges[0].events[1]: unknown event 'unfixed'",)),
+    "osv/sad/fixed-before-introduced.json": Sad("OsvAdapter", problems=(
+        "[ALSA-2024:11219] at $.affected[0].ranges[0].events[0]: 'fixed' event without an"
+        " open 'introduced'",)),
+    "osv/sad/unknown-ecosystem.json": Sad("OsvAdapter", problems=(
+        "[ALSA-2024:11219] at $.affected[0].package.ecosystem: unknown OSV ecosystem"
+        " 'Alma Linux:9'",)),
+    "osv/sad/bad-modified.json": Sad("OsvAdapter", problems=(
+        "at $.modified: not an ISO 8601 timestamp: '23 Dec 2024'",)),
+    "osv/sad/missing-package-name.json": Sad("OsvAdapter", problems=(
+        "[ALSA-2024:11219] at $.affected[0].package: missing required field 'name'",)),
+    "osv/sad/version-not-a-string.json": Sad("OsvAdapter", problems=(
+        "[ALSA-2024:11219] at $.affected[0].versions[0]: expected a version string",)),
+    # the range is left out, the rest of the erratum loads
+    "osv/sad/unknown-range-type.json": Sad("OsvAdapter", warnings=(
+        "[ALSA-2024:11219] at $.affected[0].ranges[0].type: range type 'RPM' is not used",),
+        stored=("ALSA-2024:11219",)),
+})
+
+
+# --- csaf --------------------------------------------------------------------------------
+
+
+@happy("csaf/happy/bsi-2022-0001.json")
+def _csaf_bsi(records: list[NormalisedRecord]) -> None:
+    """BSI's advisory: named versions affected, the fixed one dated by the only vendor_fix."""
+    record = _one(records)
+    assert record.record_id == "BSI-2022-0001"
+    (vuln,) = record.vulns
+    assert (vuln.vuln_id, vuln.title, vuln.published) == ("CVE-2022-27193", None, None)
+    assert vuln.modified == dt.datetime(2022, 3, 17, 13, 3, 42, 105000, tzinfo=UTC)
+    assert vuln.description is not None and vuln.description.startswith(
+        "CSAF Tools CVRF-CSAF-Converter 1.0.0-rc1 resolves XML External Entities (XXE).")
+    assert _rows(record.severities, "provider", "cvss_version", "vector", "base_score",
+                 "base_severity") == [
+        ("Bundesamt für Sicherheit in der Informationstechnik", "3.1",
+         "CVSS:3.1/AV:L/AC:L/PR:N/UI:R/S:U/C:H/I:N/A:L/E:F/RL:O/RC:C", 6.1, "MEDIUM")]
+    cpe = "cpe:/a:csaf-tools:cvrf-csaf-converter:"
+    assert _rows(record.affected, "group", "match_kind", "vendor", "product", "cpe", "scheme",
+                 "status", "default_status", "exact", "end", "fixed") == [
+        (0, "product", "csaf_tools", "cvrf_csaf_converter", cpe + "1.0.0-rc2", "custom",
+         "affected", "unaffected", None, "1.0.0-rc2", "1.0.0-rc2"),
+        *[(0, "product", "csaf_tools", "cvrf_csaf_converter", cpe + v, "custom", "affected",
+           "unaffected", v, None, None)
+          for v in ("1.0.0-alpha", "1.0.0-dev1", "1.0.0-dev2", "1.0.0-dev3", "1.0.0-rc1")],
+    ]
+    assert _rows(record.fixes, "vuln_id", "vendor", "product", "fixed_version",
+                 "advisory_id", "fix_date", "url") == [
+        ("CVE-2022-27193", "csaf_tools", "cvrf_csaf_converter", "1.0.0-rc2", "BSI-2022-0001",
+         dt.date(2022, 3, 14),
+         "https://github.com/csaf-tools/CVRF-CSAF-Converter/releases/tag/1.0.0-rc2")]
+    assert record.warnings == ()
+
+
+_TELNET = ("telnet", "telnet-debuginfo", "telnet-server")
+
+
+@happy("csaf/happy/rhsa-2022_0011.json")
+def _csaf_red_hat_rpms(records: list[NormalisedRecord]) -> None:
+    """A Red Hat advisory without purls: RPMs read from their NEVRA branches, the release
+    from the platform's CPE, the fix dated by the advisory (the vendor_fix has no date)."""
+    record = _one(records)
+    assert record.record_id == "RHSA-2022:0011"
+    (vuln,) = record.vulns
+    assert vuln.vuln_id == "CVE-2020-10188"
+    assert vuln.title == ("CVE-2020-10188 telnet-server: no bounds checks in nextitem()"
+                          " function allows to remotely execute arbitrary code")
+    assert vuln.published == dt.datetime(2020, 2, 28, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2022, 1, 4, 8, 38, tzinfo=UTC)
+    fixed = "1:0.17-65.el7_6"
+    # three RHEL 7.6 streams (AUS, E4S, TUS) and several architectures: one statement per
+    # package
+    assert _rows(record.affected, "group", "match_kind", "ecosystem", "package", "release",
+                 "scheme", "status", "default_status", "end", "fixed") == [
+        (group, "package", "rpm/redhat", package, "7", "rpm", "affected", "unaffected", fixed,
+         fixed) for group, package in enumerate(_TELNET)]
+    assert _rows(record.fixes, "package", "fixed_version", "advisory_id", "fix_date",
+                 "url") == [
+        (package, fixed, "RHSA-2022:0011", dt.date(2022, 1, 4),
+         "https://access.redhat.com/errata/RHSA-2022:0011") for package in _TELNET]
+    assert [r.url for r in record.references] == [
+        "https://access.redhat.com/security/cve/CVE-2020-10188",
+        "https://bugzilla.redhat.com/show_bug.cgi?id=1811673",
+    ]
+    assert record.severities == () and record.warnings == ()
+
+
+@happy("csaf/happy/rhsa-2021_5217.json")
+def _csaf_red_hat_product_fix(records: list[NormalisedRecord]) -> None:
+    """A fixed product without a version: the fix alone, no statement."""
+    record = _one(records)
+    (vuln,) = record.vulns
+    assert vuln.vuln_id == "CVE-2021-4133"
+    assert vuln.published == dt.datetime(2021, 12, 16, 17, 5, tzinfo=UTC)
+    assert vuln.modified == dt.datetime(2021, 12, 20, 16, 16, tzinfo=UTC)
+    assert record.affected == ()
+    assert _rows(record.fixes, "vuln_id", "vendor", "product", "fixed_version",
+                 "advisory_id", "fix_date", "url") == [
+        ("CVE-2021-4133", "redhat", "red_hat_single_sign_on", None, "RHSA-2021:5217",
+         dt.date(2021, 12, 20), "https://access.redhat.com/errata/RHSA-2021:5217")]
+    assert len(record.references) == 4 and record.warnings == ()
+
+
+SAD.update({
+    "csaf/sad/truncated.json": Sad(None, problems=(
+        "at $: not valid JSON: unexpected end of data: line 67 column 63 (char 1999)",)),
+    "csaf/sad/csaf-version-2-1.json": Sad("CsafAdapter", problems=(
+        "at $.document.csaf_version: unsupported CSAF version '2.1' (2.0 is read)",)),
+    "csaf/sad/missing-publisher-name.json": Sad("CsafAdapter", problems=(
+        "[BSI-2022-0001] at $.document.publisher: missing required field 'name'",)),
+    "csaf/sad/bad-release-date.json": Sad("CsafAdapter", problems=(
+        "at $.document.tracking.current_release_date: not an ISO 8601 timestamp:"
+        " '2022-03-32T13:03:42.105Z'",)),
+    "csaf/sad/bad-remediation-date.json": Sad("CsafAdapter", problems=(
+        "[BSI-2022-0001] at $.vulnerabilities[0].remediations[0].date: not a date:"
+        " '14.03.2022'",)),
+    "csaf/sad/bad-cve-id.json": Sad("CsafAdapter", problems=(
+        "[BSI-2022-0001] at $.vulnerabilities[0].cve: not a CVE id: 'CVE 2022-27193'",)),
+    "csaf/sad/unknown-status-list.json": Sad("CsafAdapter", warnings=(
+        "[BSI-2022-0001] at $.vulnerabilities[0].product_status.fixd: not a CSAF product"
+        " status; not used",), stored=("BSI-2022-0001",)),
+    "csaf/sad/bad-version-range.json": Sad("CsafAdapter", warnings=(
+        "[BSI-2022-0001] at $.product_tree.branches[0].branches[0].branches[0].product:"
+        " version range 'from 1.0.0-alpha to 1.0.0-rc1' is not understood; not used",),
+        stored=("BSI-2022-0001",)),
+})
+
 # --- the checks, run ---------------------------------------------------------------------
 # (keep this section last: the parametrisations below read HAPPY and SAD as filled above)
 

@@ -10,6 +10,7 @@ nothing of a broken record, and raise nothing. These tests need no shared data.
 from __future__ import annotations
 
 import datetime as dt
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from engine.pvdb import Problem, Pvdb
 from engine.pvdb import feeds as feeds_package
-from engine.pvdb.feeds import adapter_for
+from engine.pvdb.feeds import adapter_for, adapters
 from engine.pvdb.feeds.base import Document
 from engine.pvdb.models import NormalisedRecord
 from tests.pvdb.feeds.helpers import normalise_all
@@ -722,6 +723,183 @@ SAD.update({
         stored=("BSI-2022-0001",)),
 })
 
+
+# --- releases ----------------------------------------------------------------------------
+
+
+def _releases(records: list[NormalisedRecord], record_id: str) -> list[tuple[Any, ...]]:
+    record = _one(records)
+    assert record.record_id == record_id
+    assert (record.vulns, record.fixes, record.warnings) == ((), (), ())
+    return _rows(record.releases, "product", "version", "release_date")
+
+
+@happy("releases/happy/linux-kernel.json")
+def _releases_kernel(records: list[NormalisedRecord]) -> None:
+    """Kernel versions, under the CPE-style product of the kernel (the fixes of
+    cve5/happy/CVE-2025-38469.json)."""
+    product = "linux:linux_kernel"
+    assert _releases(records, product) == [
+        (product, "6.16", dt.date(2025, 7, 27)),
+        (product, "6.6.100", dt.date(2025, 7, 24)),
+        (product, "6.15.8", dt.date(2025, 7, 24)),
+        (product, "6.12.40", dt.date(2025, 7, 24)),
+        (product, "6.2", dt.date(2023, 2, 19)),
+    ]
+
+
+@happy("releases/happy/rhel.json")
+def _releases_cycles(records: list[NormalisedRecord]) -> None:
+    """A product listing release cycles only: each cycle is a version."""
+    product = "endoflife:rhel"
+    assert _releases(records, product) == [
+        (product, "9", dt.date(2022, 5, 18)),
+        (product, "8", dt.date(2019, 5, 7)),
+        (product, "10", dt.date(2025, 5, 20)),
+    ]
+
+
+@happy("releases/happy/nvidia-driver.json")
+def _releases_latest(records: list[NormalisedRecord]) -> None:
+    """Cycles without a release date: their latest version with its date."""
+    product = "endoflife:nvidia-driver"
+    assert _releases(records, product) == [
+        (product, "610.88", dt.date(2026, 8, 3)),
+        (product, "610.57.04", dt.date(2026, 8, 3)),
+    ]
+
+
+SAD.update({
+    "releases/sad/truncated.json": Sad(None, problems=(
+        "at $: not valid JSON: unexpected end of data: line 10 column 3 (char 150)",)),
+    "releases/sad/missing-date.json": Sad("ReleasesAdapter", problems=(
+        "[endoflife:missing-date] at $.versions[\"6.16\"]: missing required field 'date'",)),
+    "releases/sad/bad-date.json": Sad("ReleasesAdapter", problems=(
+        "[endoflife:bad-date] at $.versions[\"6.16\"].date: not a date: '2025-02-30'",)),
+    "releases/sad/date-as-number.json": Sad("ReleasesAdapter", problems=(
+        "[endoflife:date-as-number] at $.versions[\"6.16\"].date: expected str, got int",)),
+    "releases/sad/cycle-not-an-object.json": Sad("ReleasesAdapter", problems=(
+        "[endoflife:cycle-not-an-object] at $.releases[\"9\"]: expected an object, got str",)),
+    "releases/sad/empty-release-date.json": Sad("ReleasesAdapter", problems=(
+        "[endoflife:empty-release-date] at $.releases[\"9\"].releaseDate: empty date",)),
+    "releases/sad/nothing-dated.json": Sad("ReleasesAdapter", problems=(
+        "[endoflife:nothing-dated] at $: no version or release cycle with a date",)),
+})
+
+
+# --- xen_xsa -----------------------------------------------------------------------------
+
+
+@happy("xen_xsa/happy/sec-xsa.yml")
+def _xsa_list(records: list[NormalisedRecord]) -> None:
+    """XSA release dates: the upstream fix on that day, and the Qubes bulletin (undated
+    here) for the XSAs that affected Qubes OS."""
+    record = _one(records)
+    assert record.record_id == "xen:xsa"
+    march, april = dt.date(2024, 3, 12), dt.date(2024, 4, 9)
+    assert _rows(record.releases, "product", "version", "release_date") == [
+        ("xen:xsa", "XSA-452", march), ("xen:xsa", "XSA-453", march),
+        ("xen:xsa", "XSA-454", april), ("xen:xsa", "XSA-455", april),
+        ("xen:xsa", "XSA-456", april),
+    ]
+    assert _rows(record.fixes, "vuln_id", "vendor", "product", "advisory_id", "fix_date") == [
+        ("XSA-452", "xen", "xen", "XSA-452", march),
+        ("XSA-452", "qubes", "qubes_os", "QSB-101", None),
+        ("XSA-453", "xen", "xen", "XSA-453", march),
+        ("XSA-454", "xen", "xen", "XSA-454", april),
+        ("XSA-455", "xen", "xen", "XSA-455", april),
+        ("XSA-455", "qubes", "qubes_os", "QSB-102", None),
+        ("XSA-456", "xen", "xen", "XSA-456", april),
+        ("XSA-456", "qubes", "qubes_os", "QSB-102", None),
+    ]
+    assert record.warnings == ()
+
+
+@happy("xen_xsa/happy/sec-qsb.yml")
+def _qsb_list(records: list[NormalisedRecord]) -> None:
+    """Qubes security bulletin dates (QSB-102 fixed XSA-455 and XSA-456 in Qubes OS)."""
+    record = _one(records)
+    assert record.record_id == "qubes:qsb"
+    assert _rows(record.releases, "product", "version", "release_date") == [
+        ("qubes:qsb", "101", dt.date(2024, 3, 12)),
+        ("qubes:qsb", "102", dt.date(2024, 4, 9)),
+    ]
+    assert record.fixes == ()
+
+
+SAD.update({
+    "xen_xsa/sad/sec-xsa-bad-indent.yml": Sad("XsaListAdapter", problems=(
+        "at $: testdata/xen_xsa/sad/sec-xsa-bad-indent.yml: not valid YAML at line 4, column"
+        " 2: expected <block end>, but found '<block mapping start>'",)),
+    "xen_xsa/sad/sec-xsa-bad-date.yml": Sad("XsaListAdapter", problems=(
+        "[xen:xsa] at $[0].date: not a date: '2024-02-30'",)),
+    "xen_xsa/sad/sec-xsa-not-a-number.yml": Sad("XsaListAdapter", problems=(
+        "[xen:xsa] at $[0].xsa: not an XSA number: 'four-five-five'",)),
+    "xen_xsa/sad/sec-xsa-bad-qsb.yml": Sad("XsaListAdapter", problems=(
+        "[xen:xsa] at $[0].qsb: not a QSB number: 'next'",)),
+    "xen_xsa/sad/sec-xsa-missing-date.yml": Sad("XsaListAdapter", problems=(
+        "[xen:xsa] at $[1]: missing required field 'date'",)),
+    "xen_xsa/sad/sec-qsb-bad-date.yml": Sad("QsbListAdapter", problems=(
+        "[qubes:qsb] at $[0].date: not a date: 'April 2024'",)),
+})
+
+
+# --- vendor_releases ---------------------------------------------------------------------
+
+
+@happy("vendor_releases/happy/patch_tuesday_release_dates_derived.csv")
+def _msrc_releases(records: list[NormalisedRecord]) -> None:
+    """Microsoft's security update documents: UTC dates of the initial release (zoned and
+    naive timestamps), an out-of-band release (2017-May-B) included."""
+    record = _one(records)
+    assert record.record_id == "microsoft:security_update"
+    product = "microsoft:security_update"
+    assert _rows(record.releases, "product", "version", "release_date") == [
+        (product, "2017-May-B", dt.date(2017, 5, 8)),
+        (product, "2017-May", dt.date(2017, 5, 9)),
+        (product, "2024-Mar", dt.date(2024, 3, 12)),
+    ]
+    assert record.fixes == ()
+
+
+@happy("vendor_releases/happy/microcode_releases_derived.csv")
+def _intel_microcode_releases(records: list[NormalisedRecord]) -> None:
+    """Intel microcode releases and the INTEL-SA advisories each fixes (INTEL-SA-01097 and
+    -01103 first in 20240910, for more platforms in 20241112)."""
+    record = _one(records)
+    assert record.record_id == "intel:microcode"
+    november, october, september = (dt.date(2024, 11, 12), dt.date(2024, 10, 29),
+                                    dt.date(2024, 9, 10))
+    assert _rows(record.releases, "product", "version", "release_date") == [
+        ("intel:microcode", "microcode-20241112", november),
+        ("intel:microcode", "microcode-20241029", october),
+        ("intel:microcode", "microcode-20240910", september),
+    ]
+    assert _rows(record.fixes, "vuln_id", "vendor", "product", "fixed_version", "advisory_id",
+                 "fix_date") == [
+        *[(sa, "intel", "microcode", "microcode-20241112", sa, november)
+          for sa in ("INTEL-SA-01079", "INTEL-SA-01097", "INTEL-SA-01101", "INTEL-SA-01103")],
+        *[(sa, "intel", "microcode", "microcode-20240910", sa, september)
+          for sa in ("INTEL-SA-01097", "INTEL-SA-01103")],
+    ]
+
+
+SAD.update({
+    "vendor_releases/sad/patch_tuesday-bad-date.csv": Sad("VendorReleasesAdapter", problems=(
+        "[microsoft:security_update] at line 2.initial_release_date: not an ISO 8601"
+        " timestamp: '2024-03-32T07:00:00'",)),
+    "vendor_releases/sad/patch_tuesday-no-name.csv": Sad("VendorReleasesAdapter", problems=(
+        "[microsoft:security_update] at line 2: empty release name",)),
+    "vendor_releases/sad/patch_tuesday-extra-cell.csv": Sad("VendorReleasesAdapter",
+        problems=("at line 2: expected 5 columns, got 6",)),
+    "vendor_releases/sad/patch_tuesday-header-only.csv": Sad("VendorReleasesAdapter",
+        problems=("at line 2: no rows under the header",)),
+    "vendor_releases/sad/microcode-bad-sa-id.csv": Sad("VendorReleasesAdapter", problems=(
+        "[intel:microcode] at line 2.intel_sa_ids: not an INTEL-SA id: 'INTEL-SA-1097'",)),
+    "vendor_releases/sad/microcode-truncated.csv": Sad("VendorReleasesAdapter", problems=(
+        "at line 3: expected 4 columns, got 2",)),
+})
+
 # --- the checks, run ---------------------------------------------------------------------
 # (keep this section last: the parametrisations below read HAPPY and SAD as filled above)
 
@@ -764,3 +942,39 @@ def test_happy_files_ingest_cleanly_and_a_second_run_changes_nothing(db_path: Pa
         assert first.changed == sum(len(normalise_all(_doc(p))) for p in HAPPY)
         second = db.ingest(paths)
         assert (second.changed, second.problems) == (0, [])
+
+
+
+def _adapter_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(feeds_package.__path__)
+                  if m.name != "base" and not m.name.startswith("_"))
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_every_adapter_module_has_happy_and_sad_data() -> None:
+    modules = _adapter_modules()
+    assert "cve5" in modules and "xen_xsa" in modules
+    missing = [f"{module}/{kind}" for module in modules for kind in ("happy", "sad")
+               if not _files(TESTDATA / module / kind)]
+    assert missing == [], f"adapter modules without testdata: {missing}"
+    folders = sorted(p.name for p in TESTDATA.iterdir() if p.is_dir())
+    assert folders == modules, "a testdata folder names no adapter module"
+
+
+def test_every_adapter_reads_one_of_its_happy_files() -> None:
+    readers = {type(adapter_for(_doc(path))) for path in HAPPY}
+    assert {type(a) for a in adapters()} <= readers
+
+
+def test_every_file_has_its_check_and_its_readme_row() -> None:
+    on_disk = {p.relative_to(TESTDATA).as_posix() for p in _files(TESTDATA)} - {"README.md"}
+    assert sorted(on_disk - set(HAPPY) - set(SAD)) == [], "files without a check"
+    assert sorted((set(HAPPY) | set(SAD)) - on_disk) == [], "checks without a file"
+    assert all(path.split("/")[1] == "happy" for path in HAPPY)
+    assert all(path.split("/")[1] == "sad" for path in SAD)
+    readme = (TESTDATA / "README.md").read_text(encoding="utf-8")
+    assert sorted(p for p in on_disk if f"| `{p}` |" not in readme) == [], (
+        "files README.md does not account for")

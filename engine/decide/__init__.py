@@ -21,6 +21,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOME: dict[str, str] = {
+    "load_directory": "engine.decide.bundle",
+    "build_bundle": "engine.decide.bundle:build",
+    "read_bundle": "engine.decide.bundle:read",
+    "BundleFolder": "engine.decide.bundle_server",
+    "bundle_server_app": "engine.decide.bundle_server:app",
+    "DecisionLog": "engine.decide.decision_log",
+    "EMBEDDED": "engine.decide.evaluators",
+    "embedded_evaluator": "engine.decide.evaluators",
+    "Image": "engine.decide.input_document",
+    "VmShape": "engine.decide.input_document",
+    "load_policy_tests": "engine.decide.policytest:load",
+    "run_policy_tests": "engine.decide.policytest:run",
+    "run_policy_tests_with_coverage": "engine.decide.policytest:run_with_coverage",
+    "Replayer": "engine.decide.replay",
     "load_settings": "engine.config",
     "PolicySet": "engine.decide.bundle",
     "load_policy": "engine.decide.bundle",
@@ -47,12 +61,18 @@ _HOME: dict[str, str] = {
     "Reason": "engine.decide.verdict",
     "Verdict": "engine.decide.verdict",
 }
-"""Each public name and the module that defines it."""
+"""Each public name and the module that defines it (``module:name`` when it is known by
+another name there)."""
 
 if TYPE_CHECKING:
     from engine.config import load_settings
-    from engine.decide.bundle import PolicySet, load_policy
+    from engine.decide.bundle import PolicySet, load_directory, load_policy
+    from engine.decide.bundle import build as build_bundle
+    from engine.decide.bundle import read as read_bundle
+    from engine.decide.bundle_server import BundleFolder
+    from engine.decide.bundle_server import app as bundle_server_app
     from engine.decide.decider import Decider
+    from engine.decide.decision_log import DecisionLog
     from engine.decide.errors import (
         BundleError,
         BundleVerificationError,
@@ -62,26 +82,35 @@ if TYPE_CHECKING:
     )
     from engine.decide.evaluators import (
         DECISION_PATH,
+        EMBEDDED,
         Evaluation,
         EvaluationTimeout,
         Evaluator,
         EvaluatorError,
+        embedded_evaluator,
         evaluator_for,
     )
     from engine.decide.input_builder import RequestFacts, build_input
     from engine.decide.input_document import (
+        Image,
         InputDocument,
         PatchedConfiguration,
+        VmShape,
         json_schema,
         validate,
     )
+    from engine.decide.policytest import load as load_policy_tests
+    from engine.decide.policytest import run as run_policy_tests
+    from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
+    from engine.decide.replay import Replayer
     from engine.decide.verdict import Decision, Obligation, Reason, Verdict
 else:
     def __getattr__(name: str) -> Any:
         home = _HOME.get(name)
         if home is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(home), name)
+        module, _, attribute = home.partition(":")
+        value = getattr(importlib.import_module(module), attribute or name)
         globals()[name] = value
         return value
 
@@ -90,15 +119,19 @@ else:
 
 __all__ = [
     "DECISION_PATH",
+    "EMBEDDED",
     "BundleError",
+    "BundleFolder",
     "BundleVerificationError",
     "DecideError",
     "Decider",
     "Decision",
+    "DecisionLog",
     "Evaluation",
     "EvaluationTimeout",
     "Evaluator",
     "EvaluatorError",
+    "Image",
     "InputDocument",
     "InputDocumentError",
     "Obligation",
@@ -106,12 +139,22 @@ __all__ = [
     "PolicyError",
     "PolicySet",
     "Reason",
+    "Replayer",
     "RequestFacts",
     "Verdict",
+    "VmShape",
+    "build_bundle",
     "build_input",
+    "bundle_server_app",
+    "embedded_evaluator",
     "evaluator_for",
     "json_schema",
+    "load_directory",
     "load_policy",
+    "load_policy_tests",
     "load_settings",
+    "read_bundle",
+    "run_policy_tests",
+    "run_policy_tests_with_coverage",
     "validate",
 ]

@@ -56,6 +56,12 @@ def _diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
     return out
 
 
+def _embedded() -> tuple[str, ...]:
+    from engine.decide.evaluators import EMBEDDED
+
+    return tuple(EMBEDDED)
+
+
 def _evaluator_name(record: DecisionRecord) -> str:
     """The in-process evaluator that replays ``record``: the one that decided it, or the
     default when an OPA server decided it."""
@@ -105,13 +111,21 @@ class Replayer:
         except DecideError as exc:
             replayed = fail_closed("evaluator_error", exc.summary)
         replayed_json = replayed.to_json()
+        recorded = record.result
+        if record.evaluator not in _embedded():
+            # an OPA server logged the policy's raw value: compare it in the normal form
+            # the engine gives every decision (defaults filled, sets sorted)
+            try:
+                recorded = Decision.parse(record.result).to_json()
+            except ValueError:
+                recorded = record.result
         return Replayed(
             decision_id=record.decision_id,
             recorded_revision=record.bundle_revision,
             replayed_revision=evaluator.bundle_revision,
             recorded_verdict=str(record.result.get("verdict")),
             replayed_verdict=replayed.verdict,
-            differences=_diff(record.result, replayed_json),
+            differences=_diff(recorded, replayed_json),
         )
 
     def close(self) -> None:

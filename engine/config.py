@@ -85,10 +85,12 @@ class Settings(BaseSettings):
     bundle_verification_scope: str | None = None
     """Scope the bundle's signature must carry (OPA's ``scope``)."""
 
-    evaluator: Literal["regorus", "regopy"] = "regorus"
+    evaluator: Literal["regorus", "regopy", "opa"] = "regorus"
     """Embedded Rego evaluator: ``regorus`` (Rust, in a worker process; the default,
-    linear in the number of vulnerabilities) or ``regopy`` (rego-cpp, in-process;
-    quadratic, slower above a few vulnerabilities). Ignored when ``opa_url`` is set."""
+    linear in the number of vulnerabilities), ``regopy`` (rego-cpp, in-process;
+    quadratic, slower above a few vulnerabilities) or ``opa`` (OPA's own Go engine,
+    in-process through the library ``scripts/setup.sh`` builds). Ignored when ``opa_url``
+    is set."""
 
     opa_url: str | None = None
     """Base URL of an OPA server (``http://127.0.0.1:8181``); when set, decisions are

@@ -244,7 +244,7 @@ class DecisionLog:
             decision_id=decision_id, timestamp=timestamp, path=path.removeprefix("data."),
             input_document=input_document,
             result=result if isinstance(result, dict) else {"value": result},
-            bundle_revision=revision or None, evaluator="opa", metrics=metrics,
+            bundle_revision=revision or None, evaluator="opa-server", metrics=metrics,
             error=None if error is None else _canonical(error),
             labels={str(k): str(v) for k, v in (labels or {}).items()},
             bundles=bundles or None, skip_known=True)

@@ -56,18 +56,16 @@ def _diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
     return out
 
 
-def _embedded() -> tuple[str, ...]:
-    from engine.decide.evaluators import EMBEDDED
-
-    return tuple(EMBEDDED)
-
-
 def _evaluator_name(record: DecisionRecord) -> str:
-    """The in-process evaluator that replays ``record``: the one that decided it, or the
-    default when an OPA server decided it."""
+    """The in-process evaluator that replays ``record``: the one that decided it; for a
+    decision an OPA server made, OPA's own engine in process where it is built, else the
+    default."""
     from engine.decide.evaluators import EMBEDDED
+    from engine.decide.evaluators.opa_engine import library_path
 
-    return record.evaluator if record.evaluator in EMBEDDED else EMBEDDED[0]
+    if record.evaluator in EMBEDDED:
+        return record.evaluator
+    return "opa" if library_path().is_file() else EMBEDDED[0]
 
 
 class Replayer:
@@ -111,14 +109,12 @@ class Replayer:
         except DecideError as exc:
             replayed = fail_closed("evaluator_error", exc.summary)
         replayed_json = replayed.to_json()
-        recorded = record.result
-        if record.evaluator not in _embedded():
-            # an OPA server logged the policy's raw value: compare it in the normal form
-            # the engine gives every decision (defaults filled, sets sorted)
-            try:
-                recorded = Decision.parse(record.result).to_json()
-            except ValueError:
-                recorded = record.result
+        # compared in the normal form the engine gives every decision (defaults filled,
+        # sets sorted): an OPA server logs the policy's raw value
+        try:
+            recorded = Decision.parse(record.result).to_json()
+        except ValueError:
+            recorded = record.result
         return Replayed(
             decision_id=record.decision_id,
             recorded_revision=record.bundle_revision,

@@ -119,7 +119,7 @@ def test_regorus_runtime_error_is_a_reject_naming_the_line(tmp_path: Path) -> No
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
                                    "result := {\"verdict\": \"admit\", \"n\": input.host.id + 1}\n")
-    evaluator = RegorusEvaluator(policy, entrypoints=("demo/decision/result",))
+    evaluator = RegorusEvaluator(policy, entrypoints=("demo/decision/result",), timeout=None)
     verdict = Decider(evaluator, path="demo/decision/result").decide(document())
     assert verdict.verdict == "reject" and verdict.fail_closed
     assert [r.rule for r in verdict.reasons] == ["evaluator_error"]

@@ -83,7 +83,7 @@ def test_opa_decision_logs_land_in_the_chained_log_and_replay(
         assert record is not None
         assert (record.path, record.input, record.result) == (
             "vigil/decision/result", doc, answer["result"])
-        assert record.bundle_revision == "fleet-7" and record.evaluator == "opa"
+        assert record.bundle_revision == "fleet-7" and record.evaluator == "opa-server"
         assert record.bundles == {"vigil": "fleet-7"}
         assert record.labels["region"] == "test-east" and record.labels["id"]
         assert any(k.startswith("timer_") for k in record.metrics)

@@ -1,7 +1,8 @@
 """The remote evaluator (`VIGIL_OPA_URL`) against a real OPA serving Vigil's signed
 bundle: on the parity corpus (documents reaching every verdict, reason, warning and
-obligation of the default and site policies) OPA decides exactly as the embedded
-evaluators do; OPA stopped, silent past the timeout, or serving no bundle is a fail-closed
+obligation of the default and site policies) the OPA server is the reference, and the
+embedded evaluators (OPA's Go engine in process, regorus, rego-cpp) decide exactly as it
+does; OPA stopped, silent past the timeout, or serving no bundle is a fail-closed
 reject that names why."""
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def backends(request: pytest.FixtureRequest, opa: Path,
     bundle.write_bytes(build_bundle(policy, revision="parity-1"))
     server = OpaServer(opa, workdir)
     url = server.start("--bundle", str(bundle))
-    made = {"opa": RemoteEvaluator(url, timeout=30.0),
+    made = {"server": RemoteEvaluator(url, timeout=30.0),
             **{name: embedded_evaluator(name, policy, timeout=None)
-               for name in ("regorus", "regopy")}}
+               for name in ("opa", "regorus", "regopy")}}
     yield made
     for evaluator in made.values():
         evaluator.close()
@@ -47,20 +48,20 @@ def backends(request: pytest.FixtureRequest, opa: Path,
 @pytest.mark.parametrize(("label", "doc"), DOCUMENTS, ids=[d[0] for d in DOCUMENTS])
 def test_opa_decides_the_parity_corpus_as_the_embedded_evaluators(
         backends: dict[str, Any], label: str, doc: dict[str, Any]) -> None:
-    reference = backends["opa"].evaluate(doc)
+    reference = backends["server"].evaluate(doc)
     assert reference.defined, label
-    for name in ("regorus", "regopy"):
+    for name in ("opa", "regorus", "regopy"):
         answer = backends[name].evaluate(doc)
         assert _normal(answer.value) == _normal(reference.value), f"{name}: {label}"
 
 
 def test_decisions_through_opa_equal_the_embedded_ones(backends: dict[str, Any]) -> None:
-    remote, embedded = Decider(backends["opa"]), Decider(backends["regorus"])
+    remote, embedded = Decider(backends["server"]), Decider(backends["regorus"])
     for doc in (document(), document(vulnerabilities=[VULN_IN_WINDOW])):
         a, b = remote.decide(doc).decision, embedded.decide(doc).decision
         assert json.dumps(a.to_json(), sort_keys=True) == json.dumps(b.to_json(),
                                                                      sort_keys=True)
-    assert backends["opa"].bundle_revision == "parity-1"
+    assert backends["server"].bundle_revision == "parity-1"
 
 
 def _fail_closed(evaluator: RemoteEvaluator) -> tuple[str, list[Any]]:

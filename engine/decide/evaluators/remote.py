@@ -28,7 +28,7 @@ from engine.errors import ConfigError
 class RemoteEvaluator(Evaluator):
     """Queries ``POST /v1/data/<path>`` on an OPA server."""
 
-    name = "opa"
+    name = "opa-server"
 
     def __init__(self, url: str, *, timeout: float = 1.0, bundle_name: str = "vigil") -> None:
         parts = urlsplit(url)

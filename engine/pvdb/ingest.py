@@ -115,24 +115,73 @@ _LOOKUP_CHUNK = 5000
 """Records whose stored versions are looked up in one query."""
 
 
-class _Writer:
-    """Collects changed records and writes them in batches."""
+@dataclass(slots=True)
+class _Pending:
+    """A changed record waiting to be written, with what undoing its count needs."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, batch_size: int, now: dt.datetime) -> None:
+    origin: str
+    raw: RawRecord
+    record: NormalisedRecord
+    verdict: str
+    previous: store.StoredRecord | None
+
+
+class _Writer:
+    """Collects changed records and writes them in batches.
+
+    When a batch cannot be stored because of a value in it, the batch is written again in
+    halves until the records that cannot be stored are found: those are reported as
+    problems and every other record of the batch is written."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, batch_size: int, now: dt.datetime,
+                 report: IngestReport, stored: dict[tuple[str, str], store.StoredRecord]
+                 ) -> None:
         self.con = con
         self.batch_size = batch_size
         self.now = now
-        self.pending: dict[tuple[str, str], tuple[RawRecord, NormalisedRecord]] = {}
+        self.report = report
+        self.stored = stored
+        self.pending: dict[tuple[str, str], _Pending] = {}
 
-    def add(self, raw: RawRecord, record: NormalisedRecord) -> None:
-        self.pending[(raw.source.value, raw.record_id)] = (raw, record)
+    def add(self, item: _Pending) -> None:
+        self.pending[(item.raw.source.value, item.raw.record_id)] = item
         if len(self.pending) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            store.write_batch(self.con, list(self.pending.values()), now=self.now)
+            batch = list(self.pending.values())
             self.pending.clear()
+            self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            store.write_batch(self.con, [(p.raw, p.record) for p in batch], now=self.now)
+        except store.RejectedBatch as exc:
+            if len(batch) == 1:
+                self._reject(batch[0], exc.reason)
+                return
+            middle = len(batch) // 2
+            self._write(batch[:middle])
+            self._write(batch[middle:])
+
+    def _reject(self, item: _Pending, reason: str) -> None:
+        """Count ``item`` as a problem instead of the change it was counted as."""
+        raw = item.raw
+        counts = self.report.counts[raw.source.value]
+        setattr(counts, item.verdict, getattr(counts, item.verdict) - 1)
+        counts.problems += 1
+        key = (raw.source.value, raw.record_id)
+        if item.previous is None:
+            self.stored.pop(key, None)
+        else:
+            self.stored[key] = item.previous
+        self.report.warnings = [
+            w for w in self.report.warnings
+            if (w.origin, w.record_id) != (item.origin, raw.record_id)
+        ]
+        self.report.problems.append(
+            Problem(item.origin, raw.record_id, raw.pointer, f"cannot be stored: {reason}"))
 
 
 def ingest(
@@ -163,8 +212,9 @@ def _ingest(
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     report = IngestReport(run_id=uuid.uuid4().hex)
-    writer = _Writer(con, settings.ingest_batch, now)
-    pipeline = _Pipeline(con, writer, report)
+    stored: dict[tuple[str, str], store.StoredRecord] = {}
+    writer = _Writer(con, settings.ingest_batch, now, report, stored)
+    pipeline = _Pipeline(con, writer, report, stored)
 
     plan: list[str | Path] = []
     for arg in source_args:
@@ -187,7 +237,8 @@ def _ingest(
             else:
                 _ingest_url(con, item, settings, pipeline)
         except FeedError as exc:
-            report.problems.append(Problem(origin, None, "$", exc.summary))
+            report.problems.append(
+                Problem(origin, None, "$", exc.summary.removeprefix(f"{origin}: ")))
         if progress:
             progress(origin, done, len(plan))
     pipeline.settle()
@@ -225,18 +276,25 @@ class _Pipeline:
     normalises what changed and hands it to the writer, in input order."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, writer: _Writer,
-                 report: IngestReport) -> None:
+                 report: IngestReport, stored: dict[tuple[str, str], store.StoredRecord]
+                 ) -> None:
         self.con = con
         self.writer = writer
         self.report = report
-        self.stored: dict[tuple[str, str], store.StoredRecord] = {}
+        self.stored = stored
         """Stored versions looked up so far, updated as records are written."""
         self.pending: list[tuple[FeedAdapter, str, RawRecord]] = []
 
     def document(self, doc: Document) -> None:
         report = self.report
         report.documents += 1
-        adapter = adapter_for(doc)
+        try:
+            adapter = adapter_for(doc)
+        except MemoryError:
+            raise
+        except Exception as exc:  # a detect() tripped by an odd document
+            report.problems.append(Problem(doc.origin, None, "$", f"cannot be read: {exc!r}"))
+            return
         if adapter is None:
             reason = _unrecognised_reason(doc)
             if reason is None:
@@ -269,7 +327,8 @@ class _Pipeline:
         report = self.report
         counts = report.counts[adapter.source.value]
         key = (raw.source.value, raw.record_id)
-        verdict = decide(self.stored.get(key), raw, self.writer.now)
+        previous = self.stored.get(key)
+        verdict = decide(previous, raw, self.writer.now)
         if verdict in ("unchanged", "stale"):
             setattr(counts, verdict, getattr(counts, verdict) + 1)
             return
@@ -284,10 +343,12 @@ class _Pipeline:
                 pointer = raw.pointer + pointer[1:]  # record-relative -> document path
             report.problems.append(Problem(origin, raw.record_id, pointer, exc.reason))
             return
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # a record the adapter did not foresee must not stop the rest
             counts.problems += 1
             report.problems.append(
-                Problem(origin, raw.record_id, "$", f"unexpected structure: {exc!r}")
+                Problem(origin, raw.record_id, raw.pointer, f"unexpected structure: {exc!r}")
             )
             return
         setattr(counts, verdict, getattr(counts, verdict) + 1)
@@ -296,20 +357,25 @@ class _Pipeline:
             for w in record.warnings
         )
         self.stored[key] = store.StoredRecord(raw.content_hash, raw.modified, self.writer.now)
-        self.writer.add(raw, record)
+        self.writer.add(_Pending(origin, raw, record, verdict, previous))
 
 
 def _split(adapter: FeedAdapter, doc: Document) -> Iterator[RawRecord | Problem]:
     try:
         for item in adapter.split(doc):
             if isinstance(item, RecordError):
-                yield Problem(doc.origin, None, item.pointer, item.reason)
+                yield Problem(doc.origin, getattr(item, "record_id", None), item.pointer,
+                              item.reason)
             else:
                 yield item
     except RecordError as exc:
-        yield Problem(doc.origin, None, exc.pointer, exc.reason)
+        yield Problem(doc.origin, getattr(exc, "record_id", None), exc.pointer, exc.reason)
     except FeedError as exc:
         yield Problem(doc.origin, None, "$", exc.summary)
+    except MemoryError:
+        raise
+    except Exception as exc:  # a document the adapter did not foresee must not stop the rest
+        yield Problem(doc.origin, None, "$", f"cannot be read: {exc!r}")
 
 
 def _unrecognised_reason(doc: Document) -> str | None:

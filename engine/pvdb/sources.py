@@ -14,6 +14,7 @@ import io
 import lzma
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ def unpack(origin: str, body: bytes) -> Iterator[Document]:
         try:
             with lzma.LZMAFile(io.BytesIO(body)) as xz:
                 data = xz.read(_MAX_DOCUMENT + 1)
-        except (lzma.LZMAError, EOFError) as exc:
+        except (lzma.LZMAError, EOFError, OSError) as exc:
             raise FeedError(f"{origin}: corrupt xz data: {exc}") from exc
         if len(data) > _MAX_DOCUMENT:
             raise FeedError(f"{origin}: decompresses to more than {_MAX_DOCUMENT} bytes")
@@ -92,7 +93,7 @@ def unpack(origin: str, body: bytes) -> Iterator[Document]:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(body)) as gz:
                 data = gz.read(_MAX_DOCUMENT + 1)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise FeedError(f"{origin}: corrupt gzip data: {exc}") from exc
         if len(data) > _MAX_DOCUMENT:
             raise FeedError(f"{origin}: decompresses to more than {_MAX_DOCUMENT} bytes")
@@ -106,7 +107,7 @@ def unpack(origin: str, body: bytes) -> Iterator[Document]:
                     if info.file_size > _MAX_DOCUMENT:
                         raise FeedError(f"{origin}!{info.filename}: member too large")
                     yield Document(f"{origin}!{info.filename}", archive.read(info))
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise FeedError(f"{origin}: corrupt zip archive: {exc}") from exc
     else:
         yield Document(origin, body)

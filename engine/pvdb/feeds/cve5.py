@@ -320,8 +320,11 @@ def _cpe_applicability(
             except identity.IdentityError as exc:
                 raise RecordError(exc.summary, pointer=f"{where}.criteria") from exc
             scheme = identity.scheme_for_product(name.vendor, name.product) or "generic"
-            start = match.get("versionStartIncluding") or match.get("versionStartExcluding")
-            end = match.get("versionEndExcluding") or match.get("versionEndIncluding")
+            bounds = {key: optional(match, key, str, where) or None for key in (
+                "versionStartIncluding", "versionStartExcluding",
+                "versionEndExcluding", "versionEndIncluding")}
+            start = bounds["versionStartIncluding"] or bounds["versionStartExcluding"]
+            end = bounds["versionEndExcluding"] or bounds["versionEndIncluding"]
             affected.append(AffectedFact(
                 vuln_id=vuln_id, group=group, match_kind=MatchKind.CPE, scheme=scheme,
                 status=Status.AFFECTED, default_status=Status.UNAFFECTED,
@@ -330,7 +333,7 @@ def _cpe_applicability(
                 end=end, end_inclusive="versionEndIncluding" in match,
                 exact=name.version if name.version not in ("*", "-") and not (start or end)
                 else None,
-                fixed=match.get("versionEndExcluding"),
+                fixed=bounds["versionEndExcluding"],
             ))
 
 

@@ -90,7 +90,17 @@ class EpssAdapter(FeedAdapter):
             raise FeedFormatError(f"{doc.origin}: not an EPSS CSV header: {header}")
         scored = _score_time(comment, doc.name)
         end = offset + reader.line_num
-        for row in reader:
+        while True:
+            try:
+                row = next(reader, None)
+            except csv.Error as exc:  # a field over csv's limit (128 KiB), a stray NUL…
+                if offset + reader.line_num == end:  # nothing consumed: cannot go on
+                    raise FeedFormatError(f"{doc.origin}: line {end + 1}: {exc}") from exc
+                start, end = end + 1, offset + reader.line_num
+                yield RecordError(str(exc), pointer=f"line {start}")
+                continue
+            if row is None:
+                break
             start, end = end + 1, offset + reader.line_num
             if not row:
                 continue

@@ -216,7 +216,8 @@ def _ingest(
     writer = _Writer(con, settings.ingest_batch, now, report, stored)
     pipeline = _Pipeline(con, writer, report, stored)
 
-    plan: list[str | Path] = []
+    limits = sources.Limits.of(settings)
+    plan: list[str | Path | sources.Refused] = []
     for arg in source_args:
         if sources.is_url(arg):
             if settings.offline:
@@ -229,13 +230,14 @@ def _ingest(
             plan.extend(sources.list_files(Path(arg)))
 
     for done, item in enumerate(plan, start=1):
-        origin = str(item)
+        origin = item.origin if isinstance(item, sources.Refused) else str(item)
         try:
-            if isinstance(item, Path):
-                for doc in sources.open_file(item):
-                    pipeline.document(doc)
+            if isinstance(item, sources.Refused):
+                pipeline.refused(item)
+            elif isinstance(item, Path):
+                pipeline.documents(sources.open_file(item, limits))
             else:
-                _ingest_url(con, item, settings, pipeline)
+                _ingest_url(con, item, settings, limits, pipeline)
         except FeedError as exc:
             report.problems.append(
                 Problem(origin, None, "$", exc.summary.removeprefix(f"{origin}: ")))
@@ -244,7 +246,8 @@ def _ingest(
     pipeline.settle()
     writer.flush()
     report.seconds = time.perf_counter() - started
-    _record_run(con, report, [str(p) for p in plan], now)
+    _record_run(con, report, [str(p) for p in plan if not isinstance(p, sources.Refused)],
+                now)
     return report
 
 
@@ -252,17 +255,18 @@ def _ingest_url(
     con: duckdb.DuckDBPyConnection,
     url: str,
     settings: Settings,
+    limits: sources.Limits,
     pipeline: _Pipeline,
 ) -> None:
     previous = sources.load_validators(con, url)
     fetched = sources.fetch(
-        url, previous, cache_dir=settings.http_cache, timeout=settings.http_timeout
+        url, previous, cache_dir=settings.http_cache, timeout=settings.http_timeout,
+        limits=limits,
     )
     if fetched.status == 304:
         pipeline.report.not_modified.append(url)
         return
-    for doc in fetched.documents:
-        pipeline.document(doc)
+    pipeline.documents(fetched.documents(limits))
     # Validators are saved only once every record of the body is committed: a crash
     # before this point makes the next sync download and ingest the body again.
     pipeline.settle()
@@ -284,6 +288,18 @@ class _Pipeline:
         self.stored = stored
         """Stored versions looked up so far, updated as records are written."""
         self.pending: list[tuple[FeedAdapter, str, RawRecord]] = []
+
+    def documents(self, items: Iterator[Document | sources.Refused]) -> None:
+        """Every document of one source, one at a time (none is kept once read)."""
+        for item in items:
+            if isinstance(item, sources.Refused):
+                self.refused(item)
+            else:
+                self.document(item)
+            del item
+
+    def refused(self, item: sources.Refused) -> None:
+        self.report.problems.append(Problem(item.origin, None, "$", item.reason))
 
     def document(self, doc: Document) -> None:
         report = self.report

@@ -4,16 +4,27 @@ ingest from loading, and the bad one is named (file, record, reason)."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import struct
+import subprocess
+import sys
+import threading
+import zipfile
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from engine.config import load_settings
 from engine.pvdb import Pvdb
 from engine.pvdb.feeds.cve5 import Cve5Adapter
 from engine.pvdb.models import NormalisedRecord, RawRecord
 from tests.clirun import vigil
+from tests.conftest import ROOT
 from tests.pvdb.records import cve5_record, write_json
 
 GOOD = 30
@@ -145,3 +156,176 @@ def test_a_batch_with_an_unstorable_record_writes_every_other_record(
     assert "affected.start" in problems["CVE-2024-1017"].reason
     assert "cannot be stored" in problems["CVE-2024-1003"].reason
     assert Path(problems["CVE-2024-1003"].origin).name == "CVE-2024-1003.json"
+
+
+# --- bounded reading: bombs, FIFOs, devices, links ------------------------------------
+
+MiB = 1024**2
+
+_MEASURE = """
+import json, resource, sys
+from pathlib import Path
+from engine.config import load_settings
+from engine.pvdb import Pvdb
+
+db, document, source, warm_up, *paths = sys.argv[1:]
+settings = load_settings(db=Path(db), ingest_max_document=int(document),
+                         ingest_max_source=int(source))
+with Pvdb.open(Path(db), settings=settings) as pvdb:
+    pvdb.ingest([warm_up])  # every module imported, the database warm
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = pvdb.ingest(paths)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grew_kib": after - before, "added": report.total().added,
+                  "problems": [[p.origin, p.reason] for p in report.problems]}))
+"""
+
+
+def _measured(tmp_path: Path, *paths: Path, document: int = MiB, source: int = 64 * MiB
+              ) -> dict[str, Any]:
+    """Ingest ``paths`` in a fresh process with lowered limits, after a warm-up ingest of
+    other records: how much its peak memory grew during the ingest of ``paths`` (KiB),
+    records added and problems."""
+    warm_up = tmp_path / "warm-up"
+    for i in range(3):
+        write_json(warm_up / f"CVE-2023-{i:04}.json", cve5_record(f"CVE-2023-{i:04}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path / "measured.duckdb"), str(document),
+         str(source), str(warm_up), *map(str, paths)],
+        env=env, capture_output=True, timeout=120, check=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip stream of ``size`` bytes of one letter, built without holding them."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [packer.compress(b"a" * MiB) for _ in range(size // MiB)]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_gzip_bomb_is_refused_at_the_limit_in_bounded_memory(tmp_path: Path) -> None:
+    feed = _good(tmp_path / "feed")
+    (_bad(feed) / "bomb.json.gz").write_bytes(_gzip_bomb(128 * MiB))  # ~130 KB on disk
+    result = _measured(tmp_path, feed, document=MiB)
+    assert result["added"] == GOOD
+    [(origin, reason)] = result["problems"]
+    assert origin.endswith("bomb.json.gz")
+    assert f"larger than {MiB} bytes (ingest_max_document)" in reason
+    assert result["grew_kib"] < 32 * 1024, "the bomb was decompressed past the limit"
+
+
+def test_zip_bomb_members_are_refused_and_the_other_members_load(tmp_path: Path) -> None:
+    archive = tmp_path / "feed" / "records.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/CVE-2024-0001.json", orjson.dumps(cve5_record("CVE-2024-0001")))
+        with zf.open("b/stated.json", "w") as member:  # its header states 96 MiB
+            for _ in range(96):
+                member.write(bytes(MiB))
+        zf.writestr("c/CVE-2024-0002.json", orjson.dumps(cve5_record("CVE-2024-0002")))
+    lying = tmp_path / "feed" / "lying.zip"  # its headers say 100 bytes, it holds 96 MiB
+    body = bytearray(archive.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = -1
+        while (at := body.find(signature, at + 1)) != -1:
+            name_at = at + (30 if signature == b"PK\x03\x04" else 46)
+            if body[name_at:name_at + 13] == b"b/stated.json":
+                struct.pack_into("<I", body, at + offset, 100)
+    lying.write_bytes(bytes(body))
+    result = _measured(tmp_path, archive.parent, document=MiB)
+    assert result["added"] == 2, result
+    reasons = {origin.split("/feed/")[-1]: reason for origin, reason in result["problems"]}
+    assert set(reasons) == {"records.zip!b/stated.json", "lying.zip!b/stated.json"}
+    assert "states 100663296 bytes, larger than" in reasons["records.zip!b/stated.json"]
+    assert "corrupt or unreadable archive member" in reasons["lying.zip!b/stated.json"]
+    assert result["grew_kib"] < 32 * 1024
+
+
+def test_a_source_stops_at_its_total_limit(tmp_path: Path) -> None:
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(8):
+            record = cve5_record(f"CVE-2024-{i:04}", title="x" * 150_000)
+            zf.writestr(f"CVE-2024-{i:04}.json", orjson.dumps(record))
+    result = _measured(tmp_path, archive, document=MiB, source=1 * MiB)
+    assert result["added"] == 3, result  # ~300 KB each: the 4th crosses 1 MiB
+    reasons = [reason for _, reason in result["problems"]]
+    assert len(reasons) == 2
+    assert "(ingest_max_source)" in reasons[0]
+    assert reasons[1].startswith("4 more members not read")
+
+
+def test_fifo_device_and_links_are_refused_without_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = _good(tmp_path / "feed")
+    bad = _bad(feed)
+    os.mkfifo(bad / "pipe.json")
+    (bad / "zero.json").symlink_to("/dev/zero")
+    (bad / "folder").symlink_to(feed / "good", target_is_directory=True)
+    write_json(tmp_path / "elsewhere" / "CVE-2024-0009.json", cve5_record("CVE-2024-0009"))
+    (bad / "linked.json").symlink_to(tmp_path / "elsewhere" / "CVE-2024-0009.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli.main", "feeds", "ingest", str(feed), "--db",
+         str(tmp_path / "db.duckdb"), "--json"],
+        env=env, capture_output=True, timeout=120, text=True)
+    assert done.returncode == 4, done.stderr
+    report = orjson.loads(done.stdout)
+    assert report["counts"]["cve5"]["added"] == GOOD + 1, "a link to a regular file is read"
+    reasons = {Path(p["origin"]).name: p["reason"] for p in report["problems"]}
+    assert reasons == {
+        "pipe.json": "a FIFO, not a regular file: not read",
+        "zero.json": "a character device (through a symbolic link), not a regular file: "
+                     "not read",
+        "folder": "a symbolic link to a folder: not followed",
+    }
+
+
+def test_device_given_directly_is_refused(tmp_path: Path, db_path: Path) -> None:
+    with Pvdb.open(db_path) as db:
+        report = db.ingest(["/dev/zero"])
+    assert [(p.origin, p.reason) for p in report.problems] == [
+        ("/dev/zero", "a character device, not a regular file: not read")]
+
+
+class _BombServer:
+    """Serves a body that inflates (Content-Encoding: gzip) to 64 MiB."""
+
+    def __init__(self) -> None:
+        payload = _gzip_bomb(64 * MiB)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feed.json"
+
+
+def test_http_body_is_refused_beyond_the_source_limit(tmp_path: Path, db_path: Path) -> None:
+    server = _BombServer()
+    try:
+        settings = load_settings(db=db_path, http_cache=tmp_path / "http",
+                                 ingest_max_source=4 * MiB)
+        with Pvdb.open(db_path, settings=settings) as db:
+            report = db.ingest([server.url])
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    [problem] = report.problems
+    assert problem.origin == server.url
+    assert f"the body is more than {4 * MiB} bytes in all" in problem.reason
+    assert list((tmp_path / "http").iterdir()) == [], "nothing partial is kept in the cache"

@@ -41,6 +41,7 @@ from engine.pvdb.query_models import (
     FixStatus,
     Undetermined,
 )
+from engine.pvdb.versions import compare as compare_versions
 
 __all__ = [
     "AffectingReport",
@@ -58,6 +59,7 @@ __all__ = [
     "Pvdb",
     "SourceCounts",
     "Undetermined",
+    "compare_versions",
     "history",
 ]
 

@@ -329,3 +329,96 @@ def test_http_body_is_refused_beyond_the_source_limit(tmp_path: Path, db_path: P
     assert problem.origin == server.url
     assert f"the body is more than {4 * MiB} bytes in all" in problem.reason
     assert list((tmp_path / "http").iterdir()) == [], "nothing partial is kept in the cache"
+
+
+# --- a damaged feed is a problem, not "not a feed" -------------------------------------
+
+EPSS_HAPPY = ROOT / "tests" / "pvdb" / "feeds" / "testdata" / "epss" / "happy"
+
+
+def _corrupt_header(text: str, how: str) -> str:
+    lines = text.splitlines(keepends=True)
+    at = 1 if lines[0].startswith("#") else 0
+    header = lines[at]
+    lines[at] = {
+        "typo": header.replace("pss", "ps", 1).replace("PSS", "PS", 1),
+        "semicolons": header.replace(",", ";"),
+        "garbled": "\ufffd\ufffd\x07" + header[5:],
+        "missing": "",
+    }[how]
+    return "".join(lines)
+
+
+def test_epss_files_with_a_corrupted_header_are_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("VIGIL_")]:
+        monkeypatch.delenv(key)
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    names = []
+    for source in sorted(EPSS_HAPPY.glob("*.csv")):
+        for how in ("typo", "semicolons", "garbled", "missing"):
+            name = f"{how}-{source.name}"
+            (feed / name).write_text(_corrupt_header(source.read_text(), how))
+            names.append(name)
+    # Not named like EPSS: recognised by its rows (a CVE id, then a number).
+    first = next(EPSS_HAPPY.glob("first_format*.csv"))
+    (feed / "scores.csv").write_text(_corrupt_header(first.read_text(), "missing"))
+    names.append("scores.csv")
+    code, out, _ = vigil(capsys, monkeypatch, "feeds", "ingest", str(feed), "--db",
+                         str(tmp_path / "db.duckdb"), "--json")
+    assert code == 4
+    report = orjson.loads(out)
+    assert report["skipped"] == []
+    problems = {Path(p["origin"]).name: p["reason"] for p in report["problems"]}
+    assert sorted(problems) == sorted(names)
+    assert all("not an EPSS CSV header" in reason for reason in problems.values()), problems
+
+
+@pytest.mark.parametrize("value", [None, 42, ["GHSA-1"]])
+def test_osv_advisory_whose_id_is_not_a_string_is_a_problem(
+    tmp_path: Path, db_path: Path, value: object
+) -> None:
+    advisory = {"id": value, "modified": "2024-07-01T00:00:00Z", "affected": [
+        {"package": {"ecosystem": "AlmaLinux:9", "name": "kernel"},
+         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"},
+                                                     {"fixed": "5.14.0-427.13.1.el9_4"}]}]}]}
+    write_json(tmp_path / "ALSA-2024-0001.json", advisory)
+    with Pvdb.open(db_path) as db:
+        report = db.ingest([str(tmp_path / "ALSA-2024-0001.json")])
+    assert report.skipped == []
+    [problem] = report.problems
+    assert (problem.pointer, problem.reason) == (
+        "$.id", f"expected str, got {type(value).__name__}")
+
+
+@pytest.mark.parametrize(("name", "data", "pointer"), [
+    ("CVE-2024-0001.json", {"cveMetadata": {"cveId": 7}}, "$.cveMetadata.cveId"),
+    ("kev.json", {"catalogVersion": "2024.07.01", "vulnerabilities": {"cveID": "x"}},
+     "$.vulnerabilities"),
+    ("rhsa.json", {"document": {"csaf_version": "1.2"}}, "$.document.csaf_version"),
+])
+def test_other_damaged_feeds_are_problems(tmp_path: Path, db_path: Path, name: str,
+                                          data: object, pointer: str) -> None:
+    write_json(tmp_path / name, data)
+    with Pvdb.open(db_path) as db:
+        report = db.ingest([str(tmp_path / name)])
+    assert report.skipped == []
+    assert [p.pointer for p in report.problems] == [pointer]
+
+
+def test_files_that_are_not_feeds_are_still_skipped(tmp_path: Path, db_path: Path) -> None:
+    tmp_path = tmp_path / "feed"
+    tmp_path.mkdir()
+    (tmp_path / "manifest.csv").write_text(
+        "file,source_repo,rows\nkev_epss_snapshots/epss_kev_nvd-2023-06-30.csv,x,923\n")
+    (tmp_path / "history.csv").write_text(
+        "cve_id,commit,change\nCVE-2019-25160,6816874f76b4965c4f570a06cf41d7fd73c3d991,A\n")
+    (tmp_path / "README.md").write_text("# notes\n")
+    write_json(tmp_path / "package.json", {"id": "x", "name": "y", "version": "1"})
+    with Pvdb.open(db_path) as db:
+        report = db.ingest([str(tmp_path)])
+    assert report.problems == []
+    assert sorted(Path(o).name for o, _ in report.skipped) == [
+        "README.md", "history.csv", "manifest.csv", "package.json"]

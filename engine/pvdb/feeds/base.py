@@ -1,7 +1,8 @@
 """The one seam every feed adapter sits behind.
 
 A :class:`Document` is one file or HTTP body. An adapter says whether it recognises a
-document (:meth:`FeedAdapter.detect`), cuts it into raw records (:meth:`FeedAdapter.split`,
+document (:meth:`FeedAdapter.detect`; :meth:`FeedAdapter.resembles` when only a damaged
+copy of its format could look like that), cuts it into raw records (:meth:`FeedAdapter.split`,
 cheap: id, modified time and content hash only), and turns one raw record into facts
 (:meth:`FeedAdapter.normalise`, only for records that changed). Whole-document problems
 raise :class:`FeedFormatError`; a bad record raises :class:`engine.errors.RecordError`
@@ -126,6 +127,14 @@ class FeedAdapter(ABC):
     @abstractmethod
     def detect(cls, doc: Document) -> bool:
         """True when this adapter recognises the document's format."""
+
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """True when a document :meth:`detect` refused still looks like this format (a
+        damaged copy: an id of the wrong type, a corrupted header…). Such a document is
+        read by this adapter so that what is wrong with it is reported, not skipped as
+        "not a feed"."""
+        return False
 
     @abstractmethod
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:

@@ -80,6 +80,12 @@ class Cve5Adapter(FeedAdapter):
             and (data.get("dataType") == "CVE_RECORD" or "containers" in data)
         )
 
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A ``cveMetadata`` object without ``dataType`` or ``containers``."""
+        data = doc.json
+        return isinstance(data, dict) and "cveMetadata" in data
+
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
         version = data.get("dataVersion")

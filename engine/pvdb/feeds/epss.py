@@ -51,6 +51,9 @@ from engine.pvdb.models import EpssFact, NormalisedRecord, RawRecord, Source, Vu
 
 _COMMENT_DATE = re.compile(r"score_date:\s*([^,\s]+)")
 _NAME_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
+_SCORE_ROW = re.compile(r'^"?CVE-\d{4}-\d{4,}"?\s*[,;\t]\s*'
+                        r'"?\d*\.?\d+(?:[eE][-+]?\d+)?"?\s*(?:[,;\t]|$)')
+"""A data row as EPSS files write them: a CVE id, then a number (score or CVSS)."""
 _SNIFF_BYTES = 4096
 """How much of a document :meth:`EpssAdapter.detect` looks at (comment and header)."""
 
@@ -77,6 +80,18 @@ class EpssAdapter(FeedAdapter):
         head = doc.body[:_SNIFF_BYTES].decode("utf-8-sig", errors="replace")
         _, _, stream = _open_csv(head)
         return _layout(next(csv.reader(stream), [])) is not None
+
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A CSV with a header Vigil does not read (corrupted, missing) but named like an
+        EPSS file, or whose first rows are a CVE id and a number."""
+        head = doc.body[:_SNIFF_BYTES].decode("utf-8-sig", errors="replace")
+        if not head.strip():
+            return False
+        if "epss" in doc.name.lower() and doc.name.lower().endswith(".csv"):
+            return True
+        lines = [line for line in head.splitlines()[:4] if not line.startswith("#")]
+        return any(_SCORE_ROW.match(line) for line in lines[:3])
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         text = doc.text

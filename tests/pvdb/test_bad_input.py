@@ -100,6 +100,26 @@ def test_bad_file_first_does_not_stop_the_rest(
     assert reason in problem.reason
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_every_real_record_loads_behind_the_four_bad_files(
+    tmp_path: Path, db_path: Path, feeds_dir: Path
+) -> None:
+    bad = tmp_path / "bad"
+    for make in (_wrong_typed_cpe_bound, _nested_300_levels, _corrupt_gzip,
+                 _epss_field_over_128_kib):
+        make(bad / make.__name__)
+    real = sorted(str(p) for p in feeds_dir.iterdir()
+                  if p.is_dir() and p.name != "kernel_cna_full")
+    with Pvdb.open(db_path) as db:
+        clean = db.ingest(real).total().added
+    with Pvdb.open(tmp_path / "behind.duckdb") as db:
+        report = db.ingest([str(bad), *real])
+    assert len(report.problems) == 4, report.problems
+    assert report.total().added == clean + 2  # the EPSS file's two good rows
+    assert clean > 3800
+
+
 def test_cli_exit_code_4_when_a_record_is_rejected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

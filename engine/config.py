@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     ingest_batch: int = Field(default=2000, ge=1)
     """Records written per transaction during ingest; a crash loses at most one batch."""
 
+    ingest_max_document: int = Field(default=512 * 1024**2, ge=1)
+    """Bytes of the largest document read (a file, an archive member or an HTTP body,
+    after decompression); a larger one is refused as a problem, and nothing beyond the
+    limit is decompressed."""
+
+    ingest_max_source: int = Field(default=8 * 1024**3, ge=1)
+    """Bytes read from one file or URL in all (every member of an archive together, after
+    decompression; the downloaded body of a URL); what is beyond is refused as a problem."""
+
     calendars: Path | None = None
     """Folder of operator release calendars (``*.ics``): they add to the built-in ones in
     ``feeds/calendars`` and replace any with the same ``UID``."""

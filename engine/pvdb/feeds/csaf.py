@@ -196,6 +196,13 @@ class CsafAdapter(FeedAdapter):
             and str(data["document"].get("csaf_version")).startswith("2.")
         )
 
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A ``document`` naming a CSAF version other than 2.x."""
+        data = doc.json
+        return (isinstance(data, dict) and isinstance(data.get("document"), dict)
+                and "csaf_version" in data["document"])
+
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
         version = data["document"]["csaf_version"]

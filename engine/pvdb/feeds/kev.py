@@ -58,6 +58,18 @@ class KevAdapter(FeedAdapter):
             and isinstance(data.get("catalogVersion"), str)
         )
 
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A catalog without its ``catalogVersion``, or with a ``vulnerabilities`` that
+        is not a list."""
+        data = doc.json
+        if not isinstance(data, dict):
+            return False
+        entries = data.get("vulnerabilities")
+        return ("catalogVersion" in data and "vulnerabilities" in data) or (
+            isinstance(entries, list) and bool(entries) and isinstance(entries[0], dict)
+            and "cveID" in entries[0])
+
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         entries = expect(doc.json, "vulnerabilities", list, "$")
         released = parse_datetime(optional(doc.json, "dateReleased", str, "$"), "$.dateReleased")

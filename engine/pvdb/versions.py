@@ -9,8 +9,10 @@ scheme     meaning
 semver     Semantic Versioning, coerced (``6.10`` reads as ``6.10.0``)
 kernel     upstream Linux kernel releases (``6.6.39``, ``6.10-rc3``); a distribution
            suffix (``6.1.0-18-amd64``) is dropped and the upstream part compared
-rpm        RPM ``epoch:version-release`` (Red Hat, AlmaLinux, SUSE…)
-deb        Debian ``epoch:upstream-revision`` (Debian, Ubuntu)
+rpm        RPM ``epoch:version-release`` (Red Hat, AlmaLinux, SUSE…): a missing epoch is
+           0, any epoch outranks the version, ``~`` sorts before and ``^`` after
+deb        Debian ``epoch:upstream-revision`` (Debian, Ubuntu): a missing epoch is 0,
+           ``~`` sorts before everything (``1.0~rc1`` < ``1.0``, ``-1~bpo11+1`` < ``-1``)
 generic    dotted numbers (``1.2.3.4``) compared number by number; anything else as
            coerced semver
 git, custom, unknown

@@ -102,9 +102,15 @@ def _affecting(
     undetermined: list[Undetermined] = []
     for position, component in enumerate(components):
         try:
-            keys = matching.component_keys(component)
+            reading = matching.read_component(component)
         except IdentityError as exc:
             raise UsageError(f"component {position} ({component.label}): {exc.summary}") from exc
+        keys = list(reading.keys)
+        if reading.unread and not any(k.key[0] == "package" for k in keys):
+            # named only as a product whose version cannot be read in that product's terms
+            # (a distribution kernel release with no upstream release): every
+            # vulnerability stated about it is undetermined for this component
+            undetermined.extend(_unread(index, component, position, reading))
         for vuln_id, verdict in index.verdicts(keys):
             if verdict.status == "affected":
                 key = verdict.key or keys[0]
@@ -133,6 +139,19 @@ def _affecting(
         as_of=now, components=list(components), findings=findings,
         undetermined=undetermined, pvdb_generation=index.generation,
     )
+
+
+def _unread(index: matching.MatchIndex, component: Component, position: int,
+            reading: matching.Reading) -> list[Undetermined]:
+    reason = "; ".join(reading.notes)
+    out: list[Undetermined] = []
+    for key in reading.unread:
+        for vuln_id, groups in index.by_key.get(key, {}).items():
+            first = groups[0][0]
+            out.append(Undetermined(
+                vuln_id=vuln_id, component=position, component_label=component.label,
+                reason=reason, source=first.source, record_id=first.record_id))
+    return out
 
 
 def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: float | None,

@@ -7,8 +7,10 @@ string comparison:
 scheme     meaning
 ========== ===========================================================================
 semver     Semantic Versioning, coerced (``6.10`` reads as ``6.10.0``)
-kernel     upstream Linux kernel releases (``6.6.39``, ``6.10-rc3``); a distribution
-           suffix (``6.1.0-18-amd64``) is dropped and the upstream part compared
+kernel     upstream Linux kernel releases (``6.6.39``, ``6.10-rc3``); a suffix is dropped
+           and the leading part compared, so the matcher never hands it a distribution
+           kernel's release (``6.1.0-18-amd64`` is upstream 6.1.76, not 6.1.0): those
+           are read first by :mod:`engine.pvdb.kernels`
 rpm        RPM ``epoch:version-release`` (Red Hat, AlmaLinux, SUSE…): a missing epoch is
            0, any epoch outranks the version, ``~`` sorts before and ``^`` after
 deb        Debian ``epoch:upstream-revision`` (Debian, Ubuntu): a missing epoch is 0,

@@ -32,7 +32,7 @@ import duckdb
 from engine.errors import VersionSchemeError
 from engine.gcpause import paused_gc
 from engine.model import Component
-from engine.pvdb import identity, kernels, prefilter, versions
+from engine.pvdb import coverage, identity, kernels, prefilter, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.statements import Group, Statement, compile_row
@@ -171,11 +171,15 @@ class MatchIndex:
     """
 
     def __init__(self, by_key: dict[IndexKey, dict[str, list[Group]]], generation: int,
-                 releases: dict[tuple[str, str, str], dt.date] | None = None) -> None:
+                 releases: dict[tuple[str, str, str], dt.date] | None = None,
+                 covered: dict[IndexKey, tuple[coverage.Covered, ...]] | None = None
+                 ) -> None:
         self.by_key = by_key
         self.generation = generation
         self.releases = releases or {}
         """(vendor, product, version) -> release date."""
+        self.covered = covered or {}
+        """Key -> the sources covering it (:mod:`engine.pvdb.coverage`)."""
         self._answers: OrderedDict[tuple[Any, ...], list[tuple[str, Verdict]]] = OrderedDict()
         self._tables: dict[IndexKey, prefilter.KeyTable] = {}
 
@@ -217,7 +221,7 @@ class MatchIndex:
         ).fetchall():
             vendor_product = names[product]
             releases[(*vendor_product, version)] = day
-        return cls(by_key, generation, releases)
+        return cls(by_key, generation, releases, coverage.load(con))
 
     def statements(
         self, keys: Iterable[ComponentKey], only: Iterable[str] | None = None

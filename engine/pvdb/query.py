@@ -13,12 +13,14 @@ import pyarrow as pa
 from engine.errors import NotFoundError, UsageError
 from engine.gcpause import paused_gc
 from engine.model import Component
-from engine.pvdb import matching, store, versions
+from engine.pvdb import coverage, matching, store, versions
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import (
     AffectingReport,
     Availability,
     AvailabilityBasis,
+    ComponentCoverage,
+    CoverageStatus,
     Epss,
     Evidence,
     Finding,
@@ -26,6 +28,7 @@ from engine.pvdb.query_models import (
     FixStatus,
     Kev,
     Severity,
+    SourceCoverage,
     Undetermined,
 )
 
@@ -70,7 +73,8 @@ def affecting(
         reports.move_to_end(cache_key)
         return cached.model_copy(update={
             "as_of": now, "components": list(cached.components),
-            "findings": list(cached.findings), "undetermined": list(cached.undetermined)})
+            "findings": list(cached.findings), "undetermined": list(cached.undetermined),
+            "coverage": list(cached.coverage)})
     # a first-time host builds ~10^5 objects, and the report is kept (cached): no
     # collections on the way (they cost ~40% of the query), and the kept report is moved
     # out of the collector's reach afterwards, as the match index is, so later
@@ -100,12 +104,14 @@ def _affecting(
 ) -> AffectingReport:
     verdicts: list[tuple[int, str, matching.ComponentKey, matching.Verdict]] = []
     undetermined: list[Undetermined] = []
+    covered: list[ComponentCoverage] = []
     for position, component in enumerate(components):
         try:
             reading = matching.read_component(component)
         except IdentityError as exc:
             raise UsageError(f"component {position} ({component.label}): {exc.summary}") from exc
         keys = list(reading.keys)
+        covered.append(_coverage(index, component, position, reading))
         if reading.unread and not any(k.key[0] == "package" for k in keys):
             # named only as a product whose version cannot be read in that product's terms
             # (a distribution kernel release with no upstream release): every
@@ -137,8 +143,29 @@ def _affecting(
     undetermined = [u for u in undetermined if u.vuln_id not in facts.rejected]
     return AffectingReport(
         as_of=now, components=list(components), findings=findings,
-        undetermined=undetermined, pvdb_generation=index.generation,
+        undetermined=undetermined, pvdb_generation=index.generation, coverage=covered,
     )
+
+
+def _coverage(index: matching.MatchIndex, component: Component, position: int,
+              reading: matching.Reading) -> ComponentCoverage:
+    """Which sources cover the keys the component was compared under
+    (:mod:`engine.pvdb.coverage`)."""
+    sources: list[SourceCoverage] = []
+    for ck in reading.keys:
+        for c in coverage.covering(index.covered, ck.key, ck.release):
+            sources.append(SourceCoverage(source=c.source,
+                                          scope=coverage.scope(ck.key, c.release),
+                                          records=c.records, as_of=c.as_of))
+    if sources:
+        status = CoverageStatus.COVERED
+    elif any(key in index.covered for key in reading.unread):
+        status = CoverageStatus.UNDETERMINED
+    else:
+        status = CoverageStatus.UNCOVERED
+    return ComponentCoverage(component=position, component_label=component.label,
+                             kind=component.kind, status=status, sources=sources,
+                             notes=list(reading.notes))
 
 
 def _unread(index: matching.MatchIndex, component: Component, position: int,

@@ -135,6 +135,46 @@ class Undetermined(BaseModel):
     record_id: str
 
 
+class CoverageStatus(StrEnum):
+    COVERED = "covered"
+    """At least one loaded source states versions of the component's package or product,
+    and its version was compared with them."""
+    UNCOVERED = "uncovered"
+    """No loaded source says anything about it: no finding means nothing was asked."""
+    UNDETERMINED = "undetermined"
+    """Sources cover its product, but its version cannot be read in their terms (a
+    distribution kernel release with no upstream release, named without its
+    distribution)."""
+
+
+class SourceCoverage(BaseModel):
+    """One loaded source that covers a component under one of its keys."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    scope: str = Field(description="The package or product covered, e.g. "
+                       "'rpm/redhat kernel (release 9)' or 'linux/linux_kernel'")
+    records: int = Field(description="Records of that source about it")
+    as_of: dt.datetime | None = Field(
+        default=None, description="The newest of those records' own times (else when"
+        " they were ingested)")
+
+
+class ComponentCoverage(BaseModel):
+    """Which loaded sources cover one component, and as of when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    component: int = Field(description="Index of the component in the request")
+    component_label: str
+    kind: str
+    status: CoverageStatus
+    sources: list[SourceCoverage] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="Why a key the component"
+                             " names was not compared")
+
+
 class AffectingReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -143,3 +183,6 @@ class AffectingReport(BaseModel):
     findings: list[Finding]
     undetermined: list[Undetermined]
     pvdb_generation: int
+    coverage: list[ComponentCoverage] = Field(
+        default_factory=list, description="Per component: the loaded sources that cover it"
+        " and as of when; 'uncovered' where none does (no finding then means nothing)")

@@ -157,3 +157,26 @@ def test_components_file_errors_name_the_field(env: Path, tmp_path: Path,
     assert code == 2
     assert "components[0].version" in err
     assert "Field required" in err
+
+
+def test_affecting_and_status_state_coverage(env: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    vigil(capsys, monkeypatch, "feeds", "ingest", str(SNAPSHOT))
+    code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--component",
+                         "kernel=linux/linux_kernel@6.6.30", "--purl",
+                         "pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble", "--json")
+    assert code == 0
+    kernel, noble = orjson.loads(out)["coverage"]
+    assert kernel["status"] == "covered"
+    assert {s["scope"] for s in kernel["sources"]} == {"linux/linux_kernel"}
+    assert noble["status"] == "uncovered" and noble["sources"] == []
+    code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--purl",
+                         "pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble")
+    assert code == 0
+    assert "uncovered" in out and "no loaded source" in out
+    code, out, _ = vigil(capsys, monkeypatch, "feeds", "status")
+    assert code == 0
+    assert "coverage per ecosystem" in out and "linux/linux_kernel" in out
+    code, out, _ = vigil(capsys, monkeypatch, "feeds", "status", "--json")
+    scopes = {c["scope"]: c for c in orjson.loads(out)["coverage"]}
+    assert "cve5" in scopes["linux/linux_kernel"]["sources"]

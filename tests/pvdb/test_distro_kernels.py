@@ -123,3 +123,44 @@ def test_unknown_debian_abi_is_not_guessed(kernel_db: Pvdb) -> None:
     report = ask(kernel_db, kernel("6.1.0-99-amd64"))
     assert report.findings == []
     assert all("Debian kernel ABI 6.1.0-99" in u.reason for u in report.undetermined)
+
+
+# --- coverage: every answer says which loaded sources cover each component -------------
+
+
+@pytest.mark.shared_data
+def test_coverage_is_stated_per_component(kernel_db: Pvdb) -> None:
+    from engine.pvdb import CoverageStatus
+
+    report = ask(
+        kernel_db,
+        Component(kind="kernel", purl="pkg:rpm/redhat/kernel@5.14.0-427.57.1.el9_4",
+                  version="5.14.0-427.57.1.el9_4"),
+        Component(kind="kernel", purl="pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble",
+                  version="6.8.0-31.31"),
+        kernel("6.8.0-31-generic"),
+        kernel("6.1.0-18-amd64"),
+    )
+    rhel, noble, ubuntu_release, debian = report.coverage
+    # no finding at the newest build, but covered: Red Hat's CSAF speaks of RHEL 9 kernels
+    assert not [f for f in report.findings if f.component == 0]
+    assert rhel.status is CoverageStatus.COVERED
+    assert [(s.source, s.scope) for s in rhel.sources] == [
+        ("csaf", "rpm/redhat kernel (release 9)")]
+    assert rhel.sources[0].as_of is not None and rhel.sources[0].records == 3
+    # the loaded Ubuntu record is for 14.04 only: 24.04 is uncovered, not "0 vulnerabilities"
+    assert noble.status is CoverageStatus.UNCOVERED and noble.sources == []
+    assert ubuntu_release.status is CoverageStatus.UNDETERMINED
+    assert ubuntu_release.notes and "Ubuntu kernel" in ubuntu_release.notes[0]
+    assert debian.status is CoverageStatus.COVERED
+    assert {s.source for s in debian.sources} == {"cve5"}
+    assert {s.scope for s in debian.sources} == {"linux/linux_kernel"}
+
+
+@pytest.mark.shared_data
+def test_feeds_status_lists_coverage_per_ecosystem(kernel_db: Pvdb) -> None:
+    rows = {(r["kind"], r["scope"]): r for r in kernel_db.coverage()}
+    rhel9 = rows[("package", "rpm/redhat (release 9)")]
+    assert rhel9["sources"] == ["csaf"] and rhel9["records"] == 3
+    assert rows[("package", "deb/ubuntu (release 14)")]["sources"] == ["osv"]
+    assert "cve5" in rows[("product", "linux/linux_kernel")]["sources"]

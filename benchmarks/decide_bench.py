@@ -31,9 +31,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.decide import Decider, Evaluator, validate  # noqa: E402
-from engine.decide.bundle import build, load_directory, read  # noqa: E402
-from engine.decide.evaluators import EMBEDDED, embedded_evaluator  # noqa: E402
+from engine.decide import (  # noqa: E402
+    EMBEDDED,
+    Decider,
+    Evaluator,
+    build_bundle,
+    embedded_evaluator,
+    load_directory,
+    read_bundle,
+    validate,
+)
 
 OPA_MEDIAN_US = 36.0
 TARGET_P99_MS = 1.0
@@ -127,7 +134,8 @@ def main() -> int:
                         help="largest size measured with rego-cpp (it is quadratic)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    policy = read("default bundle", build(load_directory(ROOT / "engine" / "policies", ["vigil"])))
+    policy = read_bundle("default bundle",
+                         build_bundle(load_directory(ROOT / "engine" / "policies", ["vigil"])))
     evaluators: dict[str, Evaluator] = {
         name: embedded_evaluator(name, policy, timeout=1.0) for name in EMBEDDED}
     rows = []

@@ -31,14 +31,15 @@ import pvdb_bench  # noqa: E402
 from engine.attest.result import ResultSummary  # noqa: E402
 from engine.config import load_settings  # noqa: E402
 from engine.decide import (  # noqa: E402
+    EMBEDDED,
     Decider,
     PatchedConfiguration,
     RequestFacts,
+    VmShape,
     build_input,
+    embedded_evaluator,
+    load_directory,
 )
-from engine.decide.bundle import load_directory  # noqa: E402
-from engine.decide.evaluators import EMBEDDED, embedded_evaluator  # noqa: E402
-from engine.decide.input_document import VmShape  # noqa: E402
 from engine.model import ImageRef  # noqa: E402
 from engine.predict import estimator_for  # noqa: E402
 from engine.pvdb import Pvdb  # noqa: E402

@@ -11,6 +11,8 @@ from engine.config import Settings, load_settings
 from engine.errors import NotFoundError, UsageError
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LogOption = Annotated[Path | None, typer.Option("--log", help="Decision log file "
+                                                "(default: VIGIL_DECISION_LOG).")]
 DbOption = Annotated[
     Path | None,
     typer.Option("--db", help="PVDB file (default: VIGIL_DB or the user data folder)."),

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import agent, attest, decide, feeds, place, predict, pvdb
+from engine.cli import agent, attest, decide, feeds, policy, predict, pvdb
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -24,14 +24,14 @@ app = typer.Typer(
 )
 app.add_typer(feeds.app, name="feeds")
 app.add_typer(pvdb.app, name="pvdb")
-app.add_typer(decide.policy_app, name="policy")
-app.add_typer(decide.bundle_app, name="bundle")
-app.add_typer(decide.decisions_app, name="decisions")
-app.add_typer(decide.schema_app, name="schema")
+app.add_typer(policy.policy_app, name="policy")
+app.add_typer(policy.bundle_app, name="bundle")
+app.add_typer(policy.decisions_app, name="decisions")
+app.add_typer(policy.schema_app, name="schema")
 app.add_typer(attest.app, name="attest")
 app.add_typer(predict.app, name="predict")
 app.add_typer(agent.app, name="agent")
-app.command("decide")(place.decide)
+app.command("decide")(decide.decide)
 
 
 @app.command()

@@ -2,14 +2,26 @@
 
 Public surface::
 
-    from engine.decide import Decider, build_input, load_settings
+    from engine.config import load_settings
+    from engine.decide import Decider, build_input
 
     with Decider.from_settings(load_settings()) as decider:
         verdict = decider.decide(build_input(request, host_id, summary, report, patched, now))
         verdict.verdict          # "admit" | "patch" | "delay" | "reject"
 
-Everything else in this package is internal. Deciding a placement from a verified
-attestation result and the PVDB in one call is :func:`engine.provision.decide_placement`.
+and, for ``vigil policy`` / ``bundle`` / ``decisions`` / ``schema``: the policy tests
+(:func:`load_policy_tests`, :func:`run_policy_tests`), bundles (:func:`load_directory`,
+:func:`build_bundle`, :func:`read_bundle`), the bundle server (:class:`BundleFolder`,
+:func:`bundle_server_app`), the decision log and its replay (:class:`DecisionLog`,
+:class:`Replayer`) and the input document's schema (:func:`json_schema`).
+
+Everything else in this package is internal; its modules stay importable (the tests read
+them): ``evaluators`` (the evaluator seam and one module per backend), ``input_document``
+(the versioned contract), ``input_builder``, ``decider``, ``bundle``, ``signing``,
+``bundle_server``, ``decision_log``, ``replay``, ``policytest``, ``verdict``, ``errors``.
+Deciding a placement from a verified attestation result and the PVDB in one call is
+:func:`engine.provision.decide_placement`.
+
 The names are loaded when first used (importing this package loads nothing else), so
 that the regorus worker process, ``python -m engine.decide.evaluators.rego_worker``,
 starts fast.
@@ -21,67 +33,64 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOME: dict[str, str] = {
-    "load_settings": "engine.config",
     "PolicySet": "engine.decide.bundle",
-    "load_policy": "engine.decide.bundle",
+    "build_bundle": "engine.decide.bundle:build",
+    "load_directory": "engine.decide.bundle",
+    "read_bundle": "engine.decide.bundle:read",
+    "BundleFolder": "engine.decide.bundle_server",
+    "bundle_server_app": "engine.decide.bundle_server:app",
     "Decider": "engine.decide.decider",
-    "BundleError": "engine.decide.errors",
-    "BundleVerificationError": "engine.decide.errors",
-    "DecideError": "engine.decide.errors",
-    "InputDocumentError": "engine.decide.errors",
-    "PolicyError": "engine.decide.errors",
-    "DECISION_PATH": "engine.decide.evaluators",
-    "Evaluation": "engine.decide.evaluators",
-    "EvaluationTimeout": "engine.decide.evaluators",
+    "DecisionLog": "engine.decide.decision_log",
+    "EMBEDDED": "engine.decide.evaluators",
     "Evaluator": "engine.decide.evaluators",
-    "EvaluatorError": "engine.decide.evaluators",
-    "evaluator_for": "engine.decide.evaluators",
-    "InputDocument": "engine.decide.input_document",
-    "PatchedConfiguration": "engine.decide.input_document",
-    "json_schema": "engine.decide.input_document",
-    "validate": "engine.decide.input_document",
+    "embedded_evaluator": "engine.decide.evaluators",
     "RequestFacts": "engine.decide.input_builder",
     "build_input": "engine.decide.input_builder",
-    "Decision": "engine.decide.verdict",
-    "Obligation": "engine.decide.verdict",
-    "Reason": "engine.decide.verdict",
+    "Image": "engine.decide.input_document",
+    "InputDocument": "engine.decide.input_document",
+    "PatchedConfiguration": "engine.decide.input_document",
+    "VmShape": "engine.decide.input_document",
+    "json_schema": "engine.decide.input_document",
+    "validate": "engine.decide.input_document",
+    "load_policy_tests": "engine.decide.policytest:load",
+    "run_policy_tests": "engine.decide.policytest:run",
+    "run_policy_tests_with_coverage": "engine.decide.policytest:run_with_coverage",
+    "Replayer": "engine.decide.replay",
     "Verdict": "engine.decide.verdict",
 }
-"""Each public name and the module that defines it."""
+"""Each public name and the module that defines it (``module:name`` when it is known by
+another name there)."""
 
 if TYPE_CHECKING:
-    from engine.config import load_settings
-    from engine.decide.bundle import PolicySet, load_policy
+    from engine.decide.bundle import PolicySet, load_directory
+    from engine.decide.bundle import build as build_bundle
+    from engine.decide.bundle import read as read_bundle
+    from engine.decide.bundle_server import BundleFolder
+    from engine.decide.bundle_server import app as bundle_server_app
     from engine.decide.decider import Decider
-    from engine.decide.errors import (
-        BundleError,
-        BundleVerificationError,
-        DecideError,
-        InputDocumentError,
-        PolicyError,
-    )
-    from engine.decide.evaluators import (
-        DECISION_PATH,
-        Evaluation,
-        EvaluationTimeout,
-        Evaluator,
-        EvaluatorError,
-        evaluator_for,
-    )
+    from engine.decide.decision_log import DecisionLog
+    from engine.decide.evaluators import EMBEDDED, Evaluator, embedded_evaluator
     from engine.decide.input_builder import RequestFacts, build_input
     from engine.decide.input_document import (
+        Image,
         InputDocument,
         PatchedConfiguration,
+        VmShape,
         json_schema,
         validate,
     )
-    from engine.decide.verdict import Decision, Obligation, Reason, Verdict
+    from engine.decide.policytest import load as load_policy_tests
+    from engine.decide.policytest import run as run_policy_tests
+    from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
+    from engine.decide.replay import Replayer
+    from engine.decide.verdict import Verdict
 else:
     def __getattr__(name: str) -> Any:
         home = _HOME.get(name)
         if home is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(home), name)
+        module, _, attribute = home.partition(":")
+        value = getattr(importlib.import_module(module), attribute or name)
         globals()[name] = value
         return value
 
@@ -89,29 +98,28 @@ else:
         return sorted({*globals(), *__all__})
 
 __all__ = [
-    "DECISION_PATH",
-    "BundleError",
-    "BundleVerificationError",
-    "DecideError",
+    "EMBEDDED",
+    "BundleFolder",
     "Decider",
-    "Decision",
-    "Evaluation",
-    "EvaluationTimeout",
+    "DecisionLog",
     "Evaluator",
-    "EvaluatorError",
+    "Image",
     "InputDocument",
-    "InputDocumentError",
-    "Obligation",
     "PatchedConfiguration",
-    "PolicyError",
     "PolicySet",
-    "Reason",
+    "Replayer",
     "RequestFacts",
     "Verdict",
+    "VmShape",
+    "build_bundle",
     "build_input",
-    "evaluator_for",
+    "bundle_server_app",
+    "embedded_evaluator",
     "json_schema",
-    "load_policy",
-    "load_settings",
+    "load_directory",
+    "load_policy_tests",
+    "read_bundle",
+    "run_policy_tests",
+    "run_policy_tests_with_coverage",
     "validate",
 ]

@@ -41,7 +41,7 @@ from engine.errors import VersionSchemeError
 from engine.gcpause import paused_gc
 
 if TYPE_CHECKING:
-    from engine.attest.result import ResultSummary
+    from engine.attest import ResultSummary
     from engine.pvdb import AffectingReport, Finding
 
 
@@ -130,10 +130,10 @@ def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
 def _at_least(version: str | None, level: str) -> bool | None:
     if version is None:
         return None
-    from engine.pvdb import versions as _versions  # loaded only to compare a patch level
+    from engine.pvdb import compare_versions  # loaded only to compare a patch level
 
     try:
-        return _versions.compare("generic", version, level) >= 0
+        return compare_versions("generic", version, level) >= 0
     except VersionSchemeError:
         return None
 

@@ -44,6 +44,7 @@ from engine.pvdb.query_models import (
     SourceCoverage,
     Undetermined,
 )
+from engine.pvdb.versions import compare as compare_versions
 
 __all__ = [
     "AffectingReport",
@@ -64,6 +65,7 @@ __all__ = [
     "SourceCounts",
     "SourceCoverage",
     "Undetermined",
+    "compare_versions",
     "history",
 ]
 

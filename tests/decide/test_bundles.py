@@ -160,7 +160,7 @@ def test_module_outside_the_roots_is_refused() -> None:
 def test_engine_loads_only_verifying_bundles(signed: Path, rsa_keys: tuple[Path, Path],
                                              tmp_path: Path) -> None:
     from engine.config import load_settings
-    from engine.decide import load_policy
+    from engine.decide.bundle import load_policy
     from engine.errors import ConfigError
 
     settings = load_settings(bundle=signed, bundle_verification_key=rsa_keys[1],

@@ -11,17 +11,20 @@ import pytest
 from engine.attest.result import Failure, ResultSummary
 from engine.decide import (
     Decider,
-    Evaluation,
-    EvaluationTimeout,
     Evaluator,
-    EvaluatorError,
-    InputDocumentError,
     PatchedConfiguration,
     RequestFacts,
     build_input,
 )
 from engine.decide.bundle import load_directory
-from engine.decide.evaluators import EMBEDDED, embedded_evaluator
+from engine.decide.errors import InputDocumentError
+from engine.decide.evaluators import (
+    EMBEDDED,
+    Evaluation,
+    EvaluationTimeout,
+    EvaluatorError,
+    embedded_evaluator,
+)
 from engine.decide.input_document import Image, VmShape
 from engine.model import ImageRef
 from engine.pvdb import AffectingReport, Availability, AvailabilityBasis, Component, Finding, Fix

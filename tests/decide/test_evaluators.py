@@ -93,7 +93,7 @@ def _one_module(tmp_path: Path, source: str) -> Any:
 
 
 def test_regorus_names_file_and_line_of_a_parse_error(tmp_path: Path) -> None:
-    from engine.decide import PolicyError
+    from engine.decide.errors import PolicyError
     from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
@@ -106,7 +106,7 @@ def test_regorus_names_file_and_line_of_a_parse_error(tmp_path: Path) -> None:
 
 
 def test_regorus_refuses_a_missing_entry_point(tmp_path: Path) -> None:
-    from engine.decide import PolicyError
+    from engine.decide.errors import PolicyError
     from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\nx := 1\n")
@@ -128,7 +128,8 @@ def test_regorus_runtime_error_is_a_reject_naming_the_line(tmp_path: Path) -> No
 
 
 def test_input_values_are_not_coerced() -> None:
-    from engine.decide import InputDocumentError, validate
+    from engine.decide import validate
+    from engine.decide.errors import InputDocumentError
 
     doc = document(vulnerabilities=[dict(VULN_IN_WINDOW, max_cvss="8.1")])
     with pytest.raises(InputDocumentError) as caught:

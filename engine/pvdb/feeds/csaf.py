@@ -1,7 +1,8 @@
 """CSAF 2.0 advisories and VEX documents (Red Hat RHSA, BSI, Cisco, Secvisogram…).
 
 One record per document, identified by ``document.tracking.id`` and dated by
-``document.tracking.current_release_date``.
+``document.tracking.current_release_date``. A document of a later CSAF 2 version (2.1…)
+is reported, not read.
 
 What is read:
 
@@ -43,7 +44,9 @@ covers versions up to ``v`` inclusive; ``known_affected`` / ``first_affected``
 (affected), ``known_not_affected`` (unaffected) and ``under_investigation`` (unknown)
 state exactly the named versions (or range, or every version when none is named).
 Statements about one package or product form one group whose uncovered versions are
-unaffected: a CSAF document claims nothing about versions it does not name.
+unaffected: a CSAF document claims nothing about versions it does not name. The
+``recommended`` list is not read; a ``product_status`` list CSAF does not define is
+reported as a warning.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ _VERSION_BRANCHES = frozenset({"product_version", "service_pack", "patch_level"}
 _SCORE_KEYS = ("cvss_v4", "cvss_v3", "cvss_v2")
 _DISTRIBUTION_TYPES = frozenset({"rpm", "deb"})
 _FIXED = frozenset({"fixed", "first_fixed"})
+_UNREAD_STATUS = frozenset({"recommended"})
 # product_status list -> the status it gives the versions it names.
 _NAMED_STATUS = {
     "fixed": Status.UNAFFECTED,
@@ -189,11 +193,16 @@ class CsafAdapter(FeedAdapter):
         return (
             isinstance(data, dict)
             and isinstance(data.get("document"), dict)
-            and data["document"].get("csaf_version") == "2.0"
+            and str(data["document"].get("csaf_version")).startswith("2.")
         )
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
+        version = data["document"]["csaf_version"]
+        if version != "2.0":
+            yield RecordError(f"unsupported CSAF version {version!r} (2.0 is read)",
+                              pointer="$.document.csaf_version")
+            return
         try:
             tracking = expect(data["document"], "tracking", dict, "$.document")
             advisory_id = expect(tracking, "id", str, "$.document.tracking").strip()
@@ -460,6 +469,10 @@ def _vulnerability(
         ))
     remedies, sole = _remedies(vuln, pointer)
     statuses = optional(vuln, "product_status", dict, pointer) or {}
+    for category in statuses:
+        if category not in _NAMED_STATUS and category not in _UNREAD_STATUS:
+            warnings.append(f"{pointer}.product_status.{category}: not a CSAF product status;"
+                            " not used")
     for category in _NAMED_STATUS:
         where = f"{pointer}.product_status.{category}"
         for k, product_id in enumerate(optional(statuses, category, list, pointer) or []):

@@ -1,6 +1,7 @@
 """CVE JSON 5 records (CVE Services / cvelistV5, CISA Vulnrichment, the Linux kernel CNA).
 
 One record per document (``{"dataType": "CVE_RECORD", "cveMetadata": …, "containers": …}``).
+A record whose ``dataVersion`` is not 5.x (5.0, 5.1, 5.1.1…) is reported, not read.
 
 What is read:
 
@@ -81,6 +82,12 @@ class Cve5Adapter(FeedAdapter):
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
+        version = data.get("dataVersion")
+        if version is not None and (not isinstance(version, str)
+                                    or version.split(".", 1)[0] != "5"):
+            yield RecordError(f"unsupported CVE JSON dataVersion {version!r} (5.x is read)",
+                              pointer="$.dataVersion")
+            return
         meta = expect(data, "cveMetadata", dict, "$")
         cve_id = expect(meta, "cveId", str, "$.cveMetadata")
         if not CVE_ID.match(cve_id):

@@ -15,7 +15,7 @@ What is read from an entry (one :class:`~engine.pvdb.models.KevFact`):
 
 * ``dateAdded`` (required) and ``dueDate`` (optional), as dates;
 * ``knownRansomwareCampaignUse`` (``Known`` / ``Unknown``; catalogs from before CISA
-  added the field give ``Unknown``);
+  added the field give ``Unknown``; any other value is a bad entry);
 * ``vendorProject``, ``product``, ``vulnerabilityName`` and ``requiredAction`` as stated.
 
 ``shortDescription``, ``notes`` and ``cwes`` are not used. An entry whose ``cveID`` is not
@@ -42,6 +42,7 @@ from engine.pvdb.feeds.base import (
 from engine.pvdb.models import KevFact, NormalisedRecord, RawRecord, Source, VulnId
 
 _UNKNOWN_RANSOMWARE = "Unknown"
+_RANSOMWARE_VALUES = ("Known", _UNKNOWN_RANSOMWARE)
 
 
 class KevAdapter(FeedAdapter):
@@ -74,12 +75,15 @@ class KevAdapter(FeedAdapter):
         date_added = parse_date(expect(entry, "dateAdded", str, pointer), f"{pointer}.dateAdded")
         if date_added is None:
             raise RecordError("dateAdded is empty", pointer=f"{pointer}.dateAdded")
+        ransomware = _text(entry, "knownRansomwareCampaignUse", pointer) or _UNKNOWN_RANSOMWARE
+        if ransomware not in _RANSOMWARE_VALUES:
+            raise RecordError(f"must be Known or Unknown, got {ransomware!r}",
+                              pointer=f"{pointer}.knownRansomwareCampaignUse")
         fact = KevFact(
             vuln_id=VulnId(raw.record_id),
             date_added=date_added,
             due_date=parse_date(optional(entry, "dueDate", str, pointer), f"{pointer}.dueDate"),
-            ransomware=_text(entry, "knownRansomwareCampaignUse", pointer)
-            or _UNKNOWN_RANSOMWARE,
+            ransomware=ransomware,
             vendor=_text(entry, "vendorProject", pointer),
             product=_text(entry, "product", pointer),
             name=_text(entry, "vulnerabilityName", pointer),

@@ -5,6 +5,9 @@
 #   relevant when it is KEV-listed, or its highest CVSS score reaches
 #   data.vigil.config.relevance.min_cvss, or its EPSS score reaches
 #   data.vigil.config.relevance.min_epss. The window is data.vigil.config.window_days.
+#   A host whose kernel, hypervisor, firmware or microcode (data.vigil.config.coverage
+#   .required_kinds) no loaded source covers is not admitted: no vulnerability there
+#   means nothing was known.
 package vigil.rules.vulnerabilities
 
 import rego.v1
@@ -85,6 +88,45 @@ deny contains reason if {
 		"vulnerability": v.id,
 	}
 }
+
+_required_kinds := {k | some k in _config.coverage.required_kinds}
+
+_coverage_words := {
+	"uncovered": "no loaded vulnerability source covers it",
+	"undetermined": "its version cannot be read in the terms of the sources that cover its product",
+}
+
+_notes(c) := sprintf(" (%s)", [concat("; ", c.notes)]) if {
+	count(c.notes) > 0
+} else := ""
+
+# METADATA
+# title: Host component no vulnerability source covers
+# description: |
+#   Reject when a kernel, hypervisor, firmware or microcode component (the kinds in
+#   data.vigil.config.coverage.required_kinds) is uncovered (no loaded source states
+#   versions of it) or undetermined (its version cannot be read in those sources'
+#   terms): finding no vulnerability there would mean nothing.
+# custom:
+#   rule: component_not_covered
+#   verdict: reject
+deny contains reason if {
+	some c in input.coverage
+	c.status != "covered"
+	component := input.host.components[c.component]
+	component.kind in _required_kinds
+	reason := {
+		"rule": "component_not_covered",
+		"message": sprintf("%s %s (%s) is %s: %s%s; the host cannot be judged", [component.kind, _component_names[c.component], _identity(component), c.status, _coverage_words[c.status], _notes(c)]),
+		"component": c.component,
+	}
+}
+
+_identity(c) := c.purl if {
+	is_string(c.purl)
+} else := c.cpe if {
+	is_string(c.cpe)
+} else := sprintf("%s/%s", [c.vendor, c.product])
 
 # METADATA
 # title: Relevant vulnerability, patched configuration ready

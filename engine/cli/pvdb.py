@@ -147,7 +147,7 @@ def _print_affecting(report: AffectingReport) -> None:
                 f"{f.max_base_score:.1f}" if f.max_base_score is not None else "-",
                 f.kev.date_added.isoformat() if f.kev else "",
                 f"{f.epss.score:.3f}" if f.epss else "",
-                f.fix.closing_version or f.fix.status.value,
+                _fix_text(f.fix),
                 _available(f.fix.availability),
             )
             for f in report.findings
@@ -180,6 +180,16 @@ def _print_coverage(report: AffectingReport) -> None:
             f"{len(uncovered)} components are not covered by any loaded source (or their"
             " versions cannot be read): no finding for them means nothing was known.",
             markup=False, highlight=False)
+
+
+def _fix_text(fix: Any) -> str:
+    """The closing version and whether it patches the host's own line or is an upgrade
+    to another line."""
+    if fix.closing_version is None:
+        return str(fix.status.value)
+    if fix.line is not None and fix.line.value == "other":
+        return f"{fix.closing_version} (upgrade, other line)"
+    return f"{fix.closing_version} (patch)"
 
 
 def _available(availability: Any) -> str:

@@ -114,6 +114,7 @@ def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
         fix=Fix(
             status=finding.fix.status.value,
             closing_version=finding.fix.closing_version,
+            line=finding.fix.line.value if finding.fix.line is not None else None,
             advisories=list(finding.fix.advisories),
             patch_ids=list(finding.fix.patch_ids),
             availability=Availability(

@@ -193,6 +193,10 @@ class Fix(_Model):
     status: Literal["fixed", "no_fix", "unknown"]
     closing_version: str | None = Field(
         default=None, description="Lowest fixed version above the component's version")
+    line: Literal["own", "other"] | None = Field(
+        default=None, description="own: closing_version patches the component's own line;"
+        " other: it is an upgrade to another line, and its date is not a patch date for"
+        " this one (unless availability.basis is estimated, an estimate for this line)")
     advisories: list[str] = Field(default_factory=list)
     patch_ids: list[str] = Field(default_factory=list)
     availability: Availability

@@ -378,7 +378,8 @@ def _contains(st: Statement, version: str) -> bool:
 
 def closing_version(scheme: str, version: str, candidates: Iterable[str]) -> str | None:
     """The fixed version that closes the vulnerability for ``version``: the lowest
-    fixed version above it on its own branch, else the lowest above it anywhere."""
+    fixed version above it on its own line (:func:`versions.line_of`), else the lowest
+    above it anywhere."""
     mine_key = versions.sort_key(scheme, version)
     above: list[tuple[Any, str]] = []
     for candidate in candidates:
@@ -393,9 +394,8 @@ def closing_version(scheme: str, version: str, candidates: Iterable[str]) -> str
             continue
     if not above:
         return None
-    depth = 2
-    mine = versions.branch_of(scheme, version, depth)
-    same_branch = [c for c in above if versions.branch_of(scheme, c[1], depth) == mine]
+    mine = versions.line_of(scheme, version)
+    same_branch = [c for c in above if versions.line_of(scheme, c[1]) == mine]
     pool = same_branch or above
     return min(pool, key=lambda c: c[0])[1]
 

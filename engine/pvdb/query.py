@@ -25,6 +25,7 @@ from engine.pvdb.query_models import (
     Evidence,
     Finding,
     Fix,
+    FixLine,
     FixStatus,
     Kev,
     Severity,
@@ -188,7 +189,8 @@ def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: floa
     if min_score is not None and (f.max_base_score or 0.0) < min_score:
         return False
     if within_days is not None:
-        if f.fix.status is not FixStatus.FIXED and f.fix.availability.date is None:
+        # only a patch on the component's own line counts, not an upgrade to another
+        if not f.fix.patch_available:
             return False
         when = f.fix.availability.date
         if when is not None and when > (now + dt.timedelta(days=within_days)).date():
@@ -336,8 +338,7 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
             or Availability(date=None, basis=AvailabilityBasis.NONE),
         )
     availability = _availability(facts, key, closing, fix_rows)
-    other_line = (versions.branch_of(scheme, closing, 2)
-                  != versions.branch_of(scheme, key.version, 2))
+    other_line = versions.line_of(scheme, closing) != versions.line_of(scheme, key.version)
     if other_line:
         # The only fixes are on other lines (another stable branch): estimate when this
         # line gets its own; keep the other line's vendor date when nothing can be said.
@@ -348,7 +349,8 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
             availability = estimated.model_copy(
                 update={"source": f"{estimated.source}{vendor}"})
     return Fix(
-        status=FixStatus.FIXED, closing_version=closing, fixed_versions=fixed_versions,
+        status=FixStatus.FIXED, closing_version=closing,
+        line=FixLine.OTHER if other_line else FixLine.OWN, fixed_versions=fixed_versions,
         patch_ids=patch_ids, advisories=advisories, availability=availability,
     )
 

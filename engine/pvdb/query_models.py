@@ -52,6 +52,14 @@ class FixStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class FixLine(StrEnum):
+    OWN = "own"
+    """The closing version is on the component's own line: a patch."""
+    OTHER = "other"
+    """The only fixes are on other lines (another stable branch, another minor
+    release): an upgrade to that line, not a patch of this one."""
+
+
 class AvailabilityBasis(StrEnum):
     VENDOR = "vendor"
     """A feed states the date (advisory date, release date of the fixed version)."""
@@ -88,10 +96,24 @@ class Fix(BaseModel):
     closing_version: str | None = Field(
         default=None, description="The lowest fixed version above the component's version"
     )
+    line: FixLine | None = Field(
+        default=None, description="own: the closing version patches the component's own"
+        " line; other: it is an upgrade to another line (None: no fix)")
     fixed_versions: list[str] = Field(default_factory=list)
     patch_ids: list[str] = Field(default_factory=list)
     advisories: list[str] = Field(default_factory=list)
     availability: Availability
+
+    @property
+    def patch_available(self) -> bool:
+        """Whether a patch for the component's own line exists or is expected: a fixed
+        version on its own line, or a dated estimate for this line. A fix that exists
+        only on another line (an upgrade) does not count."""
+        estimated = (self.availability.basis is AvailabilityBasis.ESTIMATED
+                     and self.availability.date is not None)
+        if self.status is FixStatus.FIXED:
+            return self.line is not FixLine.OTHER or estimated
+        return self.availability.date is not None
 
 
 class Evidence(BaseModel):

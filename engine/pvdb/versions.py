@@ -193,6 +193,30 @@ def branch_of(scheme: str, text: str, depth: int) -> tuple[str, ...]:
     return tuple(parts[:depth])
 
 
+_EPOCH = re.compile(r"^(\d+):")
+_DIST = re.compile(r"(?:^|[.+_-])(el\d+(?:_\d+)?|fc\d+|amzn\d+|module\+el[\d.]+)")
+
+
+@lru_cache(maxsize=262_144)
+def line_of(scheme: str, text: str) -> tuple[str, ...]:
+    """The line (maintained branch) a version is on: a fix on the same line is a patch,
+    one on another line an upgrade to that line.
+
+    For ``rpm`` the epoch, the upstream ``major.minor`` and the distribution tag of the
+    release (``el9_4``, ``module+el8.10.0``): ``5.14.0-427.31.1.el9_4`` is on the line of
+    ``5.14.0-427.13.1.el9_4``, ``5.14.0-503.11.1.el9_5`` is not. Other schemes: the first
+    two dotted parts (:func:`branch_of`)."""
+    if scheme != "rpm":
+        return branch_of(scheme, text, 2)
+    text = text.strip()
+    m = _EPOCH.match(text)
+    epoch = m.group(1) if m else "0"
+    body = text[m.end():] if m else text
+    version, _, release = body.partition("-")
+    dist = _DIST.search(release)
+    return (epoch, *version.split(".")[:2], dist.group(1) if dist else "")
+
+
 def in_range(
     scheme: str,
     version: str,

@@ -109,3 +109,19 @@ def test_epoch_qualifier_is_read(qemu_db: Pvdb) -> None:
 def test_a_missing_epoch_is_zero_and_so_older(qemu_db: Pvdb) -> None:
     # epoch 0: below 17:anything, so affected (as rpm itself would order it)
     assert "CVE-2023-6683" in _ids(qemu_db, QEMU)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "mine", "fix", "same"),
+    [
+        ("rpm", "5.14.0-427.13.1.el9_4", "5.14.0-427.31.1.el9_4", True),
+        ("rpm", "5.14.0-427.13.1.el9_4", "5.14.0-503.11.1.el9_5", False),
+        ("rpm", "17:8.2.0-11.el9_4", "17:8.2.0-11.el9_4.4", True),
+        ("rpm", "15:6.2.0-50.module+el8.10.0+22027", "17:8.2.0-11.el9_4", False),
+        ("kernel", "6.6.30", "6.6.34", True),
+        ("kernel", "6.1.76", "6.10.3", False),
+        ("deb", "6.1.76-1", "6.1.90-1", True),
+    ],
+)
+def test_fix_lines(scheme: str, mine: str, fix: str, same: bool) -> None:
+    assert (versions.line_of(scheme, mine) == versions.line_of(scheme, fix)) is same

@@ -47,12 +47,21 @@ _open contains i if {
 	input.vulnerabilities[i].kev == null
 }
 
-# Open, with a fix available or expected within the window.
+# Open, with a fix for the host's own line available or expected within the window. A
+# fix that exists only on another line (fix.line "other") is an upgrade, not a patch:
+# its vendor date does not count (an estimate for this line does).
 _in_window contains i if {
 	some i in _open
-	days := input.vulnerabilities[i].fix.availability.days_from_now
+	v := input.vulnerabilities[i]
+	not _other_line_only(v)
+	days := v.fix.availability.days_from_now
 	is_number(days)
 	days <= _window
+}
+
+_other_line_only(v) if {
+	v.fix.line == "other"
+	v.fix.availability.basis != "estimated"
 }
 
 _label(v) := sprintf("%s (CVSS %.1f)", [v.id, v.max_cvss]) if {
@@ -204,10 +213,14 @@ warn contains reason if {
 	v := input.vulnerabilities[i]
 	reason := {
 		"rule": "no_fix_within_window",
-		"message": sprintf("%s in %s has no fix expected within %d days (fix status %s); tolerated", [_label(v), _component(v), _config.window_days, v.fix.status]),
+		"message": sprintf("%s in %s has no fix expected within %d days (fix status %s%s); tolerated", [_label(v), _component(v), _config.window_days, v.fix.status, _elsewhere(v)]),
 		"vulnerability": v.id,
 	}
 }
+
+_elsewhere(v) := sprintf(", only on another line: %s", [v.fix.closing_version]) if {
+	_other_line_only(v)
+} else := ""
 
 # METADATA
 # title: Vulnerability below the relevance thresholds

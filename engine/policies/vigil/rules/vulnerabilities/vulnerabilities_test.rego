@@ -216,3 +216,37 @@ test_documents_without_coverage_are_judged_as_before if {
 	deny := vulns.deny with input.host as host with input.patched_configuration as patched
 	count(deny) == 0
 }
+
+# --- fixes on other lines ---------------------------------------------------------------
+
+test_a_fix_only_on_another_line_is_no_patch_in_the_window if {
+	host := fx.host
+	other := json.patch(fx.vuln_in_window, [
+		{"op": "add", "path": "/fix/line", "value": "other"},
+		{"op": "replace", "path": "/fix/closing_version", "value": "6.10.3"},
+	])
+	vs := [other]
+	patched := fx.patched_none
+	delay := vulns.delay with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched
+	warn := vulns.warn with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched
+	count(delay) == 0
+	warn == {{
+		"rule": "no_fix_within_window",
+		"message": "CVE-2026-0001 (CVSS 8.1) in linux_kernel 6.6.30 has no fix expected within 30 days (fix status fixed, only on another line: 6.10.3); tolerated",
+		"vulnerability": "CVE-2026-0001",
+	}}
+}
+
+test_an_own_line_fix_or_an_estimate_for_this_line_counts if {
+	host := fx.host
+	own := json.patch(fx.vuln_in_window, [{"op": "add", "path": "/fix/line", "value": "own"}])
+	estimated := json.patch(fx.vuln_in_window, [
+		{"op": "add", "path": "/fix/line", "value": "other"},
+		{"op": "replace", "path": "/fix/availability/basis", "value": "estimated"},
+	])
+	patched := fx.patched_none
+	d1 := vulns.delay with input.host as host with input.vulnerabilities as [own] with input.patched_configuration as patched
+	d2 := vulns.delay with input.host as host with input.vulnerabilities as [estimated] with input.patched_configuration as patched
+	_rules(d1) == {"fix_expected_within_window"}
+	_rules(d2) == {"fix_expected_within_window"}
+}

@@ -35,10 +35,13 @@ from engine.pvdb.query_models import (
     AffectingReport,
     Availability,
     AvailabilityBasis,
+    ComponentCoverage,
+    CoverageStatus,
     Evidence,
     Finding,
     Fix,
     FixStatus,
+    SourceCoverage,
     Undetermined,
 )
 from engine.pvdb.versions import compare as compare_versions
@@ -49,6 +52,8 @@ __all__ = [
     "AvailabilityBasis",
     "AvailabilityEstimator",
     "Component",
+    "ComponentCoverage",
+    "CoverageStatus",
     "Evidence",
     "Finding",
     "Fix",
@@ -58,6 +63,7 @@ __all__ = [
     "Problem",
     "Pvdb",
     "SourceCounts",
+    "SourceCoverage",
     "Undetermined",
     "compare_versions",
     "history",
@@ -175,3 +181,10 @@ class Pvdb:
         from engine.pvdb.ingest import source_status
 
         return source_status(self._con)
+
+    def coverage(self) -> list[dict[str, Any]]:
+        """Per ecosystem and release (packages) or vendor/product (products): the sources
+        that cover it, how many records, as of when (:mod:`engine.pvdb.coverage`)."""
+        from engine.pvdb.coverage import by_ecosystem
+
+        return by_ecosystem(self._con)

@@ -21,7 +21,9 @@ What is read:
 What a product id names:
 
 * with a purl: a package (:func:`engine.pvdb.identity.purl_key`); an rpm ``epoch``
-  qualifier is written into the version (``15:6.2.0-50…``) as RPM compares it. An rpm or
+  qualifier is written into the version (``15:6.2.0-50…``) as RPM compares it, and the
+  ``arch`` qualifier is not part of the package's identity (one statement per package
+  and release, whatever the architecture). An rpm or
   deb package without a ``distro`` qualifier takes its release from the platform's CPE
   version (``cpe:/a:redhat:enterprise_linux:8::appstream`` -> ``8``);
 * without a purl, a version branch inside an ``architecture`` branch whose name ends in
@@ -55,8 +57,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from packageurl import PackageURL
 
 from engine.errors import RecordError
 from engine.pvdb import identity
@@ -356,10 +356,6 @@ def _purl_target(product: _Product, purl: str) -> _Target:
         raise RecordError(
             exc.summary, pointer=f"{product.pointer}.product_identification_helper.purl"
         ) from exc
-    if version and key.type == "rpm":
-        qualifiers = PackageURL.from_string(purl).qualifiers
-        epoch = qualifiers.get("epoch") if isinstance(qualifiers, dict) else None
-        version = _rpm_version(epoch, version)
     release = key.release
     if release is None and key.type in _DISTRIBUTION_TYPES:
         release = _platform_release(product.platform)
@@ -403,7 +399,7 @@ def _product_target(product: _Product) -> _Target | None:
 
 def _rpm_version(epoch: str | None, version: str) -> str:
     """``epoch:version-release``, the epoch left out when it is absent or 0."""
-    return f"{epoch}:{version}" if epoch and epoch != "0" else version
+    return identity.with_epoch(epoch, version)
 
 
 def _platform_release(platform: _Product | None) -> str | None:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.fleet import FleetSnapshot, HostState
+from engine.fleet import FleetSnapshot, HostChange, HostState
 from engine.rollout.executor import Completion, Executor, Op
 from engine.rollout.placer import Placer
 from engine.rollout.planner import Plan, destination_tier
@@ -171,6 +171,7 @@ class Runner:
             self.placer.add_host(rt.id, rt.vcpus - sum(self.vms[v].vcpus for v in rt.vms),
                                  rt.memory_mib - sum(self.vms[v].memory_mib for v in rt.vms),
                                  self._tier(rt))
+        self._initial = {v.id: v.host for v in self.vms.values()}
         self.placer.set_anti_affinity(((g.id, g.vms) for g in snapshot.anti_affinity),
                                       {v.id: v.host for v in self.vms.values()})
         self.unavailable = sum(h.state != HostState.IN_SERVICE for h in self.hosts.values())
@@ -545,6 +546,11 @@ class Runner:
                        self.failed_migrations, self.retried, round(self.max_downtime, 3),
                        round(self.total_downtime, 3), self.plan.max_unavailable,
                        self.max_seen, reasons)
+
+    def outcome(self) -> tuple[list[HostChange], dict[str, str]]:
+        """Each host's state and version now, and the host of every VM that moved."""
+        hosts = [HostChange(h.id, HostState(h.state), h.version) for h in self.hosts.values()]
+        return hosts, {v.id: v.host for v in self.vms.values() if v.host != self._initial[v.id]}
 
     def done_hosts(self) -> int:
         return sum(h.phase in TERMINAL for h in self.hosts.values() if h.wave >= 0)

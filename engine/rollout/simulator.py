@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.fleet import VM
 from engine.rollout.executor import Completion, Op
 from engine.rollout.policy import MigrationSettings
-from engine.rollout.ports import Attestor
+from engine.rollout.ports import Attestor, MemoryAttestor
 from engine.rollout.precopy import precopy
 
 
@@ -48,6 +48,14 @@ class Failures(BaseModel):
     """VM id -> how many of its first migration attempts fail."""
     no_boot: list[str] = Field(default_factory=list)
     """Hosts that do not come back after their reimage."""
+    attestation: list[str] = Field(default_factory=list)
+    """Hosts whose attestation on the target version fails (they are rolled back); applied
+    by the attestor (:func:`attestor_for`), not by the simulator itself."""
+
+
+def attestor_for(failures: Failures, target: str) -> MemoryAttestor:
+    """The in-memory attestor that fails the hosts ``failures`` names on ``target``."""
+    return MemoryAttestor(fail={(h, target) for h in failures.attestation})
 
 
 @dataclass(slots=True)

@@ -30,6 +30,9 @@ from typing import Any
 
 from engine.rollout import trace
 
+_HOST_STEPS = frozenset({"cordon", "reimage_start", "reimage_end", "rollback", "attest_ok",
+                         "attest_failed", "uncordon"})
+
 
 @dataclass
 class Report:
@@ -71,12 +74,13 @@ def check(events: Iterable[dict[str, Any]]) -> Report:
 
     for n, e in enumerate(it, start=2):
         report.events += 1
-        kind, host, t = e.get("type"), e.get("host"), float(e.get("t", 0.0))
+        raw = e.get("host")
+        kind, host, t = e.get("type"), str(raw or ""), float(e.get("t", 0.0))
         at = f"line {n} (t={t:g}, {kind}{' ' + host if host else ''})"
         if t < last_t:
             bad(f"{at}: time goes backwards from {last_t:g}")
         last_t = t
-        if host is not None and host not in state:
+        if (raw is not None or kind in _HOST_STEPS) and host not in state:
             bad(f"{at}: unknown host")
             continue
         if kind == "cordon":
@@ -86,7 +90,7 @@ def check(events: Iterable[dict[str, Any]]) -> Report:
             out += 1
             reimaged[host] = attested[host] = False
         elif kind == "migrate_start":
-            vm, src, dst = e.get("vm"), e.get("from"), e.get("to")
+            vm, src, dst = str(e.get("vm")), str(e.get("from")), str(e.get("to"))
             if vm not in where:
                 bad(f"{at}: unknown VM {vm}")
                 continue
@@ -100,7 +104,7 @@ def check(events: Iterable[dict[str, Any]]) -> Report:
                 bad(f"{at}: VM {vm} migrates to {dst}, which is {state[dst]}")
             flying[vm] = (src, dst)
         elif kind in ("migrate_end", "migrate_failed"):
-            vm = e.get("vm")
+            vm = str(e.get("vm"))
             pair = flying.pop(vm, None)
             if pair is None or pair != (e.get("from"), e.get("to")):
                 bad(f"{at}: no migration of VM {vm} from {e.get('from')} to {e.get('to')}"

@@ -36,7 +36,16 @@ from engine.rollout.ports import (
     TargetSource,
 )
 from engine.rollout.runner import Journal, MemoryJournal, Runner, Summary
-from engine.rollout.simulator import Failures, SimTimings, Simulator
+from engine.rollout.service import Options as RolloutOptions
+from engine.rollout.service import abort as abort_rollout
+from engine.rollout.service import pause as pause_rollout
+from engine.rollout.service import request_resume
+from engine.rollout.service import resume as resume_rollout
+from engine.rollout.service import start as start_rollout
+from engine.rollout.service import status as rollout_status
+from engine.rollout.simulator import Failures, SimTimings, Simulator, attestor_for
+from engine.rollout.tracecheck import Report as TraceReport
+from engine.rollout.tracecheck import check_file as check_trace
 
 __all__ = [
     "AttestOutcome",
@@ -55,6 +64,7 @@ __all__ = [
     "PolicyError",
     "RolloutError",
     "RolloutNotFound",
+    "RolloutOptions",
     "RolloutPolicy",
     "RolloutRefused",
     "RolloutStateError",
@@ -65,6 +75,15 @@ __all__ = [
     "StaticTargets",
     "Summary",
     "TargetSource",
+    "TraceReport",
     "Window",
+    "abort_rollout",
+    "attestor_for",
+    "check_trace",
+    "pause_rollout",
     "plan",
+    "request_resume",
+    "resume_rollout",
+    "rollout_status",
+    "start_rollout",
 ]

@@ -140,7 +140,8 @@ def plan(snapshot: FleetSnapshot, group: str, targets: TargetSource, attestor: A
         waves.append(rest[:budget])
         rest = rest[budget:]
     threshold = _threshold(policy.failure_threshold, max((len(w) for w in waves), default=1))
-    moves, to_move = _check_fit(snapshot, hosts, waves, target, approved, attestor, on_host)
+    moves, to_move = _check_fit(snapshot, hosts, waves, target, approved, attestor, on_host,
+                                policy.prefer_target)
     return Plan(group=group, target=target, start_at=start_at or dt.datetime.now(dt.UTC),
                 policy=policy, group_hosts=n, max_unavailable=max_unavailable,
                 already_unavailable=out_now, failure_threshold=threshold, waves=waves,
@@ -164,19 +165,20 @@ def _threshold(value: int | str, wave: int) -> int:
 
 
 def destination_tier(version: str, state: HostState, trusted: bool, target: str,
-                     approved: frozenset[str] | None) -> int | None:
+                     approved: frozenset[str] | None, prefer_target: bool = True
+                     ) -> int | None:
     """0: a preferred destination (on the target version), 1: acceptable, None: not a
     destination (not in service, not attested, or on a version that is not approved)."""
     if state is not HostState.IN_SERVICE or not trusted:
         return None
     if version == target:
-        return 0
+        return 0 if prefer_target else 1
     return 1 if approved is None or version in approved else None
 
 
 def _check_fit(snapshot: FleetSnapshot, hosts: list[Host], waves: list[list[str]],
                target: str, approved: frozenset[str] | None, attestor: Attestor,
-               on_host: dict[str, list[VM]]) -> tuple[int, int]:
+               on_host: dict[str, list[VM]], prefer: bool) -> tuple[int, int]:
     placer = Placer()
     location: dict[str, str] = {}
     resident: dict[str, list[VM]] = defaultdict(list)
@@ -188,7 +190,7 @@ def _check_fit(snapshot: FleetSnapshot, hosts: list[Host], waves: list[list[str]
         placer.add_host(h.id, h.vcpus - sum(v.vcpus for v in vms),
                         h.memory_mib - sum(v.memory_mib for v in vms),
                         destination_tier(h.image_version, h.state, attestor.trusted(h.id),
-                                         target, approved))
+                                         target, approved, prefer))
     placer.set_anti_affinity(((g.id, g.vms) for g in snapshot.anti_affinity), location)
     moves = 0
     first_moves = sum(len(resident[h]) for w in waves for h in w)
@@ -207,7 +209,7 @@ def _check_fit(snapshot: FleetSnapshot, hosts: list[Host], waves: list[list[str]
             for v in resident[hid]:
                 placer.free(hid, v.id, v.vcpus, v.memory_mib)
             resident[hid] = []
-            placer.set_tier(hid, 0)
+            placer.set_tier(hid, 0 if prefer else 1)
     return moves, first_moves
 
 

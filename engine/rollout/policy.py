@@ -133,6 +133,10 @@ class RolloutPolicy(BaseModel):
     busy: ceil(per cluster / outbound per host) + 1)."""
     windows: tuple[Window, ...] = ()
     """Hosts start their update only inside one of these (none: any time)."""
+    prefer_target: bool = True
+    """Send VMs first to hosts already on the target version (they never move again);
+    off, every eligible host is ranked by free memory alone, as a scheduler that does not
+    know about the rollout would."""
     non_migratable: NonMigratableAction = NonMigratableAction.WAIT
     """For VMs that cannot be live-migrated, unless the VM's label
     ``vigil.disruption`` names another action."""

@@ -147,6 +147,8 @@ class Runner:
         self.max_downtime = self.total_downtime = 0.0
         self.wave_ptr = 0
         self.wave_failures = [0] * len(plan.waves)
+        self.wave_started = [0] * len(plan.waves)  # hosts start in wave order
+        self.wave_finished = [0] * len(plan.waves)
         self.draining: dict[str, None] = {}  # in cordon order
         self._pending: list[Event] = []
         self._to_start: list[Op] = []
@@ -186,7 +188,7 @@ class Runner:
 
     def _tier(self, h: _Host) -> int | None:
         return destination_tier(h.version, HostState(h.state), h.trusted, self.target,
-                                self.approved)
+                                self.approved, self.policy.prefer_target)
 
     def _apply(self, e: Event) -> None:
         kind, t = e["type"], float(e["t"])
@@ -198,6 +200,8 @@ class Runner:
                              key=lambda v: (-self.vms[v].memory_mib, v))
             self.placer.set_tier(h.id, None)
             self.draining[h.id] = None
+            if h.wave >= 0:
+                self.wave_started[h.wave] += 1
             self.unavailable += 1
             self.max_seen = max(self.max_seen, self.unavailable)
         elif kind == "migrate_start":
@@ -287,6 +291,8 @@ class Runner:
             self.finished = e["status"]
 
     def _terminal(self, h: _Host) -> None:
+        if h.wave >= 0:
+            self.wave_finished[h.wave] += 1
         if h.phase in FAILED and h.wave >= 0:
             self.wave_failures[h.wave] += 1
             if self.wave_failures[h.wave] > self.plan.failure_threshold and not self.halted:
@@ -487,13 +493,15 @@ class Runner:
         if self.paused or self.aborting or self.halted:
             return
         waves = self.plan.waves
-        while self.wave_ptr < len(waves) and all(
-                self.hosts[h].phase in TERMINAL for h in waves[self.wave_ptr]):
+        while (self.wave_ptr < len(waves)
+               and self.wave_finished[self.wave_ptr] == len(waves[self.wave_ptr])):
             self.wave_ptr += 1
         if self.wave_ptr >= len(waves):
             return
-        pending = [h for h in waves[self.wave_ptr] if self.hosts[h].phase == "pending"]
-        if not pending:
+        wave = waves[self.wave_ptr]
+        if self.wave_started[self.wave_ptr] >= len(wave):
+            return
+        if self.unavailable >= self.plan.max_unavailable or len(self.draining) >= self._limit:
             return
         now = self.plan.start_at + dt.timedelta(seconds=self.t)
         opening = self.policy.window_opening(now)
@@ -502,11 +510,11 @@ class Runner:
         if opening > now:
             self._window_wake = self.t + (opening - now).total_seconds()
             return
-        for hid in pending:
-            if self.unavailable >= self.plan.max_unavailable or len(self.draining) >= self._limit:
-                return
-            self._emit("cordon", hid, version=self.hosts[hid].version,
-                       wave=self.hosts[hid].wave + 1)
+        w = self.wave_ptr
+        while (self.wave_started[w] < len(wave) and len(self.draining) < self._limit
+               and self.unavailable < self.plan.max_unavailable):
+            hid = wave[self.wave_started[w]]
+            self._emit("cordon", hid, version=self.hosts[hid].version, wave=w + 1)
 
     def _give_up_stuck(self) -> bool:
         """Nothing in flight, no retry due: draining hosts whose next VM fits nowhere."""

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     """Decision window of the patch-availability predictor: every estimate states
     P(fix within this many days)."""
 
+    fleet_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "fleet.duckdb")
+    """DuckDB file of the fleet inventory: hosts, VMs, anti-affinity groups."""
+
+    rollout_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "rollouts.duckdb")
+    """DuckDB file of the rollouts' durable state (rollouts and their steps); traces and
+    control requests are written beside it."""
+
     policy_dir: Path | None = None
     """Folder of Rego policies the embedded evaluator loads when no ``bundle`` is set
     (default: ``engine/policies/``, installed with the package)."""

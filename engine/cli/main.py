@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import agent, attest, decide, feeds, policy, predict, pvdb
+from engine.cli import agent, attest, decide, feeds, fleet, policy, predict, pvdb, rollout
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ app.add_typer(policy.schema_app, name="schema")
 app.add_typer(attest.app, name="attest")
 app.add_typer(predict.app, name="predict")
 app.add_typer(agent.app, name="agent")
+app.add_typer(fleet.app, name="fleet")
+app.add_typer(rollout.app, name="rollout")
 app.command("decide")(decide.decide)
 
 

@@ -194,9 +194,23 @@ def bundle_serve(
     """Serve built bundles to OPA servers: GET /bundles/NAME.tar.gz with ETag, answering
     304 while the bundle is unchanged. With VIGIL_BUNDLE_VERIFICATION_KEY set, only
     bundles whose signature verifies are served."""
+    import contextlib
+    import socket
+
     import uvicorn
 
     from engine.decide import BundleFolder, bundle_server_app
+
+    class AnnouncingServer(uvicorn.Server):
+        """Says where it serves once it listens (the line is the server's readiness
+        signal, and names the port the system chose for --port 0)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                bound = self.servers[0].sockets[0].getsockname()[1]
+                output.stderr().print(f"serving {served.folder}/*.tar.gz at "
+                                      f"http://{host}:{bound}/bundles/", markup=False)
 
     if not folder.is_dir():
         raise NotFoundError(f"no bundle folder {folder}",
@@ -205,9 +219,12 @@ def bundle_serve(
     served = BundleFolder(folder, verification_key=cfg.bundle_verification_key,
                           key_id=cfg.bundle_verification_key_id,
                           scope=cfg.bundle_verification_scope)
-    output.stderr().print(f"serving {served.folder}/*.tar.gz at "
-                          f"http://{host}:{port}/bundles/", markup=False)
-    uvicorn.run(bundle_server_app(served), host=host, port=port, log_level="warning")
+    server = AnnouncingServer(uvicorn.Config(bundle_server_app(served), host=host, port=port,
+                                             log_level="warning"))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once stopped
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's exit code when it cannot start
 
 
 def _compiles(policy: PolicySet) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +34,14 @@ from engine.model import ImageRef
 from engine.pvdb import AffectingReport, Availability, AvailabilityBasis, Component, Finding, Fix
 from engine.pvdb.query_models import FixStatus, Kev, Severity
 from tests.decide.conftest import NOW, PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
+from tests.tools import HANG_GUARD
 
 
 @pytest.fixture(scope="module", params=EMBEDDED)
 def embedded(request: pytest.FixtureRequest) -> Evaluator:
     """Each in-process evaluator in turn: regorus (the default) and rego-cpp."""
-    return embedded_evaluator(request.param, load_directory(POLICIES, ["vigil"]), timeout=1.0)
+    return embedded_evaluator(request.param, load_directory(POLICIES, ["vigil"]),
+                              timeout=HANG_GUARD)
 
 
 @pytest.mark.parametrize(("changes", "verdict", "rule"), [
@@ -107,36 +113,74 @@ def test_fail_closed(answer: Evaluation | Exception, rule: str) -> None:
     assert "fail closed" in result.reasons[0].message
 
 
-@pytest.mark.parametrize("name", EMBEDDED)
-def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str) -> None:
-    folder = tmp_path / "slow" / "decision"
+# The timeouts below happen by construction, whatever the load: the regorus worker is
+# stopped (SIGSTOP) before it is asked, and a rego-cpp evaluation waits on an event the test
+# sets only at the end. Nothing is left running afterwards (the stopped worker is killed,
+# the blocked threads are released and finish at once).
+
+
+def _quick_policy(tmp_path: Path) -> Any:
+    folder = tmp_path / "quick" / "decision"
     folder.mkdir(parents=True)
     (folder / "decision.rego").write_text(
-        "package slow.decision\n\nimport rego.v1\n\n"
-        "result := {\"verdict\": \"admit\", \"n\": n} if {\n"
-        "\tn := count({x | some x in numbers.range(1, 1000000); x % 7 == 0})\n}\n")
-    policy = load_directory(tmp_path, ["slow"])
+        "package quick.decision\n\nimport rego.v1\n\nresult := {\"verdict\": \"admit\"}\n")
+    return load_directory(tmp_path, ["quick"])
+
+
+QUICK = "quick/decision/result"
+
+
+def _stalled(evaluator: Any) -> Any:
+    """The regorus evaluator's worker process, started if need be and stopped: it cannot
+    answer until it is killed."""
+    if evaluator._child is None:
+        evaluator._child = evaluator._start()
+    child = evaluator._child
+    os.kill(child.process.pid, signal.SIGSTOP)
+    return child
+
+
+@pytest.fixture()
+def release() -> Iterator[threading.Event]:
+    """Set at the end of the test: the blocked rego-cpp evaluations then finish."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def _blocked(evaluator: Any, release: threading.Event) -> None:
+    """Every evaluation of this rego-cpp evaluator waits for ``release`` first (rego-cpp
+    itself cannot be made to wait: its worker thread is what the evaluator abandons)."""
+    evaluate = evaluator._run
+
+    def waiting(*args: Any) -> Any:
+        release.wait(HANG_GUARD)
+        return evaluate(*args)
+
+    evaluator._run = waiting
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_real_timeout_of_an_embedded_evaluator_rejects(tmp_path: Path, name: str,
+                                                      release: threading.Event) -> None:
     from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
     from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
     kind = RegorusEvaluator if name == "regorus" else EmbeddedEvaluator
-    evaluator = kind(policy, entrypoints=("slow/decision/result",), timeout=0.05)
-    decider = Decider(evaluator, path="slow/decision/result")
+    evaluator = kind(_quick_policy(tmp_path), entrypoints=(QUICK,), timeout=0.05)
+    if name == "regorus":
+        _stalled(evaluator)
+    else:
+        _blocked(evaluator, release)
+    decider = Decider(evaluator, path=QUICK)
     result = decider.decide(document())
     assert result.verdict == "reject"
     assert [r.rule for r in result.reasons] == ["evaluation_timeout"]
     # the abandoned evaluation does not poison the next one: it times out again, cleanly
+    if name == "regorus":
+        _stalled(evaluator)
     assert decider.decide(document()).reasons[0].rule == "evaluation_timeout"
-
-
-def _slow_policy(tmp_path: Path) -> Any:
-    folder = tmp_path / "slow" / "decision"
-    folder.mkdir(parents=True)
-    (folder / "decision.rego").write_text(
-        "package slow.decision\n\nimport rego.v1\n\n"
-        "result := {\"verdict\": \"admit\", \"n\": n} if {\n"
-        "\tn := count({x | some x in numbers.range(1, 3000000); x % 7 == 0})\n}\n")
-    return load_directory(tmp_path, ["slow"])
+    evaluator.close()
 
 
 def test_a_timed_out_regorus_evaluation_is_killed(tmp_path: Path) -> None:
@@ -144,29 +188,33 @@ def test_a_timed_out_regorus_evaluation_is_killed(tmp_path: Path) -> None:
     killed when the timeout passes, so nothing keeps running."""
     from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
-    evaluator = RegorusEvaluator(_slow_policy(tmp_path), entrypoints=("slow/decision/result",),
-                                 timeout=0.05)
-    decider = Decider(evaluator, path="slow/decision/result")
+    evaluator = RegorusEvaluator(_quick_policy(tmp_path), entrypoints=(QUICK,), timeout=0.05)
+    decider = Decider(evaluator, path=QUICK)
     child = evaluator._child
     assert child is not None and child.process.poll() is None
+    _stalled(evaluator)
     verdict = decider.decide(document())
     assert [r.rule for r in verdict.reasons] == ["evaluation_timeout"]
     assert child.process.poll() is not None  # killed, not left running
     # the next evaluation starts a new worker, and times out the same way
+    assert _stalled(evaluator) is not child
     assert decider.decide(document()).reasons[0].rule == "evaluation_timeout"
+    # and a worker that answers decides again
+    assert decider.decide(document()).verdict == "admit"
     evaluator.close()
 
 
 @pytest.mark.parametrize("name", ["regopy"])
-def test_runaway_evaluations_do_not_pile_up(tmp_path: Path, name: str) -> None:
+def test_runaway_evaluations_do_not_pile_up(tmp_path: Path, name: str,
+                                            release: threading.Event) -> None:
     """rego-cpp releases the GIL and runs on a thread: a timed-out evaluation runs on in
     the background; past MAX_ABANDONED still running, the next decision is refused at
     once (a reject) instead of starting another thread."""
     from engine.decide.evaluators.regopy_engine import MAX_ABANDONED, EmbeddedEvaluator
 
-    evaluator = EmbeddedEvaluator(_slow_policy(tmp_path), entrypoints=("slow/decision/result",),
-                                  timeout=0.02)
-    decider = Decider(evaluator, path="slow/decision/result")
+    evaluator = EmbeddedEvaluator(_quick_policy(tmp_path), entrypoints=(QUICK,), timeout=0.02)
+    _blocked(evaluator, release)
+    decider = Decider(evaluator, path=QUICK)
     rules = [decider.decide(document()).reasons[0].rule for _ in range(MAX_ABANDONED + 1)]
     assert rules == ["evaluation_timeout"] * MAX_ABANDONED + ["evaluator_error"]
     refused = decider.decide(document())
@@ -181,9 +229,25 @@ def test_unreachable_opa_server_rejects() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = Decider(RemoteEvaluator(f"http://127.0.0.1:{port}", timeout=0.5)).decide(document())
+    result = Decider(RemoteEvaluator(f"http://127.0.0.1:{port}",
+                                     timeout=HANG_GUARD)).decide(document())
     assert result.verdict == "reject"
     assert [r.rule for r in result.reasons] == ["evaluator_error"]
+
+
+def test_an_opa_server_that_never_answers_times_out() -> None:
+    """A listening socket nobody accepts from: the connection opens, the query is sent,
+    no answer ever comes."""
+    import socket
+
+    from engine.decide.evaluators.remote import RemoteEvaluator
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        result = Decider(RemoteEvaluator(f"http://127.0.0.1:{port}",
+                                         timeout=0.2)).decide(document())
+    assert result.verdict == "reject" and result.fail_closed
+    assert [r.rule for r in result.reasons] == ["evaluation_timeout"]
 
 
 def _finding(vuln_id: str, score: float | None, days: int | None, *, kev: bool = False,

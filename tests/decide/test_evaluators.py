@@ -1,13 +1,12 @@
-"""Evaluator backends: rego-cpp's known gaps pinned, and OPA when an `opa` binary exists."""
+"""Evaluator backends: rego-cpp's known gaps pinned, and OPA (the project's
+``.tools/bin/opa``, else ``opa`` on PATH)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from engine.decide import Decider
 from engine.decide.bundle import build, load_directory
 from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from tests.decide.conftest import POLICIES, VULN_IN_WINDOW, document
+from tests.tools import HANG_GUARD, LOCAL_OPA, Watched, opa_binary
 
 
 def _query(q: str) -> object:
@@ -50,39 +50,34 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.skipif(shutil.which("opa") is None,
-                    reason="no `opa` binary on PATH: no registry this project reaches "
-                    "(PyPI, npm, Debian) ships one, so the OPA backend is tested only where "
-                    "OPA is installed")
+OPA = opa_binary()
+
+
+@pytest.mark.skipif(OPA is None,
+                    reason=f"no OPA at {LOCAL_OPA} (scripts/setup.sh builds it) nor `opa` on "
+                    "PATH: no registry this project reaches (PyPI, npm, Debian) ships one")
 def test_opa_server_serves_the_signed_bundle_and_agrees(tmp_path: Path,
                                                        rsa_keys: tuple[Path, Path]) -> None:
     from engine.decide.evaluators.remote import RemoteEvaluator
 
+    assert OPA is not None
     policy = load_directory(POLICIES, ["vigil"])
     target = tmp_path / "vigil.tar.gz"
     target.write_bytes(build(policy, revision="opa-1", signing_key=rsa_keys[0]))
     port = _free_port()
-    server = subprocess.Popen(
-        ["opa", "run", "--server", f"--addr=127.0.0.1:{port}", "--bundle",
-         f"--verification-key={rsa_keys[1]}", "--verification-key-id=vigil",
-         str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        remote = RemoteEvaluator(f"http://127.0.0.1:{port}", timeout=2.0)
-        for _ in range(50):
-            try:
-                remote.evaluate(document())
-                break
-            except Exception:
-                time.sleep(0.1)
-        embedded = EmbeddedEvaluator(policy)
+    # the bundle is loaded (and its signature checked) before the server listens; the
+    # debug line "Server initialized." comes once it does
+    with Watched([OPA, "run", "--server", f"--addr=127.0.0.1:{port}", "--disable-telemetry",
+                  "--log-level=debug", "--bundle", f"--verification-key={rsa_keys[1]}",
+                  "--verification-key-id=vigil", target]) as server:
+        server.wait_for(r'"msg":"Server initialized\."')
+        remote = RemoteEvaluator(f"http://127.0.0.1:{port}", timeout=HANG_GUARD)
+        embedded = EmbeddedEvaluator(policy, timeout=HANG_GUARD)
         for doc in (document(), document(vulnerabilities=[VULN_IN_WINDOW])):
             a = Decider(remote).decide(doc)
             b = Decider(embedded).decide(doc)
             assert json.dumps(a.decision.to_json(), sort_keys=True) == \
                 json.dumps(b.decision.to_json(), sort_keys=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _one_module(tmp_path: Path, source: str) -> Any:
@@ -119,7 +114,9 @@ def test_regorus_runtime_error_is_a_reject_naming_the_line(tmp_path: Path) -> No
 
     policy = _one_module(tmp_path, "package demo.decision\n\nimport rego.v1\n\n"
                                    "result := {\"verdict\": \"admit\", \"n\": input.host.id + 1}\n")
-    evaluator = RegorusEvaluator(policy, entrypoints=("demo/decision/result",))
+    # the timeout is a hang guard: the error comes at once, never a timeout under load
+    evaluator = RegorusEvaluator(policy, entrypoints=("demo/decision/result",),
+                                 timeout=HANG_GUARD)
     verdict = Decider(evaluator, path="demo/decision/result").decide(document())
     assert verdict.verdict == "reject" and verdict.fail_closed
     assert [r.rule for r in verdict.reasons] == ["evaluator_error"]

@@ -2,6 +2,7 @@
 inputs.
 
     .venv/bin/python benchmarks/attest_bench.py [--json] [--json-out FILE] [--quiet]
+    .venv/bin/python -m benchmarks.attest_bench …          (the same)
 
 Three parts (targets from issue 3, reported as pass/fail, never asserted):
 
@@ -29,20 +30,20 @@ Three parts (targets from issue 3, reported as pass/fail, never asserted):
    Target: Vigil's median <= 2 ms on every ~100-event log (90-125 events).
 
 2. **Quote verification** on the real quotes of ``../shared/data/tpm/quotes`` (the cases
-   and loader of ``tests/attest/test_quote.py``) that Keylime's ``checkquote`` accepts.
+   and loader of ``engine/attest/lab.py``) that Keylime's ``checkquote`` accepts.
 
    * Keylime: ``keylime.tpm.tpm_util.checkquote(ak_pem, nonce, sigblob, quoteblob,
      pcrblob, hash_alg)``: load the PEM AK, verify the signature, unmarshal TPMS_ATTEST,
      compare extraData with the nonce, read the tpm2-tools PCR file, recompute pcrDigest.
    * Vigil, same work (the figure the target uses): ``load_public_key(ak_pem)``, the
-     tests' reader of the tpm2-tools PCR file, then ``verify_quote(attest, signature,
+     engine's reader of the tpm2-tools PCR file, then ``verify_quote(attest, signature,
      ak, pcrs=..., expected_nonce=...)`` (steps 1-3 of issue 3).
    * Vigil, ``verify_quote`` alone: AK and PCR values prepared once, as a verifier
      holding the enrolled AK and the evidence's PCR map calls it.
 
    Target: Vigil (same work) at least as fast as ``checkquote`` on every case.
 
-3. **Full appraisal** as ``tests/attest/appraisal_timing.py`` does it: swtpm, AK enrolled
+3. **Full appraisal** as ``benchmarks/appraisal_timing.py`` does it: swtpm, AK enrolled
    by MakeCredential/ActivateCredential, a ~100-event log booted into the TPM, a signed
    reference manifest, then ``Verifier.appraise`` timed (quote signature, nonce
    consumption in SQLite, PCR digest, log parse + replay + match, reference match,
@@ -71,20 +72,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cryptography
+from cryptography.hazmat.backends.openssl import backend as openssl_backend
+
+try:  # run as a script (benchmarks/ on sys.path) or as ``python -m benchmarks.attest_bench``
+    import attest_keylime
+except ImportError:  # pragma: no cover - depends on how the script is started
+    from benchmarks import attest_keylime
+
+from engine.attest.errors import AttestError
+from engine.attest.eventlog import EventLog, parse
+from engine.attest.lab import QUOTE_CASES, load_quote_case
+from engine.attest.pcrfile import load_tpm2_tools_pcrs as tpm2_tools_pcrs
+from engine.attest.quote import load_public_key, parse_signature, verify_quote
+
 ROOT = Path(__file__).resolve().parent.parent
-for folder in (ROOT, Path(__file__).resolve().parent):
-    if str(folder) not in sys.path:  # run as a script: the project and benchmarks/
-        sys.path.insert(0, str(folder))
-
-import attest_keylime  # noqa: E402
-import cryptography  # noqa: E402
-from cryptography.hazmat.backends.openssl import backend as openssl_backend  # noqa: E402
-
-from engine.attest.errors import AttestError  # noqa: E402
-from engine.attest.eventlog import EventLog, parse  # noqa: E402
-from engine.attest.quote import load_public_key, parse_signature, verify_quote  # noqa: E402
-from tests.attest.test_quote import CASES, load_case, tpm2_tools_pcrs  # noqa: E402
-from tests.conftest import SHARED_DATA  # noqa: E402
+SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 EVENTLOGS = SHARED_DATA / "tpm" / "eventlogs"
 QUOTES = SHARED_DATA / "tpm" / "quotes"
@@ -105,7 +108,7 @@ def ms(seconds: float) -> float:
 
 
 def p90(values: Sequence[float]) -> float:
-    """As tests/attest/appraisal_timing.py: the value at index int(0.9 * (n - 1))."""
+    """As benchmarks/appraisal_timing.py: the value at index int(0.9 * (n - 1))."""
     ordered = sorted(values)
     return ordered[int(0.9 * (len(ordered) - 1))]
 
@@ -310,8 +313,8 @@ def _keylime_nonce(nonce: bytes) -> str | bytes:
 def bench_quotes(keylime: attest_keylime.Keylime | None, runs: int, quiet: bool
                  ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    for case in CASES:
-        loaded = load_case(SHARED_DATA, case)
+    for case in QUOTE_CASES:
+        loaded = load_quote_case(SHARED_DATA, case)
         pem_name = next((n for n in case.aks if n.endswith(".pem")), None)
         if pem_name is None:
             continue
@@ -392,15 +395,15 @@ def bench_quotes(keylime: attest_keylime.Keylime | None, runs: int, quiet: bool
 
 def bench_appraisal(runs: int, events: int, quiet: bool) -> dict[str, Any]:
     try:
-        from tests.attest.appraisal_timing import prepare
+        from engine.attest.lab import prepare_appraisals
     except ImportError as exc:
-        return {"skipped": f"cannot import the swtpm test helpers: {exc}"}
+        return {"skipped": f"cannot import the attestation lab: {exc}"}
     for tool in ("swtpm", "swtpm_setup", "swtpm_ioctl"):
         if shutil.which(tool) is None:
             return {"skipped": f"{tool} is not installed (Debian swtpm, swtpm-tools)"}
     _log(quiet, f"  swtpm: enrolling an AK and collecting {runs} evidences …")
     with tempfile.TemporaryDirectory(prefix="vigil-attest-bench-") as folder:
-        site, evidences, log_path = prepare(Path(folder), runs, events)
+        site, evidences, log_path = prepare_appraisals(Path(folder), runs, events)
         n_events = len(parse(log_path.read_bytes()).events)
         _log(quiet, f"  appraising {runs} evidences …")
         gc.collect()

@@ -10,6 +10,11 @@ Steps (each on the same DuckDB file, created fresh for step 1):
 4. ``Pvdb.affecting`` for realistic 50-component hosts (Linux kernel + products of the
    corpus), on a fresh read-only connection: the first query (loads the match index) is
    timed apart from the steady-state p50 / p99 / mean over ``--queries`` queries.
+5. The real Linux kernel CNA corpus (``../shared/data/feeds/kernel_cna_full``, every record
+   the CNA had published, with the kernel release dates), when present: ingest into a fresh
+   file (the per-line fix history is derived and stored at its end), the history read as
+   stored against derived again (its peer: what a query paid before it was stored), and
+   ``affecting`` with estimates on for kernel hosts, first time a host is asked and again.
 
 Usage::
 
@@ -318,6 +323,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "p99_ms" in query:
             query["pass"] = query["p99_ms"] <= TARGET_P99_MS
         result["query"] = query
+    if args.skip_real:
+        result["real"] = {"skipped": "--skip-real"}
+    else:
+        result["real"] = bench_real(args.shared_data, args.workdir, quiet)
     result["db_bytes"] = _du(db_path)
     result["machine"]["loadavg_end"] = _loadavg()
     return result
@@ -381,6 +390,65 @@ def _ingest_steps(result: dict[str, Any], db_path: Path, settings: Any, corpus_d
         "pass": wall <= TARGET_INCREMENTAL_S and counts["updated"] == args.mutate,
     }
     _log(quiet, f"  {wall:.2f} s, {counts}")
+
+
+REAL_HOSTS = ("6.6.30", "6.1.90", "5.15.160", "6.12.1")
+
+
+def bench_real(shared: Path, workdir: Path, quiet: bool) -> dict[str, Any]:
+    """Step 5 (see the module docstring)."""
+    from engine.pvdb import history as hist
+
+    feeds = shared / "feeds"
+    sources = [str(p) for p in sorted((feeds / "kernel_cna_full").glob("*.zip"))]
+    sources.append(str(feeds / "releases"))
+    if len(sources) < 2:
+        return {"skipped": f"no kernel CNA corpus under {feeds}"}
+    db_path = workdir / "real-kernel.duckdb"
+    for p in (db_path, db_path.with_name(db_path.name + ".wal")):
+        p.unlink(missing_ok=True)
+    settings = load_settings(db=db_path, offline=True)
+    _log(quiet, f"real kernel CNA corpus: ingest of {', '.join(sources)} …")
+    with Pvdb.open(db_path, settings=settings) as db:
+        t0 = time.perf_counter()
+        report = db.ingest(sources)
+        ingest_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        derived = hist.derive(db._con, db._match_index())
+        derive_s = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "ingest_seconds": round(ingest_s, 2), "documents": report.documents,
+        "problems": len(report.problems), "line_fixes": len(derived.fixes),
+        "history_derive_seconds": round(derive_s, 2),
+    }
+    hosts = [[Component(kind="kernel", vendor="linux", product="linux_kernel", version=v)]
+             for v in REAL_HOSTS]
+    with Pvdb.open(db_path, settings=settings, read_only=True) as db:
+        t0 = time.perf_counter()
+        stored = db.history()
+        out["history_read_seconds"] = round(time.perf_counter() - t0, 3)
+        out["history_identical"] = stored.fixes == derived.fixes
+        estimator = estimator_for(db, AS_OF)
+        first: list[float] = []
+        again: list[float] = []
+        findings: list[int] = []
+        estimated: list[int] = []
+        for host in hosts:
+            t0 = time.perf_counter()
+            answer = db.affecting(host, as_of=AS_OF, estimator=estimator)
+            first.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            db.affecting(host, as_of=AS_OF, estimator=estimator)
+            again.append((time.perf_counter() - t0) * 1000)
+            findings.append(len(answer.findings))
+            estimated.append(sum(f.fix.availability.basis.value == "estimated"
+                                 for f in answer.findings))
+    out.update({"hosts": list(REAL_HOSTS), "first_ms": [round(x, 1) for x in first],
+                "again_ms": [round(x, 2) for x in again], "findings": findings,
+                "estimated": estimated})
+    _log(quiet, f"  ingest {ingest_s:.1f} s; history derive {derive_s:.2f} s, "
+                f"read {out['history_read_seconds']:.3f} s")
+    return out
 
 
 def _fmt_s(x: float | None) -> str:
@@ -454,6 +522,21 @@ def render(result: dict[str, Any]) -> str:
         rows.append(("  findings per host min/median/max",
                      f"{q['findings_min']:,} / {q['findings_median']:,} / "
                      f"{q['findings_max']:,}", "", ""))
+    real = result.get("real") or {}
+    if "skipped" in real:
+        rows.append(("real kernel CNA corpus", "n/a", "", real["skipped"]))
+    elif real:
+        rows.append((f"real kernel CNA corpus ({real['documents']:,} documents)",
+                     _fmt_s(real["ingest_seconds"]), "", f"{real['problems']} problems"))
+        rows.append((f"  history: {real['line_fixes']:,} line fixes, read as stored",
+                     _fmt_s(real["history_read_seconds"]), "", ""))
+        rows.append(("  history derived again (the peer: what a query paid before)",
+                     _fmt_s(real["history_derive_seconds"]), "",
+                     "identical" if real["history_identical"] else "DIFFERENT"))
+        for host, a, b, n, e in zip(real["hosts"], real["first_ms"], real["again_ms"],
+                                    real["findings"], real["estimated"], strict=True):
+            rows.append((f"  affecting kernel {host}: first / again",
+                         f"{a:,.0f} / {b:,.1f} ms", "", f"{n:,} findings, {e:,} estimated"))
     widths = [max(len(row[k]) for row in rows) for k in range(4)]
     header = ("measure", "value", "target", "result")
     widths = [max(wd, len(h)) for wd, h in zip(widths, header, strict=True)]
@@ -494,6 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--regenerate", action="store_true",
                         help="regenerate the corpus even when one is present")
     parser.add_argument("--skip-query", action="store_true")
+    parser.add_argument("--skip-real", action="store_true",
+                        help="leave out step 5 (the real kernel CNA corpus)")
+    parser.add_argument("--shared-data", type=Path, default=Path(os.environ.get(
+        "VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")),
+        help="the public data folder holding feeds/kernel_cna_full (step 5)")
     parser.add_argument("--query-only", action="store_true",
                         help="skip the ingest steps and query the DB of an earlier full run")
     parser.add_argument("--profile", type=Path, default=None, metavar="OUT.prof",

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     ingest_batch: int = Field(default=2000, ge=1)
     """Records written per transaction during ingest; a crash loses at most one batch."""
 
+    ingest_max_document: int = Field(default=512 * 1024**2, ge=1)
+    """Bytes of the largest document read (a file, an archive member or an HTTP body,
+    after decompression); a larger one is refused as a problem, and nothing beyond the
+    limit is decompressed."""
+
+    ingest_max_source: int = Field(default=8 * 1024**3, ge=1)
+    """Bytes read from one file or URL in all (every member of an archive together, after
+    decompression; the downloaded body of a URL); what is beyond is refused as a problem."""
+
     calendars: Path | None = None
     """Folder of operator release calendars (``*.ics``): they add to the built-in ones in
     ``feeds/calendars`` and replace any with the same ``UID``."""
@@ -65,6 +74,15 @@ class Settings(BaseSettings):
     predict_window_days: int = Field(default=30, ge=0)
     """Decision window of the patch-availability predictor: every estimate states
     P(fix within this many days)."""
+
+    fleet_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "fleet.duckdb")
+    """DuckDB file of the fleet inventory: hosts, VMs, anti-affinity groups."""
+
+    rollout_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "rollouts.duckdb")
+    """DuckDB file of the rollouts' durable state (rollouts and their steps); traces and
+    control requests are written beside it."""
 
     policy_dir: Path | None = None
     """Folder of Rego policies the embedded evaluator loads when no ``bundle`` is set
@@ -85,10 +103,12 @@ class Settings(BaseSettings):
     bundle_verification_scope: str | None = None
     """Scope the bundle's signature must carry (OPA's ``scope``)."""
 
-    evaluator: Literal["regorus", "regopy"] = "regorus"
+    evaluator: Literal["regorus", "regopy", "opa"] = "regorus"
     """Embedded Rego evaluator: ``regorus`` (Rust, in a worker process; the default,
-    linear in the number of vulnerabilities) or ``regopy`` (rego-cpp, in-process;
-    quadratic, slower above a few vulnerabilities). Ignored when ``opa_url`` is set."""
+    linear in the number of vulnerabilities), ``regopy`` (rego-cpp, in-process;
+    quadratic, slower above a few vulnerabilities) or ``opa`` (OPA's own Go engine,
+    in-process through the library ``scripts/setup.sh`` builds). Ignored when ``opa_url``
+    is set."""
 
     opa_url: str | None = None
     """Base URL of an OPA server (``http://127.0.0.1:8181``); when set, decisions are

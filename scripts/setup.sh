@@ -56,3 +56,24 @@ if [ "$installed" != "Version: $OPA_VERSION" ]; then
     exit 1
   fi
 fi
+
+# OPA's Rego engine as a C shared library for the in-process `opa` evaluator
+# (engine/decide/evaluators/oparego, the same OPA release as the binary above).
+bridge=engine/decide/evaluators/oparego
+lib=.tools/lib/libvigilopa.so
+want_lib="$OPA_VERSION $(cat "$bridge/main.go" "$bridge/go.mod" "$bridge/go.sum" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$lib" ] || [ "$(cat .tools/lib/.stamp 2>/dev/null)" != "$want_lib" ]; then
+  grep -q "github.com/open-policy-agent/opa v$OPA_VERSION" "$bridge/go.mod" || {
+    echo "setup: $bridge/go.mod does not pin OPA v$OPA_VERSION" >&2; exit 1; }
+  echo "setup: building OPA's Rego engine into $lib" >&2
+  mkdir -p .tools/lib
+  log=.tools/oparego-build.log
+  if ! (cd "$bridge" && go build -buildmode=c-shared -o "$OLDPWD/$lib.tmp" .) >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: building OPA's Rego engine failed (log above, also in $log)" >&2
+    exit 1
+  fi
+  rm -f .tools/lib/*.h
+  mv "$lib.tmp" "$lib"
+  echo "$want_lib" > .tools/lib/.stamp
+fi

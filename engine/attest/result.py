@@ -61,15 +61,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from engine import __version__
 from engine.attest.errors import AttestError
 from engine.attest.evidence import Inventory
-from engine.attest.reference import (
-    ImageRef,
-    ManifestError,
-    SigningKey,
-    VerificationKey,
-    sign_compact,
-    verify_compact,
-)
-from engine.model import B64, Component
+from engine.attest.signing_keys import load_verification_key
+from engine.keys import SignatureError, SigningKey, VerificationKey, sign_compact, verify_compact
+from engine.model import B64, Component, ImageRef
 
 __all__ = [
     "EAR_PROFILE",
@@ -310,13 +304,11 @@ def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
     Fails with :class:`ResultError` when the signature does not verify, the claims are
     not a Vigil EAR, or (with ``max_age``) the result is older than that.
     """
-    from engine.attest.reference import load_verification_key
-
     key = public_key if isinstance(public_key, VerificationKey) else \
         load_verification_key(public_key)
     try:
         payload = verify_compact(token, [key], RESULT_TYP, "attestation result")
-    except ManifestError as exc:
+    except SignatureError as exc:
         raise ResultError(exc.reason, tip=exc.tip) from None
     try:
         claims = json.loads(payload)

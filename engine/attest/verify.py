@@ -20,7 +20,7 @@ a failure ``{step, reason}`` of a signed, ``contraindicated`` result instead of 
    have, each PCR the log sets must replay to the quoted value. Fails with
    ``EventLogError`` or :class:`ReplayMismatchError`.
 5. **Reference values.** The attested PCRs and events must match the signed manifest
-   of an approved image version (:class:`~engine.attest.reference.ReferenceSet`);
+   of an approved image version (:class:`~engine.attest.matching.ReferenceSet`);
    otherwise every difference from the closest manifest is a failure.
 6. **Result.** An EAR attestation result (:mod:`engine.attest.result`) signed with the
    verifier's key.
@@ -40,19 +40,10 @@ from engine.attest.ak import AkRegistry, AkTrustError, load_certificates
 from engine.attest.errors import AttestError
 from engine.attest.eventlog import EventLog, parse
 from engine.attest.evidence import Evidence
+from engine.attest.manifests import ReferenceManifest, manifest_from_log
+from engine.attest.matching import STEP_REFERENCE, MatchReport, ReferenceSet
 from engine.attest.nonce import Nonce, NonceError, NonceStore
 from engine.attest.quote import Attest, load_public_key, verify_quote
-from engine.attest.reference import (
-    STEP_REFERENCE,
-    ImageRef,
-    MatchReport,
-    ReferenceManifest,
-    ReferenceSet,
-    SigningKey,
-    load_signing_key,
-    load_verification_key,
-    manifest_from_log,
-)
 from engine.attest.result import (
     AFFIRMING,
     APPROVED_BOOT,
@@ -66,9 +57,10 @@ from engine.attest.result import (
     VerifierId,
     sign_result,
 )
+from engine.attest.signing_keys import SigningKey, load_signing_key, load_verification_key
 from engine.config import Settings
 from engine.errors import ConfigError
-from engine.model import Component
+from engine.model import Component, ImageRef
 
 __all__ = ["Appraisal", "ReplayMismatchError", "Verifier", "check_replay", "manifest_from_evidence"]
 

@@ -1,13 +1,23 @@
-"""``vigil attest``: look at host attestation evidence.
+"""``vigil attest``: the verifier's commands.
 
-``vigil attest eventlog LOG [--json] [--bank NAME]`` parses a TCG event log (see
-:mod:`engine.attest.eventlog`), lists its events and the PCR values it replays to.
-Errors are raised as the engine's :class:`~engine.errors.VigilError` subclasses; the main
-CLI prints them.
+* ``vigil attest eventlog LOG [--json] [--bank NAME]`` parses a TCG event log, lists its
+  events and the PCR values it replays to;
+* ``vigil attest nonce HOST`` issues a nonce for a host;
+* ``vigil attest verify EVIDENCE`` appraises evidence (steps 1-6), prints and saves the
+  signed result; exit 1 unless it is affirming;
+* ``vigil attest verify-result TOKEN`` checks a signed result offline;
+* ``vigil attest keygen`` makes a key pair for results or manifests;
+* ``vigil attest reference create|show`` makes and signs / inspects a reference manifest;
+* ``vigil attest ak challenge|complete|trust-cert|list``: AK trust.
+
+The host's side is ``vigil agent`` (:mod:`engine.cli.agent`). Errors are raised as the
+engine's :class:`~engine.errors.VigilError` subclasses; the main CLI prints them.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +27,40 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.attest.eventlog import PCR_INDEX_NOT_EXTENDED, Event, EventLog, PcrValues, load
+from engine.attest import (
+    PCR_INDEX_NOT_EXTENDED,
+    ActivationResponse,
+    AkRegistry,
+    AttestationResult,
+    EnrollmentRequest,
+    Event,
+    EventLog,
+    Evidence,
+    ImageRef,
+    NonceStore,
+    PcrValues,
+    Verifier,
+    load_certificates,
+    load_eventlog,
+    load_manifest,
+    load_signing_key,
+    load_verification_key,
+    manifest_from_evidence,
+    sign_manifest,
+    tier,
+    verify_result,
+)
+from engine.cli import common as _common
+from engine.cli import output as _output
 from engine.errors import UsageError
 
 app = typer.Typer(help="Verify hosts: nonces, evidence, event logs, reference manifests, results.",
                   no_args_is_help=True)
+reference_app = typer.Typer(help="Create, sign and inspect reference manifests of approved "
+                            "host images.", no_args_is_help=True)
+ak_app = typer.Typer(help="Attestation-key trust: enroll hosts' AKs.", no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+app.add_typer(ak_app, name="ak")
 
 _PREVIEW_CHARS = 40
 _DIGEST_CHARS = 12
@@ -43,7 +82,7 @@ def eventlog(
         "--bank", metavar="NAME", help="Show one digest bank only, e.g. sha256.")] = None,
 ) -> None:
     """List the events of a TCG event log and the PCR values it replays to."""
-    parsed = load(log)
+    parsed = load_eventlog(log)
     banks = _selected_banks(parsed, bank)
     pcrs = {name: parsed.replay_bank(name) for name in banks}
     if as_json:
@@ -138,102 +177,6 @@ def _preview(data: bytes) -> str:
     return f"{len(data)} bytes"
 
 
-# ---------------------------------------------------------------------------------------
-# Verification, reference manifests, AK enrollment (verifier side) and the host agent.
-#
-# ``vigil attest nonce HOST``           issue a nonce for a host
-# ``vigil attest verify EVIDENCE``      appraise evidence (steps 1-6), print and save the
-#                                       signed result; exit 1 unless it is affirming
-# ``vigil attest verify-result TOKEN``  check a signed result offline
-# ``vigil attest reference create|show``  make and sign / inspect a reference manifest
-# ``vigil attest ak challenge|complete|trust-cert|list``  AK trust
-# ``vigil attest keygen``               a key pair for results or manifests
-# ``agent_app``: ``vigil agent enroll|activate|evidence`` on the host (register it in
-# engine/cli/main.py as ``app.add_typer(attest.agent_app, name="agent")``).
-
-import base64 as _base64  # noqa: E402
-import binascii as _binascii  # noqa: E402
-import datetime as _dt  # noqa: E402
-
-from engine.attest import ak as _ak  # noqa: E402
-from engine.attest import evidence as _evidence  # noqa: E402
-from engine.attest import nonce as _nonce  # noqa: E402
-from engine.attest import reference as _reference  # noqa: E402
-from engine.attest import result as _result  # noqa: E402
-from engine.attest import verify as _verify  # noqa: E402
-from engine.cli import common as _common  # noqa: E402
-from engine.cli import output as _output  # noqa: E402
-
-reference_app = typer.Typer(help="Create, sign and inspect reference manifests of approved "
-                            "host images.", no_args_is_help=True)
-ak_app = typer.Typer(help="Attestation-key trust: enroll hosts' AKs.", no_args_is_help=True)
-agent_app = typer.Typer(help="Host agent: enroll the TPM's AK and collect evidence.",
-                        no_args_is_help=True)
-app.add_typer(reference_app, name="reference")
-app.add_typer(ak_app, name="ak")
-
-_OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file "
-                                                 "instead of stdout.")]
-_TctiOption = Annotated[str | None, typer.Option(
-    "--tcti", help="TPM interface, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321 "
-    "(default: VIGIL_TCTI).")]
-_AkHandleOption = Annotated[str | None, typer.Option(
-    "--ak-handle", help="Persistent handle of the AK, e.g. 0x81018000 (default: "
-    "VIGIL_ATTEST_AK_HANDLE).")]
-_EkTypeOption = Annotated[str, typer.Option("--ek-type", help="EK template: EK-RSA2048 or "
-                                            "EK-ECC256.")]
-
-
-def _write(data: bytes | str, out: Path | None) -> None:
-    raw = data.encode() if isinstance(data, str) else data
-    if out is None:
-        typer.echo(raw.decode().rstrip("\n"))
-    else:
-        out.write_bytes(raw if raw.endswith(b"\n") else raw + b"\n")
-
-
-def _handle(value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return int(value, 0)
-    except ValueError:
-        raise UsageError(f"--ak-handle {value} is not a number such as 0x81018000") from None
-
-
-def _pcr_list(value: str) -> list[int]:
-    """``0-9``, ``0,2,4,7`` or a mix."""
-    pcrs: set[int] = set()
-    try:
-        for part in value.split(","):
-            low, _, high = part.strip().partition("-")
-            pcrs.update(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise UsageError(f"--pcrs {value}: use indexes and ranges such as 0-9 or 0,2,4,7"
-                         ) from None
-    if not pcrs or min(pcrs) < 0 or max(pcrs) > 23:
-        raise UsageError(f"--pcrs {value}: PCR indexes run from 0 to 23")
-    return sorted(pcrs)
-
-
-def _parse(model: Any, path: Path, what: str) -> Any:
-    """Read ``path`` as the pydantic ``model``; an input error names what is wrong."""
-    from pydantic import ValidationError
-
-    from engine.attest.errors import AttestError
-
-    try:
-        return model.model_validate_json(_common.read_file(path, what))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '$'}: {err['msg']}"
-                             for err in exc.errors()[:3])
-        raise AttestError("input", f"{path} is not a valid {what}: {problems}") from None
-
-
-def _model_json(model: Any) -> str:
-    return str(model.model_dump_json(by_alias=True, indent=2))
-
-
 # -- verifier ----------------------------------------------------------------------------
 
 
@@ -244,11 +187,11 @@ def nonce(
 ) -> None:
     """Issue a single-use nonce for HOST_ID (base64) from the verifier's state file."""
     settings = _common.settings()
-    store = _nonce.NonceStore(settings.attest_db,
-                               ttl=_dt.timedelta(seconds=settings.attest_nonce_ttl))
+    store = NonceStore(settings.attest_db,
+                               ttl=dt.timedelta(seconds=settings.attest_nonce_ttl))
     issued = store.issue(host_id)
     store.close()
-    value = _base64.b64encode(issued.value).decode()
+    value = base64.b64encode(issued.value).decode()
     if as_json:
         _output.emit_json({"host_id": host_id, "nonce": value,
                            "expires_at": issued.expires_at})
@@ -265,8 +208,8 @@ def verify(
     as_json: _common.JsonOption = False,
 ) -> None:
     """Appraise EVIDENCE (steps 1-6) and print the result; exit 1 unless affirming."""
-    document = _evidence.Evidence.load(evidence)
-    verifier = _verify.Verifier.from_settings(_common.settings())
+    document = Evidence.load(evidence)
+    verifier = Verifier.from_settings(_common.settings())
     try:
         appraisal = verifier.appraise(document)
     finally:
@@ -283,13 +226,13 @@ def verify(
         raise typer.Exit(1)
 
 
-def _print_result(result: _result.AttestationResult) -> None:
+def _print_result(result: AttestationResult) -> None:
     image = f"{result.image.name} {result.image.version}" if result.image else "none"
     typer.echo(f"{result.host_id}: {result.status} (image {image}, issued "
                f"{result.issued_at.isoformat()})")
     vector = result.trust_vector.model_dump(by_alias=True)
     _output.table("Trustworthiness vector (AR4SI)", ["claim", "value", "tier"],
-                  [(k, v, _result.tier(v)) for k, v in vector.items()])
+                  [(k, v, tier(v)) for k, v in vector.items()])
     if result.failures:
         _output.table("Failures", ["step", "reason"],
                       [(f.step, f.reason) for f in result.failures])
@@ -308,9 +251,9 @@ def verify_result_command(
     as_json: _common.JsonOption = False,
 ) -> None:
     """Check a signed attestation result offline with the verifier's public key."""
-    result = _result.verify_result(
-        _common.read_file(token, "result"), _reference.load_verification_key(key),
-        max_age=None if max_age is None else _dt.timedelta(seconds=max_age))
+    result = verify_result(
+        _common.read_file(token, "result"), load_verification_key(key),
+        max_age=None if max_age is None else dt.timedelta(seconds=max_age))
     if as_json:
         _output.emit_json({"host_id": result.host_id, "signature": "valid",
                            **result.summary().model_dump(mode="json")})
@@ -368,17 +311,17 @@ def reference_create(
     pcrs: Annotated[str, typer.Option("--pcrs", help="PCRs to pin.")] = "0-9",
     events_only: Annotated[bool, typer.Option(
         "--events-only", help="Pin event digests only, not PCR values.")] = False,
-    out: _OutOption = None,
+    out: _common.OutOption = None,
 ) -> None:
     """Create and sign a reference manifest from a known-good evidence capture."""
     from engine.cli.pvdb import load_components
 
     listed = load_components(components) if components is not None else []
-    manifest = _verify.manifest_from_evidence(
-        _evidence.Evidence.load(evidence),
-        _reference.ImageRef(name=name, version=version), pcrs=_pcr_list(pcrs),
+    manifest = manifest_from_evidence(
+        Evidence.load(evidence),
+        ImageRef(name=name, version=version), pcrs=_common.pcr_list(pcrs),
         components=listed, include_pcr_values=not events_only)
-    _write(_reference.sign_manifest(manifest, _reference.load_signing_key(key)), out)
+    _common.write(sign_manifest(manifest, load_signing_key(key)), out)
 
 
 @reference_app.command("show")
@@ -390,19 +333,19 @@ def reference_show(
 ) -> None:
     """Verify a signed manifest's signature and print it as JSON."""
     paths = key or _common.settings().attest_reference_keys
-    keys = [_reference.load_verification_key(path) for path in paths]
+    keys = [load_verification_key(path) for path in paths]
     raw = _common.read_file(manifest, "manifest")
-    _write(_model_json(_reference.load_manifest(raw, keys)), None)
+    _common.write(_common.model_json(load_manifest(raw, keys)), None)
 
 
 # -- AK trust --------------------------------------------------------------------------------
 
 
-def _registry() -> _ak.AkRegistry:
+def _registry() -> AkRegistry:
     settings = _common.settings()
-    return _ak.AkRegistry(
-        settings.attest_db, ek_roots=_ak.load_certificates(settings.attest_ek_ca),
-        ak_roots=_ak.load_certificates(settings.attest_ak_ca),
+    return AkRegistry(
+        settings.attest_db, ek_roots=load_certificates(settings.attest_ek_ca),
+        ak_roots=load_certificates(settings.attest_ak_ca),
         unsafe_trust_ek_without_certificate=settings.attest_unsafe_trust_ek_without_certificate)
 
 
@@ -410,12 +353,12 @@ def _registry() -> _ak.AkRegistry:
 def ak_challenge(
     request: Annotated[Path, typer.Argument(help="Enrollment request from vigil agent enroll.",
                                             show_default=False)],
-    out: _OutOption = None,
+    out: _common.OutOption = None,
 ) -> None:
     """Check a host's EK and AK and write the credential challenge for its TPM."""
-    parsed = _parse(_ak.EnrollmentRequest, request, "enrollment request")
+    parsed = _common.parse_model(EnrollmentRequest, request, "enrollment request")
     with _registry() as registry:
-        _write(_model_json(registry.begin_enrollment(parsed)), out)
+        _common.write(_common.model_json(registry.begin_enrollment(parsed)), out)
 
 
 @ak_app.command("complete")
@@ -424,7 +367,7 @@ def ak_complete(
                                              "activate.", show_default=False)],
 ) -> None:
     """Trust the AK if the host's TPM activated the credential."""
-    parsed = _parse(_ak.ActivationResponse, response, "activation response")
+    parsed = _common.parse_model(ActivationResponse, response, "activation response")
     with _registry() as registry:
         trusted = registry.complete_enrollment(parsed)
     typer.echo(f"trusted AK {trusted.name.hex()} for {trusted.host_id} "
@@ -460,89 +403,3 @@ def ak_list(
     else:
         _output.table(f"Trusted AKs of {host_id}",
                       ["AK name", "method", "hardware verified", "trusted at"], rows)
-
-
-# -- host agent ------------------------------------------------------------------------------
-
-
-@agent_app.command("enroll")
-def agent_enroll(
-    host_id: Annotated[str, typer.Option("--host-id", help="This host's id at the verifier.")],
-    tcti: _TctiOption = None,
-    ak_handle: _AkHandleOption = None,
-    ek_type: _EkTypeOption = "EK-RSA2048",
-    ak_type: Annotated[str, typer.Option("--ak-type", help="rsa2048 or ecc256.")] = "rsa2048",
-    replace: Annotated[bool, typer.Option("--replace", help="Replace a key already at the "
-                                          "AK handle.")] = False,
-    out: _OutOption = None,
-) -> None:
-    """Create an AK under the EK, persist it, and write the enrollment request."""
-    settings = _common.settings()
-    request = _evidence.enroll(host_id, tcti=tcti or settings.tcti,
-                               ak_handle=_handle(ak_handle, settings.attest_ak_handle),
-                               ek_type=ek_type, ak_type=ak_type, replace=replace)
-    _write(_model_json(request), out)
-
-
-@agent_app.command("activate")
-def agent_activate(
-    challenge: Annotated[Path, typer.Argument(help="Challenge from vigil attest ak challenge.",
-                                              show_default=False)],
-    tcti: _TctiOption = None,
-    ak_handle: _AkHandleOption = None,
-    ek_type: _EkTypeOption = "EK-RSA2048",
-    out: _OutOption = None,
-) -> None:
-    """Let the TPM activate the verifier's credential; write the proof."""
-    settings = _common.settings()
-    parsed = _parse(_ak.CredentialChallenge, challenge, "challenge")
-    response = _evidence.activate(parsed, tcti=tcti or settings.tcti,
-                                  ak_handle=_handle(ak_handle, settings.attest_ak_handle),
-                                  ek_type=ek_type)
-    _write(_model_json(response), out)
-
-
-@agent_app.command("evidence")
-def agent_evidence(
-    host_id: Annotated[str, typer.Option("--host-id", help="This host's id at the verifier.")],
-    nonce_b64: Annotated[str, typer.Option("--nonce", help="The verifier's nonce (base64), "
-                                           "from vigil attest nonce.")],
-    tcti: _TctiOption = None,
-    ak_handle: _AkHandleOption = None,
-    banks: Annotated[str, typer.Option("--banks", help="PCR banks to quote where allocated.")
-                     ] = "sha1,sha256,sha384",
-    pcrs: Annotated[str, typer.Option("--pcrs", help="PCRs to quote.")] = "0-23",
-    eventlog_path: Annotated[Path | None, typer.Option(
-        "--eventlog", help="Event log (default: VIGIL_ATTEST_EVENTLOG).")] = None,
-    no_eventlog: Annotated[bool, typer.Option("--no-eventlog", help="Send no event log.")
-                           ] = False,
-    sys_root: Annotated[Path, typer.Option("--sys-root", help="Where sysfs is.")
-                        ] = Path("/sys"),
-    proc_root: Annotated[Path, typer.Option("--proc-root", help="Where procfs is.")
-                         ] = Path("/proc"),
-    inventory_set: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="FIELD=VALUE", help="Override an inventory field, e.g. "
-        "hypervisor_version=8.2.2 (repeatable).")] = None,
-    out: _OutOption = None,
-) -> None:
-    """Quote the PCRs over the verifier's nonce; write the evidence JSON."""
-    settings = _common.settings()
-    try:
-        value = _base64.b64decode(nonce_b64, validate=True)
-    except _binascii.Error:
-        raise UsageError("--nonce is not base64") from None
-    overrides: dict[str, str] = {}
-    for item in inventory_set or []:
-        field, sep, text = item.partition("=")
-        if not sep or not field:
-            raise UsageError(f"--set {item}: use FIELD=VALUE")
-        overrides[field] = text
-    inventory = _evidence.collect_inventory(sys_root=sys_root, proc_root=proc_root,
-                                            overrides=overrides)
-    document = _evidence.collect_evidence(
-        host_id, value, tcti=tcti or settings.tcti,
-        ak_handle=_handle(ak_handle, settings.attest_ak_handle),
-        banks=[b.strip() for b in banks.split(",") if b.strip()], pcrs=_pcr_list(pcrs),
-        eventlog=None if no_eventlog else (eventlog_path or settings.attest_eventlog),
-        inventory=inventory)
-    _write(document.to_json(), out)

@@ -61,8 +61,7 @@ def decide(
     """Decide placing a VM on a host: verify the host's attestation result, ask the PVDB
     what affects the attested image's components, evaluate the policy, log the decision.
     Exit code 1 unless the verdict is admit."""
-    from engine.attest.reference import load_verification_key
-    from engine.attest.result import verify_result
+    from engine.attest import load_verification_key, verify_result
     from engine.decide import Decider, PatchedConfiguration, RequestFacts, VmShape
     from engine.provision import decide_placement
     from engine.pvdb import Pvdb

@@ -108,18 +108,28 @@ def sync(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 def status(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Per source: records stored, last change, last sync, schema version."""
+    """Per source: records stored, last change, last sync, schema version; and coverage
+    per ecosystem (packages, per release) and product: which sources state versions of
+    it, as of when. A component under none of these is uncovered."""
     cfg = settings(db)
     with Pvdb.open(settings=cfg, read_only=True) as pvdb:
         rows = pvdb.status()
+        covered = pvdb.coverage()
     if as_json:
-        output.emit_json({"db": str(cfg.db), "sources": rows})
+        output.emit_json({"db": str(cfg.db), "sources": rows, "coverage": covered})
         return
     output.table(
         f"PVDB {cfg.db}",
         ["source", "records", "last change", "last sync", "schema"],
         [(r["source"], r["records"], _when(r["last_change"]), _when(r["last_sync"]),
           r["schema_version"]) for r in rows],
+    )
+    output.table(
+        "coverage per ecosystem and product",
+        ["kind", "ecosystem / product", "sources", "packages", "records", "as of"],
+        [(c["kind"], c["scope"], ", ".join(c["sources"]),
+          "" if c["packages"] is None else c["packages"], c["records"], _when(c["as_of"]))
+         for c in covered],
     )
 
 

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import attest, decide, feeds, policy, predict, pvdb, simulate
+from engine.cli import agent, attest, decide, feeds, fleet, policy, predict, pvdb, rollout
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -30,8 +30,9 @@ app.add_typer(policy.decisions_app, name="decisions")
 app.add_typer(policy.schema_app, name="schema")
 app.add_typer(attest.app, name="attest")
 app.add_typer(predict.app, name="predict")
-attest.agent_app.add_typer(simulate.simulate_app, name="simulate")
-app.add_typer(attest.agent_app, name="agent")
+app.add_typer(agent.app, name="agent")
+app.add_typer(fleet.app, name="fleet")
+app.add_typer(rollout.app, name="rollout")
 app.command("decide")(decide.decide)
 
 

@@ -190,16 +190,21 @@ def bundle_serve(
     = Path("bundles"),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8182,
+    accept_decision_logs: Annotated[bool, typer.Option(
+        "--accept-decision-logs",
+        help="Take OPA's decision logs (POST /logs) into the decision log "
+             "(VIGIL_DECISION_LOG).")] = False,
 ) -> None:
     """Serve built bundles to OPA servers: GET /bundles/NAME.tar.gz with ETag, answering
     304 while the bundle is unchanged. With VIGIL_BUNDLE_VERIFICATION_KEY set, only
-    bundles whose signature verifies are served."""
+    bundles whose signature verifies are served. With --accept-decision-logs, the OPA
+    servers' decision logs land in Vigil's hash-chained log, with the bundles served."""
     import contextlib
     import socket
 
     import uvicorn
 
-    from engine.decide import BundleFolder, bundle_server_app
+    from engine.decide import BundleFolder, DecisionLog, bundle_server_app
 
     class AnnouncingServer(uvicorn.Server):
         """Says where it serves once it listens (the line is the server's readiness
@@ -209,8 +214,10 @@ def bundle_serve(
             await super().startup(sockets=sockets)
             if self.started:
                 bound = self.servers[0].sockets[0].getsockname()[1]
-                output.stderr().print(f"serving {served.folder}/*.tar.gz at "
-                                      f"http://{host}:{bound}/bundles/", markup=False)
+                output.stderr().print(
+                    f"serving {served.folder}/*.tar.gz at http://{host}:{bound}/bundles/"
+                    + (f"; decision logs at /logs into {cfg.decision_log}" if log else ""),
+                    markup=False)
 
     if not folder.is_dir():
         raise NotFoundError(f"no bundle folder {folder}",
@@ -219,10 +226,15 @@ def bundle_serve(
     served = BundleFolder(folder, verification_key=cfg.bundle_verification_key,
                           key_id=cfg.bundle_verification_key_id,
                           scope=cfg.bundle_verification_scope)
-    server = AnnouncingServer(uvicorn.Config(bundle_server_app(served), host=host, port=port,
-                                             log_level="warning"))
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once stopped
-        server.run()
+    log = DecisionLog(cfg.decision_log) if accept_decision_logs else None
+    server = AnnouncingServer(uvicorn.Config(bundle_server_app(served, log), host=host,
+                                             port=port, log_level="warning"))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once stopped
+            server.run()
+    finally:
+        if log is not None:
+            log.close()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's exit code when it cannot start
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from engine import predict
 from engine.cli import output
 from engine.cli.common import DbOption, JsonOption, settings
 from engine.cli.pvdb import gather_components
@@ -102,9 +103,6 @@ def backtest(
     """Replay history: at each as-of date predict from what was known then, score against
     what happened (MAE, interval coverage, Brier of P(fix within 30 days)) next to two
     naive baselines."""
-    from engine.predict import backtest as bt
-    from engine.predict import calendars
-    from engine.predict import report as rep
 
     start, end = (d.date() for d in as_of_range)
     if end < start:
@@ -112,13 +110,14 @@ def backtest(
     cfg = settings(db)
     with Pvdb.open(settings=cfg, read_only=True) as pvdb:
         history = pvdb.history()
-    result = bt.run(history, calendars.default(cfg.calendars), start, end, step=step)
+    result = predict.run_backtest(history, predict.default_calendars(cfg.calendars), start, end,
+                              step=step)
     if report is not None:
         folder = plots or report.parent
-        paths = rep.plots(result, history, folder)
+        paths = predict.backtest_plots(result, history, folder)
         command = (f"vigil predict backtest --as-of-range {start} {end} --step {step}"
                    f" --report {report.name}")
-        section = rep.markdown(result, paths, report.parent, command)
+        section = predict.backtest_markdown(result, paths, report.parent, command)
         _write_section(report, section)
     if as_json:
         output.emit_json({"start": start, "end": end, "step": step,
@@ -180,14 +179,12 @@ def prepare(
 ) -> None:
     """Queue a patched configuration of IMAGE for every fix expected within the window,
     so it can be built and attested before the patch ships."""
-    from engine.predict.prepare import prepare as run_prepare
-    from engine.predict.queue import Queue
 
     comps = gather_components(components_file, component, purl)
     cfg = settings(db)
     when = _when(as_of)
-    with Pvdb.open(settings=cfg, read_only=True) as pvdb, Queue(cfg.predict_db) as queue:
-        done = run_prepare(pvdb, queue, image, comps, as_of=when,
+    with Pvdb.open(settings=cfg, read_only=True) as pvdb, predict.Queue(cfg.predict_db) as queue:
+        done = predict.prepare(pvdb, queue, image, comps, as_of=when,
                            window_days=cfg.predict_window_days if window is None else window)
     if as_json:
         output.emit_json({"image": image, "queue": str(cfg.predict_db), "requests": done})
@@ -209,13 +206,11 @@ def recheck(
 ) -> None:
     """Look again at queued requests whose expected date has passed: ready if the fix now
     exists, otherwise re-estimate and log the miss."""
-    from engine.predict.prepare import recheck as run_recheck
-    from engine.predict.queue import Queue
 
     cfg = settings(db)
     when = _when(as_of)
-    with Pvdb.open(settings=cfg, read_only=True) as pvdb, Queue(cfg.predict_db) as queue:
-        results = run_recheck(pvdb, queue, as_of=when)
+    with Pvdb.open(settings=cfg, read_only=True) as pvdb, predict.Queue(cfg.predict_db) as queue:
+        results = predict.recheck(pvdb, queue, as_of=when)
     if as_json:
         output.emit_json({"as_of": when, "results": [
             {"request_id": r.request.request_id, "vuln_id": r.request.vuln_id,

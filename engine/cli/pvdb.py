@@ -147,17 +147,49 @@ def _print_affecting(report: AffectingReport) -> None:
                 f"{f.max_base_score:.1f}" if f.max_base_score is not None else "-",
                 f.kev.date_added.isoformat() if f.kev else "",
                 f"{f.epss.score:.3f}" if f.epss else "",
-                f.fix.closing_version or f.fix.status.value,
+                _fix_text(f.fix),
                 _available(f.fix.availability),
             )
             for f in report.findings
         ],
     )
+    _print_coverage(report)
     if report.undetermined:
         output.stdout().print(
             f"{len(report.undetermined)} vulnerabilities name these components but their "
             "versions cannot be compared (see --json for each reason)."
         )
+
+
+def _print_coverage(report: AffectingReport) -> None:
+    rows = []
+    for c in report.coverage:
+        sources = sorted({s.source for s in c.sources})
+        newest = max((s.as_of for s in c.sources if s.as_of is not None), default=None)
+        rows.append((
+            c.component_label, c.status.value,
+            ", ".join(sorted({f"{s.source}: {s.scope}" for s in c.sources})) if sources
+            else "no loaded source",
+            f"{newest:%Y-%m-%d}" if newest else "",
+            "; ".join(c.notes),
+        ))
+    output.table("coverage", ["component", "coverage", "sources", "as of", "note"], rows)
+    uncovered = [c for c in report.coverage if c.status.value != "covered"]
+    if uncovered:
+        output.stdout().print(
+            f"{len(uncovered)} components are not covered by any loaded source (or their"
+            " versions cannot be read): no finding for them means nothing was known.",
+            markup=False, highlight=False)
+
+
+def _fix_text(fix: Any) -> str:
+    """The closing version and whether it patches the host's own line or is an upgrade
+    to another line."""
+    if fix.closing_version is None:
+        return str(fix.status.value)
+    if fix.line is not None and fix.line.value == "other":
+        return f"{fix.closing_version} (upgrade, other line)"
+    return f"{fix.closing_version} (patch)"
 
 
 def _available(availability: Any) -> str:

@@ -2,9 +2,12 @@
 
 One row per decision: decision id, timestamp, query path, input, result, bundle
 revision, evaluator, timings, and an error when the engine rejected because the policy
-could not decide. Rows are chained: each stores the SHA-256 of its content and of the
-row before it, so a changed or removed row is detected by :meth:`DecisionLog.verify_chain`.
-The log offers no update or delete.
+could not decide. Decisions OPA servers made land here too: OPA's decision-log plugin
+uploads its events (``vigil bundle serve --accept-decision-logs``), and
+:meth:`DecisionLog.append_opa_event` keeps each with its bundles' revisions. Rows are
+chained: each stores the SHA-256 of its content and of the row before it, so a changed or
+removed row is detected by :meth:`DecisionLog.verify_chain`. The log offers no update or
+delete.
 
 The bundles that decided are stored once per revision (``decision_bundles``), so that a
 recorded decision can be replayed with the very policy that made it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import platform
 import threading
@@ -46,6 +50,7 @@ CREATE TABLE IF NOT EXISTS decision_log (
     prev_hash VARCHAR NOT NULL,
     record_hash VARCHAR NOT NULL
 );
+ALTER TABLE decision_log ADD COLUMN IF NOT EXISTS bundles VARCHAR;
 CREATE TABLE IF NOT EXISTS decision_bundles (
     revision VARCHAR NOT NULL,
     sha256 VARCHAR NOT NULL,
@@ -73,13 +78,17 @@ class DecisionRecord:
     metrics: dict[str, int]
     error: str | None
     labels: dict[str, str]
+    bundles: dict[str, str] | None = None
+    """Bundle name -> revision, when the decision named several (OPA's ``bundles``)."""
 
     def opa_event(self) -> dict[str, Any]:
         """This decision as an OPA decision-log event."""
         event: dict[str, Any] = {
             "decision_id": self.decision_id,
             "labels": self.labels,
-            "bundles": {"vigil": {"revision": self.bundle_revision or ""}},
+            "bundles": ({name: {"revision": rev} for name, rev in self.bundles.items()}
+                        if self.bundles else
+                        {"vigil": {"revision": self.bundle_revision or ""}}),
             "path": self.path,
             "input": self.input,
             "result": self.result,
@@ -95,6 +104,34 @@ class DecisionRecord:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _body(decision_id: str, timestamp: str, path: str, input_document: Any, result: Any,
+          bundle_revision: str | None, evaluator: str, metrics: Any, error: str | None,
+          labels: Any, bundles: dict[str, str] | None) -> dict[str, Any]:
+    """What a row's hash covers (``bundles`` only when recorded, so rows written before
+    the column existed keep their hashes)."""
+    body = {"decision_id": decision_id, "timestamp": timestamp, "path": path,
+            "input": input_document, "result": result, "bundle_revision": bundle_revision,
+            "evaluator": evaluator, "metrics": metrics, "error": error, "labels": labels}
+    if bundles is not None:
+        body["bundles"] = bundles
+    return body
+
+
+def _rfc3339(value: Any) -> dt.datetime:
+    """An OPA event timestamp (RFC 3339, nanoseconds allowed) as an aware datetime."""
+    if not isinstance(value, str):
+        raise ValueError("missing")
+    text = value.strip().replace("Z", "+00:00")
+    head, _, tail = text.partition(".")
+    if tail:  # at most microseconds for datetime: cut the fraction, keep the offset
+        digits = "".join(itertools.takewhile(str.isdigit, tail))
+        text = f"{head}.{digits[:6]}{tail[len(digits):]}"
+    when = dt.datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return when
 
 
 def default_labels(evaluator: str) -> dict[str, str]:
@@ -116,7 +153,7 @@ class DecisionLog:
         except (duckdb.Error, OSError) as exc:
             raise DecisionLogError(f"cannot open the decision log {path}: {exc}",
                                    tip="set VIGIL_DECISION_LOG to a writable file") from exc
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one connection, shared by readers and writers
 
     def __enter__(self) -> DecisionLog:
         return self
@@ -139,46 +176,97 @@ class DecisionLog:
     def append(self, *, decision_id: str, timestamp: dt.datetime, path: str,
                input_document: dict[str, Any], result: dict[str, Any],
                bundle_revision: str | None, evaluator: str, metrics: dict[str, int],
-               error: str | None, labels: dict[str, str]) -> None:
-        body = {"decision_id": decision_id,
-                "timestamp": timestamp.astimezone(dt.UTC).isoformat(), "path": path,
-                "input": input_document, "result": result, "bundle_revision": bundle_revision,
-                "evaluator": evaluator, "metrics": metrics, "error": error, "labels": labels}
+               error: str | None, labels: dict[str, str],
+               bundles: dict[str, str] | None = None, skip_known: bool = False) -> bool:
+        """Append one decision; with ``skip_known``, a decision id already logged is left
+        as it is (an uploader retrying) and False returned."""
+        body = _body(decision_id, timestamp.astimezone(dt.UTC).isoformat(), path,
+                     input_document, result, bundle_revision, evaluator, metrics, error,
+                     labels, bundles)
         with self._lock:
             try:
                 self._con.execute("BEGIN TRANSACTION")
+                if skip_known and self._con.execute(
+                        "SELECT 1 FROM decision_log WHERE decision_id = ?",
+                        [decision_id]).fetchone():
+                    self._con.execute("ROLLBACK")
+                    return False
                 row = self._con.execute(
                     "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
                 seq, prev = (row[0] + 1, row[1]) if row else (1, _GENESIS)
                 record_hash = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
                 self._con.execute(
-                    "INSERT INTO decision_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
+                    " bundle_revision, evaluator, metrics, error, labels, prev_hash,"
+                    " record_hash, bundles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [seq, decision_id, timestamp, path, _canonical(input_document),
                      _canonical(result), bundle_revision, evaluator, _canonical(metrics), error,
-                     _canonical(labels), prev, record_hash])
+                     _canonical(labels), prev, record_hash,
+                     None if bundles is None else _canonical(bundles)])
                 self._con.execute("COMMIT")
             except duckdb.Error as exc:
                 self._con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
                                        f"{exc}") from exc
+        return True
+
+    def append_opa_event(self, event: Any) -> bool:
+        """Log one OPA decision-log event (as OPA's decision-log plugin uploads them).
+        Returns False for a decision id already logged (OPA retries an upload that it
+        did not see acknowledged). Raises DecisionLogError naming what is wrong."""
+        if not isinstance(event, dict):
+            raise DecisionLogError("a decision-log event is not a JSON object")
+        decision_id = event.get("decision_id")
+        path = event.get("path")
+        if not isinstance(decision_id, str) or not decision_id:
+            raise DecisionLogError("a decision-log event has no decision_id")
+        if not isinstance(path, str):
+            raise DecisionLogError(f"decision {decision_id}: no path")
+        try:
+            timestamp = _rfc3339(event.get("timestamp"))
+        except ValueError as exc:
+            raise DecisionLogError(f"decision {decision_id}: timestamp: {exc}") from exc
+        raw_bundles = event.get("bundles") or {}
+        bundles = {str(name): str((info or {}).get("revision", ""))
+                   for name, info in raw_bundles.items()} if isinstance(raw_bundles,
+                                                                         dict) else {}
+        revision = bundles.get("vigil") or (next(iter(bundles.values())) if len(bundles) == 1
+                                            else None)
+        labels = event.get("labels") if isinstance(event.get("labels"), dict) else {}
+        metrics = {str(k): int(v) for k, v in (event.get("metrics") or {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        error = event.get("error")
+        result = event.get("result")
+        given = event.get("input")
+        input_document: dict[str, Any] = given if isinstance(given, dict) else {}
+        return self.append(
+            decision_id=decision_id, timestamp=timestamp, path=path.removeprefix("data."),
+            input_document=input_document,
+            result=result if isinstance(result, dict) else {"value": result},
+            bundle_revision=revision or None, evaluator="opa-server", metrics=metrics,
+            error=None if error is None else _canonical(error),
+            labels={str(k): str(v) for k, v in (labels or {}).items()},
+            bundles=bundles or None, skip_known=True)
 
     # --- reading ----------------------------------------------------------------------
 
     _COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
-                "metrics, error, labels")
+                "metrics, error, labels, bundles")
 
     def _records(self, where: str = "", params: list[Any] | None = None
                  ) -> Iterator[DecisionRecord]:
-        rows = self._con.execute(
-            f"SELECT {self._COLUMNS} FROM decision_log {where} ORDER BY seq", params or []
-        ).fetchall()
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._COLUMNS} FROM decision_log {where} ORDER BY seq", params or []
+            ).fetchall()
         for row in rows:
             yield DecisionRecord(
                 seq=row[0], decision_id=row[1], timestamp=row[2], path=row[3],
                 input=json.loads(row[4]), result=json.loads(row[5]), bundle_revision=row[6],
                 evaluator=row[7], metrics=json.loads(row[8]), error=row[9],
-                labels=json.loads(row[10]))
+                labels=json.loads(row[10]),
+                bundles=json.loads(row[11]) if row[11] is not None else None)
 
     def get(self, decision_id: str) -> DecisionRecord | None:
         return next(self._records("WHERE decision_id = ?", [decision_id]), None)
@@ -189,9 +277,10 @@ class DecisionLog:
         return list(self._records("WHERE ts >= ?", [when]))
 
     def bundle(self, revision: str) -> bytes | None:
-        row = self._con.execute(
-            "SELECT archive FROM decision_bundles WHERE revision = ? ORDER BY recorded_at DESC "
-            "LIMIT 1", [revision]).fetchone()
+        with self._lock:
+            row = self._con.execute(
+                "SELECT archive FROM decision_bundles WHERE revision = ? ORDER BY recorded_at"
+                " DESC LIMIT 1", [revision]).fetchone()
         return bytes(row[0]) if row else None
 
     def export_ndjson(self, out: IO[bytes], since: dt.datetime | None = None) -> int:
@@ -205,21 +294,21 @@ class DecisionLog:
         """Problems with the hash chain (empty when every row is intact and in place)."""
         problems: list[str] = []
         prev = _GENESIS
-        rows = self._con.execute(
-            "SELECT seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
-            "metrics, error, labels, prev_hash, record_hash FROM decision_log ORDER BY seq"
-        ).fetchall()
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT seq, decision_id, ts, path, input, result, bundle_revision, evaluator,"
+                " metrics, error, labels, prev_hash, record_hash, bundles FROM decision_log"
+                " ORDER BY seq"
+            ).fetchall()
         expected_seq = 1
         for row in rows:
             if row[0] != expected_seq:
                 problems.append(f"row {expected_seq} is missing (next is {row[0]})")
                 expected_seq = row[0]
-            body = {"decision_id": row[1], "timestamp": row[2].astimezone(dt.UTC).isoformat(),
-                    "path": row[3],
-                    "input": json.loads(row[4]), "result": json.loads(row[5]),
-                    "bundle_revision": row[6], "evaluator": row[7],
-                    "metrics": json.loads(row[8]), "error": row[9],
-                    "labels": json.loads(row[10])}
+            body = _body(row[1], row[2].astimezone(dt.UTC).isoformat(), row[3],
+                         json.loads(row[4]), json.loads(row[5]), row[6], row[7],
+                         json.loads(row[8]), row[9], json.loads(row[10]),
+                         json.loads(row[13]) if row[13] is not None else None)
             digest = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
             if row[11] != prev or row[12] != digest:
                 problems.append(f"decision {row[1]} (row {row[0]}) was changed")

@@ -19,6 +19,8 @@ from engine.decide.input_document import (
     Attestation,
     Availability,
     Component,
+    Coverage,
+    CoverageSource,
     CvssScore,
     DecisionTime,
     Epss,
@@ -41,7 +43,7 @@ from engine.errors import VersionSchemeError
 from engine.gcpause import paused_gc
 
 if TYPE_CHECKING:
-    from engine.attest.result import ResultSummary
+    from engine.attest import ResultSummary
     from engine.pvdb import AffectingReport, Finding
 
 
@@ -112,6 +114,7 @@ def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
         fix=Fix(
             status=finding.fix.status.value,
             closing_version=finding.fix.closing_version,
+            line=finding.fix.line.value if finding.fix.line is not None else None,
             advisories=list(finding.fix.advisories),
             patch_ids=list(finding.fix.patch_ids),
             availability=Availability(
@@ -130,10 +133,10 @@ def _vulnerability(finding: Finding, today: dt.date) -> Vulnerability:
 def _at_least(version: str | None, level: str) -> bool | None:
     if version is None:
         return None
-    from engine.pvdb import versions as _versions  # loaded only to compare a patch level
+    from engine.pvdb import compare_versions  # loaded only to compare a patch level
 
     try:
-        return _versions.compare("generic", version, level) >= 0
+        return compare_versions("generic", version, level) >= 0
     except VersionSchemeError:
         return None
 
@@ -200,6 +203,13 @@ def build_input(
                          for f in sorted(report.findings, key=lambda f: (f.vuln_id, f.component))],
         undetermined=[Undetermined(id=u.vuln_id, component=u.component, reason=u.reason)
                       for u in report.undetermined],
+        coverage=[Coverage(component=c.component, status=c.status.value,
+                           sources=[CoverageSource(source=s.source, scope=s.scope,
+                                                   as_of=rfc3339(s.as_of)
+                                                   if s.as_of is not None else None)
+                                    for s in c.sources],
+                           notes=list(c.notes))
+                  for c in report.coverage],
         patched_configuration=patched,
         decision_time=DecisionTime(rfc3339=rfc3339(now), ns=ns_of(now)),
         provenance=Provenance(pvdb_generation=report.pvdb_generation,

@@ -193,6 +193,10 @@ class Fix(_Model):
     status: Literal["fixed", "no_fix", "unknown"]
     closing_version: str | None = Field(
         default=None, description="Lowest fixed version above the component's version")
+    line: Literal["own", "other"] | None = Field(
+        default=None, description="own: closing_version patches the component's own line;"
+        " other: it is an upgrade to another line, and its date is not a patch date for"
+        " this one (unless availability.basis is estimated, an estimate for this line)")
     advisories: list[str] = Field(default_factory=list)
     patch_ids: list[str] = Field(default_factory=list)
     availability: Availability
@@ -218,6 +222,30 @@ class Undetermined(_Model):
     id: str
     component: int = Field(ge=0)
     reason: str
+
+
+class CoverageSource(_Model):
+    """One loaded source that covers a component."""
+
+    source: str = Field(description="The feed: csaf, osv, cve5, nvd…")
+    scope: str = Field(description="The package and release or product it covers, e.g."
+                       " 'rpm/redhat kernel (release 9)' or 'linux/linux_kernel'")
+    as_of: str | None = Field(default=None, description="RFC 3339: the newest of that"
+                              " source's records about it")
+
+
+class Coverage(_Model):
+    """Which loaded sources cover one host component (added in schema version 1; absent
+    in documents built before, where nothing is said about coverage)."""
+
+    component: int = Field(ge=0, description="Index into host.components")
+    status: Literal["covered", "uncovered", "undetermined"] = Field(
+        description="covered: a loaded source states versions of it and its version was"
+        " compared; uncovered: no loaded source says anything about it (no vulnerability"
+        " then means nothing was known); undetermined: covered, but its version cannot"
+        " be read in those sources' terms")
+    sources: list[CoverageSource] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 class PatchedConfiguration(_Model):
@@ -258,6 +286,9 @@ class InputDocument(_Model):
     host: Host
     vulnerabilities: list[Vulnerability] = Field(default_factory=list)
     undetermined: list[Undetermined] = Field(default_factory=list)
+    coverage: list[Coverage] = Field(
+        default_factory=list, description="Per host component, the loaded sources that"
+        " cover it (one entry per component; none in documents built without it)")
     patched_configuration: PatchedConfiguration
     decision_time: DecisionTime
     provenance: Provenance | None = None

@@ -57,11 +57,15 @@ def _diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
 
 
 def _evaluator_name(record: DecisionRecord) -> str:
-    """The in-process evaluator that replays ``record``: the one that decided it, or the
-    default when an OPA server decided it."""
+    """The in-process evaluator that replays ``record``: the one that decided it; for a
+    decision an OPA server made, OPA's own engine in process where it is built, else the
+    default."""
     from engine.decide.evaluators import EMBEDDED
+    from engine.decide.evaluators.opa_engine import library_path
 
-    return record.evaluator if record.evaluator in EMBEDDED else EMBEDDED[0]
+    if record.evaluator in EMBEDDED:
+        return record.evaluator
+    return "opa" if library_path().is_file() else EMBEDDED[0]
 
 
 class Replayer:
@@ -105,13 +109,19 @@ class Replayer:
         except DecideError as exc:
             replayed = fail_closed("evaluator_error", exc.summary)
         replayed_json = replayed.to_json()
+        # compared in the normal form the engine gives every decision (defaults filled,
+        # sets sorted): an OPA server logs the policy's raw value
+        try:
+            recorded = Decision.parse(record.result).to_json()
+        except ValueError:
+            recorded = record.result
         return Replayed(
             decision_id=record.decision_id,
             recorded_revision=record.bundle_revision,
             replayed_revision=evaluator.bundle_revision,
             recorded_verdict=str(record.result.get("verdict")),
             replayed_verdict=replayed.verdict,
-            differences=_diff(record.result, replayed_json),
+            differences=_diff(recorded, replayed_json),
         )
 
     def close(self) -> None:

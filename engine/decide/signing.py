@@ -15,7 +15,8 @@ Follows OPA's "Bundle File Format / Signing" (``bundle/sign.go``, ``bundle/verif
   none) and the deprecated ``keyid`` (also written to the ``kid`` header);
 * RS256 (RSA keys) and ES256 (P-256 keys), keys in PEM.
 
-JOSE is done by ``joserfc``; nothing here implements a signature primitive.
+JOSE is done by ``joserfc``; nothing here implements a signature primitive. Keys are
+read by :func:`engine.keys.load_rs256_es256_key`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from engine.decide.errors import BundleVerificationError
+from engine.keys import KeyLoadError, load_rs256_es256_key
 
 SIGNATURES_FILE = ".signatures.json"
 HASH_ALGORITHM = "SHA-256"
@@ -115,27 +117,9 @@ Key = RSAKey | ECKey
 def load_key(path: Path, *, private: bool) -> tuple[Key, str]:
     """Read a PEM key; return it and the algorithm it signs with (RS256 or ES256)."""
     try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise BundleVerificationError(f"cannot read key {path}: {exc}", file=str(path)) from exc
-    errors: list[str] = []
-    for cls, alg in ((RSAKey, "RS256"), (ECKey, "ES256")):
-        try:
-            key = cls.import_key(pem)
-        except (JoseError, ValueError, TypeError) as exc:
-            errors.append(str(exc))
-            continue
-        if isinstance(key, ECKey) and key.curve_name != "P-256":
-            raise BundleVerificationError(
-                f"key {path} is on curve {key.curve_name}; ES256 needs P-256", file=str(path))
-        if private and not key.is_private:
-            raise BundleVerificationError(f"key {path} is a public key; signing needs the "
-                                          "private key", file=str(path))
-        return key, alg
-    raise BundleVerificationError(
-        f"key {path} is neither an RSA nor an EC key in PEM form", file=str(path),
-        tip="generate one with `openssl genpkey -algorithm RSA -out key.pem` or "
-            "`openssl ecparam -name prime256v1 -genkey -noout -out key.pem`")
+        return load_rs256_es256_key(path, private=private)
+    except KeyLoadError as exc:
+        raise BundleVerificationError(exc.reason, file=str(path), tip=exc.tip) from exc
 
 
 # --- sign and verify ------------------------------------------------------------------

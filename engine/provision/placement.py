@@ -33,7 +33,7 @@ from engine.decide import (
 from engine.predict import estimator_for
 
 if TYPE_CHECKING:
-    from engine.attest.result import AttestationResult
+    from engine.attest import AttestationResult
     from engine.pvdb import Pvdb
 
 

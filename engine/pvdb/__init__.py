@@ -35,12 +35,16 @@ from engine.pvdb.query_models import (
     AffectingReport,
     Availability,
     AvailabilityBasis,
+    ComponentCoverage,
+    CoverageStatus,
     Evidence,
     Finding,
     Fix,
     FixStatus,
+    SourceCoverage,
     Undetermined,
 )
+from engine.pvdb.versions import compare as compare_versions
 
 __all__ = [
     "AffectingReport",
@@ -48,6 +52,8 @@ __all__ = [
     "AvailabilityBasis",
     "AvailabilityEstimator",
     "Component",
+    "ComponentCoverage",
+    "CoverageStatus",
     "Evidence",
     "Finding",
     "Fix",
@@ -57,7 +63,9 @@ __all__ = [
     "Problem",
     "Pvdb",
     "SourceCounts",
+    "SourceCoverage",
     "Undetermined",
+    "compare_versions",
     "history",
 ]
 
@@ -173,3 +181,10 @@ class Pvdb:
         from engine.pvdb.ingest import source_status
 
         return source_status(self._con)
+
+    def coverage(self) -> list[dict[str, Any]]:
+        """Per ecosystem and release (packages) or vendor/product (products): the sources
+        that cover it, how many records, as of when (:mod:`engine.pvdb.coverage`)."""
+        from engine.pvdb.coverage import by_ecosystem
+
+        return by_ecosystem(self._con)

@@ -154,24 +154,98 @@ def ecosystem_key(ecosystem: str, name: str) -> PackageKey:
 
 @lru_cache(maxsize=65_536)
 def purl_key(purl: str) -> tuple[PackageKey, str | None]:
-    """The package key and version of a purl (``pkg:rpm/almalinux/kernel@…?distro=…``)."""
+    """The package key and version of a purl (``pkg:rpm/almalinux/kernel@…?distro=…``).
+
+    For ``rpm`` and ``deb`` packages the version comes back as the distribution compares
+    it: the ``epoch`` qualifier is written in front (``?epoch=17`` -> ``17:8.2.0-11.el9_4``;
+    an epoch already written in the version must agree with it), and a missing epoch is 0
+    (left out). Without a ``distro`` qualifier, a Red Hat family package takes its
+    release from its own ``.elN`` release tag. A qualifier string with a second ``?`` in
+    place of ``&`` (as some Ubuntu records publish it) is read as meant.
+    """
     try:
         p = PackageURL.from_string(purl)
     except ValueError as exc:
         raise IdentityError(f"not a purl: {purl!r} ({exc})") from exc
-    qualifiers = p.qualifiers if isinstance(p.qualifiers, dict) else {}
+    qualifiers = _qualifiers(p.qualifiers if isinstance(p.qualifiers, dict) else {})
     release = _distro_release(qualifiers.get("distro"))
     namespace = p.namespace.lower() if p.namespace else None
-    return PackageKey(p.type, namespace, p.name, release), p.version
+    version = p.version
+    if version and p.type in _EPOCH_TYPES:
+        version = with_epoch(qualifiers.get("epoch"), version, purl)
+        if release is None and p.type == "rpm":
+            release = _el_release(version)
+    return PackageKey(p.type, namespace, p.name, release), version
+
+
+_EPOCH_TYPES = frozenset({"rpm", "deb"})
+_EPOCH = re.compile(r"^(\d+):")
+_EL = re.compile(r"(?:^|[.+_-])el(\d+)(?:[._+]|$)")
+
+
+def with_epoch(epoch: str | None, version: str, where: str = "") -> str:
+    """``epoch:version`` as RPM and dpkg compare it; epoch 0 (or none) is left out, so
+    ``0:1.2-3``, ``1.2-3`` and ``1.2-3`` with ``epoch=0`` are one version."""
+    version = version.strip()
+    stated = _EPOCH.match(version)
+    body = version[stated.end():] if stated else version
+    given = epoch.strip() if epoch is not None else None
+    if given is not None and not given.isdigit():
+        raise IdentityError(f"epoch {epoch!r} is not a number" + (f" in {where!r}" if where
+                                                                   else ""))
+    if stated and given is not None and int(stated.group(1)) != int(given):
+        raise IdentityError(
+            f"epoch {given} disagrees with the version {version!r}"
+            + (f" in {where!r}" if where else ""))
+    value = int(stated.group(1)) if stated else int(given) if given else 0
+    return f"{value}:{body}" if value else body
+
+
+def _el_release(version: str) -> str | None:
+    """The RHEL major release an rpm is built for, from its ``.elN`` release tag."""
+    _, _, release = version.rpartition("-")
+    m = _EL.search(release)
+    return m.group(1) if m else None
+
+
+def _qualifiers(qualifiers: dict[str, str]) -> dict[str, str]:
+    """Qualifiers with ``a=b?c=d`` values (a ``?`` written for ``&``) split apart."""
+    out: dict[str, str] = {}
+    for name, value in qualifiers.items():
+        parts = value.split("?")
+        out.setdefault(name, parts[0])
+        for extra in parts[1:]:
+            key, sep, val = extra.partition("=")
+            if sep:
+                out.setdefault(key.strip().lower(), val)
+    return out
+
+
+# Distribution code names -> the release number feeds use (``Debian:12``, ``Ubuntu:24.04``).
+CODENAMES: dict[str, str] = {
+    # Debian
+    "buzz": "1", "hamm": "2", "slink": "2", "potato": "2", "woody": "3", "sarge": "3",
+    "etch": "4", "lenny": "5", "squeeze": "6", "wheezy": "7", "jessie": "8", "stretch": "9",
+    "buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14",
+    # Ubuntu (LTS and interim releases share the major number)
+    "trusty": "14", "xenial": "16", "bionic": "18", "focal": "20", "jammy": "22",
+    "noble": "24", "plucky": "25", "oracular": "24", "mantic": "23", "lunar": "23",
+    "kinetic": "22", "impish": "21", "hirsute": "21", "groovy": "20", "eoan": "19",
+    "disco": "19", "cosmic": "18",
+}
 
 
 def _distro_release(distro: str | None) -> str | None:
-    """``almalinux-9.3`` / ``el9`` / ``rhel_aus:8.6::appstream`` / ``bookworm`` -> the major
-    release (``9``, ``8``, ``bookworm``), the same on both sides of a comparison."""
+    """``almalinux-9.3`` / ``el9`` / ``rhel_aus:8.6::appstream`` / ``bookworm`` /
+    ``esm-infra-legacy/trusty`` -> the major release (``9``, ``8``, ``12``, ``14``), the
+    same on both sides of a comparison."""
     if not distro:
         return None
     text = distro.lower()
     m = re.search(r"(\d+)", text)
     if m:
         return m.group(1)
+    for word in re.split(r"[^a-z]+", text):
+        if word in CODENAMES:
+            return CODENAMES[word]
     return text.rsplit("-", 1)[-1]

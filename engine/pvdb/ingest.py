@@ -115,24 +115,73 @@ _LOOKUP_CHUNK = 5000
 """Records whose stored versions are looked up in one query."""
 
 
-class _Writer:
-    """Collects changed records and writes them in batches."""
+@dataclass(slots=True)
+class _Pending:
+    """A changed record waiting to be written, with what undoing its count needs."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, batch_size: int, now: dt.datetime) -> None:
+    origin: str
+    raw: RawRecord
+    record: NormalisedRecord
+    verdict: str
+    previous: store.StoredRecord | None
+
+
+class _Writer:
+    """Collects changed records and writes them in batches.
+
+    When a batch cannot be stored because of a value in it, the batch is written again in
+    halves until the records that cannot be stored are found: those are reported as
+    problems and every other record of the batch is written."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, batch_size: int, now: dt.datetime,
+                 report: IngestReport, stored: dict[tuple[str, str], store.StoredRecord]
+                 ) -> None:
         self.con = con
         self.batch_size = batch_size
         self.now = now
-        self.pending: dict[tuple[str, str], tuple[RawRecord, NormalisedRecord]] = {}
+        self.report = report
+        self.stored = stored
+        self.pending: dict[tuple[str, str], _Pending] = {}
 
-    def add(self, raw: RawRecord, record: NormalisedRecord) -> None:
-        self.pending[(raw.source.value, raw.record_id)] = (raw, record)
+    def add(self, item: _Pending) -> None:
+        self.pending[(item.raw.source.value, item.raw.record_id)] = item
         if len(self.pending) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            store.write_batch(self.con, list(self.pending.values()), now=self.now)
+            batch = list(self.pending.values())
             self.pending.clear()
+            self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            store.write_batch(self.con, [(p.raw, p.record) for p in batch], now=self.now)
+        except store.RejectedBatch as exc:
+            if len(batch) == 1:
+                self._reject(batch[0], exc.reason)
+                return
+            middle = len(batch) // 2
+            self._write(batch[:middle])
+            self._write(batch[middle:])
+
+    def _reject(self, item: _Pending, reason: str) -> None:
+        """Count ``item`` as a problem instead of the change it was counted as."""
+        raw = item.raw
+        counts = self.report.counts[raw.source.value]
+        setattr(counts, item.verdict, getattr(counts, item.verdict) - 1)
+        counts.problems += 1
+        key = (raw.source.value, raw.record_id)
+        if item.previous is None:
+            self.stored.pop(key, None)
+        else:
+            self.stored[key] = item.previous
+        self.report.warnings = [
+            w for w in self.report.warnings
+            if (w.origin, w.record_id) != (item.origin, raw.record_id)
+        ]
+        self.report.problems.append(
+            Problem(item.origin, raw.record_id, raw.pointer, f"cannot be stored: {reason}"))
 
 
 def ingest(
@@ -163,10 +212,12 @@ def _ingest(
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     report = IngestReport(run_id=uuid.uuid4().hex)
-    writer = _Writer(con, settings.ingest_batch, now)
-    pipeline = _Pipeline(con, writer, report)
+    stored: dict[tuple[str, str], store.StoredRecord] = {}
+    writer = _Writer(con, settings.ingest_batch, now, report, stored)
+    pipeline = _Pipeline(con, writer, report, stored)
 
-    plan: list[str | Path] = []
+    limits = sources.Limits.of(settings)
+    plan: list[str | Path | sources.Refused] = []
     for arg in source_args:
         if sources.is_url(arg):
             if settings.offline:
@@ -179,21 +230,24 @@ def _ingest(
             plan.extend(sources.list_files(Path(arg)))
 
     for done, item in enumerate(plan, start=1):
-        origin = str(item)
+        origin = item.origin if isinstance(item, sources.Refused) else str(item)
         try:
-            if isinstance(item, Path):
-                for doc in sources.open_file(item):
-                    pipeline.document(doc)
+            if isinstance(item, sources.Refused):
+                pipeline.refused(item)
+            elif isinstance(item, Path):
+                pipeline.documents(sources.open_file(item, limits))
             else:
-                _ingest_url(con, item, settings, pipeline)
+                _ingest_url(con, item, settings, limits, pipeline)
         except FeedError as exc:
-            report.problems.append(Problem(origin, None, "$", exc.summary))
+            report.problems.append(
+                Problem(origin, None, "$", exc.summary.removeprefix(f"{origin}: ")))
         if progress:
             progress(origin, done, len(plan))
     pipeline.settle()
     writer.flush()
     report.seconds = time.perf_counter() - started
-    _record_run(con, report, [str(p) for p in plan], now)
+    _record_run(con, report, [str(p) for p in plan if not isinstance(p, sources.Refused)],
+                now)
     return report
 
 
@@ -201,17 +255,18 @@ def _ingest_url(
     con: duckdb.DuckDBPyConnection,
     url: str,
     settings: Settings,
+    limits: sources.Limits,
     pipeline: _Pipeline,
 ) -> None:
     previous = sources.load_validators(con, url)
     fetched = sources.fetch(
-        url, previous, cache_dir=settings.http_cache, timeout=settings.http_timeout
+        url, previous, cache_dir=settings.http_cache, timeout=settings.http_timeout,
+        limits=limits,
     )
     if fetched.status == 304:
         pipeline.report.not_modified.append(url)
         return
-    for doc in fetched.documents:
-        pipeline.document(doc)
+    pipeline.documents(fetched.documents(limits))
     # Validators are saved only once every record of the body is committed: a crash
     # before this point makes the next sync download and ingest the body again.
     pipeline.settle()
@@ -225,18 +280,37 @@ class _Pipeline:
     normalises what changed and hands it to the writer, in input order."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, writer: _Writer,
-                 report: IngestReport) -> None:
+                 report: IngestReport, stored: dict[tuple[str, str], store.StoredRecord]
+                 ) -> None:
         self.con = con
         self.writer = writer
         self.report = report
-        self.stored: dict[tuple[str, str], store.StoredRecord] = {}
+        self.stored = stored
         """Stored versions looked up so far, updated as records are written."""
         self.pending: list[tuple[FeedAdapter, str, RawRecord]] = []
+
+    def documents(self, items: Iterator[Document | sources.Refused]) -> None:
+        """Every document of one source, one at a time (none is kept once read)."""
+        for item in items:
+            if isinstance(item, sources.Refused):
+                self.refused(item)
+            else:
+                self.document(item)
+            del item
+
+    def refused(self, item: sources.Refused) -> None:
+        self.report.problems.append(Problem(item.origin, None, "$", item.reason))
 
     def document(self, doc: Document) -> None:
         report = self.report
         report.documents += 1
-        adapter = adapter_for(doc)
+        try:
+            adapter = adapter_for(doc)
+        except MemoryError:
+            raise
+        except Exception as exc:  # a detect() tripped by an odd document
+            report.problems.append(Problem(doc.origin, None, "$", f"cannot be read: {exc!r}"))
+            return
         if adapter is None:
             reason = _unrecognised_reason(doc)
             if reason is None:
@@ -269,7 +343,8 @@ class _Pipeline:
         report = self.report
         counts = report.counts[adapter.source.value]
         key = (raw.source.value, raw.record_id)
-        verdict = decide(self.stored.get(key), raw, self.writer.now)
+        previous = self.stored.get(key)
+        verdict = decide(previous, raw, self.writer.now)
         if verdict in ("unchanged", "stale"):
             setattr(counts, verdict, getattr(counts, verdict) + 1)
             return
@@ -284,10 +359,12 @@ class _Pipeline:
                 pointer = raw.pointer + pointer[1:]  # record-relative -> document path
             report.problems.append(Problem(origin, raw.record_id, pointer, exc.reason))
             return
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # a record the adapter did not foresee must not stop the rest
             counts.problems += 1
             report.problems.append(
-                Problem(origin, raw.record_id, "$", f"unexpected structure: {exc!r}")
+                Problem(origin, raw.record_id, raw.pointer, f"unexpected structure: {exc!r}")
             )
             return
         setattr(counts, verdict, getattr(counts, verdict) + 1)
@@ -296,20 +373,25 @@ class _Pipeline:
             for w in record.warnings
         )
         self.stored[key] = store.StoredRecord(raw.content_hash, raw.modified, self.writer.now)
-        self.writer.add(raw, record)
+        self.writer.add(_Pending(origin, raw, record, verdict, previous))
 
 
 def _split(adapter: FeedAdapter, doc: Document) -> Iterator[RawRecord | Problem]:
     try:
         for item in adapter.split(doc):
             if isinstance(item, RecordError):
-                yield Problem(doc.origin, None, item.pointer, item.reason)
+                yield Problem(doc.origin, getattr(item, "record_id", None), item.pointer,
+                              item.reason)
             else:
                 yield item
     except RecordError as exc:
-        yield Problem(doc.origin, None, exc.pointer, exc.reason)
+        yield Problem(doc.origin, getattr(exc, "record_id", None), exc.pointer, exc.reason)
     except FeedError as exc:
         yield Problem(doc.origin, None, "$", exc.summary)
+    except MemoryError:
+        raise
+    except Exception as exc:  # a document the adapter did not foresee must not stop the rest
+        yield Problem(doc.origin, None, "$", f"cannot be read: {exc!r}")
 
 
 def _unrecognised_reason(doc: Document) -> str | None:

@@ -24,64 +24,21 @@ import datetime as dt
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import lru_cache
+from typing import Any
 
 import duckdb
 
 from engine.errors import VersionSchemeError
 from engine.gcpause import paused_gc
 from engine.model import Component
-from engine.pvdb import identity, prefilter, versions
+from engine.pvdb import coverage, identity, kernels, prefilter, versions
 from engine.pvdb.feeds.releases import CPE_PRODUCTS
 from engine.pvdb.identity import IdentityError
+from engine.pvdb.statements import Group, Statement, compile_row
 
 IndexKey = tuple[str, str, str]
 _LEVELS = ("package", "product", "cpe")
-
-
-class Statement(NamedTuple):
-    vuln_id: str
-    source: str
-    record_id: str
-    group: int
-    match_kind: str
-    scheme: str
-    status: str
-    default_status: str
-    start: str | None
-    start_inclusive: bool
-    end: str | None
-    end_inclusive: bool
-    exact: str | None
-    fixed: str | None
-    condition: str | None
-    release: str | None
-    cpe: str | None
-    lo_key: tuple[Any, ...] | None = None
-    """``start`` as a :func:`versions.sort_key` (None: unbounded, or see ``keyed``)."""
-    hi_key: tuple[Any, ...] | None = None
-    """``end`` as a sort key; a wildcard end is turned into an exclusive bound."""
-    hi_inclusive: bool = False
-    exact_key: tuple[Any, ...] | None = None
-    keyed: bool = False
-    """Every bound has a sort key: the statement is checked with tuple comparisons."""
-
-    def describe(self) -> str:
-        """The statement in words, for evidence lists."""
-        if self.exact is not None:
-            span = f"= {self.exact}"
-        else:
-            lo = f"{'>=' if self.start_inclusive else '>'} {self.start}" if self.start else ""
-            hi = f"{'<=' if self.end_inclusive else '<'} {self.end}" if self.end else ""
-            span = ", ".join(p for p in (lo, hi) if p) or "all versions"
-        text = f"{self.status} ({self.scheme}) {span}"
-        if self.fixed:
-            text += f"; fixed in {self.fixed}"
-        if self.release:
-            text += f"; release {self.release}"
-        if self.condition:
-            text += f"; {self.condition}"
-        return text
 
 
 @dataclass(slots=True)
@@ -121,60 +78,85 @@ class ComponentKey:
     release: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How a component is looked up: its keys, and what of it could not be compared."""
+
+    keys: list[ComponentKey]
+    notes: tuple[str, ...] = ()
+    """Why a key the component names was not compared (a kernel release that is no
+    upstream release, :mod:`engine.pvdb.kernels`)."""
+    unread: tuple[IndexKey, ...] = ()
+    """The keys left out for those reasons."""
+
+
 def component_keys(component: Component) -> list[ComponentKey]:
     """Every index key a component is known under (purl, CPE, vendor/product)."""
+    return list(read_component(component).keys)
+
+
+@lru_cache(maxsize=16_384)
+def read_component(component: Component) -> Reading:
+    """:func:`component_keys` with the reasons for keys left out. A kernel is looked up
+    under its distribution package and under the upstream kernel only with the upstream
+    release it really is (:func:`engine.pvdb.kernels.read_release`)."""
     keys: list[ComponentKey] = []
-    if component.purl:
-        pkg, purl_version = identity.purl_key(component.purl)
-        keys.append(ComponentKey(
-            ("package", f"{pkg.type}/{pkg.namespace or ''}", pkg.name),
-            purl_version or component.version, pkg.scheme, pkg.release,
-        ))
-    if component.cpe:
-        name = identity.parse_cpe(component.cpe)
-        version = component.version or name.version
-        keys.append(ComponentKey(("product", name.vendor, name.product), version, None, None))
-    if component.vendor and component.product:
-        vendor, product = identity.product_key(component.vendor, component.product)
-        key = ComponentKey(("product", vendor, product), component.version, None, None)
+    notes: list[str] = []
+    unread: list[IndexKey] = []
+
+    def add(key: ComponentKey) -> None:
         if key not in keys:
             keys.append(key)
-    return keys
+
+    if component.purl:
+        pkg, purl_version = identity.purl_key(component.purl)
+        version = purl_version or component.version
+        ecosystem = f"{pkg.type}/{pkg.namespace or ''}"
+        add(ComponentKey(("package", ecosystem, pkg.name), version, pkg.scheme, pkg.release))
+        if ecosystem == "deb/debian" and kernels.is_debian_kernel_package(pkg.name):
+            add(ComponentKey(("package", ecosystem, "linux"), version, "deb", pkg.release))
+            upstream = kernels.debian_upstream(version)
+            if upstream is not None:
+                add(ComponentKey(("product", *kernels.UPSTREAM_KERNEL), upstream, None, None))
+    named: list[tuple[str, str, str]] = []
+    if component.cpe:
+        name = identity.parse_cpe(component.cpe)
+        named.append((name.vendor, name.product, component.version or name.version))
+    if component.vendor and component.product:
+        named.append((*identity.product_key(component.vendor, component.product),
+                      component.version))
+    for vendor, product, version in named:
+        if not _is_kernel(vendor, product):
+            add(ComponentKey(("product", vendor, product), version, None, None))
+            continue
+        if (vendor, product) != kernels.UPSTREAM_KERNEL:
+            add(ComponentKey(("product", vendor, product), version, None, None))
+        reading = kernels.read_release(version, component.vendor)
+        if reading.package is not None:
+            ecosystem, package, package_version, release = reading.package
+            scheme = identity.PURL_SCHEMES.get(ecosystem.split("/")[0], "generic")
+            add(ComponentKey(("package", ecosystem, package), package_version, scheme,
+                             release))
+        if reading.upstream is not None:
+            add(ComponentKey(("product", *kernels.UPSTREAM_KERNEL), reading.upstream, None,
+                             None))
+        elif reading.reason and reading.reason not in notes:
+            notes.append(reading.reason)
+            unread.append(("product", *kernels.UPSTREAM_KERNEL))
+    upstream_read = any(k.key == ("product", *kernels.UPSTREAM_KERNEL) for k in keys)
+    if upstream_read:
+        unread = []
+    return Reading(keys, tuple(notes), tuple(dict.fromkeys(unread)))
 
 
-Group = tuple[Statement, ...]
-"""The statements of one feed entry (same source, record and group number)."""
+_KERNEL_PRODUCTS = frozenset({"kernel", "linux", "linux_kernel"})
 
 
-_UNKEYED = (None, None, False, None, False)
-"""The compiled-key fields of a statement checked through the library path."""
-
-
-def _compile(row: tuple[Any, ...]) -> Statement:
-    """A statement (an ``affected`` row) with its bounds turned into sort keys where the
-    scheme allows."""
-    scheme, start, end, end_inclusive, exact = row[5], row[8], row[10], row[11], row[12]
-    if scheme not in versions.KEYED:
-        return Statement._make((*row, *_UNKEYED))
-    sort_key = versions.sort_key
-    lo = hi = exact_key = None
-    hi_inclusive = end_inclusive
-    keyed = True
-    if exact is not None and exact not in ("*", ""):
-        exact_key = sort_key(scheme, exact)
-        keyed = exact_key is not None
-    if start is not None and start not in ("0", "*", ""):
-        lo = sort_key(scheme, start)
-        keyed = keyed and lo is not None
-    if end is not None and end.strip() != "*":
-        if end.endswith(".*"):
-            hi, hi_inclusive = versions.wildcard_end_key(scheme, end), False
-        else:
-            hi = sort_key(scheme, end)
-        keyed = keyed and hi is not None
-    if not keyed:
-        return Statement._make((*row, *_UNKEYED))
-    return Statement._make((*row, lo, hi, hi_inclusive, exact_key, True))
+def _is_kernel(vendor: str, product: str) -> bool:
+    """The upstream kernel, or a distribution vendor's kernel (``debian``/``linux``)."""
+    return (vendor, product) == kernels.UPSTREAM_KERNEL or (
+        product in _KERNEL_PRODUCTS
+        and (vendor in kernels.EL_VENDORS or vendor in kernels.DEB_VENDORS))
 
 
 _RESULT_CACHE = 4096
@@ -189,11 +171,15 @@ class MatchIndex:
     """
 
     def __init__(self, by_key: dict[IndexKey, dict[str, list[Group]]], generation: int,
-                 releases: dict[tuple[str, str, str], dt.date] | None = None) -> None:
+                 releases: dict[tuple[str, str, str], dt.date] | None = None,
+                 covered: dict[IndexKey, tuple[coverage.Covered, ...]] | None = None
+                 ) -> None:
         self.by_key = by_key
         self.generation = generation
         self.releases = releases or {}
         """(vendor, product, version) -> release date."""
+        self.covered = covered or {}
+        """Key -> the sources covering it (:mod:`engine.pvdb.coverage`)."""
         self._answers: OrderedDict[tuple[Any, ...], list[tuple[str, Verdict]]] = OrderedDict()
         self._tables: dict[IndexKey, prefilter.KeyTable] = {}
 
@@ -214,7 +200,7 @@ class MatchIndex:
         ).fetchall()
         grouped: dict[IndexKey, dict[str, dict[tuple[str, str, int], list[Statement]]]] = {}
         for row in rows:
-            statement = _compile(row[:17])
+            statement = compile_row(row[:17])
             vendor, product, ecosystem, package = row[17:]
             if statement.match_kind == "package":
                 key: IndexKey = ("package", ecosystem or "", package or "")
@@ -235,7 +221,7 @@ class MatchIndex:
         ).fetchall():
             vendor_product = names[product]
             releases[(*vendor_product, version)] = day
-        return cls(by_key, generation, releases)
+        return cls(by_key, generation, releases, coverage.load(con))
 
     def statements(
         self, keys: Iterable[ComponentKey], only: Iterable[str] | None = None
@@ -392,7 +378,8 @@ def _contains(st: Statement, version: str) -> bool:
 
 def closing_version(scheme: str, version: str, candidates: Iterable[str]) -> str | None:
     """The fixed version that closes the vulnerability for ``version``: the lowest
-    fixed version above it on its own branch, else the lowest above it anywhere."""
+    fixed version above it on its own line (:func:`versions.line_of`), else the lowest
+    above it anywhere."""
     mine_key = versions.sort_key(scheme, version)
     above: list[tuple[Any, str]] = []
     for candidate in candidates:
@@ -407,12 +394,11 @@ def closing_version(scheme: str, version: str, candidates: Iterable[str]) -> str
             continue
     if not above:
         return None
-    depth = 2
-    mine = versions.branch_of(scheme, version, depth)
-    same_branch = [c for c in above if versions.branch_of(scheme, c[1], depth) == mine]
+    mine = versions.line_of(scheme, version)
+    same_branch = [c for c in above if versions.line_of(scheme, c[1]) == mine]
     pool = same_branch or above
     return min(pool, key=lambda c: c[0])[1]
 
 
-__all__ = ["ComponentKey", "IdentityError", "MatchIndex", "Statement", "Verdict",
-           "closing_version", "component_keys", "evaluate"]
+__all__ = ["ComponentKey", "IdentityError", "MatchIndex", "Reading", "Statement", "Verdict",
+           "closing_version", "component_keys", "evaluate", "read_component"]

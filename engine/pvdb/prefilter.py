@@ -24,7 +24,7 @@ import numpy as np
 from engine.pvdb import versions
 
 if TYPE_CHECKING:
-    from engine.pvdb.matching import Group, Statement
+    from engine.pvdb.statements import Group, Statement
 
 _AFFECTED, _UNAFFECTED, _OTHER = 1, 2, 0
 

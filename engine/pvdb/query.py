@@ -13,19 +13,23 @@ import pyarrow as pa
 from engine.errors import NotFoundError, UsageError
 from engine.gcpause import paused_gc
 from engine.model import Component
-from engine.pvdb import matching, store, versions
+from engine.pvdb import coverage, matching, store, versions
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import (
     AffectingReport,
     Availability,
     AvailabilityBasis,
+    ComponentCoverage,
+    CoverageStatus,
     Epss,
     Evidence,
     Finding,
     Fix,
+    FixLine,
     FixStatus,
     Kev,
     Severity,
+    SourceCoverage,
     Undetermined,
 )
 
@@ -70,7 +74,8 @@ def affecting(
         reports.move_to_end(cache_key)
         return cached.model_copy(update={
             "as_of": now, "components": list(cached.components),
-            "findings": list(cached.findings), "undetermined": list(cached.undetermined)})
+            "findings": list(cached.findings), "undetermined": list(cached.undetermined),
+            "coverage": list(cached.coverage)})
     # a first-time host builds ~10^5 objects, and the report is kept (cached): no
     # collections on the way (they cost ~40% of the query), and the kept report is moved
     # out of the collector's reach afterwards, as the match index is, so later
@@ -100,11 +105,19 @@ def _affecting(
 ) -> AffectingReport:
     verdicts: list[tuple[int, str, matching.ComponentKey, matching.Verdict]] = []
     undetermined: list[Undetermined] = []
+    covered: list[ComponentCoverage] = []
     for position, component in enumerate(components):
         try:
-            keys = matching.component_keys(component)
+            reading = matching.read_component(component)
         except IdentityError as exc:
             raise UsageError(f"component {position} ({component.label}): {exc.summary}") from exc
+        keys = list(reading.keys)
+        covered.append(_coverage(index, component, position, reading))
+        if reading.unread and not any(k.key[0] == "package" for k in keys):
+            # named only as a product whose version cannot be read in that product's terms
+            # (a distribution kernel release with no upstream release): every
+            # vulnerability stated about it is undetermined for this component
+            undetermined.extend(_unread(index, component, position, reading))
         for vuln_id, verdict in index.verdicts(keys):
             if verdict.status == "affected":
                 key = verdict.key or keys[0]
@@ -131,8 +144,42 @@ def _affecting(
     undetermined = [u for u in undetermined if u.vuln_id not in facts.rejected]
     return AffectingReport(
         as_of=now, components=list(components), findings=findings,
-        undetermined=undetermined, pvdb_generation=index.generation,
+        undetermined=undetermined, pvdb_generation=index.generation, coverage=covered,
     )
+
+
+def _coverage(index: matching.MatchIndex, component: Component, position: int,
+              reading: matching.Reading) -> ComponentCoverage:
+    """Which sources cover the keys the component was compared under
+    (:mod:`engine.pvdb.coverage`)."""
+    sources: list[SourceCoverage] = []
+    for ck in reading.keys:
+        for c in coverage.covering(index.covered, ck.key, ck.release):
+            sources.append(SourceCoverage(source=c.source,
+                                          scope=coverage.scope(ck.key, c.release),
+                                          records=c.records, as_of=c.as_of))
+    if sources:
+        status = CoverageStatus.COVERED
+    elif any(key in index.covered for key in reading.unread):
+        status = CoverageStatus.UNDETERMINED
+    else:
+        status = CoverageStatus.UNCOVERED
+    return ComponentCoverage(component=position, component_label=component.label,
+                             kind=component.kind, status=status, sources=sources,
+                             notes=list(reading.notes))
+
+
+def _unread(index: matching.MatchIndex, component: Component, position: int,
+            reading: matching.Reading) -> list[Undetermined]:
+    reason = "; ".join(reading.notes)
+    out: list[Undetermined] = []
+    for key in reading.unread:
+        for vuln_id, groups in index.by_key.get(key, {}).items():
+            first = groups[0][0]
+            out.append(Undetermined(
+                vuln_id=vuln_id, component=position, component_label=component.label,
+                reason=reason, source=first.source, record_id=first.record_id))
+    return out
 
 
 def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: float | None,
@@ -142,7 +189,8 @@ def _keep(f: Finding, now: dt.datetime, within_days: int | None, min_score: floa
     if min_score is not None and (f.max_base_score or 0.0) < min_score:
         return False
     if within_days is not None:
-        if f.fix.status is not FixStatus.FIXED and f.fix.availability.date is None:
+        # only a patch on the component's own line counts, not an upgrade to another
+        if not f.fix.patch_available:
             return False
         when = f.fix.availability.date
         if when is not None and when > (now + dt.timedelta(days=within_days)).date():
@@ -290,8 +338,7 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
             or Availability(date=None, basis=AvailabilityBasis.NONE),
         )
     availability = _availability(facts, key, closing, fix_rows)
-    other_line = (versions.branch_of(scheme, closing, 2)
-                  != versions.branch_of(scheme, key.version, 2))
+    other_line = versions.line_of(scheme, closing) != versions.line_of(scheme, key.version)
     if other_line:
         # The only fixes are on other lines (another stable branch): estimate when this
         # line gets its own; keep the other line's vendor date when nothing can be said.
@@ -302,7 +349,8 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
             availability = estimated.model_copy(
                 update={"source": f"{estimated.source}{vendor}"})
     return Fix(
-        status=FixStatus.FIXED, closing_version=closing, fixed_versions=fixed_versions,
+        status=FixStatus.FIXED, closing_version=closing,
+        line=FixLine.OTHER if other_line else FixLine.OWN, fixed_versions=fixed_versions,
         patch_ids=patch_ids, advisories=advisories, availability=availability,
     )
 

@@ -52,6 +52,14 @@ class FixStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class FixLine(StrEnum):
+    OWN = "own"
+    """The closing version is on the component's own line: a patch."""
+    OTHER = "other"
+    """The only fixes are on other lines (another stable branch, another minor
+    release): an upgrade to that line, not a patch of this one."""
+
+
 class AvailabilityBasis(StrEnum):
     VENDOR = "vendor"
     """A feed states the date (advisory date, release date of the fixed version)."""
@@ -88,10 +96,24 @@ class Fix(BaseModel):
     closing_version: str | None = Field(
         default=None, description="The lowest fixed version above the component's version"
     )
+    line: FixLine | None = Field(
+        default=None, description="own: the closing version patches the component's own"
+        " line; other: it is an upgrade to another line (None: no fix)")
     fixed_versions: list[str] = Field(default_factory=list)
     patch_ids: list[str] = Field(default_factory=list)
     advisories: list[str] = Field(default_factory=list)
     availability: Availability
+
+    @property
+    def patch_available(self) -> bool:
+        """Whether a patch for the component's own line exists or is expected: a fixed
+        version on its own line, or a dated estimate for this line. A fix that exists
+        only on another line (an upgrade) does not count."""
+        estimated = (self.availability.basis is AvailabilityBasis.ESTIMATED
+                     and self.availability.date is not None)
+        if self.status is FixStatus.FIXED:
+            return self.line is not FixLine.OTHER or estimated
+        return self.availability.date is not None
 
 
 class Evidence(BaseModel):
@@ -135,6 +157,46 @@ class Undetermined(BaseModel):
     record_id: str
 
 
+class CoverageStatus(StrEnum):
+    COVERED = "covered"
+    """At least one loaded source states versions of the component's package or product,
+    and its version was compared with them."""
+    UNCOVERED = "uncovered"
+    """No loaded source says anything about it: no finding means nothing was asked."""
+    UNDETERMINED = "undetermined"
+    """Sources cover its product, but its version cannot be read in their terms (a
+    distribution kernel release with no upstream release, named without its
+    distribution)."""
+
+
+class SourceCoverage(BaseModel):
+    """One loaded source that covers a component under one of its keys."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    scope: str = Field(description="The package or product covered, e.g. "
+                       "'rpm/redhat kernel (release 9)' or 'linux/linux_kernel'")
+    records: int = Field(description="Records of that source about it")
+    as_of: dt.datetime | None = Field(
+        default=None, description="The newest of those records' own times (else when"
+        " they were ingested)")
+
+
+class ComponentCoverage(BaseModel):
+    """Which loaded sources cover one component, and as of when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    component: int = Field(description="Index of the component in the request")
+    component_label: str
+    kind: str
+    status: CoverageStatus
+    sources: list[SourceCoverage] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="Why a key the component"
+                             " names was not compared")
+
+
 class AffectingReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -143,3 +205,6 @@ class AffectingReport(BaseModel):
     findings: list[Finding]
     undetermined: list[Undetermined]
     pvdb_generation: int
+    coverage: list[ComponentCoverage] = Field(
+        default_factory=list, description="Per component: the loaded sources that cover it"
+        " and as of when; 'uncovered' where none does (no finding then means nothing)")

@@ -122,6 +122,25 @@ _FACT_FIELDS: dict[str, str] = {
 }
 
 
+class RejectedBatch(Exception):
+    """A batch holds a record whose facts cannot be stored (a value of the wrong type, a
+    missing required value): nothing of the batch was written."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_DATA_ERRORS = (
+    duckdb.ConstraintException,
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.OutOfRangeException,
+    duckdb.TypeMismatchException,
+)
+"""Errors of an INSERT that come from the values written, not from the database."""
+
+
 def write_batch(
     con: duckdb.DuckDBPyConnection,
     batch: Sequence[tuple[RawRecord, NormalisedRecord]],
@@ -130,7 +149,9 @@ def write_batch(
 ) -> None:
     """Replace the facts of every record in ``batch`` in one transaction.
 
-    A process killed before COMMIT leaves the database as it was before the batch.
+    A process killed before COMMIT leaves the database as it was before the batch. When a
+    value of the batch cannot be stored, nothing is written and :class:`RejectedBatch`
+    says why (the caller finds the record by writing smaller batches).
     """
     if not batch:
         return
@@ -171,6 +192,9 @@ def write_batch(
             " WHERE key = 'generation'"
         )
         con.execute("COMMIT")
+    except _DATA_ERRORS as exc:
+        con.execute("ROLLBACK")
+        raise RejectedBatch(str(exc).split("\n", 1)[0]) from exc
     except duckdb.Error as exc:
         con.execute("ROLLBACK")
         raise DatabaseError(f"writing a batch of {len(batch)} records failed: {exc}") from exc
@@ -180,17 +204,28 @@ def write_batch(
                 con.unregister(view)
 
 
-_ARROW_TYPES = {
-    "published": pa.timestamp("us", "UTC"),
-    "modified": pa.timestamp("us", "UTC"),
-    "tags": pa.list_(pa.string()),
-}
+def _arrow_type(annotation: str) -> pa.DataType:
+    """The Arrow type of a fact field from its annotation, so that a value of another
+    type is refused rather than converted."""
+    if "datetime" in annotation:
+        return pa.timestamp("us", "UTC")
+    if "date" in annotation:
+        return pa.date32()
+    if "tuple[str" in annotation:
+        return pa.list_(pa.string())
+    for name, kind in (("float", pa.float64()), ("bool", pa.bool_()), ("int", pa.int64())):
+        if annotation.split(" |")[0] == name:
+            return kind
+    return pa.string()  # str, the id NewTypes and the StrEnums
 
 
+_FACT_TYPES = (VulnFact, AliasFact, SeverityFact, AffectedFact, FixFact, ReferenceFact,
+               KevFact, EpssFact, ReleaseFact)
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {
-    cls: tuple(f.name for f in dataclasses.fields(cls))
-    for cls in (VulnFact, AliasFact, SeverityFact, AffectedFact, FixFact, ReferenceFact,
-                KevFact, EpssFact, ReleaseFact)
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _FACT_TYPES
+}
+_FIELD_TYPES: dict[type, tuple[pa.DataType, ...]] = {
+    cls: tuple(_arrow_type(str(f.type)) for f in dataclasses.fields(cls)) for cls in _FACT_TYPES
 }
 
 
@@ -210,9 +245,13 @@ def _fact_table(
             record_ids.extend([raw.record_id] * len(items))
     if not facts:
         return None
-    names = _FIELD_NAMES[type(facts[0])]
+    kind = type(facts[0])
+    names = _FIELD_NAMES[kind]
     columns = zip(*map(operator.attrgetter(*names), facts), strict=True)
     arrays: dict[str, Any] = {"source": sources, "record_id": record_ids}
-    for name, values in zip(names, columns, strict=True):
-        arrays[_RENAMES.get(name, name)] = pa.array(values, type=_ARROW_TYPES.get(name))
+    for name, arrow_type, values in zip(names, _FIELD_TYPES[kind], columns, strict=True):
+        try:
+            arrays[_RENAMES.get(name, name)] = pa.array(values, type=arrow_type)
+        except pa.ArrowException as exc:
+            raise RejectedBatch(f"{table}.{name}: {exc}") from exc
     return pa.table(arrays)

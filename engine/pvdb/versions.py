@@ -7,10 +7,14 @@ string comparison:
 scheme     meaning
 ========== ===========================================================================
 semver     Semantic Versioning, coerced (``6.10`` reads as ``6.10.0``)
-kernel     upstream Linux kernel releases (``6.6.39``, ``6.10-rc3``); a distribution
-           suffix (``6.1.0-18-amd64``) is dropped and the upstream part compared
-rpm        RPM ``epoch:version-release`` (Red Hat, AlmaLinux, SUSE…)
-deb        Debian ``epoch:upstream-revision`` (Debian, Ubuntu)
+kernel     upstream Linux kernel releases (``6.6.39``, ``6.10-rc3``); a suffix is dropped
+           and the leading part compared, so the matcher never hands it a distribution
+           kernel's release (``6.1.0-18-amd64`` is upstream 6.1.76, not 6.1.0): those
+           are read first by :mod:`engine.pvdb.kernels`
+rpm        RPM ``epoch:version-release`` (Red Hat, AlmaLinux, SUSE…): a missing epoch is
+           0, any epoch outranks the version, ``~`` sorts before and ``^`` after
+deb        Debian ``epoch:upstream-revision`` (Debian, Ubuntu): a missing epoch is 0,
+           ``~`` sorts before everything (``1.0~rc1`` < ``1.0``, ``-1~bpo11+1`` < ``-1``)
 generic    dotted numbers (``1.2.3.4``) compared number by number; anything else as
            coerced semver
 git, custom, unknown
@@ -187,6 +191,30 @@ def branch_of(scheme: str, text: str, depth: int) -> tuple[str, ...]:
             text = ".".join(g for g in m.groups()[:3] if g is not None)
     parts = re.split(r"[.\-+~:]", text)
     return tuple(parts[:depth])
+
+
+_EPOCH = re.compile(r"^(\d+):")
+_DIST = re.compile(r"(?:^|[.+_-])(el\d+(?:_\d+)?|fc\d+|amzn\d+|module\+el[\d.]+)")
+
+
+@lru_cache(maxsize=262_144)
+def line_of(scheme: str, text: str) -> tuple[str, ...]:
+    """The line (maintained branch) a version is on: a fix on the same line is a patch,
+    one on another line an upgrade to that line.
+
+    For ``rpm`` the epoch, the upstream ``major.minor`` and the distribution tag of the
+    release (``el9_4``, ``module+el8.10.0``): ``5.14.0-427.31.1.el9_4`` is on the line of
+    ``5.14.0-427.13.1.el9_4``, ``5.14.0-503.11.1.el9_5`` is not. Other schemes: the first
+    two dotted parts (:func:`branch_of`)."""
+    if scheme != "rpm":
+        return branch_of(scheme, text, 2)
+    text = text.strip()
+    m = _EPOCH.match(text)
+    epoch = m.group(1) if m else "0"
+    body = text[m.end():] if m else text
+    version, _, release = body.partition("-")
+    dist = _DIST.search(release)
+    return (epoch, *version.split(".")[:2], dist.group(1) if dist else "")
 
 
 def in_range(

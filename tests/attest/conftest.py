@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.attest.swtpm import SWTPM_BANKS, Swtpm, SwtpmTemplate, manufacture
-
-__all__ = ["SWTPM_BANKS", "Swtpm", "SwtpmTemplate", "manufacture"]
+from engine.attest.swtpm import Swtpm, SwtpmTemplate, manufacture
 
 
 def _require_tools() -> None:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from engine.attest.agent import activate, enroll
 from engine.attest.ak import (
     ActivationResponse,
     AkRegistry,
@@ -20,10 +21,10 @@ from engine.attest.ak import (
     load_certificates,
     make_credential,
 )
-from engine.attest.evidence import activate, enroll
+from engine.attest.lab import AK_HANDLE, HOST, make_site
 from engine.attest.quote import load_public_key
-from tests.attest.conftest import Swtpm
-from tests.attest.helpers import AK_HANDLE, HOST, FakeClock, make_site
+from engine.attest.swtpm import Swtpm
+from tests.attest.helpers import FakeClock
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.attest.lab import HOST
 from engine.attest.simboot import Boot, hypervisor_boot
-from engine.cli import attest
-from tests.attest.conftest import Swtpm
-from tests.attest.helpers import HOST
+from engine.attest.swtpm import Swtpm
+from engine.cli import agent, attest
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def test_the_attestation_workflow_from_the_command_line(env: Path, swtpm: Swtpm)
     d = env
     run(attest.app, "keygen", "--out", d / "verifier.pem")
     run(attest.app, "keygen", "--out", d / "image.pem", "--type", "ed25519")
-    run(attest.agent_app, "enroll", "--host-id", HOST, "--out", d / "enroll.json")
+    run(agent.app, "enroll", "--host-id", HOST, "--out", d / "enroll.json")
     run(attest.app, "ak", "challenge", d / "enroll.json", "--out", d / "challenge.json")
-    run(attest.agent_app, "activate", d / "challenge.json", "--out", d / "response.json")
+    run(agent.app, "activate", d / "challenge.json", "--out", d / "response.json")
     assert "EK certificate verified" in run(attest.app, "ak", "complete", d / "response.json")
     assert "make-credential" in run(attest.app, "ak", "list", HOST, "--json")
 
@@ -57,7 +57,7 @@ def test_the_attestation_workflow_from_the_command_line(env: Path, swtpm: Swtpm)
                      d / "nosys", "--proc-root", d / "noproc", "--set",
                      "hypervisor_version=qemu 8.2.2"]
     nonce = run(attest.app, "nonce", HOST).strip()
-    run(attest.agent_app, "evidence", "--nonce", nonce, *evidence_args, "--out",
+    run(agent.app, "evidence", "--nonce", nonce, *evidence_args, "--out",
         d / "golden.json")
     (d / "components.json").write_text(json.dumps([
         {"kind": "kernel", "vendor": "linux", "product": "linux_kernel",
@@ -69,7 +69,7 @@ def test_the_attestation_workflow_from_the_command_line(env: Path, swtpm: Swtpm)
     assert shown["image"] == {"name": "hv-base", "version": "2026.05.1"}
 
     nonce = run(attest.app, "nonce", HOST).strip()
-    run(attest.agent_app, "evidence", "--nonce", nonce, *evidence_args, "--out",
+    run(agent.app, "evidence", "--nonce", nonce, *evidence_args, "--out",
         d / "evidence.json")
     out = json.loads(run(attest.app, "verify", d / "evidence.json", "--out", d / "result.jwt",
                          "--json"))
@@ -88,7 +88,7 @@ def test_the_attestation_workflow_from_the_command_line(env: Path, swtpm: Swtpm)
     swtpm.extend(changed.extends)
     (d / "eventlog.bin").write_bytes(changed.encode())
     nonce = run(attest.app, "nonce", HOST).strip()
-    run(attest.agent_app, "evidence", "--nonce", nonce, *evidence_args, "--out",
+    run(agent.app, "evidence", "--nonce", nonce, *evidence_args, "--out",
         d / "evidence.json")
     bad = CliRunner().invoke(attest.app, ["verify", str(d / "evidence.json"), "--json"])
     assert bad.exit_code == 1

@@ -8,7 +8,6 @@ import contextlib
 import json
 import random
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.attest.errors import QuoteError
-from engine.attest.pcrfile import load_tpm2_tools_pcrs
+from engine.attest.lab import QUOTE_CASES as CASES
+from engine.attest.lab import LoadedQuote as Loaded
+from engine.attest.lab import QuoteCase as Case
+from engine.attest.lab import load_quote_case as load_case
 from engine.attest.quote import (
-    AkPublic,
-    Attest,
     HashAlg,
     SigScheme,
     load_public_key,
@@ -34,89 +34,11 @@ from engine.attest.quote import (
 )
 
 # ---------------------------------------------------------------------------------------
-# The real cases. Each names its files; nonce, PCR values and the independently parsed
-# TPMS_ATTEST come from the case's own info.json / quotes.json / PCR files.
+# The real cases (engine.attest.lab: nonce, PCR values and the independently parsed
+# TPMS_ATTEST come from each case's own info.json / quotes.json / PCR files).
 
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    dir: str
-    attest: str
-    signature: str
-    aks: tuple[str, ...]
-    """AK files: TPM2B_PUBLIC, TPMT_PUBLIC or PEM."""
-    pcr_file: str
-    """PCR values in the tpm2-tools serialized format (``tpm2_quote -o``)."""
-    info: str
-    """JSON file with ``nonce_hex`` or ``qualifying_data_hex``, ``attest`` and
-    ``signature`` (for go-tpm-tools, per quote under ``quotes[]``)."""
-    bank: str | None = None
-    """go-tpm-tools: which of the three quotes of ``quotes.json``."""
-
-
-_GCE = [
-    Case(f"go-tpm-tools/{name}/{bank}", f"go-tpm-tools/{name}", f"quote-{bank}.msg",
-         f"quote-{bank}.sig", ("ak.pub", "ak.pem"),
-         f"quote-{bank}.pcrs.tpm2-tools-serialized.bin", "quotes.json", bank)
-    for name in ("gce-cos-85-no-nonce", "gce-cos-85-nonce9009")
-    for bank in ("sha1", "sha256", "sha384")
-]
-CASES = [
-    Case("go-attestation/windows_gcp_shielded_vm", "go-attestation/windows_gcp_shielded_vm",
-         "quote.msg", "quote.sig", ("ak.pub", "ak.tpmt_public.bin", "ak.pem"),
-         "pcrs.tpm2-tools-serialized.bin", "info.json"),
-    *_GCE,
-    Case("keylime/tpm_util_test-checkquote", "keylime/tpm_util_test-checkquote", "quote.msg",
-         "quote.sig", ("ak.pem",), "quote.pcrs.tpm2-tools-serialized.bin", "info.json"),
-    Case("keylime/test-data-files", "keylime/test-data-files", "quote.out", "quotesig.out",
-         ("ak.pub", "akpub.pem"), "quotepcr.out", "info.json"),
-]
 CASE_IDS = [case.id for case in CASES]
 SMALL_RSA = "keylime/tpm_util_test-checkquote"
-
-
-@dataclass(frozen=True)
-class Loaded:
-    case: Case
-    attest: bytes
-    signature: bytes
-    aks: dict[str, bytes]
-    pcrs: dict[str, dict[int, bytes]]
-    nonce: bytes
-    expected: dict[str, Any]
-    """The upstream-independent parse of TPMS_ATTEST and TPMT_SIGNATURE."""
-
-    @property
-    def ak(self) -> AkPublic:
-        return load_public_key(next(iter(self.aks.values())))
-
-    def verify(self, **changes: Any) -> Attest:
-        args: dict[str, Any] = {"attest_bytes": self.attest, "signature_bytes": self.signature,
-                                "ak": self.ak, "pcrs": self.pcrs, "expected_nonce": self.nonce}
-        args.update(changes)
-        return verify_quote(**args)
-
-
-tpm2_tools_pcrs = load_tpm2_tools_pcrs
-
-
-def load_case(root: Path, case: Case) -> Loaded:
-    folder = root / "tpm" / "quotes" / case.dir
-    info = json.loads((folder / case.info).read_text())
-    nonce_hex = info.get("nonce_hex", info.get("qualifying_data_hex"))
-    entry = info
-    if case.bank is not None:
-        entry = next(q for q in info["quotes"] if q["bank"] == case.bank)
-    return Loaded(
-        case=case,
-        attest=(folder / case.attest).read_bytes(),
-        signature=(folder / case.signature).read_bytes(),
-        aks={name: (folder / name).read_bytes() for name in case.aks},
-        pcrs=tpm2_tools_pcrs((folder / case.pcr_file).read_bytes()),
-        nonce=bytes.fromhex(nonce_hex),
-        expected={"attest": entry["attest"], "signature": entry["signature"]},
-    )
 
 
 @pytest.fixture(scope="session")

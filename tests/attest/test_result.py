@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from engine.attest.reference import sign_compact
+from engine.attest.lab import COMPONENTS, IMAGE, INVENTORY, key_pair
 from engine.attest.result import (
     EAR_PROFILE,
     AttestationResult,
@@ -20,7 +20,8 @@ from engine.attest.result import (
     tier,
     verify_result,
 )
-from tests.attest.helpers import COMPONENTS, IMAGE, INVENTORY, ed25519_key_pem, key_pair
+from engine.keys import sign_compact
+from tests.attest.helpers import ed25519_key_pem
 
 ISSUED = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -9,23 +9,24 @@ from pathlib import Path
 
 import pytest
 
+from engine.attest.agent import TpmError, enroll
 from engine.attest.ak import AkRegistry
-from engine.attest.evidence import Evidence, TpmError, enroll
-from engine.attest.result import verify_result
-from engine.attest.simboot import Boot
-from engine.attest.verify import Verifier
-from tests.attest.conftest import Swtpm
-from tests.attest.helpers import (
+from engine.attest.evidence import Evidence
+from engine.attest.lab import (
     AK_HANDLE,
     COMPONENTS,
     HOST,
     IMAGE,
-    FakeClock,
     Site,
     enroll_host,
     key_pair,
     make_site,
 )
+from engine.attest.result import verify_result
+from engine.attest.simboot import Boot
+from engine.attest.swtpm import Swtpm
+from engine.attest.verify import Verifier
+from tests.attest.helpers import FakeClock
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -244,7 +245,7 @@ def test_ecc_ek_without_certificate_is_refused_unless_unsafe_tofu_is_set(
 
 
 def test_a_tpm_cannot_activate_a_credential_made_for_another_ak(site: Site) -> None:
-    from engine.attest.evidence import activate
+    from engine.attest.agent import activate
 
     request = enroll("hv-043", tcti=site.tpm.tcti, ak_handle=AK_HANDLE + 3)
     challenge = site.registry.begin_enrollment(request)

@@ -71,12 +71,21 @@ def test_affecting_sample_host(env: Path, capsys: pytest.CaptureFixture[str],
                          "kernel=linux/linux_kernel@6.6.30", "--min-severity", "high", "--json")
     assert {f["vuln_id"] for f in orjson.loads(out)["findings"]} == {
         "CVE-2024-1086", "CVE-2024-36971", "CVE-2024-50264"}
-    # Fixes available by 2024-07-01 (+0 days): 6.8 (2024-03-10) and 6.6.34 (2024-06-16).
+    # Fixes available by 2024-07-01 (+0 days): 6.6.34 (2024-06-16) on the host's own line.
+    # CVE-2024-1086's only fix in these records is 6.8 (2024-03-10), another line: an
+    # upgrade, not a patch of 6.6, so it does not count as a patch within the window.
     code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--component",
                          "kernel=linux/linux_kernel@6.6.30", "--within-days", "0",
                          "--as-of", "2024-07-01", "--json")
-    assert {f["vuln_id"] for f in orjson.loads(out)["findings"]} == {
-        "CVE-2024-1086", "CVE-2024-36971"}
+    assert {f["vuln_id"] for f in orjson.loads(out)["findings"]} == {"CVE-2024-36971"}
+    code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--component",
+                         "kernel=linux/linux_kernel@6.6.30", "--as-of", "2024-07-01",
+                         "--json")
+    lines = {f["vuln_id"]: f["fix"]["line"] for f in orjson.loads(out)["findings"]}
+    assert lines["CVE-2024-1086"] == "other" and lines["CVE-2024-36971"] == "own"
+    code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--component",
+                         "kernel=linux/linux_kernel@6.6.30", "--as-of", "2024-07-01")
+    assert "6.8 (upgrade, other line)" in out and "6.6.34 (patch)" in out
     code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--components",
                          str(SAMPLE_HOST))
     assert code == 0
@@ -157,3 +166,26 @@ def test_components_file_errors_name_the_field(env: Path, tmp_path: Path,
     assert code == 2
     assert "components[0].version" in err
     assert "Field required" in err
+
+
+def test_affecting_and_status_state_coverage(env: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    vigil(capsys, monkeypatch, "feeds", "ingest", str(SNAPSHOT))
+    code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--component",
+                         "kernel=linux/linux_kernel@6.6.30", "--purl",
+                         "pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble", "--json")
+    assert code == 0
+    kernel, noble = orjson.loads(out)["coverage"]
+    assert kernel["status"] == "covered"
+    assert {s["scope"] for s in kernel["sources"]} == {"linux/linux_kernel"}
+    assert noble["status"] == "uncovered" and noble["sources"] == []
+    code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--purl",
+                         "pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble")
+    assert code == 0
+    assert "uncovered" in out and "no loaded source" in out
+    code, out, _ = vigil(capsys, monkeypatch, "feeds", "status")
+    assert code == 0
+    assert "coverage per ecosystem" in out and "linux/linux_kernel" in out
+    code, out, _ = vigil(capsys, monkeypatch, "feeds", "status", "--json")
+    scopes = {c["scope"]: c for c in orjson.loads(out)["coverage"]}
+    assert "cve5" in scopes["linux/linux_kernel"]["sources"]

@@ -15,10 +15,17 @@ from engine.pvdb import history as hist
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
 
+FULL_CORPUS = "kernel_cna_full"
+"""Every record the kernel CNA published: left out here. These tests pin figures of the
+curated feeds (the kernel CNA's records of 2024–25 in ``cve5_linux_cna``); the backtest
+protocol for the full corpus is a separate piece of work (docs/prediction.md)."""
+
+
 @pytest.fixture(scope="module")
 def real_db(feeds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pvdb]:
     with Pvdb.open(tmp_path_factory.mktemp("real") / "pvdb.duckdb") as db:
-        db.ingest([str(feeds_dir)])
+        db.ingest([str(p) for p in sorted(feeds_dir.iterdir())
+                   if p.is_dir() and p.name != FULL_CORPUS])
         yield db
 
 

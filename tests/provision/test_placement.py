@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.attest.reference import ImageRef, load_signing_key
-from engine.attest.result import AttestationResult, Failure, TrustVector, VerifierId, sign_result
+from engine.attest import (
+    AttestationResult,
+    Failure,
+    TrustVector,
+    VerifierId,
+    load_signing_key,
+    sign_result,
+)
 from engine.cli.main import app
 from engine.decide.decision_log import DecisionLog
+from engine.model import ImageRef
 from engine.pvdb import Component, Pvdb
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
 from tests.tools import HANG_GUARD

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.pvdb import matching, versions
+from engine.pvdb import matching, statements, versions
 
 SCHEMES = ("kernel", "semver", "generic")
 
@@ -40,8 +40,8 @@ def test_keyed_statements_agree_with_library_comparisons(
         return  # generic dotted versions carry no pre-release part in this test
     row = ("CVE-1", "cve5", "CVE-1", 0, "product", scheme, "affected", "unaffected",
            start, start_inclusive, end, end_inclusive, exact, None, None, None, None)
-    compiled = matching._compile(row)
-    plain = matching.Statement(*row)
+    compiled = statements.compile_row(row)
+    plain = statements.Statement(*row)
     assert compiled.keyed
     vkey = versions.sort_key(scheme, version)
     assert vkey is not None
@@ -51,7 +51,7 @@ def test_keyed_statements_agree_with_library_comparisons(
 def test_unkeyable_statements_keep_the_library_path() -> None:
     row = ("CVE-1", "osv", "X", 0, "package", "rpm", "affected", "unaffected", None, True,
            "15.8-4.el9_3", False, None, "15.8-4.el9_3", None, "9", None)
-    assert not matching._compile(row).keyed
+    assert not statements.compile_row(row).keyed
 
 
 # --- the prefilter drops only what the exact evaluation finds unaffected ---------------
@@ -87,10 +87,10 @@ def test_prefilter_keeps_every_affected_or_undetermined_vulnerability(
     scheme: str, vulns: list[list[tuple[str, list[tuple[object, ...]], bool]]],
     host_versions: list[str],
 ) -> None:
-    by_vuln: dict[str, list[matching.Group]] = {}
+    by_vuln: dict[str, list[statements.Group]] = {}
     for v, groups in enumerate(vulns):
         vuln = f"CVE-2000-{v:04d}"
-        by_vuln[vuln] = [tuple(matching._compile(row) for row in
+        by_vuln[vuln] = [tuple(statements.compile_row(row) for row in
                                _rows(vuln, g, "git" if git else scheme, default, specs))
                          for g, (default, specs, git) in enumerate(groups)]
     key = ("product", "linux", "linux_kernel")
@@ -112,7 +112,7 @@ def test_prefilter_leaves_out_what_surely_does_not_affect_the_version() -> None:
             ("CVE-2000-0002", "osv", "X", 0, "product", "kernel", "affected", "unaffected",
              None, True, "6.6.31", False, None, None, None, "9", None)]  # a release: exact path
     key = ("product", "linux", "linux_kernel")
-    groups = {row[0]: [(matching._compile(row),)] for row in rows}
+    groups = {row[0]: [(statements.compile_row(row),)] for row in rows}
     index = matching.MatchIndex({key: groups}, generation=1)
     old = dict(index.verdicts([matching.ComponentKey(key, "6.6.30", None, None)]))
     new = dict(index.verdicts([matching.ComponentKey(key, "6.6.40", None, None)]))

@@ -82,12 +82,13 @@ class Evaluator(abc.ABC):
         """Release resources (threads, sessions)."""
 
 
-EMBEDDED = ("regorus", "regopy")
+EMBEDDED = ("regorus", "regopy", "opa")
 """Names of the in-process evaluators (``Settings.evaluator``)."""
 
 
 def embedded_evaluator(name: str, policy: PolicySet, *, timeout: float | None) -> Evaluator:
-    """An in-process evaluator by name: ``regorus`` or ``regopy``."""
+    """An in-process evaluator by name: ``regorus``, ``regopy`` or ``opa`` (OPA's own Go
+    engine, :mod:`.opa_engine`)."""
     if name == "regorus":
         from engine.decide.evaluators.regorus_engine import RegorusEvaluator
 
@@ -96,6 +97,10 @@ def embedded_evaluator(name: str, policy: PolicySet, *, timeout: float | None) -
         from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 
         return EmbeddedEvaluator(policy, timeout=timeout)
+    if name == "opa":
+        from engine.decide.evaluators.opa_engine import OpaEvaluator
+
+        return OpaEvaluator(policy, timeout=timeout)
     raise ConfigError(f"unknown evaluator {name!r}", tip=f"use one of {', '.join(EMBEDDED)}")
 
 

@@ -28,7 +28,7 @@ from engine.errors import ConfigError
 class RemoteEvaluator(Evaluator):
     """Queries ``POST /v1/data/<path>`` on an OPA server."""
 
-    name = "opa"
+    name = "opa-server"
 
     def __init__(self, url: str, *, timeout: float = 1.0, bundle_name: str = "vigil") -> None:
         parts = urlsplit(url)
@@ -45,10 +45,17 @@ class RemoteEvaluator(Evaluator):
 
     @property
     def bundle_revision(self) -> str | None:
+        """The revision of the bundle named ``bundle_name`` (as a ``bundles:`` configuration
+        names it), or of the server's only bundle (``opa run --bundle PATH`` names it by
+        its path)."""
         if self._revision is None:
             try:
-                answer = self._client.get_data(f"system/bundles/{self.bundle_name}")
-                manifest = (answer.get("result") or {}).get("manifest") or {}
+                answer = self._client.get_data("system/bundles")
+                bundles = answer.get("result") or {}
+                found = bundles.get(self.bundle_name)
+                if found is None and len(bundles) == 1:
+                    found = next(iter(bundles.values()))
+                manifest = (found or {}).get("manifest") or {}
                 self._revision = manifest.get("revision") or None
             except Exception:  # the revision is informative; a missing one is recorded as None
                 self._revision = None

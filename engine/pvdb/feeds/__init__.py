@@ -37,8 +37,12 @@ def adapters() -> tuple[FeedAdapter, ...]:
 
 
 def adapter_for(doc: Document) -> FeedAdapter | None:
-    """The adapter that recognises ``doc``, or None."""
+    """The adapter that recognises ``doc``; else the first whose format ``doc`` resembles
+    (it then reports what is wrong); else None: ``doc`` is not a feed."""
     for adapter in adapters():
         if adapter.detect(doc):
+            return adapter
+    for adapter in adapters():
+        if adapter.resembles(doc):
             return adapter
     return None

@@ -1,7 +1,8 @@
 """The one seam every feed adapter sits behind.
 
 A :class:`Document` is one file or HTTP body. An adapter says whether it recognises a
-document (:meth:`FeedAdapter.detect`), cuts it into raw records (:meth:`FeedAdapter.split`,
+document (:meth:`FeedAdapter.detect`; :meth:`FeedAdapter.resembles` when only a damaged
+copy of its format could look like that), cuts it into raw records (:meth:`FeedAdapter.split`,
 cheap: id, modified time and content hash only), and turns one raw record into facts
 (:meth:`FeedAdapter.normalise`, only for records that changed). Whole-document problems
 raise :class:`FeedFormatError`; a bad record raises :class:`engine.errors.RecordError`
@@ -69,6 +70,19 @@ class Document:
             return None
 
 
+MAX_DEPTH = 255
+"""The deepest nesting of a record's JSON that is read (the canonical serialisation that
+gives the content hash goes no deeper); a deeper record is rejected."""
+
+
+class UnreadableRecord(RecordError):
+    """A record that was identified (``record_id``) but cannot be read as a whole."""
+
+    def __init__(self, record_id: str, reason: str, *, pointer: str = "$") -> None:
+        super().__init__(reason, pointer=pointer)
+        self.record_id = record_id
+
+
 def content_hash(data: Any) -> str:
     """SHA-256 of a record's canonical JSON (sorted keys, no whitespace)."""
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -81,13 +95,22 @@ def raw_record(
     data: Any,
     doc: Document,
     pointer: str = "$",
-) -> RawRecord:
-    """Build a :class:`RawRecord`, hashing ``data`` canonically."""
+) -> RawRecord | RecordError:
+    """Build a :class:`RawRecord`, hashing ``data`` canonically; an
+    :class:`UnreadableRecord` (to yield as a problem) when ``data`` cannot be serialised:
+    nested deeper than :data:`MAX_DEPTH` levels, or an integer beyond 64 bits."""
+    try:
+        digest = content_hash(data)
+    except orjson.JSONEncodeError as exc:
+        reason = str(exc)
+        if "ecursion" in reason:
+            reason = f"nested deeper than {MAX_DEPTH} levels"
+        return UnreadableRecord(record_id, f"cannot be read: {reason}", pointer=pointer)
     return RawRecord(
         source=source,
         record_id=record_id,
         modified=modified,
-        content_hash=content_hash(data),
+        content_hash=digest,
         data=data,
         origin=doc.origin,
         pointer=pointer,
@@ -104,6 +127,14 @@ class FeedAdapter(ABC):
     @abstractmethod
     def detect(cls, doc: Document) -> bool:
         """True when this adapter recognises the document's format."""
+
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """True when a document :meth:`detect` refused still looks like this format (a
+        damaged copy: an id of the wrong type, a corrupted header…). Such a document is
+        read by this adapter so that what is wrong with it is reported, not skipped as
+        "not a feed"."""
+        return False
 
     @abstractmethod
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:

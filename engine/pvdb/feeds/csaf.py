@@ -1,7 +1,8 @@
 """CSAF 2.0 advisories and VEX documents (Red Hat RHSA, BSI, Cisco, Secvisogram…).
 
 One record per document, identified by ``document.tracking.id`` and dated by
-``document.tracking.current_release_date``.
+``document.tracking.current_release_date``. A document of a later CSAF 2 version (2.1…)
+is reported, not read.
 
 What is read:
 
@@ -20,7 +21,9 @@ What is read:
 What a product id names:
 
 * with a purl: a package (:func:`engine.pvdb.identity.purl_key`); an rpm ``epoch``
-  qualifier is written into the version (``15:6.2.0-50…``) as RPM compares it. An rpm or
+  qualifier is written into the version (``15:6.2.0-50…``) as RPM compares it, and the
+  ``arch`` qualifier is not part of the package's identity (one statement per package
+  and release, whatever the architecture). An rpm or
   deb package without a ``distro`` qualifier takes its release from the platform's CPE
   version (``cpe:/a:redhat:enterprise_linux:8::appstream`` -> ``8``);
 * without a purl, a version branch inside an ``architecture`` branch whose name ends in
@@ -41,7 +44,9 @@ covers versions up to ``v`` inclusive; ``known_affected`` / ``first_affected``
 (affected), ``known_not_affected`` (unaffected) and ``under_investigation`` (unknown)
 state exactly the named versions (or range, or every version when none is named).
 Statements about one package or product form one group whose uncovered versions are
-unaffected: a CSAF document claims nothing about versions it does not name.
+unaffected: a CSAF document claims nothing about versions it does not name. The
+``recommended`` list is not read; a ``product_status`` list CSAF does not define is
+reported as a warning.
 """
 
 from __future__ import annotations
@@ -52,8 +57,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from packageurl import PackageURL
 
 from engine.errors import RecordError
 from engine.pvdb import identity
@@ -89,6 +92,7 @@ _VERSION_BRANCHES = frozenset({"product_version", "service_pack", "patch_level"}
 _SCORE_KEYS = ("cvss_v4", "cvss_v3", "cvss_v2")
 _DISTRIBUTION_TYPES = frozenset({"rpm", "deb"})
 _FIXED = frozenset({"fixed", "first_fixed"})
+_UNREAD_STATUS = frozenset({"recommended"})
 # product_status list -> the status it gives the versions it names.
 _NAMED_STATUS = {
     "fixed": Status.UNAFFECTED,
@@ -189,11 +193,23 @@ class CsafAdapter(FeedAdapter):
         return (
             isinstance(data, dict)
             and isinstance(data.get("document"), dict)
-            and data["document"].get("csaf_version") == "2.0"
+            and str(data["document"].get("csaf_version")).startswith("2.")
         )
+
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A ``document`` naming a CSAF version other than 2.x."""
+        data = doc.json
+        return (isinstance(data, dict) and isinstance(data.get("document"), dict)
+                and "csaf_version" in data["document"])
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
+        version = data["document"]["csaf_version"]
+        if version != "2.0":
+            yield RecordError(f"unsupported CSAF version {version!r} (2.0 is read)",
+                              pointer="$.document.csaf_version")
+            return
         try:
             tracking = expect(data["document"], "tracking", dict, "$.document")
             advisory_id = expect(tracking, "id", str, "$.document.tracking").strip()
@@ -340,10 +356,6 @@ def _purl_target(product: _Product, purl: str) -> _Target:
         raise RecordError(
             exc.summary, pointer=f"{product.pointer}.product_identification_helper.purl"
         ) from exc
-    if version and key.type == "rpm":
-        qualifiers = PackageURL.from_string(purl).qualifiers
-        epoch = qualifiers.get("epoch") if isinstance(qualifiers, dict) else None
-        version = _rpm_version(epoch, version)
     release = key.release
     if release is None and key.type in _DISTRIBUTION_TYPES:
         release = _platform_release(product.platform)
@@ -387,7 +399,7 @@ def _product_target(product: _Product) -> _Target | None:
 
 def _rpm_version(epoch: str | None, version: str) -> str:
     """``epoch:version-release``, the epoch left out when it is absent or 0."""
-    return f"{epoch}:{version}" if epoch and epoch != "0" else version
+    return identity.with_epoch(epoch, version)
 
 
 def _platform_release(platform: _Product | None) -> str | None:
@@ -464,6 +476,10 @@ def _vulnerability(
         ))
     remedies, sole = _remedies(vuln, pointer)
     statuses = optional(vuln, "product_status", dict, pointer) or {}
+    for category in statuses:
+        if category not in _NAMED_STATUS and category not in _UNREAD_STATUS:
+            warnings.append(f"{pointer}.product_status.{category}: not a CSAF product status;"
+                            " not used")
     for category in _NAMED_STATUS:
         where = f"{pointer}.product_status.{category}"
         for k, product_id in enumerate(optional(statuses, category, list, pointer) or []):

@@ -1,6 +1,7 @@
 """CVE JSON 5 records (CVE Services / cvelistV5, CISA Vulnrichment, the Linux kernel CNA).
 
 One record per document (``{"dataType": "CVE_RECORD", "cveMetadata": …, "containers": …}``).
+A record whose ``dataVersion`` is not 5.x (5.0, 5.1, 5.1.1…) is reported, not read.
 
 What is read:
 
@@ -79,8 +80,20 @@ class Cve5Adapter(FeedAdapter):
             and (data.get("dataType") == "CVE_RECORD" or "containers" in data)
         )
 
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A ``cveMetadata`` object without ``dataType`` or ``containers``."""
+        data = doc.json
+        return isinstance(data, dict) and "cveMetadata" in data
+
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
+        version = data.get("dataVersion")
+        if version is not None and (not isinstance(version, str)
+                                    or version.split(".", 1)[0] != "5"):
+            yield RecordError(f"unsupported CVE JSON dataVersion {version!r} (5.x is read)",
+                              pointer="$.dataVersion")
+            return
         meta = expect(data, "cveMetadata", dict, "$")
         cve_id = expect(meta, "cveId", str, "$.cveMetadata")
         if not CVE_ID.match(cve_id):
@@ -320,8 +333,11 @@ def _cpe_applicability(
             except identity.IdentityError as exc:
                 raise RecordError(exc.summary, pointer=f"{where}.criteria") from exc
             scheme = identity.scheme_for_product(name.vendor, name.product) or "generic"
-            start = match.get("versionStartIncluding") or match.get("versionStartExcluding")
-            end = match.get("versionEndExcluding") or match.get("versionEndIncluding")
+            bounds = {key: optional(match, key, str, where) or None for key in (
+                "versionStartIncluding", "versionStartExcluding",
+                "versionEndExcluding", "versionEndIncluding")}
+            start = bounds["versionStartIncluding"] or bounds["versionStartExcluding"]
+            end = bounds["versionEndExcluding"] or bounds["versionEndIncluding"]
             affected.append(AffectedFact(
                 vuln_id=vuln_id, group=group, match_kind=MatchKind.CPE, scheme=scheme,
                 status=Status.AFFECTED, default_status=Status.UNAFFECTED,
@@ -330,7 +346,7 @@ def _cpe_applicability(
                 end=end, end_inclusive="versionEndIncluding" in match,
                 exact=name.version if name.version not in ("*", "-") and not (start or end)
                 else None,
-                fixed=match.get("versionEndExcluding"),
+                fixed=bounds["versionEndExcluding"],
             ))
 
 

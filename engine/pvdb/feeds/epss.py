@@ -51,6 +51,9 @@ from engine.pvdb.models import EpssFact, NormalisedRecord, RawRecord, Source, Vu
 
 _COMMENT_DATE = re.compile(r"score_date:\s*([^,\s]+)")
 _NAME_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
+_SCORE_ROW = re.compile(r'^"?CVE-\d{4}-\d{4,}"?\s*[,;\t]\s*'
+                        r'"?\d*\.?\d+(?:[eE][-+]?\d+)?"?\s*(?:[,;\t]|$)')
+"""A data row as EPSS files write them: a CVE id, then a number (score or CVSS)."""
 _SNIFF_BYTES = 4096
 """How much of a document :meth:`EpssAdapter.detect` looks at (comment and header)."""
 
@@ -78,6 +81,18 @@ class EpssAdapter(FeedAdapter):
         _, _, stream = _open_csv(head)
         return _layout(next(csv.reader(stream), [])) is not None
 
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A CSV with a header Vigil does not read (corrupted, missing) but named like an
+        EPSS file, or whose first rows are a CVE id and a number."""
+        head = doc.body[:_SNIFF_BYTES].decode("utf-8-sig", errors="replace")
+        if not head.strip():
+            return False
+        if "epss" in doc.name.lower() and doc.name.lower().endswith(".csv"):
+            return True
+        lines = [line for line in head.splitlines()[:4] if not line.startswith("#")]
+        return any(_SCORE_ROW.match(line) for line in lines[:3])
+
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         text = doc.text
         if text is None:
@@ -90,7 +105,17 @@ class EpssAdapter(FeedAdapter):
             raise FeedFormatError(f"{doc.origin}: not an EPSS CSV header: {header}")
         scored = _score_time(comment, doc.name)
         end = offset + reader.line_num
-        for row in reader:
+        while True:
+            try:
+                row = next(reader, None)
+            except csv.Error as exc:  # a field over csv's limit (128 KiB), a stray NUL…
+                if offset + reader.line_num == end:  # nothing consumed: cannot go on
+                    raise FeedFormatError(f"{doc.origin}: line {end + 1}: {exc}") from exc
+                start, end = end + 1, offset + reader.line_num
+                yield RecordError(str(exc), pointer=f"line {start}")
+                continue
+            if row is None:
+                break
             start, end = end + 1, offset + reader.line_num
             if not row:
                 continue

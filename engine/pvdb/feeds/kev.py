@@ -15,7 +15,7 @@ What is read from an entry (one :class:`~engine.pvdb.models.KevFact`):
 
 * ``dateAdded`` (required) and ``dueDate`` (optional), as dates;
 * ``knownRansomwareCampaignUse`` (``Known`` / ``Unknown``; catalogs from before CISA
-  added the field give ``Unknown``);
+  added the field give ``Unknown``; any other value is a bad entry);
 * ``vendorProject``, ``product``, ``vulnerabilityName`` and ``requiredAction`` as stated.
 
 ``shortDescription``, ``notes`` and ``cwes`` are not used. An entry whose ``cveID`` is not
@@ -42,6 +42,7 @@ from engine.pvdb.feeds.base import (
 from engine.pvdb.models import KevFact, NormalisedRecord, RawRecord, Source, VulnId
 
 _UNKNOWN_RANSOMWARE = "Unknown"
+_RANSOMWARE_VALUES = ("Known", _UNKNOWN_RANSOMWARE)
 
 
 class KevAdapter(FeedAdapter):
@@ -56,6 +57,18 @@ class KevAdapter(FeedAdapter):
             and isinstance(data.get("vulnerabilities"), list)
             and isinstance(data.get("catalogVersion"), str)
         )
+
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """A catalog without its ``catalogVersion``, or with a ``vulnerabilities`` that
+        is not a list."""
+        data = doc.json
+        if not isinstance(data, dict):
+            return False
+        entries = data.get("vulnerabilities")
+        return ("catalogVersion" in data and "vulnerabilities" in data) or (
+            isinstance(entries, list) and bool(entries) and isinstance(entries[0], dict)
+            and "cveID" in entries[0])
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         entries = expect(doc.json, "vulnerabilities", list, "$")
@@ -74,12 +87,15 @@ class KevAdapter(FeedAdapter):
         date_added = parse_date(expect(entry, "dateAdded", str, pointer), f"{pointer}.dateAdded")
         if date_added is None:
             raise RecordError("dateAdded is empty", pointer=f"{pointer}.dateAdded")
+        ransomware = _text(entry, "knownRansomwareCampaignUse", pointer) or _UNKNOWN_RANSOMWARE
+        if ransomware not in _RANSOMWARE_VALUES:
+            raise RecordError(f"must be Known or Unknown, got {ransomware!r}",
+                              pointer=f"{pointer}.knownRansomwareCampaignUse")
         fact = KevFact(
             vuln_id=VulnId(raw.record_id),
             date_added=date_added,
             due_date=parse_date(optional(entry, "dueDate", str, pointer), f"{pointer}.dueDate"),
-            ransomware=_text(entry, "knownRansomwareCampaignUse", pointer)
-            or _UNKNOWN_RANSOMWARE,
+            ransomware=ransomware,
             vendor=_text(entry, "vendorProject", pointer),
             product=_text(entry, "product", pointer),
             name=_text(entry, "vulnerabilityName", pointer),

@@ -5,7 +5,8 @@
   descriptions, metrics, configurations, references, cisaExploitAdd…}``;
 * a CVE API 2.0 response page: ``{resultsPerPage, startIndex, totalResults,
   format: "NVD_CVE", version, timestamp, vulnerabilities: [{cve: {…}}]}``, one record per
-  item (pointer ``$.vulnerabilities[i].cve``);
+  item (pointer ``$.vulnerabilities[i].cve``); a page whose ``version`` is not 2.x is
+  reported, not read;
 * the retired NVD 1.1 JSON feed: ``{CVE_data_type: "CVE", CVE_Items: [{cve:
   {CVE_data_meta: {ID, ASSIGNER}, description, references}, configurations: {nodes},
   impact, publishedDate, lastModifiedDate}]}``, one record per item (``$.CVE_Items[i]``).
@@ -25,7 +26,8 @@ What is read (API 2.0 names; the 1.1 feed has the same content under older names
   Each vulnerable ``cpeMatch`` is one CPE statement with its ``versionStart…`` /
   ``versionEnd…`` bounds; ``versionEndExcluding`` is the fixed version. In an ``AND``
   configuration the other nodes (typically the non-vulnerable hardware a firmware runs
-  on) become the statement's ``condition``.
+  on) become the statement's ``condition``. An ``operator`` other than ``AND`` / ``OR``
+  rejects the record.
 
 Not read: ``weaknesses``, ``cveTags``, ``ssvcV203`` metrics, and the ``affected[]`` that
 newer NVD records copy from the CVE record (the CVE 5 adapter reads the original).
@@ -89,6 +91,12 @@ class NvdAdapter(FeedAdapter):
             for i, item in enumerate(data["CVE_Items"]):
                 yield self._cut(doc, item, f"$.CVE_Items[{i}]", _LegacyRecord)
         elif _is_api_page(data):
+            version = data.get("version")
+            if version is not None and (not isinstance(version, str)
+                                        or version.split(".", 1)[0] != "2"):
+                yield RecordError(f"unsupported NVD API version {version!r} (2.x is read)",
+                                  pointer="$.version")
+                return
             for i, item in enumerate(data["vulnerabilities"]):
                 yield self._cut(doc, item, f"$.vulnerabilities[{i}]", _ApiRecord, wrapper="cve")
         else:
@@ -229,7 +237,7 @@ class _ApiRecord(_Reader):
         for group, configuration in enumerate(configurations):
             where = f"$.configurations[{group}]"
             nodes = expect(configuration, "nodes", list, where)
-            operator = optional(configuration, "operator", str, where) or "OR"
+            operator = _operator(configuration, where)
             members = [(f"{where}.nodes[{n}]", node) for n, node in enumerate(nodes)]
             yield from _statements(self.vuln_id, group, operator, members, _API_KEYS)
 
@@ -299,7 +307,7 @@ class _LegacyRecord(_Reader):
                 members.append((pointer, child))
                 if isinstance(child, dict) and child.get("children"):
                     warnings.append(f"{pointer}.children: nodes nested this deep are not read")
-            operator = optional(node, "operator", str, where) or "OR"
+            operator = _operator(node, where)
             yield from _statements(self.vuln_id, group, operator, members, _LEGACY_KEYS)
 
     def kev(self) -> tuple[KevFact, ...]:
@@ -375,10 +383,19 @@ class _Node:
     matches: tuple[_Match, ...]
 
 
+def _operator(obj: Any, pointer: str) -> str:
+    """A configuration's or node's ``operator`` (``OR`` when absent): ``AND`` or ``OR``."""
+    operator: str = optional(obj, "operator", str, pointer) or "OR"
+    if operator.upper() not in ("AND", "OR"):
+        raise RecordError(f"operator must be AND or OR, got {operator!r}",
+                          pointer=f"{pointer}.operator")
+    return operator
+
+
 def _node(pointer: str, node: Any, keys: _Keys) -> _Node:
     items = optional(node, keys.matches, list, pointer) or []
     return _Node(
-        operator=optional(node, "operator", str, pointer) or "OR",
+        operator=_operator(node, pointer),
         negate=bool(optional(node, "negate", bool, pointer)),
         matches=tuple(
             _match(f"{pointer}.{keys.matches}[{m}]", item, keys)

@@ -112,6 +112,17 @@ class OsvAdapter(FeedAdapter):
             and not _FOREIGN_KEYS & data.keys()
         )
 
+    @classmethod
+    def resembles(cls, doc: Document) -> bool:
+        """An OSV shape whose ``id`` is not a string (``null``, a number…)."""
+        data = doc.json
+        return (
+            isinstance(data, dict)
+            and "id" in data
+            and bool({"modified", "affected", "schema_version"} & data.keys())
+            and not _FOREIGN_KEYS & data.keys()
+        )
+
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
         data = doc.json
         osv_id = expect(data, "id", str, "$").strip()

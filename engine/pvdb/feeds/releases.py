@@ -19,7 +19,9 @@ What is read, one ReleaseFact per version:
 * every cycle's ``latest`` version with its ``latestReleaseDate`` (``nvidia-driver``).
 
 A version listed in ``versions`` keeps that date; the cycle data only adds versions it
-does not list. A missing or malformed date rejects the file with the path of the entry.
+does not list. A missing or malformed date rejects the file with the path of the entry, and
+so does a file that dates no version at all (it would replace a stored history with
+nothing).
 
 Other files next to these in a release-data snapshot are release calendars, not version
 histories, and no adapter claims them: endoflife.date product pages (``*.md``, YAML front
@@ -84,6 +86,8 @@ class ReleasesAdapter(FeedAdapter):
         dates: dict[str, dt.date] = {}
         for version, day in _dated_versions(raw.data):
             dates.setdefault(version, day)
+        if not dates:
+            raise RecordError("no version or release cycle with a date", pointer="$")
         facts = tuple(ReleaseFact(raw.record_id, v, day) for v, day in dates.items())
         return NormalisedRecord(self.source, raw.record_id, releases=facts)
 

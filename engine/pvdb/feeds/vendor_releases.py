@@ -15,7 +15,8 @@ Each file is one record of the ``releases`` source, recognised by its exact head
   product="microcode", fixed_version=release_tag, advisory_id=…, fix_date=…)``. An
   advisory named by several releases was fixed for more platforms in each later one.
 
-Other CSV files (EPSS, manifests, per-platform tables) are not claimed here.
+Other CSV files (EPSS, manifests, per-platform tables) are not claimed here. A row whose
+cell count differs from the header's, or a table with no rows, rejects the file.
 """
 
 from __future__ import annotations
@@ -66,7 +67,20 @@ class VendorReleasesAdapter(FeedAdapter):
         text = doc.text
         if product is None or text is None:
             raise FeedFormatError(f"{doc.origin}: not a vendor release table")
-        rows = [dict(r) for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))]
+        reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+        header = [h.strip() for h in next(reader, [])]
+        rows: list[dict[str, str]] = []
+        for cells in reader:
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                yield RecordError(f"expected {len(header)} columns, got {len(cells)}",
+                                  pointer=f"line {reader.line_num}")
+                return
+            rows.append(dict(zip(header, cells, strict=True)))
+        if not rows:
+            yield RecordError("no rows under the header", pointer="line 2")
+            return
         yield raw_record(self.source, product, None, {"product": product, "rows": rows}, doc)
 
     def normalise(self, raw: RawRecord) -> NormalisedRecord:

@@ -18,7 +18,9 @@ there. Read as:
 ``sec-qsb.yml``: ``[{qsb: "101", title: …, date: 2024-04-09}]`` — read as
 ``ReleaseFact(product="qubes:qsb", version="101", release_date=date)``.
 
-A missing or malformed number or date rejects the file naming the list index.
+A file is claimed by its name (``.yml`` / ``.yaml``) and a list item opening with ``xsa:``
+(or ``qsb:``) near its start. Invalid YAML, or YAML that is not a list of mappings, rejects
+the file; a missing or malformed number or date rejects it naming the list index.
 """
 
 from __future__ import annotations
@@ -35,22 +37,46 @@ from engine.pvdb.feeds.base import Document, FeedAdapter, FeedFormatError, raw_r
 from engine.pvdb.models import FixFact, NormalisedRecord, RawRecord, ReleaseFact, Source, VulnId
 
 _QSB_NUMBER = re.compile(r"^(\d+)(?:-\d{4})?$")
+_FIRST_ITEM = {key: re.compile(rf"^-[ \t]+{key}:", re.MULTILINE) for key in ("xsa", "qsb")}
+_SNIFF_CHARS = 2000
 
 
-def _yaml_list(doc: Document, key: str) -> list[Any] | None:
-    if not doc.name.lower().endswith((".yml", ".yaml")) or doc.text is None:
-        return None
-    if f"{key}:" not in doc.text[:2000]:
-        return None
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # (PyYAML ships no types)
+    """Safe YAML with dates kept as written: a date that is no day (2024-02-30) is then
+    reported with its path instead of failing the whole parse."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp",
+                        lambda loader, node: loader.construct_scalar(node))
+
+
+def _claims(doc: Document, key: str) -> bool:
+    """A YAML file whose list items open with ``key:``."""
+    return (
+        doc.name.lower().endswith((".yml", ".yaml"))
+        and doc.text is not None
+        and _FIRST_ITEM[key].search(doc.text[:_SNIFF_CHARS]) is not None
+    )
+
+
+def _yaml_list(doc: Document, key: str) -> list[dict[str, Any]]:
+    """The file's list of mappings; FeedFormatError when it is not one."""
     try:
-        data = yaml.safe_load(doc.text)
-    except yaml.YAMLError:
-        return None
-    if isinstance(data, list) and data and all(
-        isinstance(item, dict) and key in item and "date" in item for item in data
-    ):
-        return data
-    return None
+        data = yaml.load(doc.text or "", Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise FeedFormatError(f"{doc.origin}: not valid YAML{where}: {reason}") from None
+    if not (isinstance(data, list) and data and all(isinstance(item, dict) for item in data)):
+        raise FeedFormatError(f"{doc.origin}: not a list of {key} entries")
+    return data
+
+
+def _entry_date(item: dict[str, Any], where: str) -> dt.date:
+    if item.get("date") is None:
+        raise RecordError("missing required field 'date'", pointer=where)
+    return _date(item["date"], f"{where}.date")
 
 
 def _date(value: Any, pointer: str) -> dt.date:
@@ -64,12 +90,6 @@ def _date(value: Any, pointer: str) -> dt.date:
         except ValueError:
             pass
     raise RecordError(f"not a date: {value!r}", pointer=pointer)
-
-
-def _plain(data: list[Any]) -> list[Any]:
-    """YAML dates as ISO strings, so the record hashes canonically."""
-    return [{k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in item.items()}
-            for item in data]
 
 
 def qsb_number(value: Any, pointer: str) -> str:
@@ -86,13 +106,10 @@ class XsaListAdapter(FeedAdapter):
 
     @classmethod
     def detect(cls, doc: Document) -> bool:
-        return _yaml_list(doc, "xsa") is not None
+        return _claims(doc, "xsa")
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
-        data = _yaml_list(doc, "xsa")
-        if data is None:
-            raise FeedFormatError(f"{doc.origin}: not an XSA list")
-        yield raw_record(self.source, "xen:xsa", None, _plain(data), doc)
+        yield raw_record(self.source, "xen:xsa", None, _yaml_list(doc, "xsa"), doc)
 
     def normalise(self, raw: RawRecord) -> NormalisedRecord:
         releases: list[ReleaseFact] = []
@@ -100,10 +117,10 @@ class XsaListAdapter(FeedAdapter):
         for i, item in enumerate(raw.data):
             where = f"$[{i}]"
             number = item.get("xsa")
-            if not isinstance(number, int) or number <= 0:
+            if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
                 raise RecordError(f"not an XSA number: {number!r}", pointer=f"{where}.xsa")
             xsa = f"XSA-{number}"
-            day = _date(item.get("date"), f"{where}.date")
+            day = _entry_date(item, where)
             releases.append(ReleaseFact("xen:xsa", xsa, day))
             fixes.append(FixFact(VulnId(xsa), vendor="xen", product="xen", advisory_id=xsa,
                                  fix_date=day))
@@ -121,18 +138,15 @@ class QsbListAdapter(FeedAdapter):
 
     @classmethod
     def detect(cls, doc: Document) -> bool:
-        return _yaml_list(doc, "qsb") is not None and _yaml_list(doc, "xsa") is None
+        return _claims(doc, "qsb") and not _claims(doc, "xsa")
 
     def split(self, doc: Document) -> Iterator[RawRecord | RecordError]:
-        data = _yaml_list(doc, "qsb")
-        if data is None:
-            raise FeedFormatError(f"{doc.origin}: not a QSB list")
-        yield raw_record(self.source, "qubes:qsb", None, _plain(data), doc)
+        yield raw_record(self.source, "qubes:qsb", None, _yaml_list(doc, "qsb"), doc)
 
     def normalise(self, raw: RawRecord) -> NormalisedRecord:
         releases = [
             ReleaseFact("qubes:qsb", qsb_number(item.get("qsb"), f"$[{i}].qsb"),
-                        _date(item.get("date"), f"$[{i}].date"))
+                        _entry_date(item, f"$[{i}]"))
             for i, item in enumerate(raw.data)
         ]
         return NormalisedRecord(self.source, raw.record_id, releases=tuple(releases))

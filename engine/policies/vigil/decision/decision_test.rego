@@ -129,3 +129,17 @@ test_exception_without_vulnerability_covers_the_rule if {
 	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with data.site.findings.exception as exceptions
 	_expect(d, "admit")
 }
+
+test_reject_when_the_kernel_is_uncovered if {
+	req := fx.request
+	host := fx.host
+	vs := []
+	cov := [{"component": 0, "status": "uncovered", "sources": [], "notes": []}]
+	patched := fx.patched_none
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.coverage as cov with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "reject")
+	{r.rule | some r in d.reasons} == {"component_not_covered"}
+	some r in d.reasons
+	contains(r.message, "kernel linux_kernel 6.6.30")
+}

@@ -5,6 +5,9 @@
 #   relevant when it is KEV-listed, or its highest CVSS score reaches
 #   data.vigil.config.relevance.min_cvss, or its EPSS score reaches
 #   data.vigil.config.relevance.min_epss. The window is data.vigil.config.window_days.
+#   A host whose kernel, hypervisor, firmware or microcode (data.vigil.config.coverage
+#   .required_kinds) no loaded source covers is not admitted: no vulnerability there
+#   means nothing was known.
 package vigil.rules.vulnerabilities
 
 import rego.v1
@@ -44,12 +47,21 @@ _open contains i if {
 	input.vulnerabilities[i].kev == null
 }
 
-# Open, with a fix available or expected within the window.
+# Open, with a fix for the host's own line available or expected within the window. A
+# fix that exists only on another line (fix.line "other") is an upgrade, not a patch:
+# its vendor date does not count (an estimate for this line does).
 _in_window contains i if {
 	some i in _open
-	days := input.vulnerabilities[i].fix.availability.days_from_now
+	v := input.vulnerabilities[i]
+	not _other_line_only(v)
+	days := v.fix.availability.days_from_now
 	is_number(days)
 	days <= _window
+}
+
+_other_line_only(v) if {
+	v.fix.line == "other"
+	v.fix.availability.basis != "estimated"
 }
 
 _label(v) := sprintf("%s (CVSS %.1f)", [v.id, v.max_cvss]) if {
@@ -85,6 +97,45 @@ deny contains reason if {
 		"vulnerability": v.id,
 	}
 }
+
+_required_kinds := {k | some k in _config.coverage.required_kinds}
+
+_coverage_words := {
+	"uncovered": "no loaded vulnerability source covers it",
+	"undetermined": "its version cannot be read in the terms of the sources that cover its product",
+}
+
+_notes(c) := sprintf(" (%s)", [concat("; ", c.notes)]) if {
+	count(c.notes) > 0
+} else := ""
+
+# METADATA
+# title: Host component no vulnerability source covers
+# description: |
+#   Reject when a kernel, hypervisor, firmware or microcode component (the kinds in
+#   data.vigil.config.coverage.required_kinds) is uncovered (no loaded source states
+#   versions of it) or undetermined (its version cannot be read in those sources'
+#   terms): finding no vulnerability there would mean nothing.
+# custom:
+#   rule: component_not_covered
+#   verdict: reject
+deny contains reason if {
+	some c in input.coverage
+	c.status != "covered"
+	component := input.host.components[c.component]
+	component.kind in _required_kinds
+	reason := {
+		"rule": "component_not_covered",
+		"message": sprintf("%s %s (%s) is %s: %s%s; the host cannot be judged", [component.kind, _component_names[c.component], _identity(component), c.status, _coverage_words[c.status], _notes(c)]),
+		"component": c.component,
+	}
+}
+
+_identity(c) := c.purl if {
+	is_string(c.purl)
+} else := c.cpe if {
+	is_string(c.cpe)
+} else := sprintf("%s/%s", [c.vendor, c.product])
 
 # METADATA
 # title: Relevant vulnerability, patched configuration ready
@@ -162,10 +213,14 @@ warn contains reason if {
 	v := input.vulnerabilities[i]
 	reason := {
 		"rule": "no_fix_within_window",
-		"message": sprintf("%s in %s has no fix expected within %d days (fix status %s); tolerated", [_label(v), _component(v), _config.window_days, v.fix.status]),
+		"message": sprintf("%s in %s has no fix expected within %d days (fix status %s%s); tolerated", [_label(v), _component(v), _config.window_days, v.fix.status, _elsewhere(v)]),
 		"vulnerability": v.id,
 	}
 }
+
+_elsewhere(v) := sprintf(", only on another line: %s", [v.fix.closing_version]) if {
+	_other_line_only(v)
+} else := ""
 
 # METADATA
 # title: Vulnerability below the relevance thresholds

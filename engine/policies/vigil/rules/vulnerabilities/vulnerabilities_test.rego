@@ -166,3 +166,87 @@ test_undetermined_vulnerability_warns if {
 		"vulnerability": "CVE-2026-0009",
 	}}
 }
+
+# --- coverage ---------------------------------------------------------------------------
+
+_host_with(components) := object.union(fx.host, {"components": components})
+
+_ubuntu_kernel := {"kind": "kernel", "vendor": null, "product": null, "version": "6.8.0-31.31", "cpe": null, "purl": "pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble"}
+
+_firmware := {"kind": "firmware", "vendor": "acme", "product": "bios", "version": "1.0", "cpe": null, "purl": null}
+
+_tool := {"kind": "os-package", "vendor": "acme", "product": "tool", "version": "1.0", "cpe": null, "purl": null}
+
+test_uncovered_kernel_is_rejected_naming_it if {
+	host := _host_with([_ubuntu_kernel])
+	cov := [{"component": 0, "status": "uncovered", "sources": [], "notes": []}]
+	patched := fx.patched_none
+	deny := vulns.deny with input.host as host with input.coverage as cov with input.patched_configuration as patched
+	deny == {{
+		"rule": "component_not_covered",
+		"message": "kernel component #0 (pkg:deb/ubuntu/linux@6.8.0-31.31?distro=noble) is uncovered: no loaded vulnerability source covers it; the host cannot be judged",
+		"component": 0,
+	}}
+}
+
+test_undetermined_firmware_is_rejected_with_the_reason if {
+	host := _host_with([_firmware])
+	cov := [{"component": 0, "status": "undetermined", "sources": [{"source": "cve5", "scope": "acme/bios", "as_of": null}], "notes": ["release 1.0 is not a version"]}]
+	patched := fx.patched_none
+	deny := vulns.deny with input.host as host with input.coverage as cov with input.patched_configuration as patched
+	some r in deny
+	r.rule == "component_not_covered"
+	r.message == "firmware bios 1.0 (acme/bios) is undetermined: its version cannot be read in the terms of the sources that cover its product (release 1.0 is not a version); the host cannot be judged"
+}
+
+test_covered_and_other_kinds_are_not_refused if {
+	host := _host_with([fx.host.components[0], _tool])
+	cov := [
+		{"component": 0, "status": "covered", "sources": [{"source": "cve5", "scope": "linux/linux_kernel", "as_of": "2025-01-01T00:00:00Z"}], "notes": []},
+		{"component": 1, "status": "uncovered", "sources": [], "notes": []},
+	]
+	patched := fx.patched_none
+	deny := vulns.deny with input.host as host with input.coverage as cov with input.patched_configuration as patched
+	count(deny) == 0
+}
+
+test_documents_without_coverage_are_judged_as_before if {
+	host := fx.host
+	patched := fx.patched_none
+	deny := vulns.deny with input.host as host with input.patched_configuration as patched
+	count(deny) == 0
+}
+
+# --- fixes on other lines ---------------------------------------------------------------
+
+test_a_fix_only_on_another_line_is_no_patch_in_the_window if {
+	host := fx.host
+	other := json.patch(fx.vuln_in_window, [
+		{"op": "add", "path": "/fix/line", "value": "other"},
+		{"op": "replace", "path": "/fix/closing_version", "value": "6.10.3"},
+	])
+	vs := [other]
+	patched := fx.patched_none
+	delay := vulns.delay with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched
+	warn := vulns.warn with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched
+	count(delay) == 0
+	warn == {{
+		"rule": "no_fix_within_window",
+		"message": "CVE-2026-0001 (CVSS 8.1) in linux_kernel 6.6.30 has no fix expected within 30 days (fix status fixed, only on another line: 6.10.3); tolerated",
+		"vulnerability": "CVE-2026-0001",
+	}}
+}
+
+test_an_own_line_fix_or_an_estimate_for_this_line_counts if {
+	host := fx.host
+	own := json.patch(fx.vuln_in_window, [{"op": "add", "path": "/fix/line", "value": "own"}])
+	estimated := json.patch(fx.vuln_in_window, [
+		{"op": "add", "path": "/fix/line", "value": "other"},
+		{"op": "replace", "path": "/fix/availability/basis", "value": "estimated"},
+	])
+	patched := fx.patched_none
+	d1 := vulns.delay with input.host as host with input.vulnerabilities as [own] with input.patched_configuration as patched
+	d2 := vulns.delay with input.host as host with input.vulnerabilities as [estimated] with input.patched_configuration as patched
+	_rules(d1) == {"fix_expected_within_window"}
+	_rules(d2) == {"fix_expected_within_window"}
+}

@@ -1,6 +1,6 @@
 """Time a full appraisal (quote + log + reference match + signed result) on swtpm.
 
-    .venv/bin/python -m tests.attest.appraisal_timing [RUNS] [EVENTS]
+    .venv/bin/python benchmarks/appraisal_timing.py [RUNS] [EVENTS]
 
 Enrolls an AK on a fresh swtpm, boots the test hypervisor log into it, approves that
 boot as a signed manifest, collects RUNS pieces of evidence (one nonce each), then times
@@ -16,34 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.attest.eventlog import parse
-from engine.attest.evidence import Evidence
-from engine.attest.simboot import Boot
-from tests.attest.conftest import Swtpm, manufacture
-from tests.attest.helpers import Site, make_site
-
-
-def prepare(base: Path, runs: int, events: int) -> tuple[Site, list[Evidence], Path]:
-    """On a fresh swtpm in ``base``: enroll an AK, boot an ``events``-event log, approve
-    that boot as a signed manifest, collect ``runs`` pieces of evidence (one nonce
-    each). The TPM is stopped on return; the site's verifier stays usable."""
-    (base / "template").mkdir()
-    template = manufacture(base / "template")
-    tpm = Swtpm(template.state, template, base / "swtpm.log")
-    tpm.start()
-    try:
-        site = make_site(tpm, base)
-        log = site.boot(Boot(grub_commands=max(0, events - 28)))
-        site.approve(site.evidence(log))
-        return site, [site.evidence(log) for _ in range(runs)], log
-    finally:
-        tpm.stop()
+from engine.attest import parse_eventlog
+from engine.attest.lab import prepare_appraisals
 
 
 def main(runs: int = 200, events: int = 100) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        site, evidences, log = prepare(Path(folder), runs, events)
-        n_events = len(parse(log.read_bytes()).events)
+        site, evidences, log = prepare_appraisals(Path(folder), runs, events)
+        n_events = len(parse_eventlog(log.read_bytes()).events)
         timings = []
         for evidence in evidences:
             appraisal = site.verifier.appraise(evidence)

@@ -199,9 +199,25 @@ def bundle_serve(
     304 while the bundle is unchanged. With VIGIL_BUNDLE_VERIFICATION_KEY set, only
     bundles whose signature verifies are served. With --accept-decision-logs, the OPA
     servers' decision logs land in Vigil's hash-chained log, with the bundles served."""
+    import contextlib
+    import socket
+
     import uvicorn
 
     from engine.decide import BundleFolder, DecisionLog, bundle_server_app
+
+    class AnnouncingServer(uvicorn.Server):
+        """Says where it serves once it listens (the line is the server's readiness
+        signal, and names the port the system chose for --port 0)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                bound = self.servers[0].sockets[0].getsockname()[1]
+                output.stderr().print(
+                    f"serving {served.folder}/*.tar.gz at http://{host}:{bound}/bundles/"
+                    + (f"; decision logs at /logs into {cfg.decision_log}" if log else ""),
+                    markup=False)
 
     if not folder.is_dir():
         raise NotFoundError(f"no bundle folder {folder}",
@@ -211,16 +227,16 @@ def bundle_serve(
                           key_id=cfg.bundle_verification_key_id,
                           scope=cfg.bundle_verification_scope)
     log = DecisionLog(cfg.decision_log) if accept_decision_logs else None
-    output.stderr().print(f"serving {served.folder}/*.tar.gz at "
-                          f"http://{host}:{port}/bundles/"
-                          + (f"; decision logs at /logs into {cfg.decision_log}" if log else ""),
-                          markup=False)
+    server = AnnouncingServer(uvicorn.Config(bundle_server_app(served, log), host=host,
+                                             port=port, log_level="warning"))
     try:
-        uvicorn.run(bundle_server_app(served, log), host=host, port=port,
-                    log_level="warning")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once stopped
+            server.run()
     finally:
         if log is not None:
             log.close()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's exit code when it cannot start
 
 
 def _compiles(policy: PolicySet) -> None:

@@ -24,6 +24,7 @@ from engine.predict import estimator_for
 from engine.pvdb import AvailabilityBasis, Component, Pvdb
 from tests.conftest import ROOT
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
+from tests.tools import HANG_GUARD
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
@@ -74,7 +75,8 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
     carried = document.vulnerabilities[0].fix.availability
     assert (carried.basis, carried.window_days) == ("estimated", 30)
     assert carried.p_within_window == round(availability.p_within_window, 2)
-    decider = Decider(EmbeddedEvaluator(load_directory(ROOT / "engine" / "policies", ["vigil"])))
+    decider = Decider(EmbeddedEvaluator(load_directory(ROOT / "engine" / "policies", ["vigil"]),
+                                        timeout=HANG_GUARD))
     verdict = decider.decide(document)
     assert verdict.verdict == "delay"
     assert [r.rule for r in verdict.reasons] == ["fix_expected_within_window"]

@@ -1,4 +1,5 @@
-"""Fixtures for the decision tests: keys, input documents, the source policies."""
+"""Fixtures for the decision tests: keys, input documents, the source policies, the
+in-process evaluators."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from engine.decide import EMBEDDED, Evaluator, embedded_evaluator, load_directory
+from tests.tools import HANG_GUARD
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "engine" / "policies"
@@ -83,3 +87,11 @@ def document(**changes: Any) -> dict[str, Any]:
 
 PATCHED_READY = {"state": "ready", "image": {"name": "hv-base", "version": "1.3.0"},
                  "attested": True, "attestation_status": "affirming"}
+
+
+@pytest.fixture(scope="module", params=EMBEDDED)
+def embedded(request: pytest.FixtureRequest) -> Evaluator:
+    """Each in-process evaluator in turn: regorus (the default) and rego-cpp (its timeout
+    is a hang guard: these decisions never legitimately take it)."""
+    return embedded_evaluator(request.param, load_directory(POLICIES, ["vigil"]),
+                              timeout=HANG_GUARD)

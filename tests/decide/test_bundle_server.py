@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ from starlette.applications import Starlette
 from engine.decide.bundle import build, load_directory, read
 from engine.decide.bundle_server import BundleFolder, app
 from tests.decide.conftest import POLICIES
+from tests.tools import HANG_GUARD, Watched
 
 
 class AsgiClient:
@@ -106,36 +105,18 @@ def test_with_a_verification_key_only_verified_bundles_are_served(
     assert refused.content.find(b"\x1f\x8b") == -1  # no gzip bytes leak out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_vigil_bundle_serve_answers_like_an_opa_bundle_service(folder: Path) -> None:
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli.main", "bundle", "serve", "--folder", str(folder),
-         "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise AssertionError(server.stderr.read().decode() if server.stderr
-                                         else "server did not start") from None
-                time.sleep(0.1)
-        first = httpx.get(f"{url}/bundles/vigil.tar.gz")
+    # --port 0: the system chooses a free port, and the line that says the server listens
+    # names it (no port is guessed, no sleep waits for the server)
+    with Watched([sys.executable, "-m", "engine.cli.main", "bundle", "serve", "--folder",
+                  folder, "--port", "0"], env=env) as server:
+        ready = server.wait_for(r"^serving .+ at (http://127\.0\.0\.1:\d+)/bundles/$")
+        url = ready.group(1)
+        first = httpx.get(f"{url}/bundles/vigil.tar.gz", timeout=HANG_GUARD)
         assert first.status_code == 200
         assert first.content == (folder / "vigil.tar.gz").read_bytes()
         second = httpx.get(f"{url}/bundles/vigil.tar.gz",
-                           headers={"If-None-Match": first.headers["etag"]})
+                           headers={"If-None-Match": first.headers["etag"]}, timeout=HANG_GUARD)
         assert second.status_code == 304
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        assert httpx.get(f"{url}/health", timeout=HANG_GUARD).status_code == 200

@@ -17,10 +17,11 @@ from engine.decide.decision_log import DecisionLog
 from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from engine.decide.replay import Replayer
 from tests.decide.conftest import PATCHED_READY, POLICIES, VULN_IN_WINDOW, document
+from tests.tools import HANG_GUARD
 
 
 def _decide_three(log_path: Path, policies: Path) -> list[str]:
-    evaluator = EmbeddedEvaluator(load_directory(policies, ["vigil"]))
+    evaluator = EmbeddedEvaluator(load_directory(policies, ["vigil"]), timeout=HANG_GUARD)
     with DecisionLog(log_path) as log:
         decider = Decider(evaluator, log)
         return [decider.decide(doc).decision_id for doc in (

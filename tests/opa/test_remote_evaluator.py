@@ -19,7 +19,7 @@ import pytest
 from engine.decide import Decider, build_bundle, embedded_evaluator, load_directory
 from engine.decide.evaluators.remote import RemoteEvaluator
 from tests.decide.conftest import VULN_IN_WINDOW, document
-from tests.decide.test_evaluator_parity import DOCUMENTS, _normal
+from tests.decide.evaluators.test_parity import DOCUMENTS, _normal
 from tests.opa.conftest import OpaServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from engine.decide.bundle import SOURCE_POLICIES
+from tests.tools import LOCAL_OPA, ROOT, opa_binary
 
-ROOT = Path(__file__).resolve().parents[2]
 POLICIES = SOURCE_POLICIES
-LOCAL_OPA = ROOT / ".tools" / "bin" / "opa"
-"""Where ``scripts/setup.sh`` builds the pinned OPA."""
-
-
-def opa_binary() -> Path | None:
-    """The project's OPA (``.tools/bin/opa``), else ``opa`` on PATH, else None."""
-    if LOCAL_OPA.is_file():
-        return LOCAL_OPA
-    found = shutil.which("opa")
-    return Path(found) if found else None
+__all__ = ["LOCAL_OPA", "POLICIES", "ROOT", "opa_binary", "run_opa"]
 
 
 @pytest.fixture(scope="session")

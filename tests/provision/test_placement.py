@@ -22,6 +22,7 @@ from engine.decide.decision_log import DecisionLog
 from engine.model import ImageRef
 from engine.pvdb import Component, Pvdb
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
+from tests.tools import HANG_GUARD
 
 HIGH = "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"
 KERNEL = Component(kind="kernel", vendor="linux", product="linux_kernel", version="6.6.30")
@@ -40,7 +41,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "none.toml").write_text("")
     for name, value in {"VIGIL_DB": tmp_path / "pvdb.duckdb",
                         "VIGIL_DECISION_LOG": tmp_path / "decisions.duckdb",
-                        "VIGIL_CONFIG": tmp_path / "none.toml"}.items():
+                        "VIGIL_CONFIG": tmp_path / "none.toml",
+                        # a hang guard, not the 1 s default: no decision here may time out
+                        "VIGIL_DECISION_TIMEOUT": HANG_GUARD}.items():
         monkeypatch.setenv(name, str(value))
     runner = CliRunner()
     assert runner.invoke(app, ["attest", "keygen", "--out",

@@ -235,6 +235,9 @@ CODENAMES: dict[str, str] = {
 }
 
 
+_RELEASE_NUMBER = re.compile(r"(?:^|[^a-z0-9]|el)(\d+)")
+
+
 def _distro_release(distro: str | None) -> str | None:
     """``almalinux-9.3`` / ``el9`` / ``rhel_aus:8.6::appstream`` / ``bookworm`` /
     ``esm-infra-legacy/trusty`` -> the major release (``9``, ``8``, ``12``, ``14``), the
@@ -242,7 +245,9 @@ def _distro_release(distro: str | None) -> str | None:
     if not distro:
         return None
     text = distro.lower()
-    m = re.search(r"(\d+)", text)
+    # the first number that starts a token (or follows "el"): the 4 of a stream name such
+    # as "rhel_e4s" is not a release
+    m = _RELEASE_NUMBER.search(text)
     if m:
         return m.group(1)
     for word in re.split(r"[^a-z]+", text):

@@ -11,7 +11,7 @@ The layers (docs/architecture.md draws them), bottom up::
     5            engine.rollout
     6            engine.provision
     7            engine.api                        (the HTTP service)
-    8            engine.cli                        (the command line; ``vigil serve`` runs the service)
+    8            engine.cli                        (the command line; runs the service)
 
 A part's *face* is its ``__init__`` and the names in its ``__all__``; everything else in it
 is internal. The checks read the source with :mod:`ast`, so they see imports inside

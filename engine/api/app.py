@@ -75,13 +75,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 def _field_message(errors: list[Any]) -> str:
     parts = []
     for err in errors[:5]:
+        if err.get("type") == "json_invalid":
+            parts.append(f"the body is not JSON ({(err.get('ctx') or {}).get('error', '')})")
+            continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class _Limits:
@@ -107,25 +106,37 @@ class _Limits:
             await send(message)
 
         route = self.metrics.route(scope.get("path", ""))
+        refused = [False]
+
+        async def refuse() -> None:
+            refused[0] = True
+            if not sent[0]:
+                await JSONResponse({"error": f"the request body is over {self.max_body} "
+                                    "bytes"}, status_code=413)(scope, receive, send_status)
+
+        async def guarded_send(message: Message) -> None:
+            if not refused[0]:
+                await send_status(message)
+
         try:
             declared = dict(scope.get("headers") or []).get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                raise _TooLarge
+                await refuse()
+                return
             seen = [0]
 
             async def counted() -> Message:
+                if refused[0]:
+                    return {"type": "http.disconnect"}
                 message = await receive()
                 if message["type"] == "http.request":
                     seen[0] += len(message.get("body", b""))
                     if seen[0] > self.max_body:
-                        raise _TooLarge
+                        await refuse()  # answered now; the app sees the client leave
+                        return {"type": "http.disconnect"}
                 return message
 
-            await self.app(scope, counted, send_status)
-        except _TooLarge:
-            if not sent[0]:
-                await JSONResponse({"error": f"the request body is over {self.max_body} "
-                                    "bytes"}, status_code=413)(scope, receive, send_status)
+            await self.app(scope, counted, guarded_send)
         finally:
             self.metrics.requests.labels(scope.get("method", ""), route,
                                          str(status[0])).inc()

@@ -10,7 +10,8 @@ uvicorn. Routes (OpenAPI at ``/openapi.json``):
   loads), else 503 naming why.
 * ``GET /metrics``: Prometheus text: requests and latency per route, decisions per verdict.
 * ``POST /v1/admission``: a Kubernetes AdmissionReview (:mod:`engine.api.admission`);
-  ``?mode=validate`` for the validating webhook (never patches).
+  ``/v1/admission/validate`` (or ``?mode=validate``) for the validating webhook (never
+  patches).
 * ``GET|HEAD /bundles/{name}.tar.gz``, ``POST /logs``: the bundle server OPA polls and
   its decision-log uploads (:func:`engine.decide.bundle_server_app`), when a bundle folder
   is given.
@@ -207,7 +208,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        code = 400 if request.url.path == "/v1/admission" else 422
+        code = 400 if request.url.path.startswith("/v1/admission") else 422
         prefix = "malformed AdmissionReview: " if code == 400 else ""
         return JSONResponse({"error": prefix + _field_message(errors),
                              "detail": [{"loc": [str(p) for p in e.get("loc", ())],
@@ -255,6 +256,16 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
         VirtualMachineInstance and VirtualMachineInstanceMigration CREATE. A malformed
         review is 400 with the reason; objects of other kinds are allowed untouched with
         a warning; a dry run leaves no decision-log record."""
+        return await _admit(review, mutate=mode == "mutate")
+
+    @app.post("/v1/admission/validate", response_model=adm.AdmissionReviewAnswer,
+              response_model_exclude_none=True, responses=_errors(400, 413, 500))
+    async def admission_validate(review: adm.AdmissionReview) -> adm.AdmissionReviewAnswer:
+        """``/v1/admission?mode=validate`` as a path, for the validating webhook."""
+        return await _admit(review, mutate=False)
+
+    async def _admit(review: adm.AdmissionReview, *, mutate: bool
+                     ) -> adm.AdmissionReviewAnswer:
         req = review.request
         try:
             asked = adm.question(req)
@@ -283,7 +294,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
                                         f"({type(exc).__name__}); try again (fail closed)",))
         metrics.decisions.labels(asked.kind, got.verdict).inc()
         return adm.AdmissionReviewAnswer(response=adm.answer(
-            req.uid, asked, req.object or {}, got, mutate=mode == "mutate"))
+            req.uid, asked, req.object or {}, got, mutate=mutate))
 
     metrics.routes = {r.path for r in app.routes if hasattr(r, "path")}
     if bundles is not None:

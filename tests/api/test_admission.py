@@ -119,7 +119,7 @@ def test_the_validating_webhook_refuses_a_patch_verdict_it_cannot_see_applied(
     served.gate.answer = GateAnswer("patch", ("fixed in 2024.06.1",),
                                     patched_image_version="2024.06.1")
     body = review(vmi)
-    res = _response(_post(served, body, "?mode=validate"), body["request"]["uid"])
+    res = _response(_post(served, body, "/validate"), body["request"]["uid"])
     assert res["allowed"] is False and res["status"]["code"] == 403
     assert "2024.06.1" in res["status"]["message"] and "mutating webhook" in \
         res["status"]["message"]

@@ -163,6 +163,22 @@ class Settings(BaseSettings):
     attest_ak_handle: int = Field(default=0x81018000, ge=0x81000000, le=0x81FFFFFF)
     """Persistent TPM handle of the host agent's attestation key."""
 
+    attest_results: Path | None = None
+    """Folder of hosts' latest signed attestation results (``<host id>.jwt``, EAR JWTs)
+    that the service (``vigil serve``) places on; each is verified with
+    ``attest_result_verification_key`` before it is used."""
+
+    attest_result_ttl: float = Field(default=900.0, gt=0)
+    """Seconds a verified attestation result is used for placements after it was issued;
+    an older one counts as missing (the placement is rejected, naming why)."""
+
+    admission_timeout: float = Field(default=5.0, gt=0)
+    """Seconds the service gives one placement decision for a Kubernetes admission
+    review (the API server's webhook timeout is 10 s); past it the answer is a reject."""
+
+    service_max_body: int = Field(default=4 * 1024**2, ge=1024)
+    """Bytes of the largest request body the service reads; a larger one gets 413."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -10,7 +10,8 @@ The layers (docs/architecture.md draws them), bottom up::
     4            engine.images, engine.fleet   (image catalog and patch graph; inventory)
     5            engine.rollout
     6            engine.provision
-    7            engine.cli, engine.api
+    7            engine.api                        (the HTTP service)
+    8            engine.cli                        (the command line; runs the service)
 
 A part's *face* is its ``__init__`` and the names in its ``__all__``; everything else in it
 is internal. The checks read the source with :mod:`ast`, so they see imports inside
@@ -35,7 +36,8 @@ LAYERS: dict[str, int] = {
     "images": 4, "fleet": 4,
     "rollout": 5,
     "provision": 6,
-    "cli": 7, "api": 7,
+    "api": 7,
+    "cli": 8,
 }
 
 

@@ -12,7 +12,18 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import agent, attest, decide, feeds, fleet, policy, predict, pvdb, rollout
+from engine.cli import (
+    agent,
+    attest,
+    decide,
+    feeds,
+    fleet,
+    policy,
+    predict,
+    pvdb,
+    rollout,
+    serve,
+)
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -34,6 +45,7 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(rollout.app, name="rollout")
 app.command("decide")(decide.decide)
+app.command("serve")(serve.serve)
 
 
 @app.command()

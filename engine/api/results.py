@@ -1,0 +1,102 @@
+"""The hosts' cached attestation results: verified once per file change, used while
+younger than a TTL.
+
+The verifier (``vigil attest verify --out``) writes each host's latest result as
+``<host id>.jwt`` into the folder named by the ``attest_results`` setting; a result put
+in process (:meth:`ResultCache.put`, after a fresh verification) counts too. A result is
+used only after its signature verifies with the verifier's public key, and only while
+younger than ``attest_result_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import stat as stat_kinds
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.attest import AttestationResult, VerificationKey, verify_result
+from engine.errors import VigilError
+
+_HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ResultCache:
+    """Per host, the latest verified attestation result, or why there is none."""
+
+    def __init__(self, folder: Path | None, key: VerificationKey | None, *, ttl: float,
+                 clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.folder = folder
+        self.key = key
+        self.ttl = dt.timedelta(seconds=ttl)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._files: dict[str, tuple[tuple[int, int], AttestationResult | None, str | None]] = {}
+        self._put: dict[str, AttestationResult] = {}
+
+    def put(self, result: AttestationResult) -> None:
+        """Keep a result verified in this process (it counts until it is older than the
+        TTL, or a newer file replaces it)."""
+        with self._lock:
+            self._put[result.host_id] = result
+
+    def get(self, host_id: str) -> tuple[AttestationResult | None, str]:
+        """The host's result when there is a fresh verified one, and otherwise None and
+        why not (the second value is empty with a result)."""
+        candidates: list[AttestationResult] = []
+        why = "no attestation result is cached for it"
+        with self._lock:
+            kept = self._put.get(host_id)
+        if kept is not None:
+            candidates.append(kept)
+        from_file, problem = self._from_file(host_id)
+        if from_file is not None:
+            candidates.append(from_file)
+        elif problem:
+            why = problem
+        if not candidates:
+            return None, why
+        newest = max(candidates, key=lambda r: r.issued_at)
+        if newest.host_id != host_id:
+            return None, f"its cached result is for host {newest.host_id!r}"
+        age = self.clock() - newest.issued_at
+        if age > self.ttl:
+            return None, (f"its attestation result is {int(age.total_seconds())} s old, "
+                          f"over the {int(self.ttl.total_seconds())} s limit")
+        return newest, ""
+
+    def _from_file(self, host_id: str) -> tuple[AttestationResult | None, str]:
+        if self.folder is None or not _HOST_ID.match(host_id):
+            return None, ""
+        path = self.folder / f"{host_id}.jwt"
+        try:
+            st = path.lstat()
+        except OSError:
+            return None, ""
+        if not stat_kinds.S_ISREG(st.st_mode):
+            return None, f"{path} is not a regular file"
+        stamp = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            known = self._files.get(host_id)
+        if known is not None and known[0] == stamp:
+            return known[1], known[2] or ""
+        result: AttestationResult | None = None
+        problem: str | None = None
+        if self.key is None:
+            problem = ("no key to verify its attestation result (set "
+                       "VIGIL_ATTEST_RESULT_VERIFICATION_KEY)")
+        else:
+            try:
+                result = verify_result(path.read_bytes().strip(), self.key)
+            except (VigilError, OSError) as exc:
+                reason = exc.summary if isinstance(exc, VigilError) else str(exc)
+                problem = f"its attestation result does not verify: {reason}"
+        with self._lock:
+            self._files[host_id] = (stamp, result, problem)
+        return result, problem or ""

@@ -343,30 +343,28 @@ def _closed(problem: _Problem, choice: Mapping[str, str]) -> frozenset[str]:
 
 def _explain(problem: _Problem, strict: Mapping[str, str], closed: frozenset[str],
              conflict_pairs: dict[str, list[tuple[str, str]]]) -> None:
-    """The ideal plan closes more than the strict one: say why, or raise."""
+    """The ideal plan (no rule applied) closes more than the strict one: say why, or
+    raise. Rules are relaxed one at a time: missing requirements, then cycles, then
+    conflicts."""
     graph = problem.graph
     relaxed = problem.solve(_Rules(missing=False))
     if len(_closed(problem, relaxed)) > len(closed):
-        lacking = sorted(pid for pid in relaxed.values() if pid in problem.unsatisfiable)
-        gained = sorted(_closed(problem, relaxed) - closed)
-        detail = "; ".join(
-            f"{pid} requires {r}, which neither the image ({_have(problem, r.component)}) "
-            "nor any patch of the graph provides"
-            for pid in lacking for r in problem.unsatisfiable[pid])
-        raise MissingRequirementError(
-            f"missing requirement: {detail} (needed to close {', '.join(gained)})",
-            nodes=lacking, tip="add a patch that provides it to the patch catalogue")
-    relaxed = problem.solve(_Rules(cycles=False))
-    if len(_closed(problem, relaxed)) > len(closed):
-        chosen = {k: graph.patches[p] for k, p in relaxed.items()}
+        _missing(problem, relaxed, _closed(problem, relaxed) - closed)
+    cyclic = problem.solve(_Rules(missing=False, cycles=False))
+    if len(_closed(problem, cyclic)) > len(_closed(problem, relaxed)):
+        chosen = {k: graph.patches[p] for k, p in cyclic.items()}
         cycle = [u for u, _v in nx.find_cycle(problem.order_graph(chosen))]
-        gained = sorted(_closed(problem, relaxed) - closed)
+        needed = ", ".join(sorted(_closed(problem, cyclic) - closed))
         raise PatchCycleError(
             f"requirement cycle: {' -> '.join([*cycle, cycle[0]])} (each must be installed "
-            f"before the next; needed to close {', '.join(gained)})", nodes=cycle,
+            f"before the next; needed to close {needed})", nodes=cycle,
             tip="fix the requirements in the patch catalogue")
+    ideal = problem.solve(_Rules(missing=False, cycles=False, conflicts=False))
+    gained = _closed(problem, ideal) - closed
+    if any(pid in problem.unsatisfiable for pid in ideal.values()):
+        _missing(problem, ideal, gained)
     strict_ids = set(strict.values())
-    for vuln in _closed(problem, problem.solve(_Rules(conflicts=False))) - closed:
+    for vuln in gained:
         pairs = []
         for pid in sorted(p for p, fixed in problem.closes.items() if vuln in fixed):
             for other in sorted(graph.conflicts[pid] & strict_ids):
@@ -376,6 +374,17 @@ def _explain(problem: _Problem, strict: Mapping[str, str], closed: frozenset[str
                     # the conflict is with a patch needed alongside it
                     pairs.append((pid, other))
         conflict_pairs[vuln] = pairs
+
+
+def _missing(problem: _Problem, choice: Mapping[str, str], gained: Iterable[str]) -> None:
+    lacking = sorted(pid for pid in choice.values() if pid in problem.unsatisfiable)
+    detail = "; ".join(
+        f"{pid} requires {r}, which neither the image ({_have(problem, r.component)}) "
+        "nor any patch of the graph provides"
+        for pid in lacking for r in problem.unsatisfiable[pid])
+    raise MissingRequirementError(
+        f"missing requirement: {detail} (needed to close {', '.join(sorted(gained))})",
+        nodes=lacking, tip="add a patch that provides it to the patch catalogue")
 
 
 def _have(problem: _Problem, key: str) -> str:

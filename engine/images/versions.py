@@ -30,8 +30,7 @@ def version_key(text: str) -> tuple[tuple[int, int | str], ...]:
     key: list[tuple[int, int | str]] = []
     for token in _TOKEN.findall(head):
         key.append((1, int(token)) if token.isdigit() else (2, token.lower()))
-    if tilde:
-        key.append((0, 0))
+    key.append((0, 0) if tilde else (0, 1))  # the end: before any further number or text
     return tuple(key)
 
 

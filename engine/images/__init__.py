@@ -17,11 +17,17 @@ Public surface::
   findings and the operator's patch catalogue file;
 * :mod:`engine.images.plan`: the minimal set of patches closing a set of
   vulnerabilities, its install order, the resulting components and what stays open;
+* :mod:`engine.images.builder`: the pluggable builder and its default, which derives a
+  new version's components, measured boot and reference manifest from base + plan;
+* :mod:`engine.images.staging`: attestation before use, on a software-TPM staging host;
+* :mod:`engine.images.prepare`: plan -> build -> sign -> attest -> catalog, and the
+  consumption of the predictor's preparation queue;
 * :mod:`engine.images.versions`: how component versions are ordered and split in lines.
 
 This module is the part's face: other parts use the names in ``__all__``.
 """
 
+from engine.images.builder import Builder, BuiltImage, DefaultBuilder, boot_for, manifest_for
 from engine.images.catalog import (
     STATUSES,
     TRANSITIONS,
@@ -64,6 +70,14 @@ from engine.images.plan import (
     make_plan,
     resulting_components,
 )
+from engine.images.prepare import (
+    Prepared,
+    QueueOutcome,
+    consume_queue,
+    next_version,
+    prepare_image,
+)
+from engine.images.staging import StagingHost, StagingResult, SwtpmStaging, attest_on_swtpm
 from engine.images.versions import branch, version_key
 
 __all__ = [
@@ -72,10 +86,13 @@ __all__ = [
     "TRANSITIONS",
     "AppliedPatch",
     "BuildError",
+    "Builder",
+    "BuiltImage",
     "Catalog",
     "CatalogError",
     "CatalogueEntry",
     "ComponentFacts",
+    "DefaultBuilder",
     "HistoryEntry",
     "ImageError",
     "ImageNotFoundError",
@@ -91,16 +108,27 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanStep",
+    "Prepared",
+    "QueueOutcome",
     "Requirement",
+    "StagingHost",
+    "StagingResult",
     "Status",
+    "SwtpmStaging",
     "Target",
     "VulnFacts",
+    "attest_on_swtpm",
+    "boot_for",
     "branch",
     "component_key",
+    "consume_queue",
     "from_findings",
     "load_catalogue",
     "make_plan",
+    "manifest_for",
+    "next_version",
     "parse_catalogue",
+    "prepare_image",
     "resulting_components",
     "version_key",
 ]

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import agent, attest, decide, feeds, place, predict, pvdb
+from engine.cli import agent, attest, decide, feeds, images, patch, place, predict, pvdb
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ app.add_typer(decide.schema_app, name="schema")
 app.add_typer(attest.app, name="attest")
 app.add_typer(predict.app, name="predict")
 app.add_typer(agent.app, name="agent")
+app.add_typer(images.app, name="images")
+app.add_typer(patch.app, name="patch")
 app.command("decide")(place.decide)
 
 

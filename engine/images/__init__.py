@@ -22,6 +22,8 @@ Public surface::
 * :mod:`engine.images.staging`: attestation before use, on a software-TPM staging host;
 * :mod:`engine.images.prepare`: plan -> build -> sign -> attest -> catalog, and the
   consumption of the predictor's preparation queue;
+* :mod:`engine.images.patched`: the policy input's ``patched_configuration`` of a host
+  running an image version (none / preparing / ready and attested);
 * :mod:`engine.images.versions`: how component versions are ordered and split in lines.
 
 This module is the part's face: other parts use the names in ``__all__``.
@@ -63,6 +65,7 @@ from engine.images.graph import (
     load_catalogue,
     parse_catalogue,
 )
+from engine.images.patched import patched_configuration
 from engine.images.plan import (
     OpenVulnerability,
     Plan,
@@ -128,6 +131,7 @@ __all__ = [
     "manifest_for",
     "next_version",
     "parse_catalogue",
+    "patched_configuration",
     "prepare_image",
     "resulting_components",
     "version_key",

@@ -159,3 +159,27 @@ def test_a_writer_killed_mid_change_leaves_the_catalog_consistent(tmp_path: Path
                            actor="test")
             assert catalog.check() == []
         path.rename(tmp_path / f"killed-{delay}.duckdb")
+
+
+def test_the_patched_configuration_comes_from_the_catalog(tmp_path: Path) -> None:
+    from engine.images import patched_configuration
+    from engine.model import ImageRef
+
+    with Catalog(tmp_path / "images.duckdb") as catalog:
+        approved(catalog, "1")
+        base = ImageRef(name="hv", version="1")
+        assert patched_configuration(catalog, base).state == "none"
+        catalog.create("hv", "1-p1", components=[KERNEL], actor="b", parent_version="1")
+        found = patched_configuration(catalog, base)
+        assert found.state == "preparing" and found.image is not None
+        assert found.image.version == "1-p1" and not found.attested
+        catalog.record_build("hv", "1-p1", components=[KERNEL], manifest=TOKEN, patches=[],
+                             actor="b")
+        catalog.set_status("hv", "1-p1", "attested", actor="s",
+                           detail={"status": "affirming", "differences": []})
+        found = patched_configuration(catalog, base)
+        assert found.state == "ready" and found.attested
+        assert found.attestation_status == "affirming"
+        catalog.create("hv", "1-p2", components=[KERNEL], actor="b", parent_version="1")
+        catalog.set_status("hv", "1-p2", "failed", actor="b", reason="build failed")
+        assert patched_configuration(catalog, base).state == "ready"

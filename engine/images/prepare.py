@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.attest import SigningKey, VerificationKey, sign_manifest
+from engine.errors import VigilError
 from engine.images.builder import Builder
 from engine.images.catalog import AppliedPatch, Catalog, ImageRecord
 from engine.images.errors import BuildError, ImageError, ImageStateError
@@ -85,14 +86,20 @@ def prepare_image(catalog: Catalog, base: ImageRecord, plan: Plan, *, builder: B
     try:
         built = builder.build(base, plan, version)
         token = sign_manifest(built.manifest, signing_key)
-    except ImageError as exc:
+    except VigilError as exc:
         record = catalog.set_status(base.name, version, "failed", actor=actor,
                                     reason=f"build failed: {exc.summary}")
         return Prepared(record, plan, None, f"build failed: {exc.summary}")
     catalog.record_build(base.name, version, components=built.components, manifest=token,
                          patches=patches, actor=built.builder,
                          reason=f"built from {base.label}")
-    result = staging.attest(built.image, built.boot, token, keys)
+    try:
+        result = staging.attest(built.image, built.boot, token, keys)
+    except VigilError as exc:  # no staging host: the version stays out of service
+        record = catalog.set_status(base.name, version, "failed", actor=actor,
+                                    reason=f"staging attestation could not run: {exc.summary}")
+        return Prepared(record, plan, None, f"staging attestation could not run: "
+                        f"{exc.summary}")
     detail: dict[str, Any] = {"status": result.status, "differences": result.differences,
                               "result": result.token}
     if result.passed:

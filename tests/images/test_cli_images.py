@@ -84,8 +84,12 @@ def test_patch_plan_and_the_catalog_commands(env: Path, capsys: pytest.CaptureFi
     reasons = {o["vuln_id"]: o["reason"] for o in plan["open"]}
     assert reasons == {"CVE-2024-91003": "other_line", "CVE-2024-91004": "no_fix"}
     code, out, _ = vigil(capsys, monkeypatch, "patch", "plan", "--image", "hv@1", "--cve",
-                         "CVE-2024-91002")
+                         "CVE-2024-91002", "--graph", str(env / "graph.json"))
     assert code == 0 and "linux/linux_kernel@6.1.85" in out and "install order" in out
+    graph = json.loads((env / "graph.json").read_text())
+    assert [p["id"] for p in graph["patches"]] == ["linux/linux_kernel@6.1.85",
+                                                   "linux/linux_kernel@6.1.90"]
+    assert graph["patches"][1]["supersedes"] == ["linux/linux_kernel@6.1.85"]
 
     assert vigil(capsys, monkeypatch, "images", "target", "rack-a", "hv@1")[0] == 0
     code, out, err = vigil(capsys, monkeypatch, "images", "list")

@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     """DuckDB file of the rollouts' durable state (rollouts and their steps); traces and
     control requests are written beside it."""
 
+    images_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "images.duckdb")
+    """DuckDB file of the image catalog: host image versions, their change history and
+    each host group's target version (not the PVDB)."""
+
+    images_signing_key: Path | None = None
+    """PEM private key with which the image builder signs the reference manifests of the
+    versions it makes (its public key belongs in ``attest_reference_keys``)."""
+
+    patch_catalogue: Path | None = None
+    """The operator's patch catalogue (YAML or JSON): what feeds do not say about
+    patches (requirements, conflicts, reboot or live patch, patches of their own)."""
+
     policy_dir: Path | None = None
     """Folder of Rego policies the embedded evaluator loads when no ``bundle`` is set
     (default: ``engine/policies/``, installed with the package)."""

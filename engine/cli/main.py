@@ -18,6 +18,8 @@ from engine.cli import (
     decide,
     feeds,
     fleet,
+    images,
+    patch,
     policy,
     predict,
     pvdb,
@@ -44,6 +46,8 @@ app.add_typer(predict.app, name="predict")
 app.add_typer(agent.app, name="agent")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(images.app, name="images")
+app.add_typer(patch.app, name="patch")
 app.command("decide")(decide.decide)
 app.command("serve")(serve.serve)
 

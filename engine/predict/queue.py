@@ -4,8 +4,9 @@
 whose fix is expected within the decision window: the image, its components, the expected
 patch (closing version or the line's backport), the expected date and interval, and the
 date the patched configuration is needed by (the interval's low end: ready and attested
-when the patch may first ship). The patched-configuration builder consumes ``pending``
-requests.
+when the patch may first ship). The patched-configuration builder (``vigil images
+prepare``) consumes ``pending`` and ``ready`` requests and marks each ``done`` or
+``failed`` with the reason.
 
 ``vigil predict recheck`` looks again at pending requests whose expected date has passed:
 if the fix now exists the request becomes ``ready`` (build it now); otherwise the miss is
@@ -30,7 +31,7 @@ import orjson
 
 from engine.predict.errors import QueueError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: """
     CREATE TABLE preparation_requests (
@@ -63,9 +64,14 @@ _MIGRATIONS = {
         new_source VARCHAR
     );
     """,
+    2: """
+    ALTER TABLE preparation_requests ADD COLUMN reason VARCHAR;
+    """,
 }
 
-STATUSES = ("pending", "ready", "withdrawn")
+STATUSES = ("pending", "ready", "withdrawn", "done", "failed")
+"""``done`` and ``failed`` are set by the builder that consumed the request (``vigil
+images prepare``), with the reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,8 @@ class Request:
     status: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    reason: str | None = None
+    """Why the request is ``done``, ``failed`` or ``withdrawn``, when its consumer said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +172,13 @@ class Queue:
                     "UPDATE preparation_requests SET components = ?, expected_patch = ?,"
                     " expected_date = ?, interval_low = ?, interval_high = ?, confidence = ?,"
                     " basis = ?, source = ?, needed_by = ?, updated_at = ?,"
-                    " status = 'pending' WHERE request_id = ?",
+                    " status = 'pending', reason = NULL WHERE request_id = ?",
                     [*values, now, found[0]])
                 return str(found[0]), False
             request_id = uuid.uuid4().hex
             self._con.execute(
                 "INSERT INTO preparation_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " 'pending', ?, ?)",
+                " 'pending', ?, ?, NULL)",
                 [request_id, image, vuln_id, component, *values, now, now])
             return request_id, True
         except duckdb.Error as exc:
@@ -186,11 +194,12 @@ class Queue:
                                  args).fetchall()
         return [_request(r) for r in rows]
 
-    def set_status(self, request_id: str, status: str, now: dt.datetime) -> None:
+    def set_status(self, request_id: str, status: str, now: dt.datetime, *,
+                   reason: str | None = None) -> None:
         if status not in STATUSES:
             raise QueueError(f"unknown request status {status!r}")
-        self._con.execute("UPDATE preparation_requests SET status = ?, updated_at = ?"
-                          " WHERE request_id = ?", [status, now, request_id])
+        self._con.execute("UPDATE preparation_requests SET status = ?, updated_at = ?,"
+                          " reason = ? WHERE request_id = ?", [status, now, reason, request_id])
 
     def log_miss(self, request: Request, *, checked_at: dt.datetime, new_date: dt.date | None,
                  new_basis: str, new_source: str | None,

@@ -12,7 +12,18 @@ import sys
 import typer
 
 from engine import __version__
-from engine.cli import agent, attest, decide, feeds, fleet, policy, predict, pvdb, rollout
+from engine.cli import (
+    agent,
+    attest,
+    decide,
+    feeds,
+    fleet,
+    policy,
+    predict,
+    pvdb,
+    report,
+    rollout,
+)
 from engine.errors import VigilError
 
 app = typer.Typer(
@@ -33,6 +44,7 @@ app.add_typer(predict.app, name="predict")
 app.add_typer(agent.app, name="agent")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(report.app, name="report")
 app.command("decide")(decide.decide)
 
 

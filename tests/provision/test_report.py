@@ -224,3 +224,28 @@ def test_html_escapes_hostile_strings(place: Place) -> None:
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "&amp; more" in html
+
+
+def test_an_estimate_carries_its_interval_into_the_report_and_the_vex(place: Place) -> None:
+    import dataclasses
+    import datetime as dt
+
+    from engine.pvdb import AvailabilityBasis
+
+    placed = place([KERNEL])
+    affecting = placed.placement.affecting
+    assert affecting is not None
+    first = affecting.findings[0]
+    estimate = first.fix.availability.model_copy(update={
+        "basis": AvailabilityBasis.ESTIMATED,
+        "interval": (dt.date(2024, 7, 5), dt.date(2024, 8, 2))})
+    changed = first.model_copy(update={"fix": first.fix.model_copy(
+        update={"availability": estimate})})
+    placement = dataclasses.replace(placed.placement, affecting=affecting.model_copy(
+        update={"findings": [changed, *affecting.findings[1:]]}))
+    report = build_report(placement, ear=placed.ear, now=NOW)
+    (finding,) = [v for v in report.vulnerabilities if v.id == first.vuln_id]
+    assert finding.fix_date.interval == ("2024-07-05", "2024-08-02")
+    (vex,) = [v for v in report.vex["vulnerabilities"] if v["id"] == first.vuln_id]
+    assert {"name": "vigil:fix_date_interval", "value": "2024-07-05/2024-08-02"} \
+        in vex["properties"]

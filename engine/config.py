@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     attest_result_verification_key: Path | None = None
     """The verifier's PEM public key: ``vigil decide`` trusts only results it verifies."""
 
+    report_signing_key: Path | None = None
+    """PEM private key that signs tenant attestation reports. Its own key, never the
+    verifier's: reports are issued by the provisioning side, and a key that could sign
+    both would let whoever holds it forge attestation results too."""
+
+    report_verification_key: Path | None = None
+    """PEM public key of the report signer: ``vigil report verify`` checks reports with it."""
+
     attest_references: Path | None = None
     """Folder of signed reference manifests (``*.jws``) of the approved host images."""
 

@@ -23,6 +23,7 @@ from engine.cli import (
     policy,
     predict,
     pvdb,
+    report,
     rollout,
     serve,
 )
@@ -48,6 +49,7 @@ app.add_typer(fleet.app, name="fleet")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(images.app, name="images")
 app.add_typer(patch.app, name="patch")
+app.add_typer(report.app, name="report")
 app.command("decide")(decide.decide)
 app.command("serve")(serve.serve)
 

@@ -34,15 +34,18 @@ from engine.predict import estimator_for
 
 if TYPE_CHECKING:
     from engine.attest import AttestationResult
-    from engine.pvdb import Pvdb
+    from engine.pvdb import AffectingReport, Pvdb
 
 
 @dataclass(frozen=True)
 class Placement:
-    """A decided placement: the verdict and the input document it was decided on."""
+    """A decided placement: the verdict, the input document it was decided on and the
+    PVDB's answer that document was built from (its fix-date intervals and evidence are
+    richer than the document's; the tenant's report reads them)."""
 
     verdict: Verdict
     document: InputDocument
+    affecting: AffectingReport | None = None
 
 
 def decide_placement(
@@ -66,4 +69,4 @@ def decide_placement(
     report = pvdb.affecting(components, as_of=when, estimator=estimator_for(pvdb, when))
     document = build_input(request, host_id or (result.host_id if result else ""), summary,
                            report, patched or PatchedConfiguration(state="none"), when)
-    return Placement(verdict=decider.decide(document), document=document)
+    return Placement(verdict=decider.decide(document), document=document, affecting=report)

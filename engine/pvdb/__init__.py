@@ -113,8 +113,8 @@ class Pvdb:
 
         before = self.generation
         report = ingest(self._con, sources, self.settings, progress=progress)
-        if self.generation != before or history.stored_generation(self._con) is None:
-            self._refresh_history()
+        if self.generation != before or history.stored_generation(self._con) != before:
+            self._refresh_history(kernel_only=True)
         return report
 
     def history(self) -> History:
@@ -135,10 +135,25 @@ class Pvdb:
         self._history = (generation, found)
         return found
 
-    def _refresh_history(self) -> History:
+    def _refresh_history(self, *, kernel_only: bool = False) -> History:
+        """Bring the stored history to this generation: restamped when none of its inputs
+        changed, else derived (with only the kernel's part of the match index when no
+        query needs the rest) and stored."""
         generation = self.generation
-        found = history.derive(self._con, self._match_index())
-        history.store(self._con, generation, found)
+        fingerprint = history.inputs_fingerprint(self._con)
+        if history.stored_fingerprint(self._con) == fingerprint and \
+                history.stored_generation(self._con) is not None:
+            history.restamp(self._con, generation, fingerprint)
+            found = history.read(self._con)
+        else:
+            if kernel_only:
+                from engine.pvdb.matching import MatchIndex
+
+                index = MatchIndex.load(self._con, generation, product=history.KERNEL)
+            else:
+                index = self._match_index()
+            found = history.derive(self._con, index)
+            history.store(self._con, generation, found, fingerprint)
         self._history = (generation, found)
         return found
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import itertools
 import statistics
 from collections import defaultdict
@@ -219,7 +220,45 @@ _COLUMNS = ("vuln_id", "vendor", "product", "line", "stratum", "reference", "ref
             "fixed", "fixed_version")
 
 
-def store(con: duckdb.DuckDBPyConnection, generation: int, history: History) -> None:
+_INPUTS = (
+    # the kernel statements _kernel_fixes and _kernel_affected read
+    "SELECT count(*), bit_xor(h), sum(h::HUGEINT) FROM (SELECT hash(vuln_id, source,"
+    " record_id, grp, match_kind, scheme, status, default_status, start_v, start_inclusive,"
+    " end_v, end_inclusive, exact, fixed, condition, release, cpe) AS h FROM affected"
+    " WHERE match_kind <> 'package' AND vendor = 'linux' AND product = 'linux_kernel')",
+    "SELECT count(*), bit_xor(h), sum(h::HUGEINT) FROM (SELECT hash(vuln_id) AS h"
+    " FROM vulnerabilities WHERE state = 'rejected')",
+    "SELECT count(*), bit_xor(h), sum(h::HUGEINT) FROM (SELECT hash(product, version,"
+    " release_date) AS h FROM releases WHERE product IN (SELECT unnest(?)))",
+    "SELECT count(*), bit_xor(h), sum(h::HUGEINT) FROM (SELECT hash(vuln_id, source, vendor,"
+    " product, fixed_version, advisory_id, fix_date) AS h FROM fixes"
+    " WHERE vendor IN ('qubes', 'intel'))",
+)
+
+
+def inputs_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A digest of every row the history is derived from (kernel statements, rejected
+    vulnerabilities, the releases and the Qubes and Intel fixes it reads): equal digests,
+    equal history. An ingest that changed none of them (most of a feed's records are about
+    other products) restamps the stored history instead of deriving it again."""
+    products = sorted({*_RELEASE_PRODUCTS, "xen:xsa"})
+    parts = [con.execute(sql, [products] if "?" in sql else []).fetchone() for sql in _INPUTS]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def restamp(con: duckdb.DuckDBPyConnection, generation: int, fingerprint: str) -> None:
+    """Say the stored history is that of ``generation`` (its inputs did not change)."""
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('history_generation', ?),"
+                " ('history_inputs', ?)", [str(generation), fingerprint])
+
+
+def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    rows = con.execute("SELECT value FROM meta WHERE key = 'history_inputs'").fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def store(con: duckdb.DuckDBPyConnection, generation: int, history: History,
+          fingerprint: str | None = None) -> None:
     """Replace the stored line fixes with ``history``'s, stamped ``generation``, in one
     transaction (a kill midway leaves the previous ones, whose stamp then says they are
     stale)."""
@@ -243,6 +282,11 @@ def store(con: duckdb.DuckDBPyConnection, generation: int, history: History) -> 
         con.execute("INSERT INTO line_fixes BY NAME SELECT * FROM _line_fixes")
         con.execute("INSERT OR REPLACE INTO meta VALUES ('history_generation', ?)",
                     [str(generation)])
+        if fingerprint is not None:
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('history_inputs', ?)",
+                        [fingerprint])
+        else:
+            con.execute("DELETE FROM meta WHERE key = 'history_inputs'")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -184,19 +184,25 @@ class MatchIndex:
         self._tables: dict[IndexKey, prefilter.KeyTable] = {}
 
     @classmethod
-    def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
-        with paused_gc(freeze=True):
-            return cls._load(con, generation)
+    def load(cls, con: duckdb.DuckDBPyConnection, generation: int, *,
+             product: tuple[str, str] | None = None) -> MatchIndex:
+        """The whole index, or with ``product`` (vendor, product) only that product's key
+        (its product and CPE statements: what a query about it reads, and no more)."""
+        with paused_gc(freeze=product is None):
+            return cls._load(con, generation, product)
 
     @classmethod
-    def _load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> MatchIndex:
-        rows = con.sql(
-            """
+    def _load(cls, con: duckdb.DuckDBPyConnection, generation: int,
+              only_product: tuple[str, str] | None = None) -> MatchIndex:
+        only = ("WHERE match_kind <> 'package' AND vendor = ? AND product = ?"
+                if only_product is not None else "")
+        rows = con.execute(
+            f"""
             SELECT vuln_id, source, record_id, grp, match_kind, scheme, status,
                    default_status, start_v, start_inclusive, end_v, end_inclusive, exact,
                    fixed, condition, release, cpe, vendor, product, ecosystem, package
-            FROM affected
-            """
+            FROM affected {only}
+            """, list(only_product) if only_product is not None else []
         ).fetchall()
         grouped: dict[IndexKey, dict[str, dict[tuple[str, str, int], list[Statement]]]] = {}
         for row in rows:

@@ -73,8 +73,10 @@ def test_an_unchanged_ingest_keeps_the_stored_history(db: Pvdb,
 def test_a_stale_history_is_derived_again_not_trusted(db: Pvdb, tmp_path: Path) -> None:
     with db:
         good = db.history().fixes
-        # as after an ingest killed between its last batch and storing the history
+        # as after an ingest killed between its last batch and storing the history: the
+        # stored one is of an older generation, derived from other inputs
         db._con.execute("UPDATE meta SET value = '-1' WHERE key = 'history_generation'")
+        db._con.execute("UPDATE meta SET value = 'older' WHERE key = 'history_inputs'")
         db._con.execute("DELETE FROM line_fixes")
     with Pvdb.open(tmp_path / "pvdb.duckdb", read_only=True) as reader:
         assert reader.history().fixes == good  # derived in memory, nothing written
@@ -82,3 +84,25 @@ def test_a_stale_history_is_derived_again_not_trusted(db: Pvdb, tmp_path: Path) 
     with Pvdb.open(tmp_path / "pvdb.duckdb") as writer:
         assert writer.history().fixes == good
         assert _stored(writer) == (writer.generation, len(good))
+
+
+def test_an_ingest_that_changes_none_of_its_inputs_restamps_the_history(
+        db: Pvdb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most records of a feed are about other products: an EPSS update changes the
+    generation, not the history, which is then restamped, not derived again."""
+    with db:
+        before = _stored(db)
+        epss = tmp_path / "epss" / "epss.csv"
+        epss.parent.mkdir()
+        text = (SNAPSHOT / "epss.csv").read_text()
+        epss.write_text(text.replace("2026-08-22", "2026-08-23").replace("0.28058", "0.3"))
+
+        def refuse(*_: object) -> hist.History:
+            raise AssertionError("history derived although none of its inputs changed")
+
+        monkeypatch.setattr(hist, "derive", refuse)
+        assert db.ingest([str(epss.parent)]).changed > 0
+        assert _stored(db) == (db.generation, before[1]) and db.generation != before[0]
+        monkeypatch.undo()
+        # the restamped history is what deriving it again gives
+        assert db.history().fixes == hist.derive(db._con, db._match_index()).fixes

@@ -15,7 +15,9 @@ from engine.config import load_settings
 from engine.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from engine.decide import Image, Verdict
+    from engine.attest import AttestationResult
+    from engine.config import Settings
+    from engine.decide import Image, PatchedConfiguration, Verdict
 
 
 def _image(text: str | None) -> Image | None:
@@ -48,8 +50,9 @@ def decide(
     requested_image: Annotated[str | None, typer.Option(
         help="Exact host image the tenant requires, NAME@VERSION.")] = None,
     patched: Annotated[Path | None, typer.Option(
-        help="The host's patched configuration (JSON: state none|preparing|ready, image, "
-             "attested, attestation_status); default: none.")] = None,
+        help="Refused: a patched configuration is read from the image catalog "
+             "(VIGIL_IMAGES_DB), where only attested versions are ready, never from a "
+             "file.")] = None,
     log: LogOption = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not record the decision.")]
     = False,
@@ -62,7 +65,7 @@ def decide(
     what affects the attested image's components, evaluate the policy, log the decision.
     Exit code 1 unless the verdict is admit."""
     from engine.attest import load_verification_key, verify_result
-    from engine.decide import Decider, PatchedConfiguration, RequestFacts, VmShape
+    from engine.decide import Decider, RequestFacts, VmShape
     from engine.provision import decide_placement
     from engine.pvdb import Pvdb
 
@@ -78,13 +81,14 @@ def decide(
                                   "VIGIL_ATTEST_RESULT_VERIFICATION_KEY")
         attested = verify_result(read_file(result, "attestation result").strip(),
                                  load_verification_key(key.read_bytes()))
-    state = PatchedConfiguration(state="none")
     if patched is not None:
-        try:
-            state = PatchedConfiguration.model_validate_json(read_file(patched, "patched "
-                                                                    "configuration"))
-        except ValueError as exc:
-            raise UsageError(f"{patched}: not a patched configuration: {exc}") from None
+        # a file anyone can write would turn a reject into "patch": not verified, not used
+        raise UsageError(
+            f"--patched {patched}: a patched configuration given as a file is not verified",
+            tip="the host's patched configuration comes from the image catalog "
+                "(`vigil images list`): a version is ready only once attested on a staging "
+                "host")
+    state = _patched_from_catalog(cfg, attested)
     request = RequestFacts(tenant=tenant, vm=VmShape(name=vm, vcpus=vcpus,
                                                      memory_mib=memory_mib),
                            requested_patch_level=requested_patch_level,
@@ -115,3 +119,17 @@ def print_verdict(verdict: Verdict, *, as_json: bool) -> None:
     for obligation in verdict.obligations:
         output.stdout().print(f"  obligation: {obligation.model_dump_json(exclude_none=True)}",
                             markup=False, highlight=False, soft_wrap=True)
+
+
+def _patched_from_catalog(cfg: Settings, attested: AttestationResult | None
+                          ) -> PatchedConfiguration:
+    """The patched configuration of the attested image, from the image catalog (none when
+    there is no catalog, no attested image, or no patched version of it)."""
+    from engine.decide import PatchedConfiguration
+
+    if attested is None or attested.image is None or not cfg.images_db.exists():
+        return PatchedConfiguration(state="none")
+    from engine.images import Catalog, patched_configuration
+
+    with Catalog(cfg.images_db, read_only=True) as catalog:
+        return patched_configuration(catalog, attested.image)

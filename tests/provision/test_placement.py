@@ -19,6 +19,7 @@ from engine.attest import (
 )
 from engine.cli.main import app
 from engine.decide.decision_log import DecisionLog
+from engine.images import Catalog
 from engine.model import ImageRef
 from engine.pvdb import Component, Pvdb
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
@@ -95,17 +96,36 @@ def test_the_attested_components_are_asked_about_and_the_decision_logged(world: 
     assert record.input["vulnerabilities"][0]["id"] == "CVE-2099-0001"
 
 
-def test_a_ready_patched_configuration_turns_it_into_patch(world: Path) -> None:
-    patched = world / "patched.json"
-    patched.write_text(json.dumps({"state": "ready", "image": {"name": "hv-base",
-                                                               "version": "2026.06.1"},
-                                   "attested": True, "attestation_status": "affirming"}))
-    code, output = _decide(world, "--result", str(_result(world)), "--patched", str(patched),
-                           "--no-log")
+def _catalog(world: Path, child_status: str) -> None:
+    """The image catalog holding the attested image and a patched version of it."""
+    with Catalog(world / "images.duckdb") as catalog:
+        catalog.create("hv-base", "2026.05.1", components=[KERNEL], actor="test",
+                       manifest="signed-manifest", status="approved")
+        catalog.create("hv-base", "2026.06.1", components=[KERNEL], actor="test",
+                       parent_version="2026.05.1", manifest="signed-manifest",
+                       status=child_status)  # type: ignore[arg-type]
+
+
+def test_a_ready_patched_configuration_turns_it_into_patch(
+        world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_IMAGES_DB", str(world / "images.duckdb"))
+    _catalog(world, "approved")
+    code, output = _decide(world, "--result", str(_result(world)), "--no-log")
     assert code == 1
     assert output.startswith("PATCH")
     assert "[patched_configuration_ready] CVE-2099-0001 (CVSS 7.8) in linux_kernel 6.6.30" \
         in output
+
+
+def test_a_patched_version_still_building_is_not_ready(
+        world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_IMAGES_DB", str(world / "images.duckdb"))
+    _catalog(world, "building")
+    code, output = _decide(world, "--result", str(_result(world)), "--no-log")
+    # as with no patched configuration at all: tolerated and warned, not "patch"
+    assert (code, output.split()[0]) == (0, "ADMIT")
+    assert "patched_configuration_ready" not in output
+    assert "[no_fix_within_window] CVE-2099-0001" in output
 
 
 def test_a_contraindicated_host_is_rejected_naming_the_step(world: Path) -> None:
@@ -134,12 +154,15 @@ def test_a_result_that_does_not_verify_is_refused(world: Path) -> None:
     assert "signature" in str(out.exception).lower()
 
 
-def test_a_malformed_patched_configuration_is_refused_naming_the_field(world: Path) -> None:
+def test_a_patched_configuration_file_is_refused_as_unverified(world: Path) -> None:
+    """A self-made JSON once turned a KEV reject into "patch": nothing was attested."""
     patched = world / "patched.json"
-    patched.write_text(json.dumps({"state": "almost", "image": None}))
+    patched.write_text(json.dumps({"state": "ready", "image": {"name": "hv-base",
+                                                               "version": "2026.06.1"},
+                                   "attested": True, "attestation_status": "affirming"}))
     out = CliRunner().invoke(app, ["decide", "--key", str(world / "verifier.pub.pem"),
                                    "--result", str(_result(world)), "--patched", str(patched),
                                    "--no-log"])
     assert out.exit_code != 0
     message = str(out.exception)
-    assert "patched.json" in message and "state" in message
+    assert "patched.json" in message and "not verified" in message

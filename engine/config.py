@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from engine.errors import ConfigError
 
@@ -34,6 +39,20 @@ class Settings(BaseSettings):
     """Vigil's settings. Every field can be set as ``VIGIL_<FIELD>`` or in the TOML file."""
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="forbid", frozen=True)
+
+    @field_validator("images_signing_key", "bundle_verification_key", "attest_result_key",
+                     "attest_result_verification_key", "report_signing_key",
+                     "report_verification_key", "attest_reference_keys", mode="before")
+    @classmethod
+    def _a_path_not_key_text(cls, value: Any) -> Any:
+        """Key settings name files. Key text pasted in their place is refused without
+        being repeated anywhere (a private key must not reach a terminal or a log)."""
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            text = str(item) if item is not None else ""
+            if "-----BEGIN" in text or "\n" in text:
+                raise ValueError("this looks like key material, not the path of a key file "
+                                 "(the value is not shown); give the file's path")
+        return value
 
     db: Path = Field(default_factory=_default_db)
     """Path of the PVDB DuckDB file."""
@@ -245,6 +264,14 @@ def load_settings(**overrides: Any) -> Settings:
     """Load the settings; raise :class:`ConfigError` naming the bad field."""
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        # a value that is not JSON where the setting takes a list or a table
+        # (VIGIL_FEED_URLS='not json'); the message names the field, never the value
+        raise ConfigError(
+            f"invalid configuration: {exc}",
+            tip="settings that take a list or a table are JSON in the environment, e.g. "
+                "VIGIL_FEED_URLS='{\"kev\": \"https://…\"}' or VIGIL_POLICY_ROOTS='[\"vigil\"]'",
+        ) from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -125,7 +125,8 @@ def _read_pem(source: Path | bytes, what: str) -> bytes:
     try:
         return source.read_bytes()
     except OSError as exc:
-        raise KeyLoadError(f"cannot read the {what} {source}: {exc.strerror or exc}") from exc
+        raise KeyLoadError(f"cannot read the {what} {shown(source)}: "
+                           f"{exc.strerror or 'unreadable'}") from None
 
 
 def load_signing_key(source: Path | bytes) -> SigningKey:
@@ -201,6 +202,15 @@ def verify_compact(token: str | bytes, keys: Sequence[VerificationKey], typ: str
 # -- OPA bundle signatures -----------------------------------------------------------------
 
 
+def shown(path: Path | str) -> str:
+    """A key file's name for a message, or a placeholder when what was given is key text
+    (pasted where a path belongs): key material is never repeated."""
+    text = str(path)
+    if "-----BEGIN" in text or "\n" in text or len(text) > 1024:
+        return "(key text given where a file path belongs; not shown)"
+    return text
+
+
 def load_rs256_es256_key(path: Path, *, private: bool
                          ) -> tuple[jwk.RSAKey | jwk.ECKey, str]:
     """Read an RSA or EC P-256 key (PEM, as ``joserfc`` imports it); return it and the
@@ -208,18 +218,21 @@ def load_rs256_es256_key(path: Path, *, private: bool
     try:
         pem = path.read_bytes()
     except OSError as exc:
-        raise KeyLoadError(f"cannot read key {path}: {exc}") from exc
+        raise KeyLoadError(f"cannot read key {shown(path)}: {exc.strerror or 'unreadable'}"
+                           ) from None
     for cls, alg in ((jwk.RSAKey, "RS256"), (jwk.ECKey, "ES256")):
         try:
             key = cls.import_key(pem)
         except (JoseError, ValueError, TypeError):
             continue
         if isinstance(key, jwk.ECKey) and key.curve_name != "P-256":
-            raise KeyLoadError(f"key {path} is on curve {key.curve_name}; ES256 needs P-256")
+            raise KeyLoadError(f"key {shown(path)} is on curve {key.curve_name}; ES256 needs "
+                               "P-256")
         if private and not key.is_private:
-            raise KeyLoadError(f"key {path} is a public key; signing needs the private key")
+            raise KeyLoadError(f"key {shown(path)} is a public key; signing needs the private "
+                               "key")
         return key, alg
     raise KeyLoadError(
-        f"key {path} is neither an RSA nor an EC key in PEM form",
+        f"key {shown(path)} is neither an RSA nor an EC key in PEM form",
         tip="generate one with `openssl genpkey -algorithm RSA -out key.pem` or "
             "`openssl ecparam -name prime256v1 -genkey -noout -out key.pem`")

@@ -65,3 +65,26 @@ def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_CONFIG", "/nonexistent/vigil.toml")
     with pytest.raises(ConfigError, match=re.escape("/nonexistent/vigil.toml")):
         load_settings()
+
+
+def test_a_setting_that_is_not_json_is_a_configuration_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_FEED_URLS", "not json")
+    with pytest.raises(ConfigError, match="feed_urls") as caught:
+        load_settings()
+    assert caught.value.exit_code == 3
+
+
+def test_key_text_in_a_key_setting_is_refused_and_never_repeated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-secret-body\n"
+              "-----END PRIVATE KEY-----\n")
+    for name in ("VIGIL_BUNDLE_VERIFICATION_KEY", "VIGIL_ATTEST_RESULT_KEY",
+                 "VIGIL_REPORT_SIGNING_KEY"):
+        monkeypatch.setenv(name, secret)
+        with pytest.raises(ConfigError) as caught:
+            load_settings()
+        text = f"{caught.value.summary} {caught.value.tip}"
+        assert name.removeprefix("VIGIL_").lower() in text
+        assert "secret-body" not in text and "BEGIN" not in text
+        monkeypatch.delenv(name)

@@ -87,3 +87,15 @@ def test_bundle_keys_that_cannot_be_used_are_named(tmp_path: Path) -> None:
     assert caught.value.tip and "openssl" in caught.value.tip
     with pytest.raises(KeyLoadError, match="cannot read key"):
         load_rs256_es256_key(tmp_path / "missing.pem", private=False)
+
+
+def test_key_text_given_as_a_path_is_never_repeated(tmp_path: Path) -> None:
+    from engine.keys import KeyLoadError, load_rs256_es256_key, load_signing_key
+
+    pasted = Path("-----BEGIN PRIVATE KEY-----\nMIIEsecretbody\n-----END PRIVATE KEY-----")
+    for load in (lambda: load_signing_key(pasted),
+                 lambda: load_rs256_es256_key(pasted, private=True)):
+        with pytest.raises(KeyLoadError) as caught:
+            load()
+        assert "secretbody" not in caught.value.summary
+        assert "not shown" in caught.value.summary

@@ -295,6 +295,10 @@ def sign_result(result: AttestationResult, key: SigningKey) -> str:
     return sign_compact(payload, key, RESULT_TYP)
 
 
+CLOCK_SKEW = dt.timedelta(seconds=60)
+"""How far in the future a result's ``iat`` may be (clocks of verifier and decider)."""
+
+
 def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
                   *, max_age: dt.timedelta | None = None,
                   now: dt.datetime | None = None) -> AttestationResult:
@@ -302,7 +306,8 @@ def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
     :class:`VerificationKey` or PEM bytes) and read it.
 
     Fails with :class:`ResultError` when the signature does not verify, the claims are
-    not a Vigil EAR, or (with ``max_age``) the result is older than that.
+    not a Vigil EAR, the result is issued more than :data:`CLOCK_SKEW` in the future, or
+    (with ``max_age``) it is older than that.
     """
     key = public_key if isinstance(public_key, VerificationKey) else \
         load_verification_key(public_key)
@@ -317,8 +322,13 @@ def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
     if not isinstance(claims, dict):
         raise ResultError("the signed payload is not a JSON object")
     result = AttestationResult.from_claims(claims)
+    age = (now or dt.datetime.now(dt.UTC)) - result.issued_at
+    if age < -CLOCK_SKEW:
+        # a result "from the future" would stay fresh for as long as its issuer chose
+        raise ResultError(f"the result claims to be issued {-age} from now, beyond the "
+                          f"{CLOCK_SKEW.total_seconds():.0f} s clock skew allowed",
+                          tip="Check the verifier's clock, then appraise the host again.")
     if max_age is not None:
-        age = (now or dt.datetime.now(dt.UTC)) - result.issued_at
         if age > max_age:
             raise ResultError(f"the result was issued {age} ago, more than {max_age}",
                               tip="Appraise the host again.")

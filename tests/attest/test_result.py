@@ -98,6 +98,18 @@ def test_max_age_refuses_old_results() -> None:
     assert verify_result(token, public, max_age=dt.timedelta(hours=3), now=later)
 
 
+def test_a_result_from_the_future_is_refused_beyond_the_clock_skew() -> None:
+    """Signed by the verifier's own key with ``iat`` ahead: it would stay fresh for as
+    long as its issuer chose."""
+    signer, public = key_pair()
+    token = sign_result(affirming(), signer)
+    with pytest.raises(ResultError, match="from now, beyond the 60 s clock skew"):
+        verify_result(token, public, now=ISSUED - dt.timedelta(days=365))
+    with pytest.raises(ResultError, match="clock skew"):
+        verify_result(token, public, now=ISSUED - dt.timedelta(seconds=61))
+    assert verify_result(token, public, now=ISSUED - dt.timedelta(seconds=59))
+
+
 def test_any_failure_makes_the_result_contraindicated_and_drops_the_image() -> None:
     result = AttestationResult.build(
         host_id="hv-042", verifier=VerifierId(developer="vigil"),

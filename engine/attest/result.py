@@ -328,8 +328,7 @@ def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
         raise ResultError(f"the result claims to be issued {-age} from now, beyond the "
                           f"{CLOCK_SKEW.total_seconds():.0f} s clock skew allowed",
                           tip="Check the verifier's clock, then appraise the host again.")
-    if max_age is not None:
-        if age > max_age:
-            raise ResultError(f"the result was issued {age} ago, more than {max_age}",
-                              tip="Appraise the host again.")
+    if max_age is not None and age > max_age:
+        raise ResultError(f"the result was issued {age} ago, more than {max_age}",
+                          tip="Appraise the host again.")
     return result

@@ -10,7 +10,7 @@ Exit codes (documented in the README):
 ====  ============================================================
 0     success
 1     a finding the caller asked to fail on (reserved for checks)
-2     usage error (bad option or argument)
+2     usage error (bad option, argument or input document)
 3     configuration error
 4     input error: a feed, file, URL or document could not be read
 5     database error (schema, migration, lock)
@@ -20,6 +20,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+EXIT_CHECK = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_INPUT = 4

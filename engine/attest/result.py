@@ -62,6 +62,7 @@ from engine import __version__
 from engine.attest.errors import AttestError
 from engine.attest.evidence import Inventory
 from engine.attest.signing_keys import load_verification_key
+from engine.errors import EXIT_CHECK
 from engine.keys import SignatureError, SigningKey, VerificationKey, sign_compact, verify_compact
 from engine.model import B64, Component, ImageRef
 
@@ -299,6 +300,12 @@ CLOCK_SKEW = dt.timedelta(seconds=60)
 """How far in the future a result's ``iat`` may be (clocks of verifier and decider)."""
 
 
+class ResultSignatureError(ResultError):
+    """The result's signature does not verify: a check that did not pass (exit 1)."""
+
+    exit_code = EXIT_CHECK
+
+
 def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
                   *, max_age: dt.timedelta | None = None,
                   now: dt.datetime | None = None) -> AttestationResult:
@@ -314,7 +321,7 @@ def verify_result(token: str | bytes, public_key: VerificationKey | bytes,
     try:
         payload = verify_compact(token, [key], RESULT_TYP, "attestation result")
     except SignatureError as exc:
-        raise ResultError(exc.reason, tip=exc.tip) from None
+        raise ResultSignatureError(exc.reason, tip=exc.tip) from None
     try:
         claims = json.loads(payload)
     except (ValueError, UnicodeDecodeError):

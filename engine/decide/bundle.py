@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.decide import signing
-from engine.decide.errors import BundleError, BundleVerificationError, PolicyError
+from engine.decide.errors import (
+    BundleError,
+    BundleVerificationError,
+    PolicyError,
+    PolicyNotFoundError,
+)
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -170,7 +175,7 @@ def load_directory(folder: Path, roots: Sequence[str] | None = None, *,
     if not folder.is_dir():
         if folder.is_file() and folder.suffix == ".rego":
             return _single_file(folder, include_tests)
-        raise PolicyError(f"policy folder {folder} does not exist")
+        raise PolicyNotFoundError(f"policy folder {folder} does not exist")
     if roots is None:
         roots = sorted(p.name for p in folder.iterdir()
                        if p.is_dir() and not p.name.startswith("."))

@@ -8,7 +8,7 @@ seam, :mod:`engine.decide.evaluators`.
 
 from __future__ import annotations
 
-from engine.errors import EXIT_DATABASE, EXIT_INPUT, VigilError
+from engine.errors import EXIT_DATABASE, EXIT_INPUT, EXIT_NOT_FOUND, EXIT_USAGE, VigilError
 
 
 class DecideError(VigilError):
@@ -23,6 +23,8 @@ class InputDocumentError(DecideError):
     ``problems`` holds one ``(field, message)`` pair per violation, the field written as
     a JSON path such as ``$.host.attestation.status``.
     """
+
+    exit_code = EXIT_USAGE  # the caller's document is wrong, as a bad argument is
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         shown = "; ".join(f"{field}: {message}" for field, message in problems[:5])
@@ -49,6 +51,12 @@ class PolicyError(DecideError):
                          tip=tip or "fix the policy and run `vigil policy test` again")
         self.file = file
         self.line = line
+
+
+class PolicyNotFoundError(PolicyError):
+    """The policy folder or file named does not exist."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 class BundleError(DecideError):

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     http_cache: Path = Field(default_factory=_default_cache)
     """Folder where HTTP validators (ETag, Last-Modified) and bodies of synced feeds are kept."""
 
-    http_timeout: float = 60.0
+    http_timeout: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
     """Seconds before an HTTP feed download is abandoned."""
 
     offline: bool = False
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     """Base URL of an OPA server (``http://127.0.0.1:8181``); when set, decisions are
     evaluated there instead of in-process."""
 
-    decision_timeout: float = Field(default=1.0, gt=0)
+    decision_timeout: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
     """Seconds an evaluation may take before the decision is a reject (fail closed)."""
 
     decision_log: Path = Field(default_factory=_default_decision_log)
@@ -208,11 +208,11 @@ class Settings(BaseSettings):
     that the service (``vigil serve``) places on; each is verified with
     ``attest_result_verification_key`` before it is used."""
 
-    attest_result_ttl: float = Field(default=900.0, gt=0)
+    attest_result_ttl: float = Field(default=900.0, gt=0, allow_inf_nan=False)
     """Seconds a verified attestation result is used for placements after it was issued;
     an older one counts as missing (the placement is rejected, naming why)."""
 
-    admission_timeout: float = Field(default=5.0, gt=0)
+    admission_timeout: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
     """Seconds the service gives one placement decision for a Kubernetes admission
     review (the API server's webhook timeout is 10 s); past it the answer is a reject."""
 

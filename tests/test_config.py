@@ -88,3 +88,12 @@ def test_key_text_in_a_key_setting_is_refused_and_never_repeated(
         assert name.removeprefix("VIGIL_").lower() in text
         assert "secret-body" not in text and "BEGIN" not in text
         monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0", "1e9"])
+def test_a_timeout_must_be_a_finite_positive_number(monkeypatch: pytest.MonkeyPatch,
+                                                    value: str) -> None:
+    """VIGIL_DECISION_TIMEOUT=inf once reached select() and raised OverflowError."""
+    monkeypatch.setenv("VIGIL_DECISION_TIMEOUT", value)
+    with pytest.raises(ConfigError, match="decision_timeout"):
+        load_settings()

@@ -148,28 +148,34 @@ def load_manifest(token: str | bytes, keys: Sequence[VerificationKey]) -> Refere
 
 
 def load_manifest_folder(folder: Path, keys: Sequence[VerificationKey]
-                         ) -> list[ReferenceManifest]:
-    """Every ``*.jws`` in ``folder``; one bad signature fails the whole folder."""
+                         ) -> tuple[list[ReferenceManifest], list[tuple[str, str]]]:
+    """Every ``*.jws`` in ``folder`` whose signature verifies with a trusted key, and the
+    refused ones as (file name, reason): a manifest that does not verify (an unknown key,
+    a bad signature, unreadable, too large) is never matched, and it does not stop the
+    trusted ones from being used."""
     try:
         paths = sorted(folder.glob("*.jws"))
     except OSError as exc:
         raise ManifestError(f"cannot list {folder}: {exc.strerror or exc}") from exc
     if not folder.is_dir():
         raise ManifestError(f"{folder} is not a folder of reference manifests")
-    manifests = []
+    manifests: list[ReferenceManifest] = []
+    refused: list[tuple[str, str]] = []
     for path in paths:
         try:
             with path.open("rb") as stream:
                 data = stream.read(MAX_MANIFEST_BYTES + 1)
         except OSError as exc:
-            raise ManifestError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            refused.append((path.name, f"cannot be read: {exc.strerror or exc}"))
+            continue
         if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes")
+            refused.append((path.name, f"larger than {MAX_MANIFEST_BYTES} bytes"))
+            continue
         try:
             manifests.append(load_manifest(data, keys))
         except ManifestError as exc:
-            raise ManifestError(f"{path.name}: {exc.reason}", tip=exc.tip) from exc
-    return manifests
+            refused.append((path.name, exc.reason))
+    return manifests, refused
 
 
 # -- creating a manifest ---------------------------------------------------------------------

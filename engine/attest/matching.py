@@ -110,13 +110,18 @@ class MatchReport:
 class ReferenceSet:
     """The approved images' manifests, every signature verified."""
 
-    def __init__(self, manifests: Iterable[ReferenceManifest]) -> None:
+    def __init__(self, manifests: Iterable[ReferenceManifest],
+                 refused: Iterable[tuple[str, str]] = ()) -> None:
         self.manifests = tuple(sorted(manifests, key=lambda m: (m.image.name, m.image.version)))
+        self.refused = tuple(refused)
+        """Manifests of the folder that did not verify: (file name, reason), never matched."""
 
     @classmethod
     def load(cls, folder: Path, keys: Sequence[VerificationKey]) -> ReferenceSet:
-        """Every ``*.jws`` in ``folder``; one bad signature fails the whole set."""
-        return cls(load_manifest_folder(folder, keys))
+        """The ``*.jws`` in ``folder`` signed by a trusted key; the others are refused
+        (:attr:`refused`) and never matched."""
+        manifests, refused = load_manifest_folder(folder, keys)
+        return cls(manifests, refused)
 
     def match(self, quoted: Mapping[str, Mapping[int, bytes]], log: EventLog | None
               ) -> MatchReport:

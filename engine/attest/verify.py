@@ -236,9 +236,12 @@ class _Run:
             self.vector.update(executables=APPROVED_BOOT, configuration=AFFIRMING)
             return match
         if match.closest is None:
+            refused = verifier.references.refused
             self.failures.append(Failure(step=STEP_REFERENCE, reason=(
                 "no approved image manifest is configured, so no boot can be approved "
-                "(set VIGIL_ATTEST_REFERENCES and VIGIL_ATTEST_REFERENCE_KEYS)")))
+                "(set VIGIL_ATTEST_REFERENCES and VIGIL_ATTEST_REFERENCE_KEYS)" if not refused
+                else f"no trusted image manifest: {len(refused)} in the references folder "
+                     f"did not verify ({refused[0][0]}: {refused[0][1]})")))
             return match
         closest = match.closest
         differences = closest.differences

@@ -210,6 +210,9 @@ def verify(
     """Appraise EVIDENCE (steps 1-6) and print the result; exit 1 unless affirming."""
     document = Evidence.load(evidence)
     verifier = Verifier.from_settings(_common.settings())
+    for name, reason in verifier.references.refused:  # never matched; said, not silent
+        _output.stderr().print(f"warning: reference manifest {name} refused: {reason}",
+                               markup=False)
     try:
         appraisal = verifier.appraise(document)
     finally:

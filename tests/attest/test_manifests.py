@@ -73,14 +73,25 @@ def test_alg_none_and_a_foreign_typ_are_rejected() -> None:
         load_manifest(other, [verifier])
 
 
-def test_reference_set_loads_a_folder_and_one_bad_signature_fails_it(tmp_path: Path) -> None:
+def test_an_untrusted_manifest_is_refused_and_the_trusted_ones_keep_working(
+        tmp_path: Path) -> None:
+    """One manifest signed by an unknown key once made every verification fail."""
     signer, verifier = key_pair()
+    stranger, _ = key_pair()
     (tmp_path / "a.jws").write_text(sign_manifest(manifest(), signer))
     (tmp_path / "b.jws").write_text(sign_manifest(manifest(image=NEXT), signer))
     assert len(ReferenceSet.load(tmp_path, [verifier]).manifests) == 2
     (tmp_path / "c.jws").write_text("garbage")
-    with pytest.raises(ManifestError, match=r"c\.jws"):
-        ReferenceSet.load(tmp_path, [verifier])
+    (tmp_path / "d.jws").write_text(sign_manifest(manifest(image=NEXT), stranger))
+    loaded = ReferenceSet.load(tmp_path, [verifier])
+    assert [m.image for m in loaded.manifests] == [IMAGE, NEXT]
+    assert [name for name, _ in loaded.refused] == ["c.jws", "d.jws"]
+    assert "signature does not verify with any trusted key" in loaded.refused[1][1]
+    only_strangers = tmp_path / "strangers"
+    only_strangers.mkdir()
+    (only_strangers / "d.jws").write_text(sign_manifest(manifest(), stranger))
+    alone = ReferenceSet.load(only_strangers, [verifier])
+    assert alone.manifests == () and [n for n, _ in alone.refused] == ["d.jws"]
 
 
 def test_a_manifest_needs_pcrs_or_events() -> None:

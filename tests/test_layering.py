@@ -3,7 +3,8 @@ only through its package face, and no two modules import each other.
 
 The layers (docs/architecture.md draws them), bottom up::
 
-    foundation   engine.errors, engine.config, engine.gcpause, engine.keys, engine.model
+    foundation   engine.errors, engine.config, engine.gcpause, engine.keys,
+                 engine.migrations, engine.model
     1            engine.pvdb, engine.attest        (neither imports the other)
     2            engine.predict
     3            engine.decide
@@ -28,7 +29,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
 
-FOUNDATION = {"errors", "config", "gcpause", "keys", "model", "__version__"}
+FOUNDATION = {"errors", "config", "gcpause", "keys", "migrations", "model", "__version__"}
 LAYERS: dict[str, int] = {
     "pvdb": 1, "attest": 1,
     "predict": 2,

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from engine.fleet.errors import FleetDbError, FleetNotFound
 from engine.fleet.model import VM, AntiAffinityGroup, FleetSnapshot, Host, HostState
+from engine.migrations import migrate
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = {
@@ -115,20 +116,8 @@ class Fleet:
         self._con.close()
 
     def _migrate(self) -> None:
-        con = self._con
-        con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                    " applied_at TIMESTAMPTZ NOT NULL)")
-        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        current = int(row[0]) if row and row[0] is not None else 0
-        if current > SCHEMA_VERSION:
-            raise FleetDbError(f"the fleet inventory {self.path} has schema version {current},"
-                               f" newer than this Vigil ({SCHEMA_VERSION})",
-                               tip="upgrade Vigil, or point VIGIL_FLEET_DB at another file")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            self._transaction(lambda v=version: (
-                con.execute(_MIGRATIONS[v]),
-                con.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                            [v, dt.datetime.now(dt.UTC)])), "migrating")
+        migrate(self._con, _MIGRATIONS, name="the fleet inventory", path=self.path,
+                setting="VIGIL_FLEET_DB", error=FleetDbError)
 
     def _transaction(self, body: object, what: str) -> None:
         con = self._con

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.config import Settings
 from engine.images.errors import CatalogError, ImageNotFoundError, ImageStateError
+from engine.migrations import migrate, schema_version
 from engine.model import Component, ImageRef
 
 __all__ = [
@@ -215,15 +216,8 @@ class Catalog:
 
     # -- schema ---------------------------------------------------------------------------
 
-    def _current_version(self) -> int:
-        try:
-            row = self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        except duckdb.Error:
-            return 0  # a new file: no table yet
-        return int(row[0]) if row and row[0] is not None else 0
-
     def _check_version(self) -> None:
-        current = self._current_version()
+        current = schema_version(self._con)
         if current > SCHEMA_VERSION:
             raise CatalogError(f"the image catalog {self.path} has schema version {current}, "
                                f"newer than this Vigil ({SCHEMA_VERSION})",
@@ -233,19 +227,8 @@ class Catalog:
                                tip="run a command that writes it (vigil images import)")
 
     def _migrate(self) -> None:
-        try:
-            self._con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
-                              "PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
-        except duckdb.Error as exc:
-            raise CatalogError(f"cannot prepare the image catalog {self.path}: {exc}") from exc
-        current = self._current_version()
-        if current > SCHEMA_VERSION:
-            self._check_version()
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            with self._transaction(f"migrating the image catalog to version {version}"):
-                self._con.execute(_MIGRATIONS[version])
-                self._con.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                                  [version, self.now()])
+        migrate(self._con, _MIGRATIONS, name="the image catalog", path=self.path,
+                setting="VIGIL_IMAGES_DB", error=CatalogError)
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -29,6 +29,7 @@ from types import TracebackType
 import duckdb
 import orjson
 
+from engine.migrations import migrate
 from engine.predict.errors import QueueError
 
 SCHEMA_VERSION = 2
@@ -133,25 +134,8 @@ class Queue:
         self._con.close()
 
     def _migrate(self) -> None:
-        con = self._con
-        con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                    " applied_at TIMESTAMPTZ NOT NULL)")
-        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        current = int(row[0]) if row and row[0] is not None else 0
-        if current > SCHEMA_VERSION:
-            raise QueueError(f"the preparation queue {self.path} has schema version {current},"
-                             f" newer than this Vigil ({SCHEMA_VERSION})",
-                             tip="upgrade Vigil, or point VIGIL_PREDICT_DB at another file")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(_MIGRATIONS[version])
-                con.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                            [version, dt.datetime.now(dt.UTC)])
-                con.execute("COMMIT")
-            except duckdb.Error as exc:
-                con.execute("ROLLBACK")
-                raise QueueError(f"migrating the preparation queue failed: {exc}") from exc
+        migrate(self._con, _MIGRATIONS, name="the preparation queue", path=self.path,
+                setting="VIGIL_PREDICT_DB", error=QueueError)
 
     def upsert(self, *, image: str, vuln_id: str, component: str,
                components: Sequence[dict[str, object]], expected_patch: str,

@@ -9,7 +9,7 @@ from pathlib import Path
 import engine.images
 
 PART = Path(engine.images.__file__).resolve().parent
-FOUNDATION = {"engine.errors", "engine.config", "engine.keys", "engine.model",
+FOUNDATION = {"engine.errors", "engine.config", "engine.keys", "engine.migrations", "engine.model",
               "engine.gcpause"}
 FACES = {"engine.pvdb", "engine.attest", "engine.predict", "engine.decide"}
 

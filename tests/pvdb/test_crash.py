@@ -58,24 +58,39 @@ def test_kill_during_ingest_then_resume(tmp_path: Path) -> None:
     reference = tmp_path / "reference.duckdb"
     subprocess.run(_ingest_cmd(reference, corpus), env=env, check=True, capture_output=True)
 
-    victim = tmp_path / "victim.duckdb"
+    # Kill once the WAL has grown past a threshold. The WAL's size does not say whether a
+    # batch has committed yet (the schema migration writes to it too), so the kill is
+    # tried at growing thresholds until one lands between committed batches; every try is
+    # checked for consistency, whichever moment it hit.
+    stored = 0
+    for attempt, threshold in enumerate((64_000, 256_000, 1_000_000, 4_000_000)):
+        victim = tmp_path / f"victim-{attempt}.duckdb"
+        stored = _kill_and_check(_ingest_cmd(victim, corpus), env, victim, threshold)
+        if 0 < stored < RECORDS:
+            break
+    assert 0 < stored < RECORDS, f"kill should land mid-ingest, {stored} stored"
+
+    rerun = subprocess.run(_ingest_cmd(victim, corpus), env=env, capture_output=True)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert _snapshot(victim) == _snapshot(reference)
+
+
+def _kill_and_check(cmd: list[str], env: dict[str, str], victim: Path, threshold: int) -> int:
+    """Run the ingest, SIGKILL it once its WAL passes ``threshold`` bytes, check the file
+    is consistent, and return how many records it holds."""
     wal = victim.with_name(victim.name + ".wal")
-    proc = subprocess.Popen(_ingest_cmd(victim, corpus), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    # Wait for committed batches (the WAL grows past the schema migration), then kill.
     while time.monotonic() < deadline and proc.poll() is None:
-        if wal.exists() and wal.stat().st_size > 64_000:
+        if wal.exists() and wal.stat().st_size > threshold:
             break
         time.sleep(0.005)
     assert proc.poll() is None, "ingest finished before it could be killed: grow RECORDS"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-
     with Pvdb.open(victim) as db:
         con = db._con
-        stored = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
-        assert 0 < stored < RECORDS, f"kill should land mid-ingest, {stored} stored"
+        stored = int(con.execute("SELECT count(*) FROM records").fetchall()[0][0])
         # Consistent: every fact belongs to a stored record, and every stored record has
         # all of its facts (each test record yields exactly one vulnerability row).
         for table in FACT_TABLES:
@@ -84,7 +99,4 @@ def test_kill_during_ingest_then_resume(tmp_path: Path) -> None:
                 " USING (source, record_id)").fetchall()[0][0]
             assert orphans == 0, table
         assert con.execute("SELECT count(*) FROM vulnerabilities").fetchall()[0][0] == stored
-
-    rerun = subprocess.run(_ingest_cmd(victim, corpus), env=env, capture_output=True)
-    assert rerun.returncode == 0, rerun.stderr.decode()
-    assert _snapshot(victim) == _snapshot(reference)
+    return stored

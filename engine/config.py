@@ -219,6 +219,28 @@ class Settings(BaseSettings):
     service_max_body: int = Field(default=4 * 1024**2, ge=1024)
     """Bytes of the largest request body the service reads; a larger one gets 413."""
 
+    requests_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "requests.duckdb")
+    """DuckDB file of the service's provisioning requests: their states, approvals,
+    launches and scheduled re-checks (survives restarts)."""
+
+    tokens_db: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("vigil")) / "tokens.sqlite3")
+    """SQLite file of the service's API tokens (stored hashed, with their role and
+    tenant); ``vigil tokens create`` writes it while the service runs."""
+
+    request_approval_ttl: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
+    """Seconds a provisioning request awaits its approval; it expires after."""
+
+    attest_source: Literal["cached", "agent", "cached-then-agent"] = "cached-then-agent"
+    """Where the provisioning flow gets a host's fresh attestation result: the cached
+    verified result younger than ``attest_result_ttl``, a challenge to the host's agent
+    with a new nonce, or the first when there is one and the second otherwise."""
+
+    attest_agent_timeout: float = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
+    """Seconds a host's agent has to answer a challenge; past it the host counts as not
+    attested (the request is rejected naming the step), never a hang."""
+
     @classmethod
     def settings_customise_sources(
         cls,

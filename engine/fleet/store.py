@@ -18,7 +18,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from engine.fleet.errors import FleetDbError, FleetNotFound
+from engine.fleet.errors import FleetDbError, FleetError, FleetNotFound
 from engine.fleet.model import VM, AntiAffinityGroup, FleetSnapshot, Host, HostState
 from engine.migrations import migrate
 
@@ -207,6 +207,41 @@ class Fleet:
                 con.executemany("UPDATE vms SET host_id = ? WHERE vm_id = ?", vm_rows)
 
         self._transaction(body, "updating")
+
+    def place_vm(self, vm: VM, *, image_version: str | None = None) -> bool:
+        """Record a newly launched VM on its host, in one transaction: the host must be in
+        the inventory, in service, on ``image_version`` when given, with room for it.
+        Returns False (and changes nothing) when a VM with the same id is already there,
+        so that launching the same VM twice places it once."""
+        con = self._con
+        placed = [False]
+
+        def body() -> None:
+            if con.execute("SELECT 1 FROM vms WHERE vm_id = ?", [vm.id]).fetchone():
+                return
+            row = con.execute("SELECT state, image_version, vcpus, memory_mib FROM hosts "
+                              "WHERE host_id = ?", [vm.host]).fetchone()
+            if row is None:
+                raise FleetNotFound(f"host {vm.host} is not in the fleet inventory")
+            if str(row[0]) != HostState.IN_SERVICE.value:
+                raise FleetError(f"host {vm.host} is {row[0]}, not in service")
+            if image_version is not None and str(row[1]) != image_version:
+                raise FleetError(f"host {vm.host} runs image version {row[1]}, not "
+                                 f"{image_version}")
+            used = con.execute("SELECT coalesce(sum(vcpus), 0), coalesce(sum(memory_mib), 0)"
+                               " FROM vms WHERE host_id = ?", [vm.host]).fetchone()
+            assert used is not None
+            if (int(used[0]) + vm.vcpus > int(row[2])
+                    or int(used[1]) + vm.memory_mib > int(row[3])):
+                raise FleetError(f"host {vm.host} has no room left for {vm.vcpus} vCPUs and "
+                                 f"{vm.memory_mib} MiB")
+            con.execute("INSERT INTO vms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [vm.id, vm.tenant, vm.shape, vm.host, vm.vcpus, vm.memory_mib,
+                         vm.live_migratable, vm.dirty_rate_mibps, _json(vm.labels)])
+            placed[0] = True
+
+        self._transaction(body, "placing a VM in")
+        return placed[0]
 
     # -- reading -----------------------------------------------------------------------
 

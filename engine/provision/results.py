@@ -5,7 +5,8 @@ The verifier (``vigil attest verify --out``) writes each host's latest result as
 ``<host id>.jwt`` into the folder named by the ``attest_results`` setting; a result put
 in process (:meth:`ResultCache.put`, after a fresh verification) counts too. A result is
 used only after its signature verifies with the verifier's public key, and only while
-younger than ``attest_result_ttl`` seconds.
+younger than ``attest_result_ttl`` seconds. Each result is kept with the EAR (compact
+JWT) it was read from, which the tenant's report carries.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+Entry = tuple[AttestationResult, str | None]
+"""A verified result and the EAR it was read from (None when it was built in process)."""
+
+
 class ResultCache:
     """Per host, the latest verified attestation result, or why there is none."""
 
@@ -37,19 +42,24 @@ class ResultCache:
         self.ttl = dt.timedelta(seconds=ttl)
         self.clock = clock
         self._lock = threading.Lock()
-        self._files: dict[str, tuple[tuple[int, int], AttestationResult | None, str | None]] = {}
-        self._put: dict[str, AttestationResult] = {}
+        self._files: dict[str, tuple[tuple[int, int], Entry | None, str | None]] = {}
+        self._put: dict[str, Entry] = {}
 
-    def put(self, result: AttestationResult) -> None:
-        """Keep a result verified in this process (it counts until it is older than the
-        TTL, or a newer file replaces it)."""
+    def put(self, result: AttestationResult, token: str | None = None) -> None:
+        """Keep a result verified in this process, with its EAR (it counts until it is
+        older than the TTL, or a newer file replaces it)."""
         with self._lock:
-            self._put[result.host_id] = result
+            self._put[result.host_id] = (result, token)
 
     def get(self, host_id: str) -> tuple[AttestationResult | None, str]:
         """The host's result when there is a fresh verified one, and otherwise None and
         why not (the second value is empty with a result)."""
-        candidates: list[AttestationResult] = []
+        entry, why = self.entry(host_id)
+        return (entry[0] if entry is not None else None), why
+
+    def entry(self, host_id: str) -> tuple[Entry | None, str]:
+        """Like :meth:`get`, with the EAR the result was read from."""
+        candidates: list[Entry] = []
         why = "no attestation result is cached for it"
         with self._lock:
             kept = self._put.get(host_id)
@@ -62,16 +72,16 @@ class ResultCache:
             why = problem
         if not candidates:
             return None, why
-        newest = max(candidates, key=lambda r: r.issued_at)
-        if newest.host_id != host_id:
-            return None, f"its cached result is for host {newest.host_id!r}"
-        age = self.clock() - newest.issued_at
+        newest = max(candidates, key=lambda e: e[0].issued_at)
+        if newest[0].host_id != host_id:
+            return None, f"its cached result is for host {newest[0].host_id!r}"
+        age = self.clock() - newest[0].issued_at
         if age > self.ttl:
             return None, (f"its attestation result is {int(age.total_seconds())} s old, "
                           f"over the {int(self.ttl.total_seconds())} s limit")
         return newest, ""
 
-    def _from_file(self, host_id: str) -> tuple[AttestationResult | None, str]:
+    def _from_file(self, host_id: str) -> tuple[Entry | None, str]:
         if self.folder is None or not _HOST_ID.match(host_id):
             return None, ""
         path = self.folder / f"{host_id}.jwt"
@@ -86,17 +96,18 @@ class ResultCache:
             known = self._files.get(host_id)
         if known is not None and known[0] == stamp:
             return known[1], known[2] or ""
-        result: AttestationResult | None = None
+        entry: Entry | None = None
         problem: str | None = None
         if self.key is None:
             problem = ("no key to verify its attestation result (set "
                        "VIGIL_ATTEST_RESULT_VERIFICATION_KEY)")
         else:
             try:
-                result = verify_result(path.read_bytes().strip(), self.key)
-            except (VigilError, OSError) as exc:
+                token = path.read_bytes().strip()
+                entry = (verify_result(token, self.key), token.decode("ascii"))
+            except (VigilError, OSError, UnicodeDecodeError) as exc:
                 reason = exc.summary if isinstance(exc, VigilError) else str(exc)
                 problem = f"its attestation result does not verify: {reason}"
         with self._lock:
-            self._files[host_id] = (stamp, result, problem)
-        return result, problem or ""
+            self._files[host_id] = (stamp, entry, problem)
+        return entry, problem or ""

@@ -1,0 +1,117 @@
+"""The PVDB and the policy, held open for many placements.
+
+:class:`Deciding` opens the PVDB read-only and loads the policy once (again on the next
+call while either fails), keeps one decision log writer (the service's, so that one
+writer keeps the hash chain) and a second, quiet decider on the same evaluator for dry
+runs, and decides one placement at a time (:func:`decide_placement`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from engine.config import Settings
+from engine.decide import Decider, DecisionLog, PatchedConfiguration, RequestFacts
+from engine.errors import VigilError
+from engine.provision.placement import Placement, decide_placement
+from engine.pvdb import Pvdb
+
+if TYPE_CHECKING:
+    from engine.attest import AttestationResult
+
+T = TypeVar("T")
+
+
+class NotReady(VigilError):
+    """The PVDB or the policy is not there (yet)."""
+
+
+class Deciding:
+    """The PVDB (read-only) and the policy's deciders."""
+
+    def __init__(self, settings: Settings, *, decision_log: DecisionLog | None = None
+                 ) -> None:
+        self.settings = settings
+        self._given_log = decision_log
+        self._log: DecisionLog | None = None
+        self._lock = threading.Lock()
+        self._pvdb: Pvdb | None = None
+        self._decider: Decider | None = None
+        self._quiet: Decider | None = None
+
+    def open(self) -> list[str]:
+        """Open the PVDB and load the policy; the problems, empty when both are there."""
+        with self._lock:
+            problems: list[str] = []
+            if self._pvdb is None:
+                if not self.settings.db.is_file():
+                    problems.append(f"no PVDB at {self.settings.db} (build it with "
+                                    "`vigil feeds ingest`)")
+                else:
+                    try:
+                        self._pvdb = Pvdb.open(self.settings.db, read_only=True,
+                                               settings=self.settings)
+                    except VigilError as exc:
+                        problems.append(f"the PVDB does not open read-only: {exc.summary}")
+                    except Exception as exc:  # duckdb's own errors (locked, corrupt)
+                        problems.append(f"the PVDB does not open read-only: {exc}")
+            if self._decider is None:
+                try:
+                    quiet = Decider.from_settings(self.settings, log=False)
+                    try:
+                        log = self._given_log or DecisionLog(self.settings.decision_log)
+                        self._decider = Decider(quiet.evaluator, log)
+                    except BaseException:
+                        quiet.close()
+                        raise
+                    self._quiet = quiet
+                    self._log = log if self._given_log is None else None
+                except VigilError as exc:
+                    problems.append(f"the policy does not load: {exc.summary}")
+                except Exception as exc:  # the decision log's file
+                    problems.append(f"the policy or the decision log does not load: {exc}")
+            return problems
+
+    def readiness(self) -> list[str]:
+        if self._pvdb is None or self._decider is None:
+            return self.open()
+        return []
+
+    def using(self, body: Callable[[Pvdb], T]) -> T:
+        """``body(pvdb)``, one at a time with the decisions."""
+        problems = self.readiness()
+        if problems:
+            raise NotReady(f"the PVDB cannot be read now: {problems[0]}")
+        with self._lock:
+            if self._pvdb is None:
+                raise NotReady("Vigil is shutting down; try again")
+            return body(self._pvdb)
+
+    def decide(self, request: RequestFacts, result: AttestationResult | None, *,
+               host_id: str, patched: PatchedConfiguration, now: dt.datetime,
+               record: bool = True) -> Placement:
+        problems = self.readiness()
+        if problems:
+            raise NotReady(f"Vigil cannot decide placements now: {problems[0]}")
+        with self._lock:
+            decider = self._decider if record else self._quiet
+            pvdb = self._pvdb
+            if decider is None or pvdb is None:
+                raise NotReady("Vigil is shutting down; try again")
+            return decide_placement(decider, pvdb, request, result, host_id=host_id,
+                                    patched=patched, now=now)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._quiet is not None:
+                self._quiet.close()  # the evaluator both deciders share
+            if self._log is not None:
+                self._log.close()
+            self._log = None
+            if self._pvdb is not None:
+                self._pvdb.close()
+            self._decider = self._quiet = None
+            self._pvdb = None

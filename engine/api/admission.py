@@ -4,7 +4,8 @@ The API server sends an ``AdmissionReview`` whose ``request`` carries the object
 created; the answer is the same kind with ``response``: the request's ``uid``,
 ``allowed``, a ``status`` (code 403 and a message a person can act on) when not allowed,
 ``warnings``, and for a ``patch`` verdict a base64 ``JSONPatch`` adding node affinity to
-the hosts on the patched image.
+the hosts on the patched image; for an ``admit`` one keeping the VM on the attested hosts
+the gate names (node label ``kubernetes.io/hostname``) and their image version.
 
 Handled: ``VirtualMachineInstance`` CREATE (the VM being started) and
 ``VirtualMachineInstanceMigration`` CREATE (a live migration: its target is gated the
@@ -39,6 +40,8 @@ from engine.decide import Image, VmShape
 IMAGE_LABEL = "vigil.io/image-version"
 """The node label carrying the host image version a node runs (set by whoever manages the
 nodes, e.g. the image pipeline or the fleet's rollout)."""
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+"""The node label naming the node: a fleet host's id is its Kubernetes node name."""
 REQUESTED_IMAGE = "vigil.io/requested-image"
 REQUESTED_PATCH_LEVEL = "vigil.io/requested-patch-level"
 KUBEVIRT_GROUP = "kubevirt.io"
@@ -267,18 +270,22 @@ def warnings_of(items: list[str]) -> list[str] | None:
     return out
 
 
-def node_affinity_patch(obj: dict[str, Any], version: str) -> list[dict[str, Any]]:
-    """JSON Patch operations that add a required node affinity to nodes labelled
-    ``vigil.io/image-version: <version>``, kept with every constraint already there: the
-    expression is added to each existing node selector term (terms are ORed, expressions
-    within one ANDed), so no term can place the VM elsewhere."""
-    expr = {"key": IMAGE_LABEL, "operator": "In", "values": [version]}
+def node_affinity_patch(obj: dict[str, Any], version: str | None = None, *,
+                        exprs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """JSON Patch operations that add a required node affinity: to nodes labelled
+    ``vigil.io/image-version: <version>`` (and/or the node selector expressions
+    ``exprs``), kept with every constraint already there: the expressions are added to
+    each existing node selector term (terms are ORed, expressions within one ANDed), so
+    no term can place the VM elsewhere."""
+    wanted = list(exprs or [])
+    if version is not None:
+        wanted.insert(0, {"key": IMAGE_LABEL, "operator": "In", "values": [version]})
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [{"op": "add", "path": "/spec", "value": {"affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": [expr]}]}}}}}]
-    required = {"nodeSelectorTerms": [{"matchExpressions": [expr]}]}
+                "nodeSelectorTerms": [{"matchExpressions": wanted}]}}}}}]
+    required = {"nodeSelectorTerms": [{"matchExpressions": wanted}]}
     affinity = spec.get("affinity")
     if not isinstance(affinity, dict):
         return [{"op": "add", "path": "/spec/affinity",
@@ -299,35 +306,45 @@ def node_affinity_patch(obj: dict[str, Any], version: str) -> list[dict[str, Any
     ops: list[dict[str, Any]] = []
     for i, term in enumerate(terms):
         if isinstance(term, dict) and isinstance(term.get("matchExpressions"), list):
-            if expr in term["matchExpressions"]:
-                continue
-            ops.append({"op": "add", "path": f"{base}/nodeSelectorTerms/{i}/matchExpressions/-",
-                        "value": expr})
+            for expr in wanted:
+                if expr in term["matchExpressions"]:
+                    continue
+                ops.append({"op": "add",
+                            "path": f"{base}/nodeSelectorTerms/{i}/matchExpressions/-",
+                            "value": expr})
         else:
             ops.append({"op": "add", "path": f"{base}/nodeSelectorTerms/{i}/matchExpressions",
-                        "value": [expr]})
+                        "value": list(wanted)})
     return ops
 
 
-def migration_patch(obj: dict[str, Any], version: str) -> list[dict[str, Any]] | str:
+def migration_patch(obj: dict[str, Any], version: str | None = None, *,
+                    labels: dict[str, str] | None = None) -> list[dict[str, Any]] | str:
     """JSON Patch operations restricting a migration's target nodes to the image
-    version (``spec.addedNodeSelector``), or why that cannot be done."""
+    version (and the node ``labels``) through ``spec.addedNodeSelector``, or why that
+    cannot be done."""
+    wanted = dict(labels or {})
+    if version is not None:
+        wanted = {IMAGE_LABEL: version, **wanted}
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return "the migration has no spec"
     selector = spec.get("addedNodeSelector")
     if selector is None:
-        return [{"op": "add", "path": "/spec/addedNodeSelector", "value": {IMAGE_LABEL: version}}]
+        return [{"op": "add", "path": "/spec/addedNodeSelector", "value": wanted}]
     if not isinstance(selector, dict):
         return "spec.addedNodeSelector is not an object"
-    current = selector.get(IMAGE_LABEL)
-    if current == version:
-        return []
-    if current is not None:
-        return (f"spec.addedNodeSelector asks for {IMAGE_LABEL}={current}, but Vigil places "
-                f"this VM only on {version}")
-    key = IMAGE_LABEL.replace("~", "~0").replace("/", "~1")
-    return [{"op": "add", "path": f"/spec/addedNodeSelector/{key}", "value": version}]
+    ops: list[dict[str, Any]] = []
+    for label, value in wanted.items():
+        current = selector.get(label)
+        if current == value:
+            continue
+        if current is not None:
+            return (f"spec.addedNodeSelector asks for {label}={current}, but Vigil places "
+                    f"this VM only on {value}")
+        key = label.replace("~", "~0").replace("/", "~1")
+        ops.append({"op": "add", "path": f"/spec/addedNodeSelector/{key}", "value": value})
+    return ops
 
 
 def has_affinity(obj: dict[str, Any], kind: str, version: str) -> bool:
@@ -335,6 +352,18 @@ def has_affinity(obj: dict[str, Any], kind: str, version: str) -> bool:
     if kind == MIGRATION:
         return migration_patch(obj, version) == []
     return not node_affinity_patch(obj, version)
+
+
+def _pin(obj: dict[str, Any], kind: str, version: str | None, hosts: tuple[str, ...]
+         ) -> list[dict[str, Any]] | str:
+    """The JSON Patch that keeps an admitted VM on the attested hosts (and their image
+    version); a migration, whose node selector takes one value per label, is kept on the
+    image version, and on the host when there is one."""
+    if kind == MIGRATION:
+        labels = {HOSTNAME_LABEL: hosts[0]} if len(hosts) == 1 else {}
+        return migration_patch(obj, version, labels=labels)
+    return node_affinity_patch(obj, version, exprs=[
+        {"key": HOSTNAME_LABEL, "operator": "In", "values": sorted(hosts)}])
 
 
 def _deny(uid: str, code: int, message: str, warnings: list[str] | None) -> AdmissionResponse:
@@ -363,7 +392,22 @@ def answer(uid: str, asked: GateQuestion, obj: dict[str, Any], got: GateAnswer, 
     reasons = "; ".join(got.reasons) or "the policy gave no reason"
     decision = f" (decision {got.decision_id})" if got.decision_id else ""
     if got.verdict == "admit":
-        return AdmissionResponse(uid=uid, allowed=True, warnings=warnings)
+        if not got.hosts:
+            return _deny(uid, 403, f"Vigil rejects {subject}{decision}: the placement was "
+                         "admitted but names no attested host to keep the VM on (fail "
+                         "closed)", warnings)
+        pin = _pin(obj, asked.kind, got.image_version, got.hosts)
+        if isinstance(pin, str):
+            return _deny(uid, 403, f"Vigil rejects {subject}{decision}: {pin}", warnings)
+        if not pin:
+            return AdmissionResponse(uid=uid, allowed=True, warnings=warnings)
+        if not mutate:
+            return _deny(uid, 403, f"Vigil admits {subject} only on the attested hosts "
+                         f"{', '.join(got.hosts[:5])} (node label {HOSTNAME_LABEL}), which "
+                         "the object does not require; install Vigil's mutating webhook or "
+                         f"add that node affinity{decision}", warnings)
+        return AdmissionResponse(uid=uid, allowed=True, warnings=warnings,
+                                 patchType="JSONPatch", patch=_b64(pin))
     if got.verdict == "reject":
         return _deny(uid, 403, f"Vigil rejects {subject}{decision}: {reasons}", warnings)
     if got.verdict == "delay":
@@ -391,6 +435,9 @@ def answer(uid: str, asked: GateQuestion, obj: dict[str, Any], got: GateAnswer, 
         return _deny(uid, 403, f"Vigil rejects {subject}{decision}: {ops}", warnings)
     if not ops:
         return AdmissionResponse(uid=uid, allowed=True, warnings=warnings)
-    patch = base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()
     return AdmissionResponse(uid=uid, allowed=True, warnings=warnings, patchType="JSONPatch",
-                             patch=patch)
+                             patch=_b64(ops))
+
+
+def _b64(ops: list[dict[str, Any]]) -> str:
+    return base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()

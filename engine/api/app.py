@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -40,22 +41,30 @@ from pydantic import BaseModel
 
 from engine import __version__
 from engine.api import admission as adm
+from engine.api.auth import Guard, requires
+from engine.api.errors import ApiError, responses
 from engine.api.gate import GateAnswer, PlacementGate
+from engine.api.provisioning import Context, router
+from engine.api.tokens import Principal, TokenStore
 from engine.config import Settings
 from engine.decide import BundleFolder, DecisionLog, bundle_server_app
+from engine.errors import VigilError
+from engine.keys import load_signing_key
+from engine.provision import (
+    FleetLauncher,
+    Launcher,
+    Parts,
+    Provisioner,
+    RequestStore,
+    Scheduler,
+    build,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class ErrorBody(BaseModel):
-    """Every error the service answers itself."""
-
-    error: str
-    detail: list[dict[str, Any]] | None = None
 
 
 class Health(BaseModel):
@@ -65,12 +74,7 @@ class Health(BaseModel):
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {400: "Malformed request (the reason names the field)",
-            413: "Request body over the service's limit (service_max_body)",
-            422: "A parameter does not validate (the message names it)",
-            500: "Internal error (fail closed: never an allowed admission)",
-            503: "Not ready (the reasons say why)"}
-    return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
+    return responses(*codes)
 
 
 def _field_message(errors: list[Any]) -> str:
@@ -168,42 +172,102 @@ class _Metrics:
 
 def create_app(settings: Settings, *, gate: PlacementGate | None = None,
                bundles: BundleFolder | None = None, decision_log: DecisionLog | None = None,
-               max_body: int | None = None, decision_timeout: float | None = None) -> Any:
+               max_body: int | None = None, decision_timeout: float | None = None,
+               tokens: TokenStore | None = None, parts: Parts | None = None,
+               launcher: Launcher | None = None, provisioning: bool | None = None,
+               clock: Callable[[], dt.datetime] | None = None,
+               scheduler_poll: float = 1.0) -> Any:
     """The service's ASGI application.
 
-    ``gate`` decides placements (default: a :class:`~engine.api.fleet_gate.FleetGate`
-    over ``settings``, opened when the server starts); ``bundles`` is the folder served
-    to OPA under ``/bundles/`` and ``decision_log`` takes OPA's decision-log uploads at
-    ``/logs``; ``max_body`` (default ``service_max_body``) bounds every request body and
-    ``decision_timeout`` (default ``admission_timeout``) every admission decision.
+    ``gate`` decides admissions (default: a :class:`~engine.api.fleet_gate.FleetGate`
+    over the provisioning flow's ``parts``, built from ``settings`` unless given);
+    ``bundles`` is the folder served to OPA under ``/bundles/`` and ``decision_log`` takes
+    OPA's decision-log uploads at ``/logs``; ``max_body`` (default ``service_max_body``)
+    bounds every request body and ``decision_timeout`` (default ``admission_timeout``)
+    every admission decision. ``tokens`` (default: ``tokens_db``) authenticates callers.
+    ``provisioning`` (default: on when there are ``parts``) serves the provisioning
+    requests, stored in ``requests_db`` and launched by ``launcher`` (default: into the
+    fleet inventory), with the re-check scheduler polling every ``scheduler_poll``
+    seconds on ``clock``.
     """
     owned = None
     if gate is None:
         from engine.api.fleet_gate import FleetGate
 
-        owned = FleetGate(settings, decision_log=decision_log)
+        parts = parts or build(settings, decision_log=decision_log, clock=clock)
+        owned = FleetGate(settings, parts=parts)
         gate = owned
     the_gate: PlacementGate = gate
+    token_store = tokens or TokenStore(settings.tokens_db)
     timeout = decision_timeout if decision_timeout is not None else settings.admission_timeout
     metrics = _Metrics()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
                                                  thread_name_prefix="vigil-decide")
+    ctx = Context(tokens=token_store, parts=parts,
+                  pool=concurrent.futures.ThreadPoolExecutor(
+                      max_workers=4, thread_name_prefix="vigil-provision"))
+    serve_requests = parts is not None if provisioning is None else provisioning
+    scheduler: list[Scheduler] = []
+
+    def start_provisioning() -> None:
+        assert parts is not None
+        key = None
+        if settings.report_signing_key is not None:
+            try:
+                key = load_signing_key(settings.report_signing_key)
+            except VigilError as exc:
+                ctx.problems.append(f"the report signing key does not load: {exc.summary}")
+                return
+        ctx.report_key = key
+        try:
+            store = RequestStore(settings.requests_db)
+        except VigilError as exc:
+            ctx.problems.append(exc.summary)
+            return
+        provisioner = Provisioner(parts.flow, store, launcher or FleetLauncher(parts.fleet),
+                                  report_key=key, approval_ttl=settings.request_approval_ttl,
+                                  clock=parts.flow.clock)
+        provisioner.resume()  # approved before a restart, not launched yet
+        ctx.provisioner = provisioner
+        sched = Scheduler(provisioner, poll=scheduler_poll)
+        sched.start()
+        scheduler.append(sched)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
         if owned is not None:
-            await asyncio.get_running_loop().run_in_executor(pool, owned.open)
+            await loop.run_in_executor(pool, owned.open)
+        if serve_requests and parts is not None:
+            await loop.run_in_executor(pool, start_provisioning)
         try:
             yield
         finally:
+            for sched in scheduler:
+                sched.stop()
             pool.shutdown(wait=False, cancel_futures=True)
+            ctx.pool.shutdown(wait=True, cancel_futures=True)
+            if ctx.provisioner is not None:
+                ctx.provisioner.store.close()
             if owned is not None:
                 owned.close()
+            if tokens is None:
+                token_store.close()
 
     app = FastAPI(title="Vigil", version=__version__, lifespan=lifespan,
-                  description="Attested VM placement: the Kubernetes admission webhook for "
-                              "KubeVirt, health and metrics, and the OPA bundle server.",
+                  description="Attested VM placement: provisioning requests with the "
+                              "tenant's signed report and approval, the Kubernetes "
+                              "admission webhook for KubeVirt, hosts, PVDB queries, health "
+                              "and metrics, and the OPA bundle server. Every /v1 route "
+                              "takes a bearer API token (`vigil tokens create`).",
                   docs_url=None, redoc_url=None)
+    app.state.context = ctx
+    admission_caller = requires(token_store, "admin", "service")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -245,8 +309,10 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/admission", response_model=adm.AdmissionReviewAnswer,
-              response_model_exclude_none=True, responses=_errors(400, 413, 500))
+              response_model_exclude_none=True,
+              responses=_errors(400, 401, 403, 413, 500))
     async def admission(review: adm.AdmissionReview,
+                        who: Principal = Depends(admission_caller),
                         mode: Literal["mutate", "validate"] = Query(
                             "mutate", description="validate: for the validating webhook "
                             "(a patch verdict is allowed only when the object already "
@@ -259,8 +325,11 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
         return await _admit(review, mutate=mode == "mutate")
 
     @app.post("/v1/admission/validate", response_model=adm.AdmissionReviewAnswer,
-              response_model_exclude_none=True, responses=_errors(400, 413, 500))
-    async def admission_validate(review: adm.AdmissionReview) -> adm.AdmissionReviewAnswer:
+              response_model_exclude_none=True,
+              responses=_errors(400, 401, 403, 413, 500))
+    async def admission_validate(review: adm.AdmissionReview,
+                                 who: Principal = Depends(admission_caller)
+                                 ) -> adm.AdmissionReviewAnswer:
         """``/v1/admission?mode=validate`` as a path, for the validating webhook."""
         return await _admit(review, mutate=False)
 
@@ -296,8 +365,11 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
         return adm.AdmissionReviewAnswer(response=adm.answer(
             req.uid, asked, req.object or {}, got, mutate=mutate))
 
+    app.include_router(router(ctx))
     metrics.routes = {r.path for r in app.routes if hasattr(r, "path")}
     if bundles is not None:
-        app.mount("/", bundle_server_app(bundles, decision_log))
+        app.mount("/", Guard(bundle_server_app(bundles, decision_log), token_store, {
+            "GET": ("admin", "auditor", "service"), "HEAD": ("admin", "auditor", "service"),
+            "POST": ("admin", "service")}))
     return _Limits(app, max_body or settings.service_max_body, metrics)
 

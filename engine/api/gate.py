@@ -29,8 +29,11 @@ class GateAnswer:
     patched_image_version: str | None = None
     """For ``patch``: the image version the VM must run on."""
     hosts: tuple[str, ...] = ()
-    """The hosts the answer concerns: for ``patch`` those on the patched image, else the
+    """The hosts the answer concerns: for ``patch`` those on the patched image; for
+    ``admit`` the attested hosts the VM may run on (the decided host first); else the
     host that was decided."""
+    image_version: str | None = None
+    """For ``admit``: the decided host's image version (the VM is kept on it)."""
     recheck_at: dt.datetime | None = None
     """For ``delay``: when the placement should be asked again."""
     decision_id: str | None = None

@@ -19,6 +19,7 @@ A revoked or expired token stops working at once (each request reads the file).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -109,10 +110,8 @@ class TokenStore:
         except (sqlite3.Error, OSError) as exc:
             raise TokenError(f"cannot open the token file {path}: {exc}",
                              tip="check VIGIL_TOKENS_DB") from exc
-        try:
-            path.chmod(0o600)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            path.chmod(0o600)  # the digests are no secret, but nobody else needs them
 
     def close(self) -> None:
         with self._lock:

@@ -53,6 +53,8 @@ STEP_DECISION = "decision"
 STEP_PREPARATION = "preparation"
 STEP_TARGET = "target"
 
+HOST_REPORT_TENANT = "fleet-operator"
+"""The tenant a host's own report (:meth:`ProvisionFlow.assess`) is decided for."""
 MAX_NAMED_HOSTS = 3
 """Hosts named one by one in a reason; the rest are counted."""
 MAX_ATTESTATION_TRIES = 8
@@ -252,6 +254,36 @@ class ProvisionFlow:
             return _with(base, steps, target_host=host.id,
                          target_image_version=host.image_version, pinned_hosts=pinned)
         return _with(base, steps)
+
+    def assess(self, host_id: str, *, tenant: str = HOST_REPORT_TENANT) -> Outcome | None:
+        """What a placement on ``host_id`` would be told now: its cached attestation
+        result, patched configuration, PVDB findings and the policy's verdict for a
+        smallest VM, decided without a decision-log row (None: no such host)."""
+        snapshot = self.fleet.snapshot()
+        if isinstance(snapshot, str):
+            return Outcome("reject", (snapshot,), failed_step=STEP_CANDIDATES)
+        host = snapshot.host_map().get(host_id)
+        if host is None:
+            return None
+        got = self.pin_attestation.attest(host)
+        result = got.result if isinstance(got, Attested) else None
+        patched = (self.patched.patched(result.image) if result is not None
+                   and result.image is not None else PatchedConfiguration(state="none"))
+        request = RequestFacts(tenant=tenant, vm=VmShape(name="assessment", vcpus=1,
+                                                         memory_mib=1))
+        try:
+            placement = self.deciding.decide(request, result, host_id=host.id,
+                                             patched=patched, now=self.clock(),
+                                             record=False)
+        except VigilError as exc:
+            return Outcome("reject", (exc.summary,), host=host, failed_step=STEP_DECISION)
+        warnings = tuple(w.message for w in placement.verdict.warnings)
+        if isinstance(got, NotAttested):
+            warnings = (f"{got.step}: {got.reason}", *warnings)
+        return Outcome(placement.verdict.verdict,
+                       tuple(r.message for r in placement.verdict.reasons), warnings,
+                       host=host, attested=got if isinstance(got, Attested) else None,
+                       placement=placement, patched=patched)
 
     def _pinned(self, snapshot: FleetSnapshot, host: Host, ask: ProvisionAsk
                 ) -> tuple[str, ...]:

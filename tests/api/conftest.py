@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 import yaml
 
-from engine.api import GateAnswer, create_app
+from engine.api import GateAnswer, TokenStore, create_app
 from engine.config import load_settings
 from engine.decide import BundleFolder, Image, VmShape
 from tests.conftest import SHARED_DATA
@@ -55,6 +55,9 @@ class FakeGate:
 class Served:
     url: str
     gate: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    """An ``Authorization`` header with a ``service`` token (the API server's)."""
+    tokens: Any = None
 
 
 def run_server(app: Any) -> Iterator[str]:
@@ -82,14 +85,25 @@ def bundle_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def served(tmp_path: Path, bundle_dir: Path) -> Iterator[Served]:
     gate = FakeGate()
     settings = load_settings(db=tmp_path / "pvdb.duckdb",
-                             decision_log=tmp_path / "decisions.duckdb")
+                             decision_log=tmp_path / "decisions.duckdb",
+                             tokens_db=tmp_path / "tokens.sqlite3",
+                             requests_db=tmp_path / "requests.duckdb")
+    tokens = TokenStore(settings.tokens_db)
+    token, _ = tokens.create("kube-apiserver", "service")
     app = create_app(settings, gate=gate, bundles=BundleFolder(bundle_dir), max_body=64 * 1024,
-                     decision_timeout=1.0)
-    yield from (Served(url, gate) for url in run_server(app))
+                     decision_timeout=1.0, tokens=tokens)
+    try:
+        yield from (Served(url, gate, bearer(token), tokens) for url in run_server(app))
+    finally:
+        tokens.close()
 
 
 def kubevirt_objects(kind: str | None = None) -> list[tuple[str, dict[str, Any]]]:

@@ -13,7 +13,7 @@ import httpx
 import jsonpatch
 import pytest
 
-from engine.api import IMAGE_LABEL, GateAnswer
+from engine.api import HOSTNAME_LABEL, IMAGE_LABEL, GateAnswer
 from tests.api.conftest import Served, kubevirt_objects, need_kubevirt, review
 
 VMIS = kubevirt_objects("VirtualMachineInstance")
@@ -23,7 +23,8 @@ LONG = ("CVE-2024-42135 (CVSS 9.8, in CISA's KEV catalog since 2024-08-01) affec
 
 
 def _post(served: Served, body: Any, query: str = "") -> httpx.Response:
-    return httpx.post(f"{served.url}/v1/admission{query}", json=body, timeout=15)
+    return httpx.post(f"{served.url}/v1/admission{query}", json=body, timeout=15,
+                      headers=served.headers)
 
 
 def _response(r: httpx.Response, uid: str) -> dict[str, Any]:
@@ -49,16 +50,51 @@ def vmi(request: pytest.FixtureRequest) -> dict[str, Any]:
     return copy.deepcopy(request.param[1])
 
 
-def test_admit_is_allowed_without_a_patch(served: Served, vmi: dict[str, Any]) -> None:
-    served.gate.answer = GateAnswer("admit", warnings=(LONG,), hosts=("h1",))
+def test_admit_pins_the_vm_to_the_attested_hosts(served: Served, vmi: dict[str, Any]) -> None:
+    served.gate.answer = GateAnswer("admit", warnings=(LONG,), hosts=("h1", "h2"),
+                                    image_version="2024.05.1")
     body = review(vmi, namespace="acme")
     res = _response(_post(served, body), body["request"]["uid"])
-    assert res["allowed"] is True and "patch" not in res and "status" not in res
+    assert res["allowed"] is True and "status" not in res and res["patchType"] == "JSONPatch"
     assert res["warnings"][0].startswith("vigil: CVE-2024-42135") and res["warnings"][0][-1] == "…"
+    patched = jsonpatch.JsonPatch(json.loads(base64.b64decode(res["patch"]))).apply(vmi)
+    for term in patched["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]:
+        assert {"key": HOSTNAME_LABEL, "operator": "In", "values": ["h1", "h2"]} in \
+            term["matchExpressions"]
+        assert {"key": IMAGE_LABEL, "operator": "In", "values": ["2024.05.1"]} in \
+            term["matchExpressions"]
     asked = served.gate.asked[-1]
     assert asked["tenant"] == "acme" and asked["record"] is True
     assert asked["vm"].name == vmi["metadata"]["name"]
     assert asked["vm"].memory_mib >= 1 and asked["vm"].vcpus >= 1
+    # the validating webhook admits the object once it carries the pin, and not before
+    again = review(patched)
+    assert _response(_post(served, again, "?mode=validate"),
+                     again["request"]["uid"])["allowed"] is True
+    unpinned = review(vmi)
+    denied = _response(_post(served, unpinned, "?mode=validate"), unpinned["request"]["uid"])
+    assert denied["allowed"] is False and "h1" in denied["status"]["message"]
+
+
+def test_an_admit_naming_no_host_is_refused(served: Served, vmi: dict[str, Any]) -> None:
+    served.gate.answer = GateAnswer("admit")
+    body = review(vmi)
+    res = _response(_post(served, body), body["request"]["uid"])
+    assert res["allowed"] is False and res["status"]["code"] == 403
+    assert "fail closed" in res["status"]["message"]
+
+
+def test_an_admitted_migration_is_kept_on_the_image_and_host(served: Served) -> None:
+    migration = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+                 "metadata": {"name": "m1", "namespace": "acme"},
+                 "spec": {"vmiName": "vmi-migratable"}}
+    served.gate.answer = GateAnswer("admit", hosts=("h7",), image_version="2024.05.1")
+    body = review(migration)
+    res = _response(_post(served, body), body["request"]["uid"])
+    patched = jsonpatch.JsonPatch(json.loads(base64.b64decode(res["patch"]))).apply(migration)
+    assert patched["spec"]["addedNodeSelector"] == {IMAGE_LABEL: "2024.05.1",
+                                                    HOSTNAME_LABEL: "h7"}
 
 
 def test_patch_adds_node_affinity_that_applies_cleanly(served: Served,
@@ -225,7 +261,7 @@ def test_core_kinds_and_other_operations_are_untouched(served: Served) -> None:
 def test_a_malformed_review_is_400_with_the_reason(served: Served, body: bytes,
                                                    field: str) -> None:
     r = httpx.post(f"{served.url}/v1/admission", content=body,
-                   headers={"content-type": "application/json"})
+                   headers={**served.headers, "content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert "allowed" not in r.text
     assert r.json()["error"].startswith("malformed AdmissionReview: ")

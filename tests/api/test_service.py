@@ -26,7 +26,8 @@ def test_metrics_count_requests_per_route_and_decisions_per_verdict(served: Serv
     httpx.get(f"{served.url}/healthz")
     obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
            "metadata": {"name": "vm1"}, "spec": {"domain": {"devices": {}}}}
-    assert httpx.post(f"{served.url}/v1/admission", json=review(obj)).status_code == 200
+    assert httpx.post(f"{served.url}/v1/admission", json=review(obj),
+                      headers=served.headers).status_code == 200
     text = httpx.get(f"{served.url}/metrics").text
     assert 'vigil_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
     assert 'vigil_http_request_seconds_count{route="/v1/admission"} 1.0' in text
@@ -66,7 +67,8 @@ def test_a_bad_parameter_is_422_naming_it(served: Served) -> None:
     from tests.api.conftest import review
 
     obj = {"kind": "VirtualMachineInstance", "metadata": {"name": "v"}, "spec": {}}
-    r = httpx.post(f"{served.url}/v1/admission?mode=sideways", json=review(obj))
+    r = httpx.post(f"{served.url}/v1/admission?mode=sideways", json=review(obj),
+                   headers=served.headers)
     # the admission route answers every validation failure as a malformed review (400)
     assert r.status_code == 400 and "mode" in r.json()["error"]
 
@@ -79,11 +81,12 @@ def test_the_bundle_server_is_mounted(served: Served, bundle_dir: Path) -> None:
 
     (bundle_dir / "vigil.tar.gz").write_bytes(
         build_bundle(load_directory(POLICIES, ["vigil"]), revision="r1"))
-    first = httpx.get(f"{served.url}/bundles/vigil.tar.gz")
+    first = httpx.get(f"{served.url}/bundles/vigil.tar.gz", headers=served.headers)
     assert first.status_code == 200 and first.headers["etag"]
     again = httpx.get(f"{served.url}/bundles/vigil.tar.gz",
-                      headers={"If-None-Match": first.headers["etag"]})
+                      headers={**served.headers,
+                               "If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
-    assert httpx.get(f"{served.url}/bundles/none.tar.gz").status_code == 404
+    assert httpx.get(f"{served.url}/bundles/none.tar.gz", headers=served.headers).status_code == 404
     # without a decision log, OPA's uploads are refused, saying how to enable them
-    assert httpx.post(f"{served.url}/logs", content=b"[]").status_code == 404
+    assert httpx.post(f"{served.url}/logs", content=b"[]", headers=served.headers).status_code == 404

@@ -1,0 +1,334 @@
+"""Provisioning requests through the real service on loopback (uvicorn, a free port) with
+a real HTTP client: the flow for each verdict, approvals (twice, late, by the wrong
+tenant), tenant isolation, roles, the re-check scheduler on an injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.api import create_app
+from engine.config import load_settings
+from engine.fleet import Fleet
+from engine.keys import load_verification_key
+from engine.predict import Queue
+from engine.provision import verify_report
+from tests.api.conftest import run_server
+from tests.api.world import NOW, World, bearer, build_pvdb, build_world
+from tests.tools import HANG_GUARD
+
+
+class Clock:
+    """The service's clock, moved by the test."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self.now += dt.timedelta(**delta)
+
+
+@dataclass
+class Service:
+    url: str
+    world: World
+    clock: Clock
+
+    def call(self, method: str, path: str, who: str | None = "acme", **kwargs: Any
+             ) -> httpx.Response:
+        headers = bearer(self.world.tokens[who]) if who else {}
+        return httpx.request(method, f"{self.url}{path}", headers=headers,
+                             timeout=HANG_GUARD, **kwargs)
+
+    def submit(self, host: str, who: str = "acme", **extra: Any) -> dict[str, Any]:
+        body = {"vm": {"name": "web-1", "vcpus": 2, "memory_mib": 4096}, "hosts": [host],
+                **extra}
+        r = self.call("POST", "/v1/provisioning-requests", who, json=body)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def wait(self, request_id: str, done: Any, who: str = "acme") -> dict[str, Any]:
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            body = self.call("GET", f"/v1/provisioning-requests/{request_id}", who).json()
+            if done(body):
+                return dict(body)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the request never got there: {body}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def pvdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_pvdb(tmp_path_factory.mktemp("pvdb") / "pvdb.duckdb")
+
+
+@pytest.fixture
+def service(tmp_path: Path, pvdb: Path) -> Iterator[Service]:
+    world = build_world(tmp_path / "world", pvdb=pvdb)
+    clock = Clock(NOW)
+    app = create_app(load_settings(**world.settings), clock=clock, scheduler_poll=0.05)
+    for url in run_server(app):
+        yield Service(url, world, clock)
+
+
+def _vms(world: World) -> list[Any]:
+    with Fleet.open(world.folder / "fleet.duckdb", read_only=True) as fleet:
+        return fleet.vms()
+
+
+# -- each verdict -----------------------------------------------------------------------
+
+def test_admit_awaits_approval_and_launches_once(service: Service) -> None:
+    req = service.submit("hv-admit")
+    assert (req["status"], req["verdict"], req["tenant"]) == ("awaiting_approval", "admit",
+                                                              "acme")
+    assert req["target_host"] == "hv-admit" and req["advice"] == "No vulnerabilities found"
+    assert [s["name"] for s in req["steps"]] == ["candidates", "attestation",
+                                                 "patched configuration", "decision",
+                                                 "target"]
+    # the signed report verifies offline and rests on the host's EAR
+    report = verify_report(req["signed_report"],
+                           [load_verification_key(service.world.report_public)])
+    assert report.tenant == "acme" and report.host == "hv-admit"
+    ear = (service.world.folder / "results" / "hv-admit.jwt").read_text().strip()
+    assert report.attestation.ear == ear
+    assert report.verdict.decision_id == req["decision_id"]
+    path = f"/v1/provisioning-requests/{req['request_id']}"
+    first = service.call("POST", path + "/approve")
+    assert first.status_code == 200 and first.json()["status"] == "launched"
+    second = service.call("POST", path + "/approve")
+    assert second.status_code == 200 and second.json()["status"] == "launched"
+    assert second.json()["launched_at"] == first.json()["launched_at"]
+    (vm,) = _vms(service.world)
+    assert (vm.id, vm.host, vm.tenant, vm.vcpus) == (req["request_id"], "hv-admit", "acme", 2)
+    events = service.call("GET", path + "/events").json()["events"]
+    assert [e["event"] for e in events] == ["created", "approved", "launched"]
+    assert events[1]["actor"] == "tenant:acme@acme"
+    # the report is served as readable HTML too
+    page = service.call("GET", path + "/report", params={"format": "html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "hv-admit" in page.text
+
+
+def test_patch_places_the_vm_on_the_patched_version(service: Service) -> None:
+    req = service.submit("hv-patch", hosts=["hv-patch", "hv-patched"])
+    # hv-patched (clean) may be preferred; ask for the patch host alone to see a patch
+    if req["verdict"] != "patch":
+        req = service.submit("hv-patch")
+    assert (req["status"], req["verdict"]) == ("awaiting_approval", "patch")
+    assert (req["target_host"], req["target_image_version"]) == ("hv-patched", "2024.05.2")
+    assert req["advice"] == "Patched config available"
+    assert any("CVE-2099-0001" in r for r in req["reasons"])
+    done = service.call("POST", f"/v1/provisioning-requests/{req['request_id']}/approve")
+    assert done.json()["status"] == "launched"
+    assert [vm.host for vm in _vms(service.world)] == ["hv-patched"]
+
+
+def test_reject_names_the_kev_vulnerability_and_cannot_be_approved(service: Service) -> None:
+    req = service.submit("hv-reject")
+    assert (req["status"], req["verdict"]) == ("rejected", "reject")
+    assert any("CVE-2099-0002" in r and "exploited" in r for r in req["reasons"])
+    assert req["advice"] == "Patched config not available - consider delaying provisioning"
+    r = service.call("POST", f"/v1/provisioning-requests/{req['request_id']}/approve")
+    assert r.status_code == 409 and "rejected" in r.json()["error"]
+    assert _vms(service.world) == []
+
+
+def test_delay_is_rechecked_at_the_predicted_date_by_the_scheduler(service: Service) -> None:
+    req = service.submit("hv-delay")
+    assert (req["status"], req["verdict"]) == ("delayed", "delay")
+    assert req["recheck_at"].startswith("2024-07-11")
+    assert any("CVE-2099-0001" in r and "2024-07-11" in r for r in req["reasons"])
+    # the verdict asked for a patched configuration: its preparation was queued
+    assert req["preparation"]
+    with Queue(service.world.folder / "predict.duckdb") as queue:
+        queued = queue.requests()
+    assert {q.request_id for q in queued} == set(req["preparation"])
+    assert queued[0].image == "hv-old@2024.05.1" and queued[0].vuln_id == "CVE-2099-0001"
+    # nothing happens before the date
+    service.clock.advance(days=5)
+    time.sleep(0.3)
+    assert service.call("GET", f"/v1/provisioning-requests/{req['request_id']}"
+                        ).json()["checks"] == 1
+    # meanwhile the patched version was built and approved; past the date the
+    # scheduler runs the flow again and the request now awaits approval as a patch
+    # (and the host re-attested, as it is every few minutes)
+    service.world.add_patched_version("hv-old", "2024.05.1", "2024.05.9")
+    service.world.write_result("hv-delay", issued_at=NOW + dt.timedelta(days=11))
+    service.clock.advance(days=6)
+    again = service.wait(req["request_id"], lambda b: b["checks"] == 2)
+    assert (again["status"], again["verdict"]) == ("awaiting_approval", "patch")
+    assert again["target_image_version"] == "2024.05.9" and again["patch_host_first"]
+    events = service.call("GET", f"/v1/provisioning-requests/{req['request_id']}/events"
+                          ).json()["events"]
+    assert [e["event"] for e in events] == ["created", "rechecked"]
+    assert events[1]["actor"] == "vigil (re-check)"
+
+
+def test_an_approval_after_expiry_is_refused(service: Service) -> None:
+    req = service.submit("hv-admit")
+    service.clock.advance(seconds=3601)
+    r = service.call("POST", f"/v1/provisioning-requests/{req['request_id']}/approve")
+    assert r.status_code == 409 and "expired" in r.json()["error"]
+    assert service.call("GET", f"/v1/provisioning-requests/{req['request_id']}"
+                        ).json()["status"] == "expired"
+    assert _vms(service.world) == []
+
+
+def test_auto_approve_launches_an_admit_at_once(service: Service) -> None:
+    req = service.submit("hv-admit", auto_approve=True)
+    assert req["status"] == "launched" and req["approved_by"] == "policy (auto-approve)"
+
+
+def test_a_stale_result_is_a_reject_naming_the_step(service: Service) -> None:
+    service.world.write_result("hv-admit", issued_at=NOW - dt.timedelta(hours=2))
+    req = service.submit("hv-admit")
+    assert (req["status"], req["failed_step"]) == ("rejected", "attestation")
+    assert "over the 900 s limit" in req["reasons"][0]
+    assert req["report"] is None
+
+
+def test_no_host_with_room_names_why(service: Service) -> None:
+    r = service.call("POST", "/v1/provisioning-requests", json={
+        "vm": {"name": "huge", "vcpus": 64, "memory_mib": 4096}})
+    assert r.status_code == 201 and r.json()["failed_step"] == "candidates"
+    assert "have not 64 vCPUs" in r.json()["reasons"][0]
+
+
+def test_a_reject_by_the_tenant_launches_nothing(service: Service) -> None:
+    req = service.submit("hv-admit")
+    path = f"/v1/provisioning-requests/{req['request_id']}"
+    r = service.call("POST", path + "/reject", json={"reason": "changed my mind"})
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+    assert service.call("POST", path + "/reject").json()["status"] == "rejected"
+    assert service.call("POST", path + "/approve").status_code == 409
+    assert _vms(service.world) == []
+
+
+# -- tenants and roles ------------------------------------------------------------------
+
+def test_another_tenants_request_is_not_found(service: Service) -> None:
+    req = service.submit("hv-admit")
+    path = f"/v1/provisioning-requests/{req['request_id']}"
+    for method, suffix in (("GET", ""), ("GET", "/report"), ("GET", "/events"),
+                           ("POST", "/approve"), ("POST", "/reject")):
+        r = service.call(method, path + suffix, "globex")
+        assert r.status_code == 404, (method, suffix, r.text)
+    missing = service.call("GET", "/v1/provisioning-requests/"
+                           "00000000-0000-4000-8000-000000000000", "globex")
+    # another tenant's id is answered as an id that does not exist
+    assert missing.status_code == 404 and missing.json() == {
+        "error": "no provisioning request 00000000-0000-4000-8000-000000000000"}
+    assert service.call("GET", path, "globex").json()["error"] == \
+        f"no provisioning request {req['request_id']}"
+    assert service.call("GET", "/v1/provisioning-requests", "globex").json() == {
+        "requests": []}
+    assert len(service.call("GET", "/v1/provisioning-requests").json()["requests"]) == 1
+    # admins and auditors see every tenant's; the approval still launched nothing
+    assert service.call("GET", path, "ops").status_code == 200
+    assert service.call("GET", path, "audit").status_code == 200
+    assert service.call("GET", path).json()["status"] == "awaiting_approval"
+
+
+def test_a_tenant_submits_only_for_itself(service: Service) -> None:
+    r = service.call("POST", "/v1/provisioning-requests", "globex", json={
+        "tenant": "acme", "vm": {"name": "x", "vcpus": 1, "memory_mib": 1}})
+    assert r.status_code == 403
+    r = service.call("POST", "/v1/provisioning-requests", "ops", json={
+        "vm": {"name": "x", "vcpus": 1, "memory_mib": 1}})
+    assert r.status_code == 422 and r.json()["error"].startswith("tenant:")
+    ok = service.submit("hv-admit", who="ops", tenant="globex")
+    assert ok["tenant"] == "globex"
+    assert service.call("GET", f"/v1/provisioning-requests/{ok['request_id']}",
+                        "globex").status_code == 200
+
+
+@pytest.mark.parametrize(("who", "method", "path", "expected"), [
+    (None, "GET", "/v1/provisioning-requests", 401),
+    ("acme", "GET", "/v1/hosts", 403),
+    ("audit", "GET", "/v1/hosts", 200),
+    ("ops", "GET", "/v1/hosts/hv-admit", 200),
+    ("ops", "GET", "/v1/hosts/no-such-host", 404),
+    ("audit", "POST", "/v1/provisioning-requests", 403),
+    ("kube-apiserver", "GET", "/v1/provisioning-requests", 403),
+    ("acme", "POST", "/v1/admission", 403),
+    (None, "POST", "/v1/admission", 401),
+    ("acme", "GET", "/v1/pvdb/vulnerabilities/CVE-2099-0001", 200),
+    ("acme", "GET", "/v1/pvdb/vulnerabilities/CVE-2099-9999", 404),
+    (None, "GET", "/healthz", 200),
+])
+def test_roles(service: Service, who: str | None, method: str, path: str,
+               expected: int) -> None:
+    body = {"vm": {"name": "x", "vcpus": 1, "memory_mib": 1}} if method == "POST" else None
+    r = service.call(method, path, who, json=body)
+    assert r.status_code == expected, r.text
+    if expected == 401:
+        assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_or_revoked_token_is_401(service: Service) -> None:
+    from engine.api import TokenStore
+
+    bad = httpx.get(f"{service.url}/v1/provisioning-requests",
+                    headers=bearer(service.world.tokens["acme"][:-2] + "xx"))
+    assert bad.status_code == 401
+    with TokenStore(service.world.folder / "tokens.sqlite3") as tokens:
+        acme = next(t for t in tokens.tokens() if t.name == "acme")
+        tokens.revoke(acme.token_id)
+    assert service.call("GET", "/v1/provisioning-requests").status_code == 401
+
+
+def test_hosts_and_their_reports(service: Service) -> None:
+    hosts = {h["id"]: h for h in service.call("GET", "/v1/hosts", "audit").json()["hosts"]}
+    assert set(hosts) == {"hv-admit", "hv-delay", "hv-patch", "hv-patched", "hv-reject"}
+    assert hosts["hv-admit"]["attestation"]["status"] == "affirming"
+    assert hosts["hv-admit"]["free_vcpus"] == 16
+    report = service.call("GET", "/v1/hosts/hv-reject/report", "audit").json()
+    assert report["verdict"] == "reject" and report["signed_report"]
+    assert report["report"]["host"] == "hv-reject"
+
+
+def test_a_bad_field_is_422_naming_it(service: Service) -> None:
+    r = service.call("POST", "/v1/provisioning-requests", json={
+        "vm": {"name": "web-1", "vcpus": 0, "memory_mib": 1}})
+    assert r.status_code == 422 and "vm.vcpus" in r.json()["error"]
+    r = service.call("GET", "/v1/provisioning-requests/not-an-id")
+    assert r.status_code == 422 and "request_id" in r.json()["error"]
+
+
+def test_the_admission_webhook_is_decided_by_the_flow(service: Service) -> None:
+    import base64
+    import json
+
+    from tests.api.conftest import review
+
+    obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+           "metadata": {"name": "vm1", "namespace": "acme", "annotations": {
+               "vigil.io/requested-image": "hv-clean@2024.06.1"}},
+           "spec": {"domain": {"cpu": {"cores": 2}, "memory": {"guest": "1Gi"}}}}
+    r = service.call("POST", "/v1/admission", "kube-apiserver", json=review(obj))
+    res = r.json()["response"]
+    assert res["allowed"] is True, res
+    import jsonpatch
+
+    patched = jsonpatch.JsonPatch(json.loads(base64.b64decode(res["patch"]))).apply(obj)
+    exprs = patched["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"]
+    assert {"key": "kubernetes.io/hostname", "operator": "In",
+            "values": ["hv-admit"]} in exprs

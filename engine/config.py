@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -240,6 +240,12 @@ class Settings(BaseSettings):
     attest_agent_timeout: float = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
     """Seconds a host's agent has to answer a challenge; past it the host counts as not
     attested (the request is rejected naming the step), never a hang."""
+
+    service_url: str = "http://127.0.0.1:8443"
+    """Where ``vigil provision`` finds the running service."""
+
+    service_token: SecretStr | None = None
+    """The API token ``vigil provision`` sends (``VIGIL_SERVICE_TOKEN``); never printed."""
 
     @classmethod
     def settings_customise_sources(

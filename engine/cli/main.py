@@ -22,6 +22,7 @@ from engine.cli import (
     patch,
     policy,
     predict,
+    provision,
     pvdb,
     report,
     rollout,
@@ -52,6 +53,8 @@ app.add_typer(patch.app, name="patch")
 app.add_typer(report.app, name="report")
 app.command("decide")(decide.decide)
 app.command("serve")(serve.serve)
+app.add_typer(serve.tokens_app, name="tokens")
+app.add_typer(provision.app, name="provision")
 
 
 @app.command()

@@ -3,6 +3,7 @@ KubeVirt objects of ../shared/data/kubevirt (read in place; tests skip where abs
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 import yaml
@@ -19,7 +21,9 @@ import yaml
 from engine.api import GateAnswer, TokenStore, create_app
 from engine.config import load_settings
 from engine.decide import BundleFolder, Image, VmShape
+from tests.api.world import NOW, World, bearer, build_pvdb, build_world
 from tests.conftest import SHARED_DATA
+from tests.tools import HANG_GUARD
 
 KUBEVIRT = SHARED_DATA / "kubevirt"
 
@@ -85,10 +89,6 @@ def bundle_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def served(tmp_path: Path, bundle_dir: Path) -> Iterator[Served]:
     gate = FakeGate()
@@ -148,3 +148,67 @@ def review(obj: dict[str, Any], *, namespace: str = "acme", operation: str = "CR
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
         },
     }
+
+
+# -- the provisioning world, served -----------------------------------------------------
+
+class Clock:
+    """The service's clock, moved by the test."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self.now += dt.timedelta(**delta)
+
+
+@dataclass
+class Service:
+    url: str
+    world: World
+    clock: Clock
+
+    def call(self, method: str, path: str, who: str | None = "acme", **kwargs: Any
+             ) -> httpx.Response:
+        headers = bearer(self.world.tokens[who]) if who else {}
+        return httpx.request(method, f"{self.url}{path}", headers=headers,
+                             timeout=HANG_GUARD, **kwargs)
+
+    def submit(self, host: str, who: str = "acme", **extra: Any) -> dict[str, Any]:
+        body = {"vm": {"name": "web-1", "vcpus": 2, "memory_mib": 4096}, "hosts": [host],
+                **extra}
+        r = self.call("POST", "/v1/provisioning-requests", who, json=body)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def wait(self, request_id: str, done: Any, who: str = "acme") -> dict[str, Any]:
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            body = self.call("GET", f"/v1/provisioning-requests/{request_id}", who).json()
+            if done(body):
+                return dict(body)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the request never got there: {body}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def pvdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_pvdb(tmp_path_factory.mktemp("pvdb") / "pvdb.duckdb")
+
+
+@pytest.fixture
+def service(tmp_path: Path, pvdb: Path) -> Iterator[Service]:
+    world = build_world(tmp_path / "world", pvdb=pvdb)
+    clock = Clock(NOW)
+    app = create_app(load_settings(**world.settings), clock=clock, scheduler_poll=0.05)
+    for url in run_server(app):
+        yield Service(url, world, clock)
+
+

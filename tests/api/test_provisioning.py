@@ -5,85 +5,18 @@ tenant), tenant isolation, roles, the re-check scheduler on an injected clock.""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from engine.api import create_app
-from engine.config import load_settings
 from engine.fleet import Fleet
 from engine.keys import load_verification_key
 from engine.predict import Queue
 from engine.provision import verify_report
-from tests.api.conftest import run_server
-from tests.api.world import NOW, World, bearer, build_pvdb, build_world
-from tests.tools import HANG_GUARD
-
-
-class Clock:
-    """The service's clock, moved by the test."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> dt.datetime:
-        with self._lock:
-            return self.now
-
-    def advance(self, **delta: float) -> None:
-        with self._lock:
-            self.now += dt.timedelta(**delta)
-
-
-@dataclass
-class Service:
-    url: str
-    world: World
-    clock: Clock
-
-    def call(self, method: str, path: str, who: str | None = "acme", **kwargs: Any
-             ) -> httpx.Response:
-        headers = bearer(self.world.tokens[who]) if who else {}
-        return httpx.request(method, f"{self.url}{path}", headers=headers,
-                             timeout=HANG_GUARD, **kwargs)
-
-    def submit(self, host: str, who: str = "acme", **extra: Any) -> dict[str, Any]:
-        body = {"vm": {"name": "web-1", "vcpus": 2, "memory_mib": 4096}, "hosts": [host],
-                **extra}
-        r = self.call("POST", "/v1/provisioning-requests", who, json=body)
-        assert r.status_code == 201, r.text
-        return dict(r.json())
-
-    def wait(self, request_id: str, done: Any, who: str = "acme") -> dict[str, Any]:
-        deadline = time.monotonic() + HANG_GUARD
-        while True:
-            body = self.call("GET", f"/v1/provisioning-requests/{request_id}", who).json()
-            if done(body):
-                return dict(body)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the request never got there: {body}")
-            time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def pvdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_pvdb(tmp_path_factory.mktemp("pvdb") / "pvdb.duckdb")
-
-
-@pytest.fixture
-def service(tmp_path: Path, pvdb: Path) -> Iterator[Service]:
-    world = build_world(tmp_path / "world", pvdb=pvdb)
-    clock = Clock(NOW)
-    app = create_app(load_settings(**world.settings), clock=clock, scheduler_poll=0.05)
-    for url in run_server(app):
-        yield Service(url, world, clock)
+from tests.api.conftest import Service
+from tests.api.world import NOW, World, bearer
 
 
 def _vms(world: World) -> list[Any]:

@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.api.auth import requires
 from engine.api.errors import ApiError, responses
 from engine.api.tokens import Principal, TokenStore
 from engine.decide import Image, VmShape
-from engine.errors import NotFoundError, VigilError
+from engine.errors import EXIT_INPUT, EXIT_USAGE, NotFoundError, VigilError
 from engine.model import Component
 from engine.provision import (
     STATUSES,
@@ -48,9 +49,23 @@ NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 TENANT = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 HOST_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$"
 REQUEST_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=253,
-                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+
+
+def _label_keys(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not re.match(LABEL_KEY, key):
+            raise ValueError(f"label key {key!r} does not match {LABEL_KEY}")
+    return value
+
+
+def _key_pattern(schema: dict[str, Any]) -> None:
+    schema.setdefault("propertyNames", {})["pattern"] = LABEL_KEY
+
+
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 LabelValue = Annotated[str, StringConstraints(max_length=253)]
+Labels = Annotated[dict[LabelKey, LabelValue], AfterValidator(_label_keys)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
@@ -62,7 +77,8 @@ class VmSpec(_In):
     name: str = Field(pattern=NAME, description="VM name (unique within the tenant)")
     vcpus: int = Field(ge=1, le=1024)
     memory_mib: int = Field(ge=1, le=16 * 1024 * 1024)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+    labels: Labels = Field(default_factory=dict, max_length=64,
+                           json_schema_extra=_key_pattern)  # type: ignore[arg-type]
 
 
 class ImageSpec(_In):
@@ -80,8 +96,9 @@ class ProvisioningRequestIn(_In):
         default=None, description="Only hosts on this image version")
     requested_patch_level: Annotated[str, StringConstraints(min_length=1, max_length=100)] \
         | None = Field(default=None, description="The least host image version accepted")
-    host_labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict, max_length=32, description="Labels the host must carry")
+    host_labels: Labels = Field(
+        default_factory=dict, max_length=32, description="Labels the host must carry",
+        json_schema_extra=_key_pattern)  # type: ignore[arg-type]
     hosts: list[Annotated[str, StringConstraints(pattern=HOST_ID)]] | None = Field(
         default=None, max_length=256, description="Only these hosts")
     auto_approve: bool = Field(default=False, description=(
@@ -260,7 +277,10 @@ class Context:
         except NotReady as exc:
             raise ApiError(503, exc.summary) from None
         except VigilError as exc:
-            raise ApiError(503, exc.summary) from None
+            # what the caller sent cannot be read (a CPE that is no CPE): 422; the
+            # service's own state (a database in use, a key): 503
+            code = 422 if exc.exit_code in (EXIT_USAGE, EXIT_INPUT) else 503
+            raise ApiError(code, exc.summary) from None
 
     def need(self) -> Provisioner:
         if self.provisioner is None:
@@ -305,7 +325,8 @@ def router(ctx: Context) -> APIRouter:
             tenant = who.tenant
         else:
             if body.tenant is None:
-                raise ApiError(422, "tenant: an admin token must name the tenant")
+                raise ApiError(403, "an admin token submits for a tenant it names: give "
+                               "tenant")
             tenant = body.tenant
         assert tenant is not None
         provisioner = ctx.need()

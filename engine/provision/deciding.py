@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from engine.config import Settings
 from engine.decide import Decider, DecisionLog, PatchedConfiguration, RequestFacts
 from engine.errors import VigilError
+from engine.predict import Context, Estimator, default_calendars
 from engine.provision.placement import Placement, decide_placement
 from engine.pvdb import Pvdb
 
@@ -41,6 +42,7 @@ class Deciding:
         self._pvdb: Pvdb | None = None
         self._decider: Decider | None = None
         self._quiet: Decider | None = None
+        self._estimators: tuple[int, Estimator] | None = None
 
     def open(self) -> list[str]:
         """Open the PVDB and load the policy; the problems, empty when both are there."""
@@ -80,6 +82,21 @@ class Deciding:
             return self.open()
         return []
 
+    def estimator(self, now: dt.datetime) -> Context:
+        """The predictor's estimator as of ``now`` (:func:`engine.predict.estimator_for`),
+        its history and release calendars read once per PVDB generation."""
+        pvdb = self._pvdb
+        if pvdb is None:
+            raise NotReady("the PVDB is not open")
+        generation = pvdb.generation
+        cached = self._estimators
+        if cached is None or cached[0] != generation:
+            source = self.settings.calendars
+            cached = (generation, Estimator(pvdb.history(), default_calendars(source)))
+            self._estimators = cached
+        return Context(cached[1], now, self.settings.predict_window_days,
+                       settings_key=str(self.settings.calendars))
+
     def using(self, body: Callable[[Pvdb], T]) -> T:
         """``body(pvdb)``, one at a time with the decisions."""
         problems = self.readiness()
@@ -102,7 +119,7 @@ class Deciding:
             if decider is None or pvdb is None:
                 raise NotReady("Vigil is shutting down; try again")
             return decide_placement(decider, pvdb, request, result, host_id=host_id,
-                                    patched=patched, now=now)
+                                    patched=patched, now=now, estimator=self.estimator(now))
 
     def close(self) -> None:
         with self._lock:
@@ -115,3 +132,4 @@ class Deciding:
                 self._pvdb.close()
             self._decider = self._quiet = None
             self._pvdb = None
+            self._estimators = None

@@ -34,7 +34,7 @@ from engine.predict import estimator_for
 
 if TYPE_CHECKING:
     from engine.attest import AttestationResult
-    from engine.pvdb import AffectingReport, Pvdb
+    from engine.pvdb import AffectingReport, AvailabilityEstimator, Pvdb
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,19 @@ def decide_placement(
     host_id: str | None = None,
     patched: PatchedConfiguration | None = None,
     now: dt.datetime | None = None,
+    estimator: AvailabilityEstimator | None = None,
 ) -> Placement:
     """Decide placing ``request`` on the host ``result`` attests (or ``host_id`` when
     there is no result): the PVDB is asked about the attested image's components, the
-    decision is logged by the decider."""
+    decision is logged by the decider. ``estimator`` (default
+    :func:`engine.predict.estimator_for` as of ``now``) dates the fixes not released."""
     if result is None and host_id is None:
         raise ValueError("a placement needs an attestation result or a host id")
     when = now or dt.datetime.now(dt.UTC)
     summary = result.summary() if result is not None else None
     components = list(result.components) if result is not None else []
-    report = pvdb.affecting(components, as_of=when, estimator=estimator_for(pvdb, when))
+    report = pvdb.affecting(components, as_of=when,
+                            estimator=estimator or estimator_for(pvdb, when))
     document = build_input(request, host_id or (result.host_id if result else ""), summary,
                            report, patched or PatchedConfiguration(state="none"), when)
     return Placement(verdict=decider.decide(document), document=document, affecting=report)

@@ -131,6 +131,7 @@ class PreparationQueue:
         self.using = using
         self.window_days = window_days
         self._lock = threading.Lock()
+        self._done: dict[tuple[str, str, dt.date], list[str]] = {}
 
     def request(self, image: ImageRef, components: Sequence[Component],
                 now: dt.datetime) -> list[str]:
@@ -142,5 +143,12 @@ class PreparationQueue:
                                list(components), as_of=now, window_days=self.window_days)
             return [p.request_id for p in done]
 
+        # queued once per image and day: the queue's upsert would write the same rows again
+        key = (image.name, image.version, now.astimezone(dt.UTC).date())
         with self._lock:
-            return self.using(body)
+            known = self._done.get(key)
+            if known is None:
+                known = self.using(body)
+                self._done = {k: v for k, v in self._done.items() if k[2] == key[2]}
+                self._done[key] = known
+            return list(known)

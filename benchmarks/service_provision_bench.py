@@ -46,7 +46,7 @@ def _free_port() -> int:
 
 def _ms(values: list[float]) -> dict[str, float]:
     values = sorted(values)
-    p99 = values[min(len(values) - 1, int(round(0.99 * (len(values) - 1))))]
+    p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
     return {"n": len(values), "p50_ms": round(statistics.median(values) * 1000, 2),
             "p99_ms": round(p99 * 1000, 2), "mean_ms": round(statistics.fmean(values) * 1000, 2)}
 
@@ -54,8 +54,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 # -- the agent process ------------------------------------------------------------------
 
 def serve_agent(cfg: dict[str, Any]) -> None:
-    import uvicorn
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import Response
 
     from engine.attest import collect_evidence
@@ -70,7 +69,6 @@ def serve_agent(cfg: dict[str, Any]) -> None:
                                     inventory=INVENTORY)
         return Response(evidence.model_dump_json(by_alias=True), media_type="application/json")
 
-    del Request
     _run(app, cfg["port"])
 
 
@@ -144,15 +142,15 @@ def _world(folder: Path) -> tuple[dict[str, Any], Any, Path, Any]:
         ReferenceSet,
         Swtpm,
         Verifier,
+        collect_evidence,
         load_certificates,
         manufacture,
+        sign_manifest,
     )
-    from engine.attest.lab import COMPONENTS, IMAGE, INVENTORY, ec_key_pem, enroll_host
+    from engine.attest.lab import AK_HANDLE, COMPONENTS, IMAGE, INVENTORY, ec_key_pem, enroll_host
     from engine.attest.lab import key_pair as pair
     from engine.attest.simboot import hypervisor_boot
     from engine.attest.verify import manifest_from_evidence
-    from engine.attest import collect_evidence, sign_manifest
-    from engine.attest.lab import AK_HANDLE
     from engine.fleet import Fleet, FleetSnapshot, Host
     from engine.pvdb import Pvdb
 
@@ -214,7 +212,8 @@ def _world(folder: Path) -> tuple[dict[str, Any], Any, Path, Any]:
     return {"settings": settings, "agent": agent_cfg, "token": token}, tpm, eventlog, peer
 
 
-def _drive(url: str, token: str, requests: int, seconds: float) -> tuple[list[float], dict[str, int]]:
+def _drive(url: str, token: str, requests: int, seconds: float
+           ) -> tuple[list[float], dict[str, int]]:
     import httpx
 
     body = {"vm": {"name": "web-1", "vcpus": 1, "memory_mib": 512}}

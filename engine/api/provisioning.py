@@ -78,7 +78,7 @@ class VmSpec(_In):
     vcpus: int = Field(ge=1, le=1024)
     memory_mib: int = Field(ge=1, le=16 * 1024 * 1024)
     labels: Labels = Field(default_factory=dict, max_length=64,
-                           json_schema_extra=_key_pattern)  # type: ignore[arg-type]
+                           json_schema_extra=_key_pattern)
 
 
 class ImageSpec(_In):
@@ -98,7 +98,7 @@ class ProvisioningRequestIn(_In):
         | None = Field(default=None, description="The least host image version accepted")
     host_labels: Labels = Field(
         default_factory=dict, max_length=32, description="Labels the host must carry",
-        json_schema_extra=_key_pattern)  # type: ignore[arg-type]
+        json_schema_extra=_key_pattern)
     hosts: list[Annotated[str, StringConstraints(pattern=HOST_ID)]] | None = Field(
         default=None, max_length=256, description="Only these hosts")
     auto_approve: bool = Field(default=False, description=(

@@ -19,6 +19,11 @@ and :mod:`engine.attest.simboot` are a software-TPM host and a simulated measure
 (``vigil agent simulate``, the demo, tests and benchmarks); :mod:`engine.attest.lab`
 wires them to a verifier and catalogues real quotes for the tests and benchmarks.
 
+Fresh evidence over HTTP: the host serves :mod:`engine.attest.agent_service`
+(``vigil agent serve``); the verifier calls :func:`challenge_agent`, or
+:func:`attest_host` for nonce, challenge and appraisal in one
+(:mod:`engine.attest.challenge`); the exchange is :mod:`engine.attest.agent_protocol`.
+
 This module is the part's face: other parts use the names in ``__all__``. Importing it
 loads neither the PVDB's database stack nor ``tpm2-pytss``.
 """
@@ -35,6 +40,20 @@ from engine.attest.agent import (
     collect_inventory,
     enroll,
 )
+from engine.attest.agent_protocol import (
+    CHALLENGE_PATH,
+    MAX_ANSWER_BYTES,
+    MAX_CHALLENGE_BYTES,
+    Challenge,
+)
+from engine.attest.agent_service import (
+    AgentConfig,
+    RunningAgent,
+    agent_app,
+    cached_inventory,
+    serve_agent,
+    start_agent,
+)
 from engine.attest.ak import (
     ActivationResponse,
     AkRegistry,
@@ -43,6 +62,14 @@ from engine.attest.ak import (
     EnrollmentRequest,
     TrustedAk,
     load_certificates,
+)
+from engine.attest.challenge import (
+    DEFAULT_CHALLENGE_TIMEOUT,
+    AgentError,
+    AgentFailure,
+    attest_host,
+    challenge_agent,
+    challenge_agent_async,
 )
 from engine.attest.errors import AttestError, EventLogError, QuoteError
 from engine.attest.eventlog import PCR_INDEX_NOT_EXTENDED, Event, EventLog, PcrValues
@@ -108,17 +135,24 @@ from engine.model import ImageRef
 
 __all__ = [
     "AK_TYPES",
+    "CHALLENGE_PATH",
     "DEFAULT_BANKS",
     "DEFAULT_BOOT",
+    "DEFAULT_CHALLENGE_TIMEOUT",
     "DEFAULT_EVENTLOG",
     "DEFAULT_PCRS",
     "EAR_PROFILE",
     "EK_TYPES",
     "MANIFEST_TYP",
+    "MAX_ANSWER_BYTES",
+    "MAX_CHALLENGE_BYTES",
     "MAX_EVIDENCE_BYTES",
     "PCR_INDEX_NOT_EXTENDED",
     "SWTPM_BANKS",
     "ActivationResponse",
+    "AgentConfig",
+    "AgentError",
+    "AgentFailure",
     "AkRegistry",
     "AkTrustError",
     "Appraisal",
@@ -126,6 +160,7 @@ __all__ = [
     "AttestationResult",
     "Boot",
     "Candidate",
+    "Challenge",
     "ClockRegressionError",
     "CredentialChallenge",
     "Difference",
@@ -155,6 +190,7 @@ __all__ = [
     "ReplayMismatchError",
     "ResultError",
     "ResultSummary",
+    "RunningAgent",
     "SigningKey",
     "Status",
     "Swtpm",
@@ -166,6 +202,11 @@ __all__ = [
     "Verifier",
     "VerifierId",
     "activate",
+    "agent_app",
+    "attest_host",
+    "cached_inventory",
+    "challenge_agent",
+    "challenge_agent_async",
     "check_replay",
     "collect_evidence",
     "collect_inventory",
@@ -182,8 +223,10 @@ __all__ = [
     "manifest_from_log",
     "manufacture",
     "parse_eventlog",
+    "serve_agent",
     "sign_manifest",
     "sign_result",
+    "start_agent",
     "tier",
     "verify_quote",
     "verify_result",

@@ -17,7 +17,8 @@ document (:mod:`engine.attest.evidence`), which the host agent
 (:mod:`engine.attest.agent`) collects over ``tpm2-pytss``. :mod:`engine.attest.swtpm`
 and :mod:`engine.attest.simboot` are a software-TPM host and a simulated measured boot
 (``vigil agent simulate``, the demo, tests and benchmarks); :mod:`engine.attest.lab`
-wires them to a verifier and catalogues real quotes for the tests and benchmarks.
+wires them to a verifier and catalogues real quotes for the tests and benchmarks;
+:func:`start_fleet` runs a simulated fleet (a software TPM and an agent per host).
 
 Fresh evidence over HTTP: the host serves :mod:`engine.attest.agent_service`
 (``vigil agent serve``); the verifier calls :func:`challenge_agent`, or
@@ -82,6 +83,7 @@ from engine.attest.evidence import (
     Inventory,
     QuoteBlob,
 )
+from engine.attest.lab import NEXT_BOOT, NEXT_IMAGE, Fleet, FleetHost, LabHost, start_fleet
 from engine.attest.manifests import (
     MANIFEST_TYP,
     ExpectedEvent,
@@ -147,6 +149,8 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_CHALLENGE_BYTES",
     "MAX_EVIDENCE_BYTES",
+    "NEXT_BOOT",
+    "NEXT_IMAGE",
     "PCR_INDEX_NOT_EXTENDED",
     "SWTPM_BANKS",
     "ActivationResponse",
@@ -172,9 +176,12 @@ __all__ = [
     "EvidenceError",
     "ExpectedEvent",
     "Failure",
+    "Fleet",
+    "FleetHost",
     "ImageRef",
     "Inventory",
     "KeyError_",
+    "LabHost",
     "LogBuilder",
     "ManifestError",
     "MatchReport",
@@ -227,6 +234,7 @@ __all__ = [
     "sign_manifest",
     "sign_result",
     "start_agent",
+    "start_fleet",
     "tier",
     "verify_quote",
     "verify_result",

@@ -13,6 +13,9 @@ hardware: ``start`` manufactures a TPM (EKs with certificates from a local CA) i
 state folder the first time and runs ``swtpm`` in the background; ``boot`` plays the
 firmware's part: it measures a simulated UEFI Secure Boot of a KVM host into the PCRs
 and writes the matching event log; ``stop`` ends the ``swtpm`` process.
+``vigil agent simulate fleet --hosts N`` runs N such hosts, each with its own agent,
+enrolled with a lab verifier, in the foreground until interrupted
+(:func:`engine.attest.start_fleet`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +50,7 @@ from engine.attest import (
     hypervisor_boot,
     manufacture,
     serve_agent,
+    start_fleet,
 )
 from engine.cli import common as _common
 from engine.cli import output as _output
@@ -402,6 +407,56 @@ def stop(state: _StateOption = Path(".vigil/swtpm")) -> None:
         os.kill(int(str(info["pid"])), signal.SIGTERM)
     (state / _RUNNING).unlink(missing_ok=True)
     typer.echo("software TPM stopped")
+
+
+@simulate_app.command("fleet")
+def fleet(
+    hosts: Annotated[int, typer.Option("--hosts", min=1, max=64,
+                                       help="How many hosts to simulate.")] = 4,
+    state: Annotated[Path, typer.Option("--state", help="Folder of the fleet (TPMs, event "
+                                        "logs, the lab verifier's state and keys).")
+                     ] = Path(".vigil/fleet"),
+    token_file: _TokenFileOption = None,
+    as_json: _common.JsonOption = False,
+) -> None:
+    """Run HOSTS software-TPM hosts until interrupted: each with a TPM of its own,
+    booted (alternately two image versions), its AK enrolled with a lab verifier in
+    STATE, its boot approved, and its own agent on 127.0.0.1. Prints the agents'
+    endpoints and the VIGIL_* settings of that verifier (for vigil agent challenge)."""
+    token = _token(token_file)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            running = start_fleet(state.resolve(), hosts, token=token)
+        except (RuntimeError, FileNotFoundError) as exc:
+            raise NotFoundError(f"cannot start the simulated fleet: {exc}",
+                                tip="scripts/setup.sh installs swtpm and swtpm-tools") from None
+        with running:
+            listed = [{"host_id": h.host_id, "endpoint": h.endpoint, "tcti": h.tpm.tcti,
+                       "image": None if h.spec.image is None else
+                       f"{h.spec.image.name} {h.spec.image.version}",
+                       "eventlog": str(h.eventlog)} for h in running.hosts.values()]
+            if as_json:
+                typer.echo(json.dumps({"hosts": listed, "settings": running.settings()}))
+            else:
+                _output.table("Simulated hosts", ["host", "agent", "image", "TPM"],
+                              [(h["host_id"], h["endpoint"], h["image"], h["tcti"])
+                               for h in listed])
+                typer.echo("The lab verifier's settings:")
+                for name, value in running.settings().items():
+                    typer.echo(f"  export {name}='{value}'")
+                first = listed[0]
+                typer.echo(f"then: vigil agent challenge {first['endpoint']} --host-id "
+                           f"{first['host_id']}")
+            _output.stderr().print("running until interrupted (Ctrl-C)", markup=False)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _output.stderr().print("simulated fleet stopped", markup=False)
 
 
 app.add_typer(simulate_app, name="simulate")

@@ -43,7 +43,7 @@ from engine.attest.agent_protocol import (
     Challenge,
 )
 from engine.attest.evidence import Evidence, Inventory
-from engine.errors import ConfigError, UsageError, VigilError
+from engine.errors import UsageError, VigilError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -238,7 +238,7 @@ def _server(config: AgentConfig, tls_cert: Path | None, tls_key: Path | None) ->
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert,
                                                                                 tls_key)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot use the TLS certificate {tls_cert} with key "
+            raise UsageError(f"cannot use the TLS certificate {tls_cert} with key "
                               f"{tls_key}: {getattr(exc, 'strerror', None) or exc}") from None
     return uvicorn.Server(uvicorn.Config(
         agent_app(config), log_level="warning", access_log=False, lifespan="off",

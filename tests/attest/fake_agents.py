@@ -8,7 +8,7 @@ import datetime as dt
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from engine.attest import Evidence, QuoteBlob
 
@@ -61,14 +61,22 @@ class FakeAgent:
         return body
 
     def close(self) -> None:
+        with suppress(OSError):  # wakes the thread blocked in accept()
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+
+
+def start_fake_agent(handler: Callable[[FakeAgent, socket.socket], None]) -> FakeAgent:
+    """A fake agent whose ``handler`` gets it and each connection; close it after."""
+    holder: list[FakeAgent] = []
+    agent = FakeAgent(lambda conn: handler(holder[0], conn))
+    holder.append(agent)
+    return agent
 
 
 @contextmanager
 def fake_agent(handler: Callable[[FakeAgent, socket.socket], None]) -> Iterator[FakeAgent]:
-    holder: list[FakeAgent] = []
-    agent = FakeAgent(lambda conn: handler(holder[0], conn))
-    holder.append(agent)
+    agent = start_fake_agent(handler)
     try:
         yield agent
     finally:

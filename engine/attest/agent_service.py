@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("vigil.agent")
+_MAX_CONNECTIONS = 64
+"""Connections and requests served at once; uvicorn answers 503 beyond."""
 
 
 @dataclass(frozen=True)
@@ -198,9 +200,13 @@ def agent_app(config: AgentConfig) -> Starlette:
         assert isinstance(exc, HTTPException)
         return refuse(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
+    async def internal_error(_request: Request, _exc: Exception) -> Response:
+        return refuse(500, "the agent failed; its log says why")
+
     return Starlette(routes=[Route(CHALLENGE_PATH, challenge, methods=["POST"]),
                              Route(HEALTH_PATH, health, methods=["GET"])],
-                     exception_handlers={HTTPException: http_error})
+                     exception_handlers={HTTPException: http_error,
+                                         Exception: internal_error})
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -243,7 +249,7 @@ def _server(config: AgentConfig, tls_cert: Path | None, tls_key: Path | None) ->
     return uvicorn.Server(uvicorn.Config(
         agent_app(config), log_level="warning", access_log=False, lifespan="off",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=5,
-        server_header=False))
+        server_header=False, limit_concurrency=_MAX_CONNECTIONS))
 
 
 def serve_agent(config: AgentConfig, *, host: str = "127.0.0.1", port: int = 0,
@@ -255,7 +261,8 @@ def serve_agent(config: AgentConfig, *, host: str = "127.0.0.1", port: int = 0,
     sock = _bind(host, port)
     # uvicorn stops on the signal, then raises it again for the handler it found: let
     # that be a no-op, so that a stop by signal ends the process normally.
-    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)
+                } if threading.current_thread() is threading.main_thread() else {}
     try:
         if ready is not None:
             ready(_endpoint(sock, tls_cert is not None))

@@ -397,3 +397,15 @@ def test_vigil_agent_challenge_attests_through_the_agent(fleet: Fleet, tmp_path:
                                "--host-id", "hv-002", "--timeout", "2"], env=fleet.settings())
     assert down.exit_code == 1
     assert "hv-002: contraindicated" in down.output and "0 agent unreachable" in down.output
+
+
+def test_an_unexpected_agent_failure_is_answered_500_in_json(fleet: Fleet) -> None:
+    def broken() -> object:
+        raise RuntimeError("sysfs went away")
+
+    with start_agent(config(fleet, inventory=broken)) as agent, \
+            pytest.raises(AgentError) as caught:
+        challenge_agent(agent.endpoint, b"\x01" * 32, timeout=30.0)
+    assert caught.value.status == 500
+    assert "the agent failed; its log says why" in caught.value.reason
+    assert "sysfs" not in caught.value.reason

@@ -19,6 +19,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(key)
     monkeypatch.setenv("VIGIL_FLEET_DB", str(tmp_path / "fleet.duckdb"))
     monkeypatch.setenv("VIGIL_ROLLOUT_DB", str(tmp_path / "rollouts.duckdb"))
+    monkeypatch.setenv("VIGIL_IMAGES_DB", str(tmp_path / "no-catalog.duckdb"))
     monkeypatch.setenv("COLUMNS", "200")
     inventory = tmp_path / "fleet.json"
     inventory.write_bytes(orjson.dumps(to_document(synthetic(12, 5, seed=4))))
@@ -93,7 +94,9 @@ def test_rollout_refused_and_bad_options(env: Path, tmp_path: Path,
     path.write_bytes(orjson.dumps(to_document(tight)))
     vigil(capsys, monkeypatch, "fleet", "import", str(path))
     code, _, err = vigil(capsys, monkeypatch, "rollout", "plan", "group-1", "--to", "v2")
-    assert code == 1 and err.startswith("error: wave 1 (hv-00001): VM")
+    note, error = err.splitlines()[:2]
+    assert note.startswith("note: no image catalog at ") and "simulated in memory" in note
+    assert code == 1 and error.startswith("error: wave 1 (hv-00001): VM")
     code, _, err = vigil(capsys, monkeypatch, "rollout", "plan", "group-1", "--to", "v2",
                          "--max-unavailable", "lots")
     assert code == 2 and "give a count (5) or a percentage (10%)" in err

@@ -15,7 +15,23 @@ migrations per cluster, 2 outbound per host) and QEMU's pre-copy defaults in bot
 
 Reported: wall-clock seconds to plan and to simulate, the simulated rollout duration,
 migrations (failed, retried), the most hosts out of service against the budget, the
-longest downtime, and whether the trace checker accepts the run's trace.
+longest downtime, whether the trace checker accepts the run's trace, and the
+**exposure-days removed**: host-days on the vulnerable version avoided against patching
+only when the fix ships.
+
+Exposure is counted from the day the fix ships, which is the date the predictor's
+preparation queue expected (``vigil predict prepare``: the request's expected date; its
+*needed by* date, the interval's low end, is when the patched configuration must be
+attested). With Vigil the configuration was named by the queue ahead of time and is
+built, attested and approved as the fix ships (``vigil predict recheck`` marks the
+request ready, ``vigil images prepare`` consumes it), so the rollout starts on that day;
+a host stops being exposed when it returns to service re-attested on the new version
+(its ``uncordon``), a host rolled back or never updated only when the rollout finishes
+(a lower bound: it is still exposed). Patching only when the fix ships starts preparing
+the configuration that day, ``--prepare-days`` of building and validating (0 by
+default: only what is measured here is counted; each day adds one host-day per host),
+then rolls out host by host (the serial drain). Removed = the serial drain's host-days
+minus Vigil's.
 """
 
 from __future__ import annotations
@@ -52,8 +68,18 @@ POLICIES = {
 }
 
 
-def one(hosts: int, name: str, snap: Any, failures: Failures, check_trace: bool
-        ) -> dict[str, Any]:
+def exposure_days(events: list[dict[str, Any]], hosts: list[str], target: str, end_t: float,
+                  delay_s: float = 0.0) -> float:
+    """Host-days on a vulnerable version from the day the fix ships: each host until it
+    is back in service on ``target`` (after ``delay_s`` of preparation), or until the
+    rollout's end (``end_t``) when it never is."""
+    patched = {e["host"]: float(e["t"]) for e in events
+               if e["type"] == "uncordon" and e.get("version") == target}
+    return sum(delay_s + patched.get(h, end_t) for h in hosts) / 86400
+
+
+def one(hosts: int, name: str, snap: Any, failures: Failures, check_trace: bool,
+        prepare_days: float = 0.0) -> dict[str, Any]:
     attestor = attestor_for(failures, "v2")
     t0 = time.perf_counter()
     with paused_gc():
@@ -69,13 +95,17 @@ def one(hosts: int, name: str, snap: Any, failures: Failures, check_trace: bool
     ok = None
     if check_trace:
         ok = check([trace_mod.header("bench", p, snap), *journal.events]).ok
+    # Vigil's configuration is ready the day the fix ships; the serial peer prepares first
+    delay = 0.0 if name == "vigil" else prepare_days * 86400
+    exposure = exposure_days(journal.events, [h.id for h in snap.hosts], "v2", s.t, delay)
     return {"hosts": hosts, "vms": len(snap.vms), "peer": name, "plan_s": t1 - t0,
             "simulate_s": t2 - t1, "events": len(journal.events), "status": s.status,
             "days": s.t / 86400, "migrations": s.migrations, "failed": s.failed_migrations,
             "retried": s.retried_migrations, "max_out": s.max_unavailable_seen,
             "budget": s.max_unavailable, "max_downtime_ms": s.max_downtime_ms,
             "done": len(s.hosts["done"]), "rolled_back": len(s.hosts["rolled_back"]),
-            "trace_ok": ok}
+            "trace_ok": ok, "exposure_days": exposure,
+            "finish_days": (delay + s.t) / 86400}
 
 
 def main() -> int:
@@ -85,6 +115,9 @@ def main() -> int:
                     help="run the serial peer only up to this many hosts")
     ap.add_argument("--check-max", type=int, default=10000,
                     help="run the trace checker only up to this many hosts")
+    ap.add_argument("--prepare-days", type=float, default=0.0,
+                    help="days of preparing the patched configuration after the fix ships,"
+                         " when patching only then (default 0: only what is measured)")
     args = ap.parse_args()
     rows = []
     for n in args.hosts:
@@ -97,7 +130,7 @@ def main() -> int:
         for name in POLICIES:
             if name != "vigil" and n > args.peer_max:
                 continue
-            r = one(n, name, snap, failures, n <= args.check_max)
+            r = one(n, name, snap, failures, n <= args.check_max, args.prepare_days)
             r["generate_s"] = gen
             rows.append(r)
             print(f"{n:>6} hosts {r['vms']:>8} VMs  {name:<13} plan {r['plan_s']:6.1f} s"
@@ -105,7 +138,8 @@ def main() -> int:
                   f" s  {r['status']}: {r['days']:7.1f} days simulated, {r['migrations']:>8}"
                   f" migrations ({r['failed']} failed, {r['retried']} retried), at most"
                   f" {r['max_out']}/{r['budget']} out, downtime <= {r['max_downtime_ms']:g} ms,"
-                  f" rolled back {r['rolled_back']}, trace check {r['trace_ok']}",
+                  f" rolled back {r['rolled_back']}, trace check {r['trace_ok']},"
+                  f" {r['exposure_days']:,.0f} host-days exposed after the fix ships",
                   flush=True)
     print()
     print("| hosts | VMs | planner | plan | simulate | simulated duration | migrations |"
@@ -117,6 +151,21 @@ def main() -> int:
               f" {r['simulate_s']:.1f} s | {r['days']:.1f} days | {r['migrations']:,} |"
               f" {r['failed']} / {r['retried']} | {r['max_out']} / {r['budget']} |"
               f" {r['max_downtime_ms']:g} ms | {check_txt} |")
+    print()
+    print(f"Exposure from the day the fix ships (preparation after it ships when patching"
+          f" only then: {args.prepare_days:g} days)")
+    print()
+    print("| hosts | Vigil: all patched after | Vigil: host-days exposed | serial drain: all"
+          " patched after | serial drain: host-days exposed | exposure-days removed |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for n in args.hosts:
+        mine = next(r for r in rows if r["hosts"] == n and r["peer"] == "vigil")
+        peer = next((r for r in rows if r["hosts"] == n and r["peer"] != "vigil"), None)
+        them = ("not run", "not run", "not run") if peer is None else (
+            f"{peer['finish_days']:.1f} days", f"{peer['exposure_days']:,.0f}",
+            f"{peer['exposure_days'] - mine['exposure_days']:,.0f}")
+        print(f"| {n:,} | {mine['finish_days']:.1f} days | {mine['exposure_days']:,.0f} |"
+              f" {them[0]} | {them[1]} | {them[2]} |")
     return 0
 
 

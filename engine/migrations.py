@@ -1,7 +1,7 @@
 """Forward-only schema migrations of Vigil's DuckDB state files (the preparation queue,
-the fleet inventory, the image catalog): table ``schema_migrations`` records each version
-applied, and each migration runs in its own transaction, so a kill midway leaves the file
-at the last version fully applied."""
+the fleet inventory, the image catalog, the rollout state): table ``schema_migrations``
+records each version applied, and each migration runs in its own transaction, so a kill
+midway leaves the file at the last version fully applied."""
 
 from __future__ import annotations
 

@@ -17,7 +17,13 @@ document (:mod:`engine.attest.evidence`), which the host agent
 (:mod:`engine.attest.agent`) collects over ``tpm2-pytss``. :mod:`engine.attest.swtpm`
 and :mod:`engine.attest.simboot` are a software-TPM host and a simulated measured boot
 (``vigil agent simulate``, the demo, tests and benchmarks); :mod:`engine.attest.lab`
-wires them to a verifier and catalogues real quotes for the tests and benchmarks.
+wires them to a verifier and catalogues real quotes for the tests and benchmarks;
+:func:`start_fleet` runs a simulated fleet (a software TPM and an agent per host).
+
+Fresh evidence over HTTP: the host serves :mod:`engine.attest.agent_service`
+(``vigil agent serve``); the verifier calls :func:`challenge_agent`, or
+:func:`attest_host` for nonce, challenge and appraisal in one
+(:mod:`engine.attest.challenge`); the exchange is :mod:`engine.attest.agent_protocol`.
 
 This module is the part's face: other parts use the names in ``__all__``. Importing it
 loads neither the PVDB's database stack nor ``tpm2-pytss``.
@@ -35,6 +41,20 @@ from engine.attest.agent import (
     collect_inventory,
     enroll,
 )
+from engine.attest.agent_protocol import (
+    CHALLENGE_PATH,
+    MAX_ANSWER_BYTES,
+    MAX_CHALLENGE_BYTES,
+    Challenge,
+)
+from engine.attest.agent_service import (
+    AgentConfig,
+    RunningAgent,
+    agent_app,
+    cached_inventory,
+    serve_agent,
+    start_agent,
+)
 from engine.attest.ak import (
     ActivationResponse,
     AkRegistry,
@@ -43,6 +63,14 @@ from engine.attest.ak import (
     EnrollmentRequest,
     TrustedAk,
     load_certificates,
+)
+from engine.attest.challenge import (
+    DEFAULT_CHALLENGE_TIMEOUT,
+    AgentError,
+    AgentFailure,
+    attest_host,
+    challenge_agent,
+    challenge_agent_async,
 )
 from engine.attest.errors import AttestError, EventLogError, QuoteError
 from engine.attest.eventlog import PCR_INDEX_NOT_EXTENDED, Event, EventLog, PcrValues
@@ -55,6 +83,7 @@ from engine.attest.evidence import (
     Inventory,
     QuoteBlob,
 )
+from engine.attest.lab import NEXT_BOOT, NEXT_IMAGE, Fleet, FleetHost, LabHost, start_fleet
 from engine.attest.manifests import (
     MANIFEST_TYP,
     ExpectedEvent,
@@ -108,17 +137,26 @@ from engine.model import ImageRef
 
 __all__ = [
     "AK_TYPES",
+    "CHALLENGE_PATH",
     "DEFAULT_BANKS",
     "DEFAULT_BOOT",
+    "DEFAULT_CHALLENGE_TIMEOUT",
     "DEFAULT_EVENTLOG",
     "DEFAULT_PCRS",
     "EAR_PROFILE",
     "EK_TYPES",
     "MANIFEST_TYP",
+    "MAX_ANSWER_BYTES",
+    "MAX_CHALLENGE_BYTES",
     "MAX_EVIDENCE_BYTES",
+    "NEXT_BOOT",
+    "NEXT_IMAGE",
     "PCR_INDEX_NOT_EXTENDED",
     "SWTPM_BANKS",
     "ActivationResponse",
+    "AgentConfig",
+    "AgentError",
+    "AgentFailure",
     "AkRegistry",
     "AkTrustError",
     "Appraisal",
@@ -126,6 +164,7 @@ __all__ = [
     "AttestationResult",
     "Boot",
     "Candidate",
+    "Challenge",
     "ClockRegressionError",
     "CredentialChallenge",
     "Difference",
@@ -137,9 +176,12 @@ __all__ = [
     "EvidenceError",
     "ExpectedEvent",
     "Failure",
+    "Fleet",
+    "FleetHost",
     "ImageRef",
     "Inventory",
     "KeyError_",
+    "LabHost",
     "LogBuilder",
     "ManifestError",
     "MatchReport",
@@ -155,6 +197,7 @@ __all__ = [
     "ReplayMismatchError",
     "ResultError",
     "ResultSummary",
+    "RunningAgent",
     "SigningKey",
     "Status",
     "Swtpm",
@@ -166,6 +209,11 @@ __all__ = [
     "Verifier",
     "VerifierId",
     "activate",
+    "agent_app",
+    "attest_host",
+    "cached_inventory",
+    "challenge_agent",
+    "challenge_agent_async",
     "check_replay",
     "collect_evidence",
     "collect_inventory",
@@ -182,8 +230,11 @@ __all__ = [
     "manifest_from_log",
     "manufacture",
     "parse_eventlog",
+    "serve_agent",
     "sign_manifest",
     "sign_result",
+    "start_agent",
+    "start_fleet",
     "tier",
     "verify_quote",
     "verify_result",

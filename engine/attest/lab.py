@@ -10,6 +10,12 @@
   (:mod:`engine.attest.simboot`), collects evidence and approves it as a signed
   reference manifest. :func:`prepare_appraisals` sets one up on a fresh swtpm with
   evidence to appraise.
+* **A simulated fleet** (:func:`start_fleet`, :class:`Fleet`): N hosts, each its own
+  software TPM (manufactured with its own EKs), booted (two image versions by default),
+  enrolled with one verifier, and each with its own agent
+  (:mod:`engine.attest.agent_service`) on a free loopback port; their boots approved as
+  signed manifests. ``vigil agent simulate fleet`` runs one in the foreground; the demo
+  and the service tests attest its hosts over HTTP.
 
 Nothing here is used in production: it needs ``swtpm`` and ``tpm2-pytss`` (the site) or
 the shared data (the quotes).
@@ -19,9 +25,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +37,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from engine.attest.agent import activate, collect_evidence, enroll
+from engine.attest.agent_service import AgentConfig, RunningAgent, start_agent
 from engine.attest.ak import AkRegistry, load_certificates
+from engine.attest.challenge import DEFAULT_CHALLENGE_TIMEOUT, attest_host, challenge_agent
 from engine.attest.evidence import Evidence, Inventory
 from engine.attest.manifests import load_manifest, sign_manifest
 from engine.attest.matching import ReferenceSet
@@ -43,8 +53,8 @@ from engine.attest.signing_keys import (
     load_verification_key,
 )
 from engine.attest.simboot import DEFAULT_BOOT, Boot, hypervisor_boot
-from engine.attest.swtpm import Swtpm, manufacture
-from engine.attest.verify import Verifier, manifest_from_evidence
+from engine.attest.swtpm import Swtpm, SwtpmTemplate, manufacture
+from engine.attest.verify import Appraisal, Verifier, manifest_from_evidence
 from engine.model import Component, ImageRef
 
 __all__ = [
@@ -53,7 +63,13 @@ __all__ = [
     "HOST",
     "IMAGE",
     "INVENTORY",
+    "NEXT_BOOT",
+    "NEXT_COMPONENTS",
+    "NEXT_IMAGE",
     "QUOTE_CASES",
+    "Fleet",
+    "FleetHost",
+    "LabHost",
     "LoadedQuote",
     "QuoteCase",
     "Site",
@@ -63,6 +79,7 @@ __all__ = [
     "load_quote_case",
     "make_site",
     "prepare_appraisals",
+    "start_fleet",
 ]
 
 # -- real quotes ---------------------------------------------------------------------------
@@ -265,3 +282,231 @@ def prepare_appraisals(base: Path, runs: int, events: int
         return site, [site.evidence(log) for _ in range(runs)], log
     finally:
         tpm.stop()
+
+
+# -- a simulated fleet: one software TPM and one agent per host -------------------------------
+
+NEXT_IMAGE = ImageRef(name="hv-base", version="2026.06.1")
+"""The second image version of a simulated fleet: a newer kernel."""
+NEXT_BOOT = DEFAULT_BOOT.but(
+    kernel=b"vmlinuz-6.1.0-21-amd64", kernel_path="/boot/vmlinuz-6.1.0-21-amd64",
+    initrd=b"initrd.img-6.1.0-21-amd64",
+    cmdline="/boot/vmlinuz-6.1.0-21-amd64 root=/dev/vda1 ro intel_iommu=on")
+NEXT_COMPONENTS = [
+    COMPONENTS[0],
+    Component(kind="kernel", vendor="linux", product="linux_kernel", version="6.1.0-21",
+              purl="pkg:deb/debian/linux-image-6.1.0-21-amd64@6.1.90-1"),
+    COMPONENTS[2],
+]
+_IMAGE_COMPONENTS = {IMAGE: COMPONENTS, NEXT_IMAGE: NEXT_COMPONENTS}
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One host of a simulated fleet: what it boots and which image that boot is."""
+
+    host_id: str
+    boot: Boot = DEFAULT_BOOT
+    image: ImageRef | None = IMAGE
+    """The image version this boot is approved as (``None``: not approved)."""
+    components: Sequence[Component] | None = None
+    """The image's components (default: those of :data:`IMAGE` or :data:`NEXT_IMAGE`)."""
+    enroll: bool = True
+    """Enroll the host's AK with the verifier (``False``: an unknown AK)."""
+
+
+@dataclass
+class FleetHost:
+    """A running simulated host."""
+
+    spec: LabHost
+    tpm: Swtpm
+    eventlog: Path
+    """The event log its agent sends (rewritten by :meth:`Fleet.reboot`)."""
+    agent: RunningAgent
+
+    @property
+    def host_id(self) -> str:
+        return self.spec.host_id
+
+    @property
+    def endpoint(self) -> str:
+        return self.agent.endpoint
+
+
+@dataclass
+class Fleet:
+    """A verifier and its simulated hosts. Stop it (or use it as a context manager)."""
+
+    folder: Path
+    verifier: Verifier
+    registry: AkRegistry
+    nonces: NonceStore
+    image_key: SigningKey
+    result_key: SigningKey
+    result_public: VerificationKey
+    token: str | None = field(repr=False)
+    hosts: dict[str, FleetHost] = field(default_factory=dict)
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Host id -> the base URL of its agent."""
+        return {host_id: host.endpoint for host_id, host in self.hosts.items()}
+
+    def settings(self) -> dict[str, str]:
+        """The ``VIGIL_*`` settings of a verifier that attests these hosts (its state
+        file, its result key, the approved manifests and the key they are signed with)."""
+        return {
+            "VIGIL_ATTEST_DB": str(self.nonces.path),
+            "VIGIL_ATTEST_RESULT_KEY": str(self.folder / "result-key.pem"),
+            "VIGIL_ATTEST_RESULT_VERIFICATION_KEY": str(self.folder / "result-key.pub.pem"),
+            "VIGIL_ATTEST_REFERENCES": str(self.folder / "references"),
+            "VIGIL_ATTEST_REFERENCE_KEYS": json.dumps([str(self.folder / "image-key.pub.pem")]),
+        }
+
+    def attest(self, host_id: str, *, timeout: float = DEFAULT_CHALLENGE_TIMEOUT
+               ) -> Appraisal:
+        """A fresh attestation of ``host_id`` over HTTP (:func:`attest_host`)."""
+        return attest_host(self.verifier, host_id, self.hosts[host_id].endpoint,
+                           timeout=timeout, token=self.token)
+
+    def reboot(self, host_id: str, boot: Boot) -> None:
+        """Reboot ``host_id`` into ``boot``: the TPM is reset and extended, the event log
+        its agent sends rewritten."""
+        host = self.hosts[host_id]
+        host.tpm.reboot()
+        log = hypervisor_boot(boot)
+        host.tpm.extend(log.extends)
+        _write_atomically(host.eventlog, log.encode())
+
+    def stop(self) -> None:
+        """Stop every agent and TPM and close the verifier."""
+        for host in self.hosts.values():
+            host.agent.stop()
+            host.tpm.stop()
+        self.verifier.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _default_hosts(count: int) -> list[LabHost]:
+    """``count`` hosts ``hv-001``…, alternately on :data:`IMAGE` and :data:`NEXT_IMAGE`."""
+    return [LabHost(f"hv-{n:03d}", *((DEFAULT_BOOT, IMAGE) if n % 2 else (NEXT_BOOT, NEXT_IMAGE)))
+            for n in range(1, count + 1)]
+
+
+def start_fleet(folder: Path, hosts: Sequence[LabHost] | int = 4, *,
+                template: SwtpmTemplate | None = None, token: str | None = None,
+                clock: Callable[[], float] | None = None,
+                ttl: dt.timedelta = dt.timedelta(minutes=5)) -> Fleet:
+    """Start a simulated fleet in ``folder`` (empty or new): for each host a software
+    TPM, booted, its AK enrolled, its agent on a free port of 127.0.0.1 (``token``: the
+    agents' bearer token); each image's boot approved as a signed manifest.
+
+    Each TPM is manufactured with EKs of its own, unless ``template`` is given (then
+    every host runs a copy of that one, which is quicker). ``hosts`` is a count (hosts
+    ``hv-001``… on two image versions) or the hosts themselves.
+    """
+    specs = _default_hosts(hosts) if isinstance(hosts, int) else list(hosts)
+    if len({spec.host_id for spec in specs}) != len(specs):
+        raise ValueError("two hosts of a fleet have the same id")
+    folder.mkdir(parents=True, exist_ok=True)
+    now = clock or time.time
+    db = folder / "attest.sqlite3"
+    registry = AkRegistry(db, now=now)
+    nonces = NonceStore(db, ttl=ttl, now=now)
+    image_pem, result_pem = ec_key_pem(), ec_key_pem()
+    for name, pem in (("image-key", image_pem), ("result-key", result_pem)):
+        _write_private(folder / f"{name}.pem", pem)
+        public = serialization.load_pem_private_key(pem, None).public_key()
+        (folder / f"{name}.pub.pem").write_bytes(public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    image_key, image_public = key_pair(image_pem)
+    result_key, result_public = key_pair(result_pem)
+    verifier = Verifier(nonces=nonces, aks=registry, references=ReferenceSet(()),
+                        signing_key=result_key, verifier_id="vigil-lab")
+    fleet = Fleet(folder, verifier, registry, nonces, image_key, result_key, result_public,
+                  token)
+    try:
+        for spec in specs:
+            fleet.hosts[spec.host_id] = _start_host(fleet, spec, template)
+        _approve(fleet, image_public)
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet
+
+
+def _write_private(path: Path, pem: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(pem)
+
+
+def _start_host(fleet: Fleet, spec: LabHost, template: SwtpmTemplate | None) -> FleetHost:
+    base = fleet.folder / "hosts" / spec.host_id
+    base.mkdir(parents=True, exist_ok=True)
+    if template is None:
+        template = manufacture(_fresh(base / "template"))
+    state = base / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    shutil.copytree(template.state, state)
+    tpm = Swtpm(state, template, base / "swtpm.log")
+    tpm.start()
+    try:
+        # each TPM's local CA, as an operator installs a manufacturer's CA certificates
+        fleet.registry.ek_roots = (*fleet.registry.ek_roots, *load_certificates(
+            [template.ek_root, template.ek_intermediate]))
+        if spec.enroll:
+            enroll_host(tpm, fleet.registry, host=spec.host_id)
+        else:
+            enroll(spec.host_id, tcti=tpm.tcti, ak_handle=AK_HANDLE)
+        log = hypervisor_boot(spec.boot)
+        tpm.extend(log.extends)
+        eventlog = base / "eventlog.bin"
+        _write_atomically(eventlog, log.encode())
+        agent = start_agent(AgentConfig(host_id=spec.host_id, tcti=tpm.tcti,
+                                        ak_handle=AK_HANDLE, eventlog=eventlog,
+                                        inventory=lambda: INVENTORY, token=fleet.token))
+    except BaseException:
+        tpm.stop()
+        raise
+    return FleetHost(spec, tpm, eventlog, agent)
+
+
+def _fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def _approve(fleet: Fleet, image_public: VerificationKey) -> None:
+    """Sign a manifest of each image's boot, from evidence its first host's agent sends."""
+    references = fleet.folder / "references"
+    references.mkdir(exist_ok=True)
+    done: set[ImageRef] = set()
+    for host in fleet.hosts.values():
+        image = host.spec.image
+        if image is None or image in done:
+            continue
+        nonce = fleet.verifier.issue_nonce(host.host_id)
+        evidence = challenge_agent(host.endpoint, nonce.value, timeout=30.0,
+                                   host_id=host.host_id, token=fleet.token)
+        components = host.spec.components
+        if components is None:
+            components = _IMAGE_COMPONENTS.get(image, COMPONENTS)
+        manifest = manifest_from_evidence(evidence, image, components=components)
+        (references / f"{image.name}-{image.version}.jws").write_text(
+            sign_manifest(manifest, fleet.image_key))
+        done.add(image)
+    fleet.verifier.references = ReferenceSet.load(references, [image_public])

@@ -34,6 +34,7 @@ import datetime as dt
 import hmac
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -174,6 +175,9 @@ class NonceStore:
         self.ttl = ttl
         self._now = now
         self._db = connect_state(path, _SCHEMA)
+        self._lock = threading.Lock()
+        """One transaction at a time on the connection: threads of one process (a
+        service attesting hosts side by side) share it."""
 
     def close(self) -> None:
         self._db.close()
@@ -191,7 +195,7 @@ class NonceStore:
         value = secrets.token_bytes(NONCE_BYTES)
         issued = self._now()
         expires = issued + self.ttl.total_seconds()
-        with write_transaction(self._db, self.path) as db:
+        with self._lock, write_transaction(self._db, self.path) as db:
             db.execute("DELETE FROM attest_nonces WHERE expires_at < ?", (issued - _KEEP_USED,))
             db.execute("INSERT INTO attest_nonces (nonce, host_id, issued_at, expires_at) "
                        "VALUES (?, ?, ?, ?)", (value, host_id, issued, expires))
@@ -201,7 +205,7 @@ class NonceStore:
         """Accept ``value`` as ``host_id``'s nonce, once; raise :class:`NonceError`
         when it was not issued to that host, has expired or was used already."""
         now = self._now()
-        with write_transaction(self._db, self.path) as db:
+        with self._lock, write_transaction(self._db, self.path) as db:
             row = db.execute("SELECT host_id, issued_at, expires_at, used_at FROM attest_nonces "
                              "WHERE nonce = ?", (value,)).fetchone()
             if row is None:
@@ -229,7 +233,7 @@ class NonceStore:
         """Refuse a TPMS_CLOCK_INFO that goes back behind the host's last accepted one,
         then remember it."""
         now = self._now()
-        with write_transaction(self._db, self.path) as db:
+        with self._lock, write_transaction(self._db, self.path) as db:
             row = db.execute("SELECT clock, reset_count, restart_count, safe FROM "
                              "attest_host_counters WHERE host_id = ?", (host_id,)).fetchone()
             if row is not None:

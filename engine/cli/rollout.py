@@ -1,33 +1,49 @@
 """``vigil rollout``: plan, run (on the fleet simulator), follow, pause, resume and abort
-the move of a host group to a target image version; check a rollout's trace."""
+the move of a host group to a target image version; check a rollout's trace.
+
+Where the image catalog exists (``VIGIL_IMAGES_DB``), the group's target and approved
+versions come from it and hosts are re-attested for real, on software TPMs against each
+version's signed reference manifest (:class:`engine.rollout.CatalogTargets`,
+:class:`engine.rollout.SwtpmAttestor`). Without a catalog the command says so and falls
+back to ``--to``, ``--approved`` and the in-memory attestor."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from engine.attest import VerificationKey, load_verification_key
 from engine.cli import output
 from engine.cli.common import JsonOption, settings
 from engine.cli.fleet import FleetDbOption, fleet_path
+from engine.config import Settings
 from engine.errors import UsageError
-from engine.fleet import Fleet
+from engine.fleet import Fleet, FleetSnapshot
 from engine.rollout import (
+    Attestor,
+    CatalogTargets,
     Failures,
     MemoryAttestor,
     NonMigratableAction,
     Plan,
     RolloutOptions,
     RolloutPolicy,
+    RolloutRefused,
+    RolloutStateError,
     Runner,
     StaticTargets,
     Summary,
+    SwtpmAttestor,
+    TargetSource,
     Window,
     abort_rollout,
+    attestor_for,
     check_trace,
     pause_rollout,
     plan,
@@ -41,7 +57,9 @@ app = typer.Typer(help="Roll a host group out to a target image version, host by
                   no_args_is_help=True)
 
 Group = Annotated[str, typer.Argument(help="The host group.")]
-To = Annotated[str, typer.Option("--to", help="The target image version.")]
+To = Annotated[str | None, typer.Option(
+    "--to", help="The target image version (default: the group's target in the image"
+    " catalog; needed without one).")]
 MaxUnavailable = Annotated[str, typer.Option(
     "--max-unavailable", help="Hosts out of service at once: a count or a percentage.")]
 Canary = Annotated[int, typer.Option("--canary", min=0, help="Hosts in the first wave.")]
@@ -54,13 +72,18 @@ NonMigratable = Annotated[NonMigratableAction, typer.Option(
     "--non-migratable", help="For VMs that cannot be live-migrated, unless their"
     " vigil.disruption label says otherwise.")]
 Approved = Annotated[list[str] | None, typer.Option(
-    "--approved", help="A version that may take VMs (default: every version); repeatable.")]
+    "--approved", help="Without an image catalog: a version that may take VMs (default:"
+    " every version); repeatable.")]
+AttestCurrent = Annotated[bool, typer.Option(
+    "--attest-current", help="With the image catalog: first attest, on software TPMs, each"
+    " host of the group that has no valid attestation result, on the version it runs.")]
 Untrusted = Annotated[list[str] | None, typer.Option(
     "--untrusted", help="A host whose attestation is not valid now; repeatable.")]
 FailMigration = Annotated[list[str] | None, typer.Option(
     "--fail-migration", help="Simulator: VM[:N], its first N (1) migrations fail.")]
 FailAttest = Annotated[list[str] | None, typer.Option(
-    "--fail-attest", help="Simulator: a host whose attestation on the target fails.")]
+    "--fail-attest", help="Simulator: a host whose attestation on the target fails (with"
+    " the image catalog: it boots a kernel its image does not name).")]
 NoBoot = Annotated[list[str] | None, typer.Option(
     "--no-boot", help="Simulator: a host that does not come back after its reimage.")]
 RolloutDb = Annotated[Path | None, typer.Option(
@@ -90,40 +113,143 @@ def _failures(fail_migration: list[str] | None, fail_attest: list[str] | None,
                     no_boot=list(no_boot or []))
 
 
-def _plan(group: str, to: str, policy: RolloutPolicy, approved: list[str] | None,
-          untrusted: list[str] | None, failures: Failures, fleet_db: Path | None
-          ) -> tuple[Plan, Any]:
+class _Ports:
+    """Where the rollout's target, approved versions and attestations come from."""
+
+    def __init__(self, targets: TargetSource, attestor: Attestor, spec: dict[str, Any],
+                 untrusted: list[str], note: str | None) -> None:
+        self.targets, self.attestor, self.spec = targets, attestor, spec
+        self.untrusted, self.note = untrusted, note
+
+    def json(self) -> dict[str, Any]:
+        return {"targets": "catalog" if isinstance(self.targets, CatalogTargets) else "static",
+                "attestor": self.spec, "untrusted": self.untrusted}
+
+
+def _reference_keys(cfg: Settings) -> list[VerificationKey]:
+    paths = [*cfg.attest_reference_keys,
+             *([cfg.images_signing_key] if cfg.images_signing_key is not None else [])]
+    return [load_verification_key(p) for p in paths]
+
+
+def _ports(cfg: Settings, group: str, to: str | None, approved: list[str] | None,
+           untrusted: list[str] | None, failures: Failures, snapshot: FleetSnapshot,
+           attest_current: bool) -> _Ports:
+    hosts = [h for h in snapshot.hosts if h.group == group]
+    if not cfg.images_db.exists():
+        if to is None:
+            raise UsageError(f"there is no image catalog at {cfg.images_db}: give the target"
+                             " version with --to",
+                             tip="or point VIGIL_IMAGES_DB at the image catalog")
+        if attest_current:
+            raise UsageError("--attest-current needs the image catalog (VIGIL_IMAGES_DB):"
+                             " its signed manifests are what hosts are attested against")
+        note = (f"no image catalog at {cfg.images_db}: the target is --to {to}, "
+                + ("the versions --approved names" if approved else "every version")
+                + " may take VMs, and re-attestation is simulated in memory (every host"
+                  " passes but those --fail-attest names)")
+        targets = StaticTargets({group: to}, approved={group: approved} if approved else None)
+        attestor = MemoryAttestor(untrusted=untrusted or [],
+                                  fail={(h, to) for h in failures.attestation})
+        return _Ports(targets, attestor, {"kind": "memory"}, list(untrusted or []), note)
+    if approved:
+        raise UsageError(f"--approved: with the image catalog ({cfg.images_db}), the approved"
+                         " versions are the ones it approves",
+                         tip="vigil images approve NAME@VERSION")
+    catalog = CatalogTargets.load(cfg.images_db, _reference_keys(cfg))
+    image = catalog.image(group)
+    if to is not None and to != image.version:
+        raise RolloutRefused(f"--to {to}: the target of {group} in the image catalog is"
+                             f" {image.name}@{image.version}",
+                             tip=f"vigil images target {group} {image.name}@{to} makes it the"
+                                 " target (it must be approved)")
+    results_key = (load_verification_key(cfg.attest_result_verification_key)
+                   if cfg.attest_result_verification_key is not None else None)
+    swtpm = SwtpmAttestor.for_group(
+        catalog, group, hosts, results=cfg.attest_results, results_key=results_key,
+        ttl_s=cfg.attest_result_ttl, untrusted=untrusted or [],
+        tamper={(h, image.version) for h in failures.attestation})
+    if attest_current:
+        for host, outcome in swtpm.attest_current(hosts).items():
+            if not outcome.ok:
+                output.stderr().print(f"warning: {host} failed attestation on its current"
+                                      f" version: {outcome.reason}", markup=False,
+                                      highlight=False)
+    distrusted = [h.id for h in hosts if not swtpm.trusted(h.id)]
+    if distrusted:
+        shown = "; ".join(f"{h} ({swtpm.why_untrusted(h)})" for h in distrusted[:5])
+        more = f" and {len(distrusted) - 5} more" if len(distrusted) > 5 else ""
+        output.stderr().print(f"warning: {len(distrusted)} of {len(hosts)} hosts of {group}"
+                              f" are not trusted and take no VMs: {shown}{more}",
+                              markup=False, highlight=False)
+    return _Ports(catalog, swtpm, {"kind": "swtpm", "image": image.name}, distrusted, None)
+
+
+def _plan(cfg: Settings, group: str, to: str | None, policy: RolloutPolicy,
+          approved: list[str] | None, untrusted: list[str] | None, failures: Failures,
+          fleet_db: Path | None, attest_current: bool) -> tuple[Plan, FleetSnapshot, _Ports]:
     with Fleet.open(fleet_path(fleet_db), read_only=True) as fleet:
         snapshot = fleet.snapshot()
-    targets = StaticTargets({group: to}, approved={group: approved} if approved else None)
-    attestor = MemoryAttestor(untrusted=untrusted or [],
-                              fail={(h, to) for h in failures.attestation})
-    return plan(snapshot, group, targets, attestor, policy), snapshot
+    ports = _ports(cfg, group, to, approved, untrusted, failures, snapshot, attest_current)
+    if ports.note:
+        output.stderr().print(f"note: {ports.note}", markup=False, highlight=False)
+    return plan(snapshot, group, ports.targets, ports.attestor, policy), snapshot, ports
+
+
+def _attestors(cfg: Settings, ready: Attestor | None = None
+               ) -> Callable[[dict[str, Any], Plan, Failures], Attestor]:
+    """The attestor a rollout recorded: ``ready`` (made while planning) or a new one."""
+
+    def make(spec: dict[str, Any], p: Plan, failures: Failures) -> Attestor:
+        if ready is not None:
+            return ready
+        kind = spec.get("kind", "memory")
+        if kind == "memory":
+            return attestor_for(failures, p.target)
+        if kind != "swtpm":
+            raise RolloutStateError(f"rollout of {p.group}: unknown attestor {kind!r}")
+        if not cfg.images_db.exists():
+            raise RolloutStateError(f"the rollout of {p.group} re-attests its hosts against"
+                                    f" the image catalog, and there is none at"
+                                    f" {cfg.images_db}",
+                                    tip="point VIGIL_IMAGES_DB at the catalog it started"
+                                        " from")
+        catalog = CatalogTargets.load(cfg.images_db, _reference_keys(cfg))
+        name = str(spec["image"])
+        return SwtpmAttestor(name, catalog.versions(name), catalog.keys,
+                             tamper={(h, p.target) for h in failures.attestation})
+
+    return make
 
 
 def _opts(rollout_db: Path | None, fleet_db: Path | None, pace: float = 0.0,
-          progress: Any = None) -> RolloutOptions:
-    db = rollout_db if rollout_db is not None else settings().rollout_db
-    return RolloutOptions(db=db, fleet_db=fleet_path(fleet_db), pace_s=pace, progress=progress)
+          progress: Any = None, attestor: Attestor | None = None) -> RolloutOptions:
+    cfg = settings()
+    db = rollout_db if rollout_db is not None else cfg.rollout_db
+    return RolloutOptions(db=db, fleet_db=fleet_path(fleet_db), pace_s=pace, progress=progress,
+                          attestor=_attestors(cfg, attestor))
 
 
-def _plan_json(p: Plan) -> dict[str, Any]:
+def _plan_json(p: Plan, ports: _Ports) -> dict[str, Any]:
     return {**p.model_dump(mode="json", exclude={"waves"}),
-            "waves": [{"wave": i + 1, "hosts": w} for i, w in enumerate(p.waves)]}
+            "waves": [{"wave": i + 1, "hosts": w} for i, w in enumerate(p.waves)],
+            "ports": ports.json()}
 
 
 @app.command("plan")
-def plan_(group: Group, to: To, max_unavailable: MaxUnavailable = "10%", canary: Canary = 1,
-          failure_threshold: Threshold = "1", window: Windows = None,
+def plan_(group: Group, to: To = None, max_unavailable: MaxUnavailable = "10%",
+          canary: Canary = 1, failure_threshold: Threshold = "1", window: Windows = None,
           non_migratable: NonMigratable = NonMigratableAction.WAIT, approved: Approved = None,
-          untrusted: Untrusted = None, fleet_db: FleetDbOption = None,
-          as_json: JsonOption = False) -> None:
+          untrusted: Untrusted = None, attest_current: AttestCurrent = False,
+          fleet_db: FleetDbOption = None, as_json: JsonOption = False) -> None:
     """The waves, the hosts held for VMs that cannot be live-migrated, and the proof that
     every VM fits elsewhere while its host is out; exit 1 with the reason when not."""
-    p, _ = _plan(group, to, _policy(max_unavailable, canary, failure_threshold, window,
-                                    non_migratable), approved, untrusted, Failures(), fleet_db)
+    p, _, ports = _plan(settings(), group, to,
+                        _policy(max_unavailable, canary, failure_threshold, window,
+                                non_migratable), approved, untrusted, Failures(), fleet_db,
+                        attest_current)
     if as_json:
-        output.emit_json(_plan_json(p))
+        output.emit_json(_plan_json(p, ports))
         return
     _print_plan(p)
 
@@ -163,9 +289,15 @@ def _progress_bar(total: int, as_json: bool) -> tuple[Progress, Any]:
     return bar, advance
 
 
-def _print_summary(rollout_id: str, s: Summary, as_json: bool) -> None:
+def _print_summary(rollout_id: str, s: Summary, as_json: bool,
+                   ports: _Ports | None = None) -> None:
+    attested = ports.attestor.runs if ports and isinstance(ports.attestor, SwtpmAttestor) \
+        else None
     if as_json:
-        output.emit_json({"id": rollout_id, **s.to_json()})
+        output.emit_json({"id": rollout_id, **s.to_json(),
+                          **({"ports": ports.json()} if ports else {}),
+                          **({"swtpm_attestations": attested} if attested is not None
+                             else {})})
     else:
         output.table(f"rollout {rollout_id}: {s.status}"
                      + (f" ({s.reason})" if s.reason else ""),
@@ -178,15 +310,19 @@ def _print_summary(rollout_id: str, s: Summary, as_json: bool) -> None:
                    f" {s.max_unavailable_seen} of {s.max_unavailable} hosts out")
         for host, why in s.failure_reasons.items():
             typer.echo(f"{host}: {why}")
+        if attested is not None:
+            typer.echo(f"{attested} attestations on software TPMs against the image"
+                       " catalog's signed manifests")
     if s.status == "halted":
         raise typer.Exit(1)
 
 
 @app.command()
-def start(group: Group, to: To, max_unavailable: MaxUnavailable = "10%", canary: Canary = 1,
-          failure_threshold: Threshold = "1", window: Windows = None,
+def start(group: Group, to: To = None, max_unavailable: MaxUnavailable = "10%",
+          canary: Canary = 1, failure_threshold: Threshold = "1", window: Windows = None,
           non_migratable: NonMigratable = NonMigratableAction.WAIT, approved: Approved = None,
-          untrusted: Untrusted = None, fail_migration: FailMigration = None,
+          untrusted: Untrusted = None, attest_current: AttestCurrent = False,
+          fail_migration: FailMigration = None,
           fail_attest: FailAttest = None, no_boot: NoBoot = None,
           trace: Annotated[Path | None, typer.Option("--trace", help="Write the event trace"
                                                      " here.")] = None,
@@ -195,15 +331,17 @@ def start(group: Group, to: To, max_unavailable: MaxUnavailable = "10%", canary:
     """Plan, then run the rollout on the fleet simulator, durable step by step; the
     outcome is written back to the inventory. Exit 1 if it halts."""
     failures = _failures(fail_migration, fail_attest, no_boot)
-    p, snapshot = _plan(group, to, _policy(max_unavailable, canary, failure_threshold, window,
-                                           non_migratable), approved, untrusted, failures,
-                        fleet_db)
+    p, snapshot, ports = _plan(settings(), group, to,
+                               _policy(max_unavailable, canary, failure_threshold, window,
+                                       non_migratable), approved, untrusted, failures,
+                               fleet_db, attest_current)
     bar, advance = _progress_bar(p.hosts_to_update(), as_json)
     with bar:
-        rollout_id, summary = start_rollout(_opts(rollout_db, fleet_db, pace, advance), p,
-                                            snapshot, untrusted=list(untrusted or []),
-                                            failures=failures, trace_path=trace)
-    _print_summary(rollout_id, summary, as_json)
+        rollout_id, summary = start_rollout(
+            _opts(rollout_db, fleet_db, pace, advance, ports.attestor), p, snapshot,
+            untrusted=ports.untrusted, failures=failures, trace_path=trace,
+            attestor=ports.spec)
+    _print_summary(rollout_id, summary, as_json, ports)
 
 
 @app.command()

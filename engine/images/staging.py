@@ -27,6 +27,7 @@ from engine.attest import (
     Inventory,
     NonceStore,
     ReferenceSet,
+    SigningKey,
     Swtpm,
     VerificationKey,
     Verifier,
@@ -94,9 +95,17 @@ class SwtpmStaging:
 
 
 def attest_on_swtpm(image: ImageRef, boot: Boot, manifest_token: str,
-                    keys: Sequence[VerificationKey], folder: Path) -> StagingResult:
+                    keys: Sequence[VerificationKey], folder: Path, *,
+                    host: str = STAGING_HOST, signing_key: SigningKey | None = None,
+                    verifier_id: str = "vigil-staging") -> StagingResult:
     """Boot ``boot`` on a fresh software TPM in ``folder`` and verify it against the
-    signed manifest of ``image``."""
+    signed manifest of ``image``.
+
+    ``host`` is the id the evidence and the result name (the staging host by default;
+    a rollout re-attesting a fleet host passes that host's id). The result is signed
+    with ``signing_key`` when given, so whoever holds its public key can verify it
+    later; otherwise with a throw-away key (the staging result is evidence for the
+    catalog's history, not a credential)."""
     manifest = load_manifest(manifest_token, keys)  # the signature first
     if manifest.image != image:
         raise BuildError(f"the signed manifest is of {manifest.image}, not of {image}")
@@ -116,18 +125,17 @@ def attest_on_swtpm(image: ImageRef, boot: Boot, manifest_token: str,
                                                       template.ek_intermediate]))
     nonces = NonceStore(folder / "attest.sqlite3")
     try:
-        # a throw-away result key: the staging verifier's results are evidence for the
-        # catalog's history, not credentials
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
+        if signing_key is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
 
-        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
+            pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption())
+            signing_key = load_signing_key(pem)
         verifier = Verifier(nonces=nonces, aks=registry, references=ReferenceSet([manifest]),
-                            signing_key=load_signing_key(pem),
-                            verifier_id="vigil-staging")
-        request = enroll(STAGING_HOST, tcti=tpm.tcti, ak_handle=AK_HANDLE)
+                            signing_key=signing_key, verifier_id=verifier_id)
+        request = enroll(host, tcti=tpm.tcti, ak_handle=AK_HANDLE)
         challenge = registry.begin_enrollment(request)
         registry.complete_enrollment(activate(challenge, tcti=tpm.tcti, ak_handle=AK_HANDLE))
         tpm.reboot()  # power on: PCRs at their initial values
@@ -135,8 +143,8 @@ def attest_on_swtpm(image: ImageRef, boot: Boot, manifest_token: str,
         tpm.extend(log.extends)
         eventlog = folder / "eventlog.bin"
         eventlog.write_bytes(log.encode())
-        nonce = verifier.issue_nonce(STAGING_HOST)
-        evidence = collect_evidence(STAGING_HOST, nonce.value, tcti=tpm.tcti,
+        nonce = verifier.issue_nonce(host)
+        evidence = collect_evidence(host, nonce.value, tcti=tpm.tcti,
                                     ak_handle=AK_HANDLE, eventlog=eventlog,
                                     inventory=Inventory(hypervisor="kvm"))
         appraisal = verifier.appraise(evidence)

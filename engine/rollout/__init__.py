@@ -14,10 +14,20 @@ event per step to a ``Journal``; ``RolloutStore`` keeps rollouts durable in Duck
 (pause, resume after a crash, abort); ``check_trace`` proves a trace's promises from the
 trace alone. The image catalog and the verifier plug in through ``TargetSource`` and
 ``Attestor``.
+
+The real ports: ``CatalogTargets`` (the image catalog's group targets and approved
+versions; a target that is not approved or has no signed manifest that verifies refuses
+the rollout) and ``SwtpmAttestor`` (a host booted on a version is attested on a software
+TPM against that version's signed manifest by ``engine.attest``'s verifier; trusted only
+on a verified result)::
+
+    targets = CatalogTargets.load(settings.images_db, keys)
+    attestor = SwtpmAttestor.for_group(targets, "rack-a", snapshot.hosts)
 """
 
 from __future__ import annotations
 
+from engine.rollout.attestation import Attested, SwtpmAttestor
 from engine.rollout.errors import (
     PolicyError,
     RolloutError,
@@ -36,20 +46,24 @@ from engine.rollout.ports import (
     TargetSource,
 )
 from engine.rollout.runner import Journal, MemoryJournal, Runner, Summary
+from engine.rollout.service import AttestorFactory, memory_attestor, request_resume
 from engine.rollout.service import Options as RolloutOptions
 from engine.rollout.service import abort as abort_rollout
 from engine.rollout.service import pause as pause_rollout
-from engine.rollout.service import request_resume
 from engine.rollout.service import resume as resume_rollout
 from engine.rollout.service import start as start_rollout
 from engine.rollout.service import status as rollout_status
 from engine.rollout.simulator import Failures, SimTimings, Simulator, attestor_for
+from engine.rollout.targets import CatalogTargets
 from engine.rollout.tracecheck import Report as TraceReport
 from engine.rollout.tracecheck import check_file as check_trace
 
 __all__ = [
     "AttestOutcome",
+    "Attested",
     "Attestor",
+    "AttestorFactory",
+    "CatalogTargets",
     "Completion",
     "Executor",
     "Failures",
@@ -74,12 +88,14 @@ __all__ = [
     "SkippedHost",
     "StaticTargets",
     "Summary",
+    "SwtpmAttestor",
     "TargetSource",
     "TraceReport",
     "Window",
     "abort_rollout",
     "attestor_for",
     "check_trace",
+    "memory_attestor",
     "pause_rollout",
     "plan",
     "request_resume",

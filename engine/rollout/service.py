@@ -1,6 +1,11 @@
 """Rollouts as the command line runs them: durable (:mod:`engine.rollout.state`), on the
 fleet simulator, with the outcome written back to the fleet inventory when the executor
-stops (finished, halted, aborted or paused; after a crash, when it is resumed)."""
+stops (finished, halted, aborted or paused; after a crash, when it is resumed).
+
+A rollout records which attestor re-attests its hosts (``{"kind": "memory"}``, or
+``{"kind": "swtpm", "image": NAME}``: software TPMs against the image catalog's signed
+manifests, :mod:`engine.rollout.attestation`), and a resumed rollout attests the same
+way: one started on software TPMs is never resumed on the in-memory attestor."""
 
 from __future__ import annotations
 
@@ -14,8 +19,12 @@ from engine.fleet import Fleet, FleetSnapshot
 from engine.rollout import state, trace
 from engine.rollout.errors import RolloutStateError
 from engine.rollout.planner import Plan
+from engine.rollout.ports import Attestor
 from engine.rollout.runner import Runner, Summary
 from engine.rollout.simulator import Failures, SimTimings, Simulator, attestor_for
+
+AttestorFactory = Callable[[dict[str, Any], Plan, Failures], Attestor]
+"""(the attestor a rollout recorded, its plan, its injected failures) -> the attestor."""
 
 
 @dataclass(frozen=True)
@@ -25,15 +34,32 @@ class Options:
     """When set, the outcome is written back to this inventory."""
     pace_s: float = 0.0
     progress: Callable[[Runner], None] | None = None
+    attestor: AttestorFactory | None = None
+    """Makes the attestor a rollout recorded; None: only the in-memory one is known."""
+
+
+def memory_attestor(spec: dict[str, Any], plan: Plan, failures: Failures) -> Attestor:
+    """The in-memory attestor of a rollout that recorded ``{"kind": "memory"}``; any other
+    kind is refused (never attested more weakly than it started)."""
+    kind = spec.get("kind", "memory")
+    if kind != "memory":
+        raise RolloutStateError(f"this rollout re-attests its hosts with the {kind} attestor,"
+                                " which is not available here",
+                                tip="resume it where the image catalog it started from is"
+                                    " (VIGIL_IMAGES_DB)")
+    return attestor_for(failures, plan.target)
 
 
 def start(opts: Options, plan: Plan, snapshot: FleetSnapshot, *, untrusted: list[str],
           failures: Failures | None = None, timings: SimTimings | None = None,
-          trace_path: Path | None = None) -> tuple[str, Summary]:
+          trace_path: Path | None = None, attestor: dict[str, Any] | None = None
+          ) -> tuple[str, Summary]:
+    """Record and run a rollout; ``attestor`` is what it records of its attestor (the
+    in-memory one by default), made by ``opts.attestor``."""
     with state.RolloutStore(opts.db) as store:
         rec = store.create(plan, snapshot, untrusted=untrusted, timings=timings or SimTimings(),
                            failures=failures or Failures(), executor="simulator",
-                           trace_path=trace_path)
+                           trace_path=trace_path, attestor=attestor)
         trace.write(rec.trace, [trace.header(rec.id, plan, snapshot)])
         runner = _runner(opts, store, rec, snapshot, [])
         return rec.id, _drive(opts, runner, rec.id)
@@ -122,7 +148,8 @@ def status(opts: Options, rollout_id: str | None) -> list[dict[str, Any]]:
 def _runner(opts: Options, store: state.RolloutStore, rec: state.RolloutRecord,
             snapshot: FleetSnapshot, history: list[dict[str, Any]], *,
             abort: bool = False) -> Runner:
-    attestor = attestor_for(rec.failures, rec.plan.target)
+    make = opts.attestor or memory_attestor
+    attestor = make(rec.attestor, rec.plan, rec.failures)
     sim = Simulator({v.id: v for v in snapshot.vms}, rec.plan.policy.migration, attestor,
                     timings=rec.timings, failures=rec.failures, pace_s=opts.pace_s)
     last = [0.0]

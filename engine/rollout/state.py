@@ -1,8 +1,9 @@
 """Durable rollout state in DuckDB (setting ``rollout_db``): one row per rollout (its
-plan, the fleet snapshot it started from, the injected failures, its status) and one row
-per step (the events of the trace). Each scheduler step is one transaction: the step's
-events and the rollout's new status commit together, so a process killed at any moment
-leaves the last complete step, and a resumed rollout carries on from it.
+plan, the fleet snapshot it started from, the injected failures, which attestor
+re-attests its hosts, its status) and one row per step (the events of the trace). Each
+scheduler step is one transaction: the step's events and the rollout's new status commit
+together, so a process killed at any moment leaves the last complete step, and a resumed
+rollout carries on from it.
 
 Beside the database, in ``<rollout_db>.d/``: each rollout's trace (``ID.trace.ndjson``,
 rewritten from the steps on resume), its live status (``ID.status.json``, readable while
@@ -15,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,16 +25,15 @@ import duckdb
 import orjson
 
 from engine.fleet import FleetSnapshot, parse_inventory, to_document
+from engine.migrations import migrate
 from engine.rollout import trace
 from engine.rollout.errors import RolloutNotFound, RolloutStateError
 from engine.rollout.planner import Plan
 from engine.rollout.runner import Event
 from engine.rollout.simulator import Failures, SimTimings
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,
-                                              applied_at TIMESTAMPTZ NOT NULL);
+_MIGRATIONS = {
+    1: """
 CREATE TABLE IF NOT EXISTS rollouts (
     rollout_id VARCHAR PRIMARY KEY,
     created_at TIMESTAMPTZ NOT NULL,
@@ -59,7 +59,13 @@ CREATE TABLE IF NOT EXISTS steps (
     event JSON NOT NULL,
     PRIMARY KEY (rollout_id, seq)
 );
-"""
+""",
+    # which attestor re-attests the hosts (the in-memory one, or software TPMs against
+    # the image catalog's manifests): a resumed rollout must attest as it started
+    2: """
+ALTER TABLE rollouts ADD COLUMN attestor JSON DEFAULT '{"kind": "memory"}';
+""",
+}
 
 ACTIVE = frozenset({"running", "paused"})
 
@@ -80,6 +86,9 @@ class RolloutRecord:
     timings: SimTimings
     failures: Failures
     _snapshot: str
+    attestor: dict[str, Any] = field(default_factory=lambda: {"kind": "memory"})
+    """Which attestor re-attests the hosts: ``{"kind": "memory"}`` or ``{"kind": "swtpm",
+    "image": NAME}`` (software TPMs against the image catalog's manifests)."""
 
     def snapshot(self) -> FleetSnapshot:
         return parse_inventory(self._snapshot.encode(), f"rollout {self.id} snapshot")
@@ -115,35 +124,22 @@ class RolloutStore:
         self._con.close()
 
     def _migrate(self) -> None:
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(_SCHEMA)
-            row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            current = int(row[0]) if row and row[0] is not None else 0
-            if current > SCHEMA_VERSION:
-                raise RolloutStateError(
-                    f"the rollout state {self.path} has schema version {current}, newer than"
-                    f" this Vigil ({SCHEMA_VERSION})", tip="upgrade Vigil")
-            if current < SCHEMA_VERSION:
-                con.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                            [SCHEMA_VERSION, dt.datetime.now(dt.UTC)])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        migrate(self._con, _MIGRATIONS, name="the rollout state", path=self.path,
+                setting="VIGIL_ROLLOUT_DB", error=RolloutStateError)
 
     def create(self, plan: Plan, snapshot: FleetSnapshot, *, untrusted: list[str],
                timings: SimTimings, failures: Failures, executor: str,
-               trace_path: Path | None = None) -> RolloutRecord:
+               trace_path: Path | None = None,
+               attestor: dict[str, Any] | None = None) -> RolloutRecord:
         rollout_id = "r-" + uuid.uuid4().hex[:10]
         path = trace_path or side_dir(self.path) / f"{rollout_id}.trace.ndjson"
         now = dt.datetime.now(dt.UTC)
         self._con.execute(
-            "INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?, 0)",
+            "INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             [rollout_id, now, now, plan.group, plan.target, executor, plan.model_dump_json(),
              orjson.dumps(to_document(snapshot)).decode(), orjson.dumps(untrusted).decode(),
-             timings.model_dump_json(), failures.model_dump_json(), str(path.resolve())])
+             timings.model_dump_json(), failures.model_dump_json(), str(path.resolve()),
+             orjson.dumps(attestor or {"kind": "memory"}).decode()])
         return self.get(rollout_id)
 
     def get(self, rollout_id: str) -> RolloutRecord:
@@ -205,7 +201,8 @@ def _record(r: tuple[Any, ...]) -> RolloutRecord:
         id=r[0], created_at=r[1], updated_at=r[2], group=r[3], target=r[4], status=r[5],
         executor=r[6], plan=Plan.model_validate_json(r[7]), _snapshot=r[8],
         untrusted=orjson.loads(r[9]), timings=SimTimings.model_validate_json(r[10]),
-        failures=Failures.model_validate_json(r[11]), trace=Path(r[12]), steps=int(r[13]))
+        failures=Failures.model_validate_json(r[11]), trace=Path(r[12]), steps=int(r[13]),
+        attestor=orjson.loads(r[14]) if r[14] else {"kind": "memory"})
 
 
 # -- control and live status files -----------------------------------------------------------

@@ -1,10 +1,15 @@
-"""`vigil agent simulate`: a software-TPM host that starts, boots and stops."""
+"""`vigil agent simulate`: a software-TPM host that starts, boots and stops; a simulated
+fleet with an agent per host."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,3 +66,35 @@ def test_start_boot_stop(state: Path, tmp_path: Path) -> None:
             os.waitpid(info["pid"], os.WNOHANG)
             os.kill(info["pid"], 0)
             time.sleep(0.05)
+
+
+def test_a_simulated_fleet_runs_an_agent_per_host_until_interrupted(state: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli.main", "agent", "simulate", "fleet", "--hosts", "2",
+         "--state", str(state), "--json"], cwd=root, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert process.stdout is not None
+        started = json.loads(process.stdout.readline())
+        hosts = {h["host_id"]: h for h in started["hosts"]}
+        assert set(hosts) == {"hv-001", "hv-002"}
+        assert {h["image"] for h in hosts.values()} == {"hv-base 2026.05.1",
+                                                        "hv-base 2026.06.1"}
+        for host_id, host in hosts.items():
+            result = CliRunner().invoke(app, ["agent", "challenge", host["endpoint"],
+                                              "--host-id", host_id, "--json"],
+                                        env=started["settings"])
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.output)["image"]["version"] == host["image"].split()[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "simulated fleet stopped" in stderr
+    for host in hosts.values():  # agents and TPMs are gone
+        for address in (host["endpoint"].removeprefix("http://"),
+                        host["tcti"].removeprefix("swtpm:host=").replace(",port=", ":")):
+            name, port = address.split(":")
+            with pytest.raises(OSError):
+                socket.create_connection((name, int(port)), timeout=5).close()

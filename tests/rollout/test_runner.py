@@ -139,3 +139,28 @@ def test_pause_then_abort_between_steps() -> None:
     assert summary.status == "aborted"
     assert events[-1]["type"] == "end" and events[-1]["status"] == "aborted"
     assert summary.hosts["in_flight"] == []
+
+
+def test_prefer_target_sends_vms_to_updated_hosts_so_they_move_once() -> None:
+    import dataclasses
+
+    from engine.fleet import FleetSnapshot
+
+    # h2 is already on the target but fuller than h3, which is still to be updated
+    base = fleet(3, {"h1": [(2, 8192)], "h2": [(2, 32768)]})
+    snap = FleetSnapshot(tuple(dataclasses.replace(h, image_version="v2") if h.id == "h2"
+                               else h for h in base.hosts), base.vms, base.anti_affinity)
+    moves = {}
+    for prefer in (True, False):
+        policy = RolloutPolicy(max_unavailable=1, canary=0, prefer_target=prefer)
+        p = plan(snap, "g", TARGETS, MemoryAttestor(), policy)
+        assert p.waves == [["h1"], ["h3"]] and p.up_to_date == ["h2"]
+        summary, events = run(snap, policy=policy)
+        assert summary.status == "completed"
+        moves[prefer] = [(e["vm"], e["from"], e["to"]) for e in events
+                         if e["type"] == "migrate_end"]
+        assert p.migrations_planned == len(moves[prefer])
+    # preferred: onto h2, on the target version, where it stays
+    assert moves[True] == [("h1-vm0", "h1", "h2")]
+    # by free memory alone: onto h3, the emptiest, which is drained in the next wave
+    assert moves[False] == [("h1-vm0", "h1", "h3"), ("h1-vm0", "h3", "h1")]

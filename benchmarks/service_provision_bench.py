@@ -9,7 +9,10 @@ this driver, which sends ``--requests`` sequential ``POST /v1/provisioning-reque
 (bounded by ``--seconds`` too) with httpx and reports p50/p99. Then the same with
 ``attest_source=cached`` (the result the first challenge left in the cache), and, as the
 peer, the attestation alone in this process (collect evidence from the same swtpm and
-appraise it, no HTTP, no policy). The admission-rate part of the service benchmark is
+appraise it, no HTTP, no policy). The agent is ``vigil agent serve``'s
+(:func:`engine.attest.serve_agent`) and the service challenges it with
+:func:`engine.attest.challenge_agent`; a run with a kept-alive client shows what the
+client's per-challenge setup costs. The admission-rate part of the service benchmark is
 another script.
 
     .venv/bin/python benchmarks/service_provision_bench.py [--requests 200] [--json]
@@ -54,30 +57,23 @@ def _ms(values: list[float]) -> dict[str, float]:
 # -- the agent process ------------------------------------------------------------------
 
 def serve_agent(cfg: dict[str, Any]) -> None:
-    from fastapi import FastAPI
-    from fastapi.responses import Response
-
-    from engine.attest import collect_evidence
+    """``vigil agent serve`` in process: the real agent over the swtpm."""
+    from engine.attest import AgentConfig
+    from engine.attest import serve_agent as serve
     from engine.attest.lab import AK_HANDLE, INVENTORY
 
-    app = FastAPI()
-
-    @app.post("/challenge")
-    def challenge(body: dict[str, str]) -> Response:
-        evidence = collect_evidence(HOST, base64.b64decode(body["nonce"]), tcti=cfg["tcti"],
-                                    ak_handle=AK_HANDLE, eventlog=Path(cfg["eventlog"]),
-                                    inventory=INVENTORY)
-        return Response(evidence.model_dump_json(by_alias=True), media_type="application/json")
-
-    _run(app, cfg["port"])
+    config = AgentConfig(host_id=HOST, tcti=cfg["tcti"], ak_handle=AK_HANDLE,
+                         eventlog=Path(cfg["eventlog"]), inventory=lambda: INVENTORY)
+    serve(config, port=cfg["port"],
+          ready=lambda _: print("ready", file=sys.stderr, flush=True))
 
 
 _CLIENT: Any = None
 
 
-def challenge(endpoint: str, nonce: bytes, *, timeout: float) -> Any:
-    """The agent client (``challenge_agent``'s signature), on one kept-alive connection
-    pool (a client made per call spends milliseconds on its TLS context alone)."""
+def pooled_challenge(endpoint: str, nonce: bytes, *, timeout: float) -> Any:
+    """A client on one kept-alive connection pool, for comparison with
+    :func:`engine.attest.challenge_agent` (a new client per challenge)."""
     import httpx
 
     from engine.attest import Evidence
@@ -85,7 +81,7 @@ def challenge(endpoint: str, nonce: bytes, *, timeout: float) -> Any:
     global _CLIENT
     if _CLIENT is None:
         _CLIENT = httpx.Client()
-    r = _CLIENT.post(f"{endpoint}/challenge",
+    r = _CLIENT.post(f"{endpoint}/v1/challenge",
                      json={"nonce": base64.b64encode(nonce).decode()}, timeout=timeout)
     r.raise_for_status()
     return Evidence.model_validate_json(r.content)
@@ -99,7 +95,7 @@ def serve_service(cfg: dict[str, Any]) -> None:
     from engine.provision import build
 
     settings = load_settings(**cfg["settings"])
-    parts = build(settings, challenge=challenge)
+    parts = build(settings, challenge=pooled_challenge if cfg.get("pooled") else None)
     _run(create_app(settings, parts=parts), cfg["port"])
 
 
@@ -259,18 +255,20 @@ def main() -> int:
         cfg, tpm, eventlog, peer = _world(folder)
         children = [_child("agent", cfg["agent"], folder)]
         try:
-            for source in ("agent", "cached-then-agent"):
+            for name, source, pooled in (("agent", "agent", False),
+                                         ("agent, pooled client", "agent", True),
+                                         ("cached-then-agent", "cached-then-agent", False)):
                 port = _free_port()
                 service = _child("service", {"settings": {**cfg["settings"],
                                                            "attest_source": source},
-                                             "port": port}, folder)
+                                             "port": port, "pooled": pooled}, folder)
                 try:
                     times, verdicts = _drive(f"http://127.0.0.1:{port}", cfg["token"],
                                              args.requests, args.seconds)
                 finally:
                     service.terminate()
                     service.wait(timeout=60)
-                out[source] = {**_ms(times), "outcomes": verdicts}
+                out[name] = {**_ms(times), "outcomes": verdicts}
             # the peer: the attestation alone, in process
             peer_times = []
             for _ in range(min(args.requests, 100)):
@@ -293,9 +291,12 @@ def main() -> int:
         print(json.dumps(out, indent=2, default=str))
         return 0
     print(f"load average before {out['load_before'][0]:.2f}, after {out['load_after'][0]:.2f}")
-    for name in ("agent", "cached-then-agent", "peer: collect evidence + appraise, in process"):
+    for name in ("agent", "agent, pooled client", "cached-then-agent",
+                 "peer: collect evidence + appraise, in process"):
         r = out[name]
-        label = {"agent": "full request, fresh attestation (agent challenged)",
+        label = {"agent": "full request, fresh attestation (engine.attest.challenge_agent)",
+                 "agent, pooled client": "full request, fresh attestation (kept-alive "
+                                         "client)",
                  "cached-then-agent": "full request, cached attestation"}.get(name, name)
         print(f"{label}: n={r['n']} p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
               f"mean {r['mean_ms']} ms" + (f"  {r['outcomes']}" if "outcomes" in r else ""))

@@ -9,7 +9,9 @@ The flow asks a :class:`HostAttestation` for the chosen host and gets either an
 * :class:`AgentAttestation`: challenge the host's agent (its ``agent_endpoint`` in the
   fleet inventory) with a nonce just issued, and appraise the evidence it answers with
   (:meth:`engine.attest.Verifier.appraise`). The challenge is a function
-  ``challenge(endpoint, nonce, *, timeout) -> Evidence``; an agent that does not answer
+  ``challenge(endpoint, nonce, *, timeout) -> Evidence`` (:func:`engine.attest.
+  challenge_agent`, whose errors name the agent step that failed); an agent that does
+  not answer
   within ``timeout`` seconds (enforced here too, whatever the function does) is a
   :class:`NotAttested`, never a hang;
 * :class:`CachedThenAgent`: the cached result when there is one, else the agent.
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from engine.attest import AttestationResult, Evidence, Verifier
+from engine.attest import AttestationResult, AttestError, Evidence, Verifier
 from engine.errors import VigilError
 from engine.fleet import Host
 from engine.provision.results import ResultCache
@@ -130,6 +132,8 @@ class AgentAttestation:
             future.cancel()
             return NotAttested(STEP_AGENT, f"the agent at {endpoint} did not answer within "
                                f"{self.timeout:g} s")
+        except AttestError as exc:  # the agent client names the step (engine.attest)
+            return NotAttested(exc.step, f"the agent at {endpoint}: {exc.reason}")
         except Exception as exc:
             return NotAttested(STEP_AGENT, _classify(exc, endpoint, self.timeout))
         if time.monotonic() - started > self.timeout + 0.5:

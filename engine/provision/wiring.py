@@ -5,18 +5,17 @@ attestation port (``attest_source``: cached, agent, or cached then agent, with
 ``attest_agent_timeout``), the fleet and catalog files, the PVDB and policy
 (:class:`~engine.provision.deciding.Deciding`), the preparation queue and the flow.
 
-The agent challenge is ``engine.attest.challenge_agent`` when the attestation part
-provides it (looked up when the parts are built), or the function given.
+The agent challenge is :func:`engine.attest.challenge_agent` unless another function is
+given.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.attest import Verifier, load_verification_key
+from engine.attest import Verifier, challenge_agent, load_verification_key
 from engine.config import Settings
 from engine.decide import DecisionLog
 from engine.errors import VigilError
@@ -39,9 +38,8 @@ def _utcnow() -> dt.datetime:
 
 
 def default_challenge() -> ChallengeFn | None:
-    """The attestation part's agent client, when it has one."""
-    challenge = getattr(importlib.import_module("engine.attest"), "challenge_agent", None)
-    return challenge if callable(challenge) else None
+    """The attestation part's agent client (:func:`engine.attest.challenge_agent`)."""
+    return challenge_agent
 
 
 @dataclass

@@ -17,8 +17,17 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from engine.attest import AkRegistry, Evidence, NonceStore, Verifier, verify_result
-from engine.attest.lab import HOST, Site, key_pair, make_site
+from engine.attest import (
+    AgentConfig,
+    AkRegistry,
+    Evidence,
+    NonceStore,
+    Verifier,
+    challenge_agent,
+    start_agent,
+    verify_result,
+)
+from engine.attest.lab import AK_HANDLE, HOST, INVENTORY, Site, key_pair, make_site
 from engine.config import load_settings
 from engine.decide import VmShape
 from engine.fleet import Host
@@ -34,12 +43,13 @@ from engine.provision import (
 from tests.api.conftest import run_server
 from tests.api.world import build_world
 from tests.attest.conftest import swtpm, swtpm_template  # noqa: F401  (fixtures)
+from tests.attest.fake_agents import BOUND, FakeAgent, fake_agent
 
 
 def challenge(endpoint: str, nonce: bytes, *, timeout: float) -> Evidence:
-    """The agent's client as the attestation part defines it: POST the nonce, read the
-    evidence."""
-    r = httpx.post(f"{endpoint}/challenge", timeout=timeout,
+    """A plain client of the agent protocol (POST the nonce, read the evidence), which
+    leaves every check to the port."""
+    r = httpx.post(f"{endpoint}/v1/challenge", timeout=timeout,
                    json={"nonce": base64.b64encode(nonce).decode()})
     r.raise_for_status()
     return Evidence.model_validate_json(r.content)
@@ -58,7 +68,7 @@ class Agent:
     def app(self) -> FastAPI:
         app = FastAPI()
 
-        @app.post("/challenge")
+        @app.post("/v1/challenge")
         async def answer(request: Request) -> Response:
             nonce = base64.b64decode((await request.json())["nonce"])
             if self.replay and self.first is not None:
@@ -69,7 +79,7 @@ class Agent:
             return Response(evidence.model_dump_json(by_alias=True),
                             media_type="application/json")
 
-        @app.post("/garbage/challenge")
+        @app.post("/garbage/v1/challenge")
         async def garbage() -> dict[str, Any]:
             return {"not": "evidence"}
 
@@ -92,9 +102,15 @@ def _host(endpoint: str | None) -> Host:
 
 
 def test_a_fresh_challenge_is_appraised_and_cached(agent: tuple[str, Agent]) -> None:
-    url, a = agent
+    """The real agent (``vigil agent serve``'s) and the real client
+    (:func:`engine.attest.challenge_agent`)."""
+    _, a = agent
+    running = start_agent(AgentConfig(host_id=HOST, tcti=a.site.tpm.tcti,
+                                      ak_handle=AK_HANDLE, eventlog=a.log,
+                                      inventory=lambda: INVENTORY))
+    url = running.endpoint
     cache = ResultCache(None, a.site.result_public, ttl=900)
-    port = AgentAttestation(a.site.verifier, challenge, timeout=30, cache=cache)
+    port = AgentAttestation(a.site.verifier, challenge_agent, timeout=30, cache=cache)
     got = port.attest(_host(url))
     assert isinstance(got, Attested) and got.source == "fresh", got
     assert got.result.status == "affirming" and got.result.host_id == HOST
@@ -102,17 +118,33 @@ def test_a_fresh_challenge_is_appraised_and_cached(agent: tuple[str, Agent]) -> 
     cached, why = cache.entry(HOST)
     assert cached is not None and cached[1] == got.ear, why
     port.close()
+    running.stop()
 
 
-def test_a_replayed_quote_is_refused_naming_the_nonce_step(agent: tuple[str, Agent]) -> None:
+@pytest.mark.parametrize("client", [challenge, challenge_agent], ids=["plain", "engine"])
+def test_a_replayed_quote_is_refused_naming_the_nonce_step(agent: tuple[str, Agent],
+                                                           client: Any) -> None:
     url, a = agent
-    port = AgentAttestation(a.site.verifier, challenge, timeout=30)
+    port = AgentAttestation(a.site.verifier, client, timeout=30)
     assert isinstance(port.attest(_host(url)), Attested)
     a.replay = True
     got = port.attest(_host(url))
-    assert isinstance(got, NotAttested) and got.step == "2 nonce", got
-    assert "replayed" in got.reason
+    # refused by the port itself, or already by the engine's client
+    assert isinstance(got, NotAttested) and got.step in ("2 nonce", "0 agent nonce"), got
     port.close()
+
+
+def test_a_silent_agent_is_cut_off_by_the_engines_client(bare_verifier: Verifier) -> None:
+    def silent(agent: FakeAgent, conn: Any) -> None:
+        agent.read_request(conn)
+        agent.disconnected.wait(BOUND)
+
+    with fake_agent(silent) as fake:
+        port = AgentAttestation(bare_verifier, challenge_agent, timeout=0.5)
+        got = port.attest(_host(fake.endpoint))
+        fake.disconnected.set()
+        port.close()
+    assert isinstance(got, NotAttested) and got.step == "0 agent timed out", got
 
 
 def test_an_agent_answering_garbage_is_refused(agent: tuple[str, Agent]) -> None:
@@ -122,6 +154,10 @@ def test_an_agent_answering_garbage_is_refused(agent: tuple[str, Agent]) -> None
     assert isinstance(got, NotAttested) and got.step == STEP_AGENT
     assert "no usable evidence" in got.reason
     port.close()
+    engine_client = AgentAttestation(a.site.verifier, challenge_agent, timeout=30)
+    got = engine_client.attest(_host(f"{url}/garbage"))
+    assert isinstance(got, NotAttested) and got.step == "0 agent answer is not evidence"
+    engine_client.close()
 
 
 @pytest.fixture
@@ -164,13 +200,14 @@ def test_an_agent_that_does_not_answer_is_a_reject_naming_the_step(
         parts.close()
 
 
-def test_no_agent_client_is_said_and_cached_results_still_serve(tmp_path: Path) -> None:
+def test_without_a_result_key_no_agent_is_challenged_and_cached_results_serve(
+        tmp_path: Path) -> None:
     world = build_world(tmp_path / "world")
     settings = load_settings(**{**world.settings, "attest_source": "cached-then-agent"})
-    parts = build(settings, challenge=None, clock=lambda: world.now)
+    parts = build(settings, clock=lambda: world.now)
     try:
-        if parts.agent is None:
-            assert parts.notes and not parts.problems
+        assert parts.agent is None and not parts.problems
+        assert "VIGIL_ATTEST_RESULT_KEY" in parts.notes[0]
         got = parts.attestation.attest(Host(id="hv-admit", group="g", vcpus=1, memory_mib=1,
                                             image_version="2024.06.1"))
         assert isinstance(got, Attested) and got.source == "cached"

@@ -241,6 +241,14 @@ class Settings(BaseSettings):
     """Seconds a host's agent has to answer a challenge; past it the host counts as not
     attested (the request is rejected naming the step), never a hang."""
 
+    attest_agent_token_file: Path | None = None
+    """File holding the bearer token the hosts' agents ask of a challenge (``vigil agent
+    serve --token-file``); the provisioning flow sends it. Never printed."""
+
+    attest_agent_ca: Path | None = None
+    """PEM CA certificates that vouch for the agents' TLS certificates (default: the
+    system's), for agents served over HTTPS."""
+
     service_url: str = "http://127.0.0.1:8443"
     """Where ``vigil provision`` finds the running service."""
 

@@ -12,6 +12,7 @@ given.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +36,23 @@ from engine.provision.sources import CatalogFile, FleetFile, PreparationQueue
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _agent_client(settings: Settings) -> tuple[ChallengeFn | None, str]:
+    """``challenge_agent`` with the agents' token and CA from the settings."""
+    token = None
+    if settings.attest_agent_token_file is not None:
+        try:
+            token = settings.attest_agent_token_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, (f"the agent token file {settings.attest_agent_token_file} cannot "
+                          f"be read: {type(exc).__name__}")
+        if not token or "\n" in token:
+            return None, (f"the agent token file {settings.attest_agent_token_file} must "
+                          "hold one line")
+    if token is None and settings.attest_agent_ca is None:
+        return challenge_agent, ""
+    return functools.partial(challenge_agent, token=token, ca=settings.attest_agent_ca), ""
 
 
 def default_challenge() -> ChallengeFn | None:
@@ -91,7 +109,10 @@ def build(settings: Settings, *, decision_log: DecisionLog | None = None,
     attestation: HostAttestation = cached
     agent: AgentAttestation | None = None
     if settings.attest_source != "cached":
-        challenge = challenge or default_challenge()
+        if challenge is None:
+            challenge, problem = _agent_client(settings)
+            if problem:
+                problems.append(problem)
         if challenge is None:
             note = "no agent client is available: fresh attestations cannot be asked for"
             (problems if settings.attest_source == "agent" else notes).append(note)

@@ -213,3 +213,31 @@ def test_without_a_result_key_no_agent_is_challenged_and_cached_results_serve(
         assert isinstance(got, Attested) and got.source == "cached"
     finally:
         parts.close()
+
+
+def test_the_agents_token_comes_from_the_settings(agent: tuple[str, Agent],
+                                                  tmp_path: Path) -> None:
+    _, a = agent
+    running = start_agent(AgentConfig(host_id=HOST, tcti=a.site.tpm.tcti,
+                                      ak_handle=AK_HANDLE, eventlog=a.log,
+                                      inventory=lambda: INVENTORY, token="s3cret-token"))
+    (tmp_path / "agent.token").write_text("s3cret-token\n")
+    world = build_world(tmp_path / "world")
+    try:
+        for token_file, expected in ((tmp_path / "agent.token", "affirming"),
+                                     (None, "0 agent HTTP error")):
+            settings = load_settings(**{**world.settings, "attest_source": "agent",
+                                        "attest_agent_token_file": token_file,
+                                        "attest_agent_timeout": 30})
+            parts = build(settings, verifier=a.site.verifier)
+            try:
+                got = parts.attestation.attest(_host(running.endpoint))
+            finally:
+                assert parts.agent is not None
+                parts.agent.close()
+            if isinstance(got, Attested):
+                assert got.result.status == expected
+            else:
+                assert got.step == expected, got
+    finally:
+        running.stop()

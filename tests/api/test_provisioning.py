@@ -265,3 +265,36 @@ def test_the_admission_webhook_is_decided_by_the_flow(service: Service) -> None:
         "matchExpressions"]
     assert {"key": "kubernetes.io/hostname", "operator": "In",
             "values": ["hv-admit"]} in exprs
+
+
+def test_two_approvals_at_once_launch_once(service: Service) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    req = service.submit("hv-admit")
+    path = f"/v1/provisioning-requests/{req['request_id']}/approve"
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: service.call("POST", path), range(4)))
+    assert {a.status_code for a in answers} == {200}
+    final = service.wait(req["request_id"], lambda b: b["status"] == "launched")
+    events = service.call("GET", f"/v1/provisioning-requests/{req['request_id']}/events"
+                          ).json()["events"]
+    assert [e["event"] for e in events].count("approved") == 1
+    assert [e["event"] for e in events].count("launched") == 1
+    assert [vm.id for vm in _vms(service.world)] == [final["request_id"]]
+
+
+def test_the_scheduler_expires_what_nobody_approved(service: Service) -> None:
+    req = service.submit("hv-admit")
+    service.clock.advance(seconds=3601)
+    expired = service.wait(req["request_id"], lambda b: b["status"] == "expired")
+    assert expired["verdict"] == "admit" and _vms(service.world) == []
+
+
+def test_the_openapi_document_names_the_bearer_scheme_and_every_error(
+        service: Service) -> None:
+    doc = httpx.get(f"{service.url}/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    approve = doc["paths"]["/v1/provisioning-requests/{request_id}/approve"]["post"]
+    assert {"200", "401", "403", "404", "409", "422", "500", "503"} <= set(
+        approve["responses"])
+    assert approve["security"] == [{"token": []}]

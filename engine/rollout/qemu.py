@@ -81,8 +81,13 @@ class QemuSettings(BaseModel):
     binary: str = BINARY
     memory_mib: int = Field(default=64, ge=8)
     """Guest RAM of every VM (``-m``); the fleet's VM sizes stay what placement uses."""
-    dirty_mib: int = Field(default=4, ge=1)
-    """The guest's working set, all of it dirtied on every tick."""
+    dirty_mib: int = Field(default=16, ge=1)
+    """The guest's working set, all of it dirtied on every tick. 16 MiB is more than QEMU
+    lets through in one 100 ms rate-limit window at 128 MiB/s (12.8 MiB), so the first
+    pre-copy round outlasts several ticks on any machine and the whole working set is
+    dirty again when it ends: the stop-and-copy phase always has real work (a working set
+    the first round sends between two ticks would leave nothing to copy, and QEMU's
+    millisecond ``downtime`` would read 0)."""
     tick_hz: int = Field(default=100, ge=19, le=1000)
     poll_s: float = Field(default=0.05, gt=0)
     """How often ``query-migrate`` is asked while a migration runs."""

@@ -350,7 +350,9 @@ class QemuExecutor:
         return self._stamp(self.now()), out
 
     def _stamp(self, t: float) -> float:
-        self._last = max(self._last, round(t, 6))
+        """Never earlier than a time already returned, nor than ``t`` (no rounding: a
+        time rounded below the scheduler's timer would make it wait for it again)."""
+        self._last = max(self._last, t)
         return self._last
 
     # -- migration -----------------------------------------------------------------------

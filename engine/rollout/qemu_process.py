@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -41,34 +42,32 @@ class Guest:
     @classmethod
     async def spawn(cls, name: str, argv: list[str], sock: Path, log: Path, *,
                     timeout_s: float, qmp_timeout_s: float) -> Guest:
-        """Start ``argv`` plus a QMP server on ``sock`` and connect to it within
-        ``timeout_s``."""
+        """Start ``argv`` with its QMP monitor on a UNIX socket this process binds and
+        listens on at ``sock`` before QEMU starts (handed over as a file descriptor, so a
+        connection never races QEMU's own bind), and connect to it within ``timeout_s``."""
         if len(str(sock)) > _SOCKET_MAX:
             raise QemuError(f"QMP socket path {sock} is longer than {_SOCKET_MAX} bytes;"
                             " use a shorter run directory")
         sock.unlink(missing_ok=True)
-        with log.open("wb") as out:
-            proc = subprocess.Popen([*argv, "-qmp", f"unix:{sock},server=on,wait=off"],
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener, \
+                log.open("wb") as out:
+            listener.bind(str(sock))
+            listener.listen(1)
+            fd = listener.fileno()
+            proc = subprocess.Popen([*argv, "-chardev", f"socket,id=qmp,fd={fd},server=on,"
+                                     "wait=off", "-mon", "chardev=qmp,mode=control"],
                                     stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    pass_fds=(fd,))
         qmp = QMPClient(name)
-        while True:
-            if proc.poll() is not None:
-                raise QemuError(f"QEMU for {name} exited with status {proc.returncode}"
-                                f" before answering QMP: {_tail(log)}")
-            if sock.exists():
-                try:
-                    await asyncio.wait_for(qmp.connect(str(sock)),
-                                           max(0.1, deadline - time.monotonic()))
-                    return cls(name, proc, qmp, log, qmp_timeout_s)
-                except (ConnectError, OSError, TimeoutError):
-                    qmp = QMPClient(name)
-            if time.monotonic() > deadline:
-                _kill(proc)
-                raise QemuError(f"QEMU for {name} did not answer QMP within {timeout_s:g} s:"
-                                f" {_tail(log)}")
-            await asyncio.sleep(0.02)
+        try:
+            await asyncio.wait_for(qmp.connect(str(sock)), timeout_s)
+        except (ConnectError, OSError, EOFError, TimeoutError) as exc:
+            _kill(proc)
+            why = (f"exited with status {proc.returncode}" if proc.returncode not in (None, -9)
+                   else f"did not answer QMP within {timeout_s:g} s ({exc!r})")
+            raise QemuError(f"QEMU for {name} {why}: {_tail(log)}") from None
+        return cls(name, proc, qmp, log, qmp_timeout_s)
 
     @property
     def alive(self) -> bool:

@@ -20,15 +20,17 @@ from engine.rollout import (
     MemoryAttestor,
     MemoryJournal,
     Op,
+    QemuExecutor,
+    QemuSettings,
     RolloutPolicy,
     Runner,
     StaticTargets,
     check_trace,
     plan,
+    qemu_available,
 )
 from engine.rollout import trace as trace_file
 from engine.rollout.policy import MigrationSettings
-from engine.rollout.qemu import QemuExecutor, QemuSettings, available
 from tests.rollout.fleets import fleet
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,7 @@ MakeExecutor = Callable[..., QemuExecutor]
 def make_executor() -> Iterator[MakeExecutor]:
     """Executors in a short run directory (QMP socket paths are limited to 107 bytes),
     every QEMU process stopped and the directory removed afterwards, pass or fail."""
-    why = available()
+    why = qemu_available()
     if why is not None:
         pytest.skip(why)
     made: list[QemuExecutor] = []

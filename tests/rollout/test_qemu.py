@@ -174,6 +174,16 @@ def test_a_host_running_a_guest_is_not_reimaged(make_executor: MakeExecutor) -> 
     assert ex.version("h1") is None and ex.version("h2") == "v2"
 
 
+def test_a_migration_handed_back_for_a_guest_this_executor_does_not_run_fails(
+        make_executor: MakeExecutor) -> None:
+    ex = make_executor()  # e.g. a new executor after a crash: it adopts no processes
+    ex.start(Op("migrate", "h1", 12.5, vm="vm-a", dst="h2", attempt=0, serial=0))
+    [c] = _until_done(ex)
+    assert not c.ok and c.permanent and "does not run under this executor" in (c.reason or "")
+    assert c.t >= 12.5  # the clock moved to the operation's original start
+    assert ex.guests("h2") == []
+
+
 def test_a_small_rollout_live_migrates_real_guests_and_its_trace_holds(
         make_executor: MakeExecutor, tmp_path: Path) -> None:
     snap = fleet(3, {"h1": [(1, 1024), (1, 1024)], "h2": [(1, 1024)]})

@@ -168,6 +168,8 @@ class QemuExecutor:
         self._loop = asyncio.new_event_loop()
         self._vms: dict[str, _Vm] = {}
         self._incoming: dict[str, tuple[str, Guest]] = {}
+        self._spawned: list[Guest] = []
+        """Every QEMU process started and perhaps still running (stopped by close)."""
         self._tasks: dict[asyncio.Task[Completion], Op] = {}
         self._versions: dict[str, str] = {}
         self._no_boot = frozenset(self.failures.no_boot)
@@ -195,8 +197,8 @@ class QemuExecutor:
         try:
             self._loop.run_until_complete(self._shutdown())
         finally:
-            for v in self._vms.values():  # whatever the shutdown did not reach
-                v.guest.kill()
+            for g in self._spawned:  # whatever the shutdown did not reach
+                g.kill()
             self._loop.close()
 
     async def _shutdown(self) -> None:
@@ -204,9 +206,8 @@ class QemuExecutor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        guests = [v.guest for v in self._vms.values()] + [g for _, g in
-                                                          self._incoming.values()]
-        await asyncio.gather(*(g.stop() for g in guests), return_exceptions=True)
+        await asyncio.gather(*(g.stop() for g in self._spawned if g.alive),
+                             return_exceptions=True)
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if self._closed:
@@ -265,9 +266,12 @@ class QemuExecutor:
                 "-machine", "pc", "-accel", "tcg", "-m", str(s.memory_mib), "-smp", "1",
                 "-kernel", str(kernel), "-name", name,
                 *(["-incoming", "defer"] if incoming else [])]
-        return await Guest.spawn(name, argv, self.run_dir / f"{n}.qmp",
-                                 self.run_dir / f"{n}.log", timeout_s=s.launch_timeout_s,
-                                 qmp_timeout_s=s.qmp_timeout_s)
+        guest = await Guest.spawn(name, argv, self.run_dir / f"{n}.qmp",
+                                  self.run_dir / f"{n}.log", timeout_s=s.launch_timeout_s,
+                                  qmp_timeout_s=s.qmp_timeout_s)
+        self._spawned = [g for g in self._spawned if g.alive]
+        self._spawned.append(guest)
+        return guest
 
     # -- what runs where (read from the processes) ---------------------------------------
 
@@ -280,6 +284,10 @@ class QemuExecutor:
         on = {v.id for v in self._vms.values() if v.host == host and v.guest.alive}
         on |= {vm for vm, (h, g) in self._incoming.items() if h == host and g.alive}
         return sorted(on)
+
+    def processes(self) -> dict[str, int]:
+        """Every QEMU process of this executor still running: ``vm@host`` -> pid."""
+        return {g.name: g.proc.pid for g in self._spawned if g.alive}
 
     def pid(self, vm: str) -> int:
         return self._vm(vm).guest.proc.pid

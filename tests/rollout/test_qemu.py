@@ -174,6 +174,21 @@ def test_a_host_running_a_guest_is_not_reimaged(make_executor: MakeExecutor) -> 
     assert ex.version("h1") is None and ex.version("h2") == "v2"
 
 
+def test_closing_mid_migration_stops_every_process(make_executor: MakeExecutor) -> None:
+    ex = make_executor(MigrationSettings(bandwidth_mibps=1))  # a migration of many seconds
+    ex.launch_all([("vm-a", "h1"), ("vm-b", "h1")])
+    ex.start(Op("migrate", "h1", ex.now(), vm="vm-a", dst="h2"))
+    deadline = time.monotonic() + 30
+    while ex.guests("h2") != ["vm-a"]:  # the destination process is up
+        assert time.monotonic() < deadline
+        assert ex.advance(ex.now() + 0.05) is not None
+    running = ex.processes()
+    assert sorted(running) == ["vm-a@h1", "vm-a@h2", "vm-b@h1"]
+    ex.close()
+    assert all(_gone(pid) for pid in running.values())
+    assert ex.processes() == {} and ex.guests("h1") == ex.guests("h2") == []
+
+
 def test_a_migration_handed_back_for_a_guest_this_executor_does_not_run_fails(
         make_executor: MakeExecutor) -> None:
     ex = make_executor()  # e.g. a new executor after a crash: it adopts no processes

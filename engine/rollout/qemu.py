@@ -243,8 +243,11 @@ class QemuExecutor:
         n = self._next()
         kernel = self.run_dir / f"k{n}.bin"
         s = self.settings
-        kernel.write_bytes(qemu_guest.image(vm, memory_mib=s.memory_mib,
-                                            dirty_mib=s.dirty_mib, hz=s.tick_hz))
+        try:
+            kernel.write_bytes(qemu_guest.image(vm, memory_mib=s.memory_mib,
+                                                dirty_mib=s.dirty_mib, hz=s.tick_hz))
+        except ValueError as exc:
+            raise QemuError(f"VM {vm}: {exc}") from None
         guest = await self._spawn(f"{vm}@{host}", kernel, incoming=False)
         self._vms[vm] = _Vm(vm, host, guest, kernel)
         # booted: the firmware has loaded the kernel and the guest counts its ticks

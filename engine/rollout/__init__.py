@@ -13,7 +13,8 @@ drives the plan through an ``Executor`` (the fleet ``Simulator`` by default), wr
 event per step to a ``Journal``; ``RolloutStore`` keeps rollouts durable in DuckDB
 (pause, resume after a crash, abort); ``check_trace`` proves a trace's promises from the
 trace alone. The image catalog and the verifier plug in through ``TargetSource`` and
-``Attestor``.
+``Attestor``. ``QemuExecutor`` is the second executor: VMs are QEMU processes and
+migrations real pre-copy live migrations over QMP on loopback.
 
 The real ports: ``CatalogTargets`` (the image catalog's group targets and approved
 versions; a target that is not approved or has no signed manifest that verifies refuses
@@ -45,6 +46,9 @@ from engine.rollout.ports import (
     StaticTargets,
     TargetSource,
 )
+from engine.rollout.qemu import MigrationRecord, QemuExecutor, QemuSettings
+from engine.rollout.qemu import available as qemu_available
+from engine.rollout.qemu_process import QemuError
 from engine.rollout.runner import Journal, MemoryJournal, Runner, Summary
 from engine.rollout.service import AttestorFactory, memory_attestor, request_resume
 from engine.rollout.service import Options as RolloutOptions
@@ -71,11 +75,15 @@ __all__ = [
     "Journal",
     "MemoryAttestor",
     "MemoryJournal",
+    "MigrationRecord",
     "MigrationSettings",
     "NonMigratableAction",
     "Op",
     "Plan",
     "PolicyError",
+    "QemuError",
+    "QemuExecutor",
+    "QemuSettings",
     "RolloutError",
     "RolloutNotFound",
     "RolloutOptions",
@@ -98,6 +106,7 @@ __all__ = [
     "memory_attestor",
     "pause_rollout",
     "plan",
+    "qemu_available",
     "request_resume",
     "resume_rollout",
     "rollout_status",

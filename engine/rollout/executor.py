@@ -10,8 +10,9 @@ resumes following it (the simulator recomputes its end; a real backend asks the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 OpKind = Literal["migrate", "reimage", "attest", "rollback"]
 _ORDER = {"migrate": 0, "reimage": 1, "attest": 2, "rollback": 3}
@@ -45,6 +46,10 @@ class Completion:
     reason: str | None = None
     permanent: bool = False
     """A failure that would repeat if retried (a migration that cannot converge)."""
+    details: Mapping[str, Any] | None = None
+    """migrate: what the backend measured beyond the downtime (the QEMU backend: total
+    time, RAM transferred, rounds), written into the trace's migrate_end / migrate_failed
+    event; never one of the event's own fields."""
 
 
 class Executor(Protocol):

@@ -402,13 +402,13 @@ class Runner:
         if op.kind == "migrate":
             if c.ok:
                 self._emit("migrate_end", op.host, vm=op.vm, **{"from": op.host, "to": op.dst},
-                           downtime_ms=c.downtime_ms)
+                           downtime_ms=c.downtime_ms, **(c.details or {}))
             else:
                 final = c.permanent or op.attempt >= self.mig.retries
                 self._emit("migrate_failed", op.host, vm=op.vm, **{"from": op.host,
                                                                    "to": op.dst},
                            downtime_ms=0.0, attempt=op.attempt + 1, final=final,
-                           reason=c.reason)
+                           reason=c.reason, **(c.details or {}))
         elif op.kind == "reimage":
             if c.ok:
                 self._emit("reimage_end", op.host, version=op.version)

@@ -1,0 +1,167 @@
+"""The dashboard's routes over plain HTTP: the login, the session cookie, CSRF, roles and
+tenant isolation (the browser's view: tests/api/test_ui_browser.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import httpx
+
+from tests.api.conftest import HANG_GUARD, Service
+
+
+def client(service: Service) -> httpx.Client:
+    return httpx.Client(base_url=service.url, timeout=HANG_GUARD, follow_redirects=False)
+
+
+@contextlib.contextmanager
+def login(service: Service, who: str) -> Iterator[httpx.Client]:
+    with client(service) as c:
+        page = c.get("/ui/login")
+        r = c.post("/ui/login", data={"token": service.world.tokens[who],
+                                      "csrf": csrf_of(page.text)})
+        assert r.status_code == 303, r.text
+        yield c
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found[1]
+
+
+def test_no_session_goes_to_the_login_page(service: Service) -> None:
+    with client(service) as c:
+        for path in ("/ui/", "/ui/fleet", "/ui/requests", "/ui/decisions", "/ui/timeline",
+                     "/ui/requests/00000000-0000-0000-0000-000000000000"):
+            r = c.get(path)
+            assert r.status_code == 303, path
+            assert r.headers["location"] == "/ui/login"
+        # a bearer token is not a session: the dashboard wants its cookie
+        r = c.get("/ui/fleet", headers={"Authorization":
+                                        f"Bearer {service.world.tokens['ops']}"})
+        assert r.status_code == 303
+        # a made-up session id is no session
+        c.cookies.set("vigil_session", "made-up", path="/ui")
+        assert c.get("/ui/fleet").status_code == 303
+
+
+def test_the_session_cookie_holds_no_token(service: Service) -> None:
+    with client(service) as c:
+        page = c.get("/ui/login")
+        token = service.world.tokens["ops"]
+        r = c.post("/ui/login", data={"token": token, "csrf": csrf_of(page.text)})
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"]
+        assert "vigil_session=" in cookie
+        assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        assert token not in cookie
+        secret = token.rsplit("_", 1)[-1]
+        assert secret not in cookie
+        assert c.get("/ui/fleet").status_code == 200
+
+
+def test_login_refuses_a_bad_token_and_a_missing_csrf(service: Service) -> None:
+    with client(service) as c:
+        page = c.get("/ui/login")
+        r = c.post("/ui/login", data={"token": "vgl_nope_nope", "csrf": csrf_of(page.text)})
+        assert r.status_code == 401
+        assert "vigil_session" not in r.headers.get("set-cookie", "")
+        c.cookies.clear()
+        r = c.post("/ui/login", data={"token": service.world.tokens["ops"], "csrf": "x"})
+        assert r.status_code == 403
+        assert "vigil_session" not in r.headers.get("set-cookie", "")
+
+
+def test_a_tenant_cannot_reach_the_admin_pages(service: Service) -> None:
+    with login(service, "acme") as c:
+        assert c.get("/ui/").headers["location"] == "/ui/requests"
+        for path in ("/ui/fleet", "/ui/decisions", "/ui/timeline"):
+            r = c.get(path)
+            assert r.status_code == 403, path
+            assert "hv-admit" not in r.text
+        assert c.get("/ui/requests").status_code == 200
+
+
+def test_a_tenant_sees_only_its_own_requests(service: Service) -> None:
+    ours = service.submit("hv-admit", "acme")["request_id"]
+    theirs = service.submit("hv-patch", "globex")["request_id"]
+    with login(service, "acme") as c:
+        listing = c.get("/ui/requests").text
+        assert ours in listing and theirs not in listing
+        assert c.get(f"/ui/requests/{ours}").status_code == 200
+        for path in (f"/ui/requests/{theirs}", f"/ui/requests/{theirs}/report",
+                     "/ui/requests/not-an-id"):
+            assert c.get(path).status_code == 404, path
+        page = c.get(f"/ui/requests/{ours}").text
+        r = c.post(f"/ui/requests/{theirs}/approve", data={"csrf": csrf_of(page)})
+        assert r.status_code == 404
+    body = service.call("GET", f"/v1/provisioning-requests/{theirs}", "globex").json()
+    assert body["status"] == "awaiting_approval"
+
+
+def test_approve_needs_the_session_csrf_token(service: Service) -> None:
+    rid = service.submit("hv-admit", "acme")["request_id"]
+    with login(service, "acme") as c:
+        r = c.post(f"/ui/requests/{rid}/approve", data={"csrf": "forged"})
+        assert r.status_code == 403
+        assert service.call("GET", f"/v1/provisioning-requests/{rid}").json()[
+            "status"] == "awaiting_approval"
+        page = c.get(f"/ui/requests/{rid}").text
+        r = c.post(f"/ui/requests/{rid}/approve", data={"csrf": csrf_of(page)})
+        assert r.status_code == 303
+    service.wait(rid, lambda b: b["status"] == "launched")
+
+
+def test_an_auditor_reads_but_does_not_approve(service: Service) -> None:
+    rid = service.submit("hv-admit", "acme")["request_id"]
+    with login(service, "audit") as c:
+        page = c.get(f"/ui/requests/{rid}")
+        assert page.status_code == 200 and 'id="approve"' not in page.text
+        r = c.post(f"/ui/requests/{rid}/approve", data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 403
+        assert c.get("/ui/fleet").status_code == 200
+
+
+def test_the_fleet_decisions_and_timeline_for_an_admin(service: Service) -> None:
+    service.submit("hv-reject", "acme")
+    with login(service, "ops") as c:
+        fleet = c.get("/ui/fleet").text
+        for host in ("hv-admit", "hv-delay", "hv-patch", "hv-patched", "hv-reject"):
+            assert f'id="host-{host}"' in fleet
+        vulns = fleet.split('id="vulns"')[1]
+        assert vulns.index("CVE-2099-0002") < vulns.index("CVE-2099-0001")  # KEV first
+        awaiting = fleet.split('id="awaiting"')[1].split("</table>")[0]
+        assert "hv-patch" in awaiting and "hv-admit" not in awaiting
+        kev_only = c.get("/ui/fleet", params={"kev": "1"}).text
+        assert 'id="host-hv-reject"' in kev_only and 'id="host-hv-admit"' not in kev_only
+        timeline = c.get("/ui/timeline").text
+        assert "<svg" in timeline and "CVE-2099-0001" in timeline
+        assert "2024-07-11" in timeline
+        log = c.get("/ui/decisions", params={"verdict": "reject"}).text
+        assert "The hash chain verifies" in log
+        rows = log.split('id="decisions"')[1]
+        assert "hv-reject" in rows and "acme" in rows
+        none = c.get("/ui/decisions", params={"tenant": "nobody"}).text
+        assert "no decisions match" in none
+        assert c.get("/ui/decisions", params={"since": "junk"}).status_code == 422
+
+
+def test_logout_ends_the_session(service: Service) -> None:
+    with login(service, "ops") as c:
+        page = c.get("/ui/fleet").text
+        assert c.post("/ui/logout", data={"csrf": csrf_of(page)}).status_code == 303
+        assert c.get("/ui/fleet").status_code == 303
+
+
+def test_a_revoked_token_ends_the_session(service: Service) -> None:
+    from engine.api import TokenStore
+
+    with login(service, "acme") as c:
+        assert c.get("/ui/requests").status_code == 200
+        token_id = service.world.tokens["acme"].split("_")[1]
+        with TokenStore(service.world.folder / "tokens.sqlite3") as tokens:
+            tokens.revoke(token_id)
+        assert c.get("/ui/requests").status_code == 303

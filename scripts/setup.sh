@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config)
+DEBIAN_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -14,6 +14,9 @@ the login form a double-submitted one. Pages:
 * ``/ui/requests`` (admin, tenant, auditor): provisioning requests (a tenant's own only;
   another tenant's id answers 404), each with its signed report's HTML view and, for
   admins and the tenant, approve and reject;
+* ``/ui/rollouts`` (admin, auditor): rollouts (group, target, status, steps, hosts by
+  outcome, migrations and failed ones), paused and resumed by admins through
+  :mod:`engine.rollout`;
 * ``/ui/decisions`` (admin, auditor): the decision log, searched by host, tenant,
   verdict, reason and date, with the hash chain's verification.
 """
@@ -29,7 +32,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -47,7 +49,8 @@ LOGIN_COOKIE = "vigil_login"
 SESSION_TTL = 8 * 3600.0
 FLEET_ROLES = ("admin", "auditor")
 ALL_ROLES = ("admin", "tenant", "auditor")
-CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'")
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates" / "ui"))
 
@@ -176,7 +179,8 @@ def timeline(rows: list[dict[str, Any]], today: dt.date) -> dict[str, Any]:
             entry["hosts"].append(row["id"])
     items = sorted(seen.values(), key=lambda e: (not e["kev"], e["date"] or dt.date.max))
     days = [d for e in items for d in (e["date"], e["low"], e["high"]) if d] + [today]
-    start, end = min(days) - dt.timedelta(days=7), max(days) + dt.timedelta(days=7)
+    start: dt.date = min(days) - dt.timedelta(days=7)
+    end: dt.date = max(days) + dt.timedelta(days=7)
     span = max((end - start).days, 1)
     left, width = 160, 640
 
@@ -217,7 +221,7 @@ def decision_rows(ctx: Context, *, host: str, tenant: str, verdict: str, reason:
         r_verdict = str(result.get("verdict", ""))
         texts = [str(r.get("message", r)) if isinstance(r, dict) else str(r)
                  for r in result.get("reasons") or []]
-        if host and host != r_host or tenant and tenant != r_tenant:
+        if (host and host != r_host) or (tenant and tenant != r_tenant):
             continue
         if verdict and verdict != r_verdict:
             continue
@@ -442,6 +446,89 @@ def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
         given = await form(request)
         return await act(request, request_id, given.get("csrf", ""), "reject",
                          given.get("reason", ""))
+
+    def rollout_options() -> Any:
+        from engine.rollout import RolloutOptions
+
+        parts = ctx.need_parts()
+        return RolloutOptions(parts.settings.rollout_db, fleet_db=parts.settings.fleet_db)
+
+    @ui.get("/rollouts")
+    async def rollouts(request: Request) -> Response:
+        async def body() -> Response:
+            from engine.rollout import RolloutError, rollout_status
+
+            found = caller(request, *FLEET_ROLES)
+            opts = rollout_options()
+            if not opts.db.exists():
+                rows: list[dict[str, Any]] = []
+            else:
+                try:
+                    rows = await ctx.run(lambda: rollout_status(opts, None))
+                except RolloutError as exc:
+                    raise ApiError(503, exc.summary) from None
+            return _page(request, "rollouts.html", who=found.who, csrf=found.session.csrf,
+                         rows=rows, can_act=found.who.role == "admin",
+                         running=sorted(resuming))
+        return await guarded(request, body)
+
+    resuming: set[str] = set()
+
+    @ui.post("/rollouts/{rollout_id}/{what}")
+    async def rollout_control(request: Request, rollout_id: str, what: str) -> Response:
+        given = await form(request)
+
+        async def body() -> Response:
+            from engine.rollout import (
+                RolloutError,
+                RolloutNotFound,
+                RolloutStateError,
+                pause_rollout,
+                resume_rollout,
+                rollout_status,
+            )
+
+            found = caller(request, "admin")
+            check_csrf(found, given.get("csrf", ""))
+            if what not in ("pause", "resume"):
+                raise ApiError(404, f"no rollout action {what[:40]}")
+            opts = rollout_options()
+
+            def pause() -> None:
+                pause_rollout(opts, rollout_id)
+
+            def resume_in_background() -> None:
+                def drive() -> None:
+                    try:
+                        resume_rollout(opts, rollout_id)
+                    except RolloutError:
+                        pass  # its state says why (the rollouts page shows it)
+                    finally:
+                        resuming.discard(rollout_id)
+
+                if rollout_id in resuming:
+                    return
+                status = rollout_status(opts, rollout_id)[0]["status"]
+                if status not in ("paused", "running", "planned"):
+                    raise RolloutStateError(f"rollout {rollout_id} is {status}: there is "
+                                            "nothing to resume")
+                resuming.add(rollout_id)
+                threading.Thread(target=drive, daemon=True,
+                                 name=f"vigil-rollout-{rollout_id[:8]}").start()
+
+            def run() -> None:
+                try:
+                    (pause if what == "pause" else resume_in_background)()
+                except RolloutNotFound as exc:
+                    raise ApiError(404, exc.summary) from None
+                except RolloutStateError as exc:
+                    raise ApiError(409, exc.summary) from None
+                except RolloutError as exc:
+                    raise ApiError(503, exc.summary) from None
+
+            await ctx.run(run)
+            return RedirectResponse("/ui/rollouts", status_code=303)
+        return await guarded(request, body)
 
     @ui.get("/decisions")
     async def decisions(request: Request, host: str = "", tenant: str = "",

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from tests.api.conftest import HANG_GUARD, Service
+from tests.api.conftest import Service
+from tests.tools import HANG_GUARD
 
 
 def client(service: Service) -> httpx.Client:
@@ -165,3 +166,51 @@ def test_a_revoked_token_ends_the_session(service: Service) -> None:
         with TokenStore(service.world.folder / "tokens.sqlite3") as tokens:
             tokens.revoke(token_id)
         assert c.get("/ui/requests").status_code == 303
+
+
+def recorded_rollout(service: Service) -> str:
+    """A finished rollout of a synthetic group, in the service's rollout database."""
+    import datetime as dt
+
+    from engine.fleet import synthetic
+    from engine.rollout import (
+        Failures,
+        RolloutOptions,
+        RolloutPolicy,
+        StaticTargets,
+        attestor_for,
+        plan,
+        start_rollout,
+    )
+
+    snap = synthetic(6, 4, seed=2)
+    failures = Failures(migrations={}, attestation=[])
+    p = plan(snap, "group-1", StaticTargets({"group-1": "v2"}), attestor_for(failures, "v2"),
+             RolloutPolicy(max_unavailable="50%"),
+             start_at=dt.datetime(2024, 6, 3, 22, 0, tzinfo=dt.UTC))
+    rid, summary = start_rollout(RolloutOptions(service.world.settings["rollout_db"]), p,
+                                 snap, untrusted=[], failures=failures)
+    assert summary.status == "completed"
+    return rid
+
+
+def test_rollouts_for_admins_and_auditors(service: Service) -> None:
+    rid = recorded_rollout(service)
+    with login(service, "ops") as c:
+        page = c.get("/ui/rollouts").text
+        row = page.split(f'id="rollout-{rid}"')[1].split("</tr>")[0]
+        assert "completed" in row and "done: " in row
+        # a finished rollout cannot be paused or resumed: the state machine says why
+        for what in ("pause", "resume"):
+            r = c.post(f"/ui/rollouts/{rid}/{what}", data={"csrf": csrf_of(page)})
+            assert r.status_code == 409, (what, r.text)
+        assert c.post(f"/ui/rollouts/{rid}/pause", data={"csrf": "x"}).status_code == 403
+        assert c.post("/ui/rollouts/nope/pause",
+                      data={"csrf": csrf_of(page)}).status_code in (404, 409)
+    with login(service, "audit") as c:
+        page = c.get("/ui/rollouts").text
+        assert rid in page and 'class="pause"' not in page
+        assert c.post(f"/ui/rollouts/{rid}/pause",
+                      data={"csrf": csrf_of(page)}).status_code == 403
+    with login(service, "acme") as c:
+        assert c.get("/ui/rollouts").status_code == 403

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Service
+from tests.api.test_ui import recorded_rollout
 
 playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="the playwright package is not installed")
@@ -80,6 +81,11 @@ def test_an_admin_sees_the_fleet_timeline_and_decisions(browser: Any, service: S
     assert page.locator("#timeline circle").count() >= 1
     assert "2024-07-11" in page.locator("#fix-dates").inner_text()
     page.screenshot(path=str(shots / "dashboard-timeline.png"), full_page=True)
+    rid = recorded_rollout(service)
+    page.click("text=Rollouts")
+    page.wait_for_load_state()
+    assert "completed" in page.locator(f"#rollout-{rid}").inner_text()
+    page.screenshot(path=str(shots / "dashboard-rollouts.png"), full_page=True)
     page.click("text=Decisions")
     page.wait_for_load_state()
     assert "verifies" in page.locator("#chain").inner_text()

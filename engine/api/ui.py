@@ -10,7 +10,8 @@ the login form a double-submitted one. Pages:
   open vulnerabilities (KEV first) and verdicts, hosts awaiting a patched configuration,
   with filters;
 * ``/ui/timeline`` (admin, auditor): the known and predicted fix dates of the fleet's
-  open vulnerabilities with their intervals, as an SVG drawn here;
+  open vulnerabilities with their intervals, as an SVG drawn here, and the predictor's
+  preparation queue;
 * ``/ui/requests`` (admin, tenant, auditor): provisioning requests (a tenant's own only;
   another tenant's id answers 404), each with its signed report's HTML view and, for
   admins and the tenant, approve and reject;
@@ -202,6 +203,22 @@ def timeline(rows: list[dict[str, Any]], today: dt.date) -> dict[str, Any]:
             "height": 60 + 28 * max(len(items), 1), "left": left, "right": left + width}
 
 
+def preparation_queue(ctx: Context) -> tuple[list[Any], str | None]:
+    """The predictor's preparation queue (patched configurations to build before their
+    fix ships), earliest needed first; or why it cannot be read."""
+    from engine.predict import Queue, QueueError
+
+    path = ctx.need_parts().settings.predict_db
+    if not path.exists():
+        return [], None
+    try:
+        with Queue(path) as queue:
+            found = queue.requests()
+    except QueueError as exc:
+        return [], exc.summary
+    return sorted(found, key=lambda r: (r.needed_by or dt.date.max, r.vuln_id)), None
+
+
 def decision_rows(ctx: Context, *, host: str, tenant: str, verdict: str, reason: str,
                   since: dt.date | None, until: dt.date | None
                   ) -> tuple[list[dict[str, Any]], list[str] | None]:
@@ -367,8 +384,10 @@ def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
             parts = ctx.need_parts()
             rows = await ctx.run(lambda: fleet_rows(ctx))
             today = parts.flow.clock().date()
+            queue, problem = await ctx.run(lambda: preparation_queue(ctx))
             return _page(request, "timeline.html", who=found.who, csrf=found.session.csrf,
-                         t=timeline(rows, today), today=today.isoformat())
+                         t=timeline(rows, today), today=today.isoformat(), queue=queue,
+                         queue_problem=problem)
         return await guarded(request, body)
 
     @ui.get("/requests")

@@ -129,6 +129,10 @@ def test_an_auditor_reads_but_does_not_approve(service: Service) -> None:
 def test_the_fleet_decisions_and_timeline_for_an_admin(service: Service) -> None:
     service.submit("hv-reject", "acme")
     with login(service, "ops") as c:
+        empty = c.get("/ui/timeline").text.split('id="queue"')[1]
+        assert "nothing to prepare" in empty
+    service.submit("hv-delay", "acme")  # a delay queues the patched configuration
+    with login(service, "ops") as c:
         fleet = c.get("/ui/fleet").text
         for host in ("hv-admit", "hv-delay", "hv-patch", "hv-patched", "hv-reject"):
             assert f'id="host-{host}"' in fleet
@@ -141,6 +145,8 @@ def test_the_fleet_decisions_and_timeline_for_an_admin(service: Service) -> None
         timeline = c.get("/ui/timeline").text
         assert "<svg" in timeline and "CVE-2099-0001" in timeline
         assert "2024-07-11" in timeline
+        queue = timeline.split('id="queue"')[1].split("</table>")[0]
+        assert "hv-old" in queue and "CVE-2099-0001" in queue and "6.6.39" in queue
         log = c.get("/ui/decisions", params={"verdict": "reject"}).text
         assert "The hash chain verifies" in log
         rows = log.split('id="decisions"')[1]

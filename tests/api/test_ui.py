@@ -4,12 +4,19 @@ tenant isolation (the browser's view: tests/api/test_ui_browser.py)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
 from tests.api.conftest import Service
+from tests.conftest import ROOT
 from tests.tools import HANG_GUARD
 
 
@@ -220,3 +227,66 @@ def test_rollouts_for_admins_and_auditors(service: Service) -> None:
                       data={"csrf": csrf_of(page)}).status_code == 403
     with login(service, "acme") as c:
         assert c.get("/ui/rollouts").status_code == 403
+
+
+INTERRUPTED = """
+import datetime as dt, sys
+from pathlib import Path
+from engine.fleet import synthetic
+from engine.rollout import (Failures, RolloutOptions, RolloutPolicy, StaticTargets,
+                            attestor_for, plan, start_rollout)
+failures = Failures(migrations={}, attestation=[])
+snap = synthetic(20, 10, seed=5)
+p = plan(snap, "group-1", StaticTargets({"group-1": "v2"}), attestor_for(failures, "v2"),
+         RolloutPolicy(max_unavailable="20%"),
+         start_at=dt.datetime(2024, 6, 3, 22, 0, tzinfo=dt.UTC))
+start_rollout(RolloutOptions(Path(sys.argv[1]), pace_s=0.004), p, snap, untrusted=[],
+              failures=failures)
+"""
+
+
+def interrupted_rollout(db: Path) -> str:
+    """A rollout whose executor was killed mid-way: recorded as running, held by nobody."""
+    from engine.rollout.state import side_dir
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(db)], env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        traces: list[Path] = []
+        while time.monotonic() < deadline:
+            traces = list(side_dir(db).glob("*.trace.ndjson")) if side_dir(db).exists() else []
+            if traces and traces[0].read_bytes().count(b"\n") > 100:
+                break
+            assert child.poll() is None, "the rollout finished before it could be killed"
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the rollout did not get going")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(HANG_GUARD)
+    return traces[0].name.split(".")[0]
+
+
+def test_an_admin_pauses_and_resumes_a_rollout(service: Service) -> None:
+    rid = interrupted_rollout(Path(service.world.settings["rollout_db"]))
+    with login(service, "ops") as c:
+        page = c.get("/ui/rollouts").text
+        row = page.split(f'id="rollout-{rid}"')[1].split("</tr>")[0]
+        assert "running" in row and "interrupted" in row and 'class="pause"' in row
+        r = c.post(f"/ui/rollouts/{rid}/pause", data={"csrf": csrf_of(page)})
+        assert r.status_code == 303, r.text
+        page = c.get("/ui/rollouts").text
+        row = page.split(f'id="rollout-{rid}"')[1].split("</tr>")[0]
+        assert "paused" in row and 'class="resume"' in row and 'class="pause"' not in row
+        r = c.post(f"/ui/rollouts/{rid}/resume", data={"csrf": csrf_of(page)})
+        assert r.status_code == 303, r.text
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            page = c.get("/ui/rollouts").text
+            row = page.split(f'id="rollout-{rid}"')[1].split("</tr>")[0]
+            if "completed" in row and "resuming" not in row:
+                break
+            assert time.monotonic() < deadline, row
+            time.sleep(0.1)
+        assert "done: 20" in row

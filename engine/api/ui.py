@@ -43,7 +43,7 @@ from engine.api.errors import ApiError
 from engine.api.provisioning import Context
 from engine.api.tokens import Principal
 from engine.errors import VigilError
-from engine.provision import Attested, TenantReport, render_html
+from engine.provision import STATUSES, Attested, TenantReport, render_html
 
 COOKIE = "vigil_session"
 LOGIN_COOKIE = "vigil_login"
@@ -394,11 +394,13 @@ def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
     async def requests(request: Request, status: str = "") -> Response:
         async def body() -> Response:
             found = caller(request, *ALL_ROLES)
+            if status and status not in STATUSES:
+                raise ApiError(422, f"status is one of {', '.join(STATUSES)}")
             provisioner = ctx.need()
             got = await ctx.run(lambda: provisioner.find(
                 tenant=_tenant_of(found.who), status=status or None, limit=200))
             return _page(request, "requests.html", who=found.who, csrf=found.session.csrf,
-                         records=got, status=status)
+                         records=got, status=status, statuses=STATUSES)
         return await guarded(request, body)
 
     def _request_id(value: str) -> str:

@@ -91,6 +91,9 @@ def test_a_tenant_cannot_reach_the_admin_pages(service: Service) -> None:
             assert r.status_code == 403, path
             assert "hv-admit" not in r.text
         assert c.get("/ui/requests").status_code == 200
+        assert c.get("/ui/requests", params={"status": "junk"}).status_code == 422
+        r = c.get("/ui/requests", params={"status": "launched"})
+        assert r.status_code == 200 and "no requests" in r.text
 
 
 def test_a_tenant_sees_only_its_own_requests(service: Service) -> None:

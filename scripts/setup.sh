@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# qemu-system-x86: the guests of the rollout's QEMU live-migration backend (and its tests)
-DEBIAN_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config qemu-system-x86)
+# qemu-system-x86: the guests of the rollout's QEMU live-migration backend (and its tests);
+# chromium: the browser the dashboard tests drive through Playwright
+DEBIAN_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config qemu-system-x86 chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

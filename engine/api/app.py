@@ -12,6 +12,7 @@ uvicorn. Routes (OpenAPI at ``/openapi.json``):
 * ``POST /v1/admission``: a Kubernetes AdmissionReview (:mod:`engine.api.admission`);
   ``/v1/admission/validate`` (or ``?mode=validate``) for the validating webhook (never
   patches).
+* ``/ui``: the dashboard (:mod:`engine.api.ui`), behind the same tokens and roles.
 * ``GET|HEAD /bundles/{name}.tar.gz``, ``POST /logs``: the bundle server OPA polls and
   its decision-log uploads (:func:`engine.decide.bundle_server_app`), when a bundle folder
   is given.
@@ -46,6 +47,7 @@ from engine.api.errors import ApiError, responses
 from engine.api.gate import GateAnswer, PlacementGate
 from engine.api.provisioning import Context, router
 from engine.api.tokens import Principal, TokenStore
+from engine.api.ui import ui_router
 from engine.config import Settings
 from engine.decide import BundleFolder, DecisionLog, bundle_server_app
 from engine.errors import VigilError
@@ -366,6 +368,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
             req.uid, asked, req.object or {}, got, mutate=mutate))
 
     app.include_router(router(ctx))
+    app.include_router(ui_router(ctx))
     metrics.routes = {r.path for r in app.routes if hasattr(r, "path")}
     if bundles is not None:
         app.mount("/", Guard(bundle_server_app(bundles, decision_log), token_store, {

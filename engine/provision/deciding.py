@@ -44,6 +44,13 @@ class Deciding:
         self._quiet: Decider | None = None
         self._estimators: tuple[int, Estimator] | None = None
 
+    @property
+    def log(self) -> DecisionLog | None:
+        """The decision log decisions are written to (None until :meth:`open`)."""
+        with self._lock:
+            return self._given_log if self._decider is not None and self._log is None \
+                else self._log
+
     def open(self) -> list[str]:
         """Open the PVDB and load the policy; the problems, empty when both are there."""
         with self._lock:

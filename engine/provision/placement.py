@@ -57,6 +57,7 @@ def decide_placement(
     host_id: str | None = None,
     patched: PatchedConfiguration | None = None,
     now: dt.datetime | None = None,
+    attestation_token: str | None = None,
 ) -> Placement:
     """Decide placing ``request`` on the host ``result`` attests (or ``host_id`` when
     there is no result): the PVDB is asked about the attested image's components, the
@@ -69,4 +70,5 @@ def decide_placement(
     report = pvdb.affecting(components, as_of=when, estimator=estimator_for(pvdb, when))
     document = build_input(request, host_id or (result.host_id if result else ""), summary,
                            report, patched or PatchedConfiguration(state="none"), when)
-    return Placement(verdict=decider.decide(document), document=document, affecting=report)
+    return Placement(verdict=decider.decide(document, attestation_result=attestation_token),
+                     document=document, affecting=report)

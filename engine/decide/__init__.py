@@ -54,6 +54,7 @@ _HOME: dict[str, str] = {
     "hashed_timestamp": "engine.decide.decision_log",
     "opa_timestamp": "engine.decide.decision_log",
     "BundleSource": "engine.decide.replay",
+    "Replayed": "engine.decide.replay",
     "EMBEDDED": "engine.decide.evaluators",
     "Evaluator": "engine.decide.evaluators",
     "embedded_evaluator": "engine.decide.evaluators",
@@ -107,7 +108,7 @@ if TYPE_CHECKING:
     from engine.decide.policytest import load as load_policy_tests
     from engine.decide.policytest import run as run_policy_tests
     from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
-    from engine.decide.replay import BundleSource, Replayer
+    from engine.decide.replay import BundleSource, Replayed, Replayer
     from engine.decide.verdict import Verdict
 else:
     def __getattr__(name: str) -> Any:
@@ -138,6 +139,7 @@ __all__ = [
     "InputDocument",
     "PatchedConfiguration",
     "PolicySet",
+    "Replayed",
     "Replayer",
     "RequestFacts",
     "Verdict",

@@ -475,6 +475,13 @@ class DecisionLog:
                 self._active = None
                 con.close()
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep one connection for the operations inside the block (a shared log is
+        otherwise opened and closed by each)."""
+        with self._session():
+            yield
+
     def __enter__(self) -> DecisionLog:
         return self
 

@@ -156,6 +156,8 @@ class ChainVerifier:
         self._last_number: int | None = None
         self._last_kind: str | None = None
         self._ids: dict[int, str] = {}
+        self._failed_at: list[int] = []
+        """Records at which a checkpoint stood that did not verify."""
 
     def _problem(self, seq: int | None, what: str, *, decision_id: str | None = None,
                  where: str | None = None, last_seq: int | None = None) -> None:
@@ -210,6 +212,12 @@ class ChainVerifier:
                    ) -> None:
         """A checkpoint that stands at the record just fed (``stored``: what the log's
         own table says it signed, compared with the signed statement)."""
+        before = len(self.result.problems)
+        self._checkpoint(token, where, stored)
+        if len(self.result.problems) > before:
+            self._failed_at.append(self.result.last_seq or 0)
+
+    def _checkpoint(self, token: str, where: str, stored: dict[str, Any] | None) -> None:
         at = self.result.last_seq
         header = _header(token)
         kid = header.get("kid")
@@ -282,7 +290,9 @@ class ChainVerifier:
         result = self.result
         last = result.last_seq or 0
         seen = result.checkpoints
-        if seen:
+        if any(at > result.covered_to for at in self._failed_at):
+            pass  # a checkpoint after the last good one failed: that is the answer
+        elif seen:
             every = seen[-1].every
             due = (seen[-1].size // every + 1) * every
             if last >= due:
@@ -294,13 +304,13 @@ class ChainVerifier:
                           f"records, though one is due every {self.expect_every} (they "
                           "were removed, or the log predates its signing key: sign its head"
                           " once with `vigil audit checkpoint`)")
-        if self.export:
+        if self.export and not any(at > result.covered_to for at in self._failed_at):
             if result.records and (result.covered_to != last or self._last_kind != "export"):
                 self._problem(result.covered_to + 1,
                               "not under the export's signed checkpoint (the export is "
                               "truncated, or was written without a signing key)",
                               last_seq=last)
-        elif result.records and result.covered_to < last:
+        elif not self.export and result.records and result.covered_to < last:
             result.notes.append(
                 f"records {result.covered_to + 1}–{last} are not under a signed checkpoint "
                 "yet (the next one is written with the next export, the next periodic one, "

@@ -11,8 +11,10 @@ Public surface::
     found.ok, found.first_broken                       # the first broken record, named
     found = verify_export(ExportReader(path), keys)    # an export, on its own
 
-    report = build_report(source, pvdb, period)        # the compliance report as of a date
-    render_html(report) / render_csv(report, table) / report.to_json()
+    builder = ReportBuilder(Period(start, end, as_of, tenant))   # the compliance report
+    writer = ReportWriter(out, "html")                 # json | csv | html
+    verify_log(log, keys, on_row=lambda row: ...)      # builder.add(row) -> writer.placement
+    writer.close(builder.finish(pvdb, images=..., rollouts=...))
 
 * :mod:`engine.audit.chain`: the record-by-record check of the hash chain and its signed
   checkpoints (numbered steps), and what it found (:class:`Verification`);
@@ -32,10 +34,13 @@ images and rollout parts through their faces.
 from engine.audit.chain import ChainVerifier, CheckpointSeen, Problem, Verification
 from engine.audit.errors import AuditError, ChainBroken, ExportError, NoDecisions
 from engine.audit.export import ExportLine, ExportReader
+from engine.audit.render import TABLES, ReportWriter, render_html
 from engine.audit.replay import Selection, export_records, log_records, replay_records
+from engine.audit.report import Period, ReportBuilder
 from engine.audit.verify import require_intact, verification_keys, verify_export, verify_log
 
 __all__ = [
+    "TABLES",
     "AuditError",
     "ChainBroken",
     "ChainVerifier",
@@ -44,11 +49,15 @@ __all__ = [
     "ExportLine",
     "ExportReader",
     "NoDecisions",
+    "Period",
     "Problem",
+    "ReportBuilder",
+    "ReportWriter",
     "Selection",
     "Verification",
     "export_records",
     "log_records",
+    "render_html",
     "replay_records",
     "require_intact",
     "verification_keys",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Verification:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bytes_hashed: int = 0
+    first_time: dt.datetime | None = None
+    last_time: dt.datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -173,8 +176,10 @@ class ChainVerifier:
         result = self.result
         result.records += 1
         result.bytes_hashed += len(row.input_text) + len(row.result_text) + 200
+        result.last_time = row.timestamp
         if result.first_seq is None:
             result.first_seq = row.seq
+            result.first_time = row.timestamp
             if row.seq == 1 or not self.export:
                 self._expected_seq, self._prev = 1, GENESIS
             else:  # a partial export: its first link is vouched for by a checkpoint

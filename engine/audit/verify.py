@@ -10,7 +10,7 @@ the end of the log.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,17 +104,22 @@ def _bundle_missing(verifier: ChainVerifier, row: StoredRow, where: str, place: 
         "carry (it cannot be replayed)", row.decision_id, where))
 
 
+OnRow = Callable[[StoredRow], None]
+"""Called with every record as it is verified (a report built in the same pass)."""
+
+
 def verify_log(log: DecisionLog, keys: Sequence[VerificationKey], *,
                expect_every: int | None = None,
-               attest_key: VerificationKey | None = None) -> Verification:
+               attest_key: VerificationKey | None = None,
+               on_row: OnRow | None = None) -> Verification:
     """Verify a decision log in its database. ``expect_every``: the configured checkpoint
     cadence, when the log is meant to be signed (keys are configured)."""
     with log.held():
-        return _verify_log(log, keys, expect_every, attest_key)
+        return _verify_log(log, keys, expect_every, attest_key, on_row)
 
 
 def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every: int | None,
-                attest_key: VerificationKey | None) -> Verification:
+                attest_key: VerificationKey | None, on_row: OnRow | None) -> Verification:
     checkpoints = log.checkpoints()
     if checkpoints and not keys:
         raise _no_keys(len(checkpoints), f"the decision log {log.path}")
@@ -136,6 +141,8 @@ def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every:
             verifier.checkpoint(cp.token, where=f"checkpoint {cp.number}", stored={
                 "number": cp.number, "size": cp.size, "head": cp.head, "kid": cp.key_id,
                 "kind": cp.kind})
+        if on_row is not None:
+            on_row(row)
     last = verifier.result.last_seq or 0
     for size, cps in sorted(at.items()):
         verifier.result.problems.append(Problem(
@@ -152,7 +159,8 @@ def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every:
 
 
 def verify_export(reader: ExportReader, keys: Sequence[VerificationKey], *,
-                  attest_key: VerificationKey | None = None) -> Verification:
+                  attest_key: VerificationKey | None = None,
+                  on_row: OnRow | None = None) -> Verification:
     """Verify an export on its own (no database): it must end under its signed export
     checkpoint."""
     if not keys:
@@ -181,6 +189,8 @@ def verify_export(reader: ExportReader, keys: Sequence[VerificationKey], *,
                                where)
         for index, token in enumerate(line.checkpoints, start=1):
             verifier.checkpoint(token, where=f"{where}, checkpoint {index}")
+        if on_row is not None:
+            on_row(row)
     result = verifier.finish()
     attestations.note(result)
     if not result.records and not result.problems:

@@ -4,6 +4,8 @@ and the compliance report."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -77,22 +79,37 @@ def _open_log(cfg: Settings) -> Any:
     return DecisionLog.from_settings(cfg, read_only=True, shared=True)
 
 
-def verify_source(cfg: Settings, export: Path | None, keys: list[Path] | None,
-                  attest_key: Path | None) -> tuple[Verification, Any]:
-    """Verify the log (or the export); the verification and the source read."""
+def open_source(cfg: Settings, export: Path | None) -> Any:
+    """The export's reader, or the configured decision log (read only, shared)."""
+    from engine.audit import ExportReader
+
+    return ExportReader(export) if export is not None else _open_log(cfg)
+
+
+def verify_opened(cfg: Settings, source: Any, keys: list[Path] | None,
+                  attest_key: Path | None, on_row: Any = None) -> Verification:
+    """Verify an opened source (``on_row`` sees every record as it is verified)."""
     from engine.audit import ExportReader, verification_keys, verify_export, verify_log
 
     trusted = verification_keys(cfg, keys or [])
     key = _attest_key(cfg, attest_key)
-    if export is not None:
-        reader = ExportReader(export)
-        return verify_export(reader, trusted, attest_key=key), reader
-    log = _open_log(cfg)
+    if isinstance(source, ExportReader):
+        return verify_export(source, trusted, attest_key=key, on_row=on_row)
     signed = bool(trusted) and (cfg.audit_signing_key is not None
                                 or bool(cfg.audit_verification_keys))
-    found = verify_log(log, trusted, attest_key=key,
-                       expect_every=cfg.audit_checkpoint_every if signed else None)
-    return found, log
+    return verify_log(source, trusted, attest_key=key, on_row=on_row,
+                      expect_every=cfg.audit_checkpoint_every if signed else None)
+
+
+def verify_source(cfg: Settings, export: Path | None, keys: list[Path] | None,
+                  attest_key: Path | None) -> tuple[Verification, Any]:
+    """Verify the log (or the export); the verification and the source read."""
+    source = open_source(cfg, export)
+    try:
+        return verify_opened(cfg, source, keys, attest_key), source
+    except BaseException:
+        _close(source)
+        raise
 
 
 def print_verification(found: Verification, *, as_json: bool) -> None:
@@ -235,6 +252,143 @@ def checkpoint(log: LogOption = None, as_json: JsonOption = False) -> None:
         return
     output.stdout().print(f"checkpoint {made.number}: record {made.size}, head {made.head}, "
                           f"key id {made.key_id}", markup=False, highlight=False)
+
+
+class Format(StrEnum):
+    json = "json"
+    html = "html"
+    csv = "csv"
+
+
+@app.command("report")
+def report(
+    from_: Annotated[str, typer.Option("--from", help="First day (ISO date or date-time).")],
+    to: Annotated[str, typer.Option("--to", help="Last day, included (or a date-time, "
+                                    "excluded).")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's decisions.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="What is known as of this date (default: now): facts published "
+                        "later are left out, and stays end there.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="json, html (one self-contained "
+                                        "page with plots) or csv.")] = Format.json,
+    table: Annotated[str, typer.Option(help="The CSV table: placements, exposure, tenants, "
+                                       "discovered, delays, configurations, rollouts, "
+                                       "revisions, diverged.")] = "placements",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file "
+                                             "(default: stdout).")] = None,
+    export: ExportOption = None,
+    log: LogOption = None,
+    db: Annotated[Path | None, typer.Option("--db", help="The PVDB asked what is known now "
+                                            "(default: VIGIL_DB).")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="Replay every decision of the period with this policy folder or bundle and "
+             "list those it decides differently.")] = None,
+    html_rows: Annotated[int, typer.Option(min=0, help="Placements listed in the HTML page "
+                                           "(every one is in JSON and CSV).")] = 500,
+    key: KeyOption = None,
+) -> None:
+    """The compliance report of a period, from the verified log (or an export) and the
+    PVDB: placements with what was known at decision time, what is known now that was
+    not then (exposure-days per host and tenant), each delay's predicted against real fix
+    date, patched configurations and rollouts, policy revisions. A log that does not
+    verify gives no report (exit 1); a period with no decision exits 6."""
+    import shutil
+    import tempfile
+
+    from engine.audit import (
+        TABLES,
+        NoDecisions,
+        Period,
+        ReportBuilder,
+        ReportWriter,
+        require_intact,
+    )
+    from engine.decide import Replayer
+
+    if table not in TABLES:
+        raise UsageError(f"--table {table!r}: choose one of {', '.join(TABLES)}")
+    cfg = load_settings(**{k: v for k, v in {"decision_log": log, "db": db}.items()
+                           if v is not None})
+    start = parse_when(from_, "--from")
+    end = parse_when(to, "--to", end=True)
+    known = parse_when(as_of, "--as-of", end=True) or dt.datetime.now(dt.UTC)
+    assert start is not None and end is not None
+    if end <= start:
+        raise UsageError(f"--to {to} is not after --from {from_}")
+    if known < start:
+        raise UsageError(f"--as-of {as_of} is before the period starts ({from_})")
+    period = Period(start, end, known, tenant)
+    override = load_override(cfg, policy)
+    source_name = str(export) if export is not None else str(cfg.decision_log)
+    source = open_source(cfg, export)
+    replayer = None if override is None else Replayer(source, override, where=source_name)
+    temp = tempfile.NamedTemporaryFile(  # noqa: SIM115  (moved into place on success)
+        prefix=".vigil-report-", dir=out.parent if out else None, delete=False)
+    try:
+        with temp:
+            writer = ReportWriter(temp, fmt.value, table=table, html_rows=html_rows,
+                                  head={"period": period.to_json(), "source": source_name})
+            builder = ReportBuilder(period, replay=None if replayer is None
+                                    else replayer.replay)
+
+            def on_row(row: Any) -> None:
+                placement = builder.add(row)
+                if placement is not None:
+                    writer.placement(placement)
+
+            found = verify_opened(cfg, source, key, None, on_row)
+            require_intact(found)
+            if builder.decisions == 0:
+                held = (f" (it holds records {found.first_seq}–{found.last_seq}, "
+                        f"{found.first_time:%Y-%m-%d %H:%M} to {found.last_time:%Y-%m-%d %H:%M})"
+                        if found.records else " (it holds none)")
+                raise NoDecisions(
+                    f"no decision{' of tenant ' + tenant if tenant else ''} between "
+                    f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} in "
+                    f"{source_name}{held}")
+            rest = _complete(cfg, builder, found)
+            rest["policy"]["replayed_with"] = None if policy is None else str(policy)
+            writer.close(rest)
+        if out is None:
+            with open(temp.name, "rb") as done:
+                shutil.copyfileobj(done, sys.stdout.buffer)
+            sys.stdout.flush()
+        else:
+            Path(temp.name).replace(out)
+    finally:
+        if replayer is not None:
+            replayer.close()
+        _close(source)
+        Path(temp.name).unlink(missing_ok=True)
+
+
+def _complete(cfg: Settings, builder: Any, found: Verification) -> dict[str, Any]:
+    """The report beyond the placements, from the PVDB, the image catalog and the
+    rollout state (each when it exists)."""
+    from engine.pvdb import Pvdb
+
+    images: list[dict[str, Any]] = []
+    catalog_path: str | None = None
+    if cfg.images_db.exists():
+        from engine.images import Catalog
+
+        with Catalog(cfg.images_db, read_only=True) as catalog:
+            images = [e.model_dump() for e in catalog.history()]
+        catalog_path = str(cfg.images_db)
+    rollouts: list[dict[str, Any]] = []
+    if cfg.rollout_db.exists():
+        from engine.rollout import RolloutOptions, rollout_status
+
+        rollouts = rollout_status(RolloutOptions(db=cfg.rollout_db), None)
+    if cfg.db.exists():
+        with Pvdb.open(cfg.db, read_only=True, settings=cfg) as pvdb:
+            rest = builder.finish(pvdb, images=images, rollouts=rollouts)
+    else:
+        rest = builder.finish(None, images=images, rollouts=rollouts)
+    verification = found.to_json()
+    verification.pop("problems")
+    return {**rest, "verification": verification, "catalog": catalog_path,
+            "pvdb": str(cfg.db) if cfg.db.exists() else None}
 
 
 def refuse_broken(cfg: Settings) -> None:

@@ -12,8 +12,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from engine.decide import Decider, DecisionLog, load_directory
 from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 from engine.keys import load_signing_key
-from tests.decide.conftest import POLICIES, VULN_IN_WINDOW, _write_key, document
-from tests.decide.conftest import ec_keys  # noqa: F401  (the verifier's key pair)
+from tests.decide.conftest import (
+    POLICIES,
+    VULN_IN_WINDOW,
+    _write_key,
+    document,
+    ec_keys,  # noqa: F401  (the verifier's key pair)
+)
 from tests.tools import HANG_GUARD
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

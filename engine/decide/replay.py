@@ -2,8 +2,9 @@
 
 By default each decision is evaluated again with the bundle stored under its recorded
 revision (in the decision log, or in an export: any :class:`BundleSource`); with
-``policy`` given, every decision is evaluated with that policy instead (to see what a new policy would have decided). Differences between
-the recorded and the replayed decision are reported as divergences.
+``policy`` given, every decision is evaluated with that policy instead (to see what a new
+policy would have decided). Differences between the recorded and the replayed decision
+are reported as divergences.
 """
 
 from __future__ import annotations

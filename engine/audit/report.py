@@ -332,10 +332,13 @@ class ReportBuilder:
     def _published(self, pvdb: Pvdbish, vuln_id: str,
                    cache: dict[str, dt.datetime | None]) -> dt.datetime | None:
         if vuln_id not in cache:
+            from engine.errors import NotFoundError
+
             try:
-                detail = pvdb.show(vuln_id).get(vuln_id) or {}
-            except Exception:
-                detail = {}
+                shown = pvdb.show(vuln_id)
+            except NotFoundError:  # not in the PVDB under that id: no date
+                shown = {}
+            detail = shown.get(vuln_id, {}) if "aliases_of" in shown else shown
             dates = [_aware(r.get("published")) for r in detail.get("vulnerabilities", [])]
             known = [d for d in dates if d is not None]
             cache[vuln_id] = min(known) if known else None
@@ -469,21 +472,24 @@ class ReportBuilder:
             if at is None or at > self.period.as_of or not entry.get("image_name"):
                 continue
             label = f"{entry['image_name']}@{entry.get('image_version')}"
-            item = versions.setdefault(label, {"image": label, "events": []})
+            item = versions.setdefault(label, {
+                "image": label, "parent": None, "made": None, "built": None,
+                "attested": None, "approved": None, "failed": None, "retired": None,
+                "targets": [], "events": []})
             action = entry.get("action")
-            what = (f"{action} {entry.get('after')}" if action in ("create", "status")
+            what = (f"{action} {entry.get('after')}" if action in ("create", "status", "build")
                     else f"{action} {entry.get('group_name') or ''}".strip())
             item["events"].append({"at": at, "event": what, "actor": entry.get("actor"),
                                    "reason": entry.get("reason")})
             if action == "create":
                 item["made"] = at
                 item["parent"] = (entry.get("detail") or {}).get("parent_version")
-            elif action == "status" and entry.get("after") in ("built", "attested",
+            elif action in ("status", "build") and entry.get("after") in ("built", "attested",
                                                                "approved", "failed",
                                                                "retired"):
                 item[str(entry["after"])] = at
             elif action in ("target", "rollback"):
-                item.setdefault("targets", []).append(
+                item["targets"].append(
                     {"group": entry.get("group_name"), "at": at, "action": action})
         return sorted(versions.values(), key=lambda v: v["events"][0]["at"])
 

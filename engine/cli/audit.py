@@ -40,14 +40,17 @@ def _settings(log: Path | None) -> Settings:
     return load_settings(**({"decision_log": log} if log is not None else {}))
 
 
-def parse_when(value: str | None, option: str, *, end: bool = False) -> dt.datetime | None:
+def parse_when(value: str | None, option: str, *, end: bool = False,
+               inclusive: bool = False) -> dt.datetime | None:
     """An ISO date or date-time (UTC unless it says otherwise); a bare date given as the
-    end of a period includes that whole day."""
+    end of a period includes that whole day (``inclusive``: its last instant)."""
     if value is None:
         return None
     try:
         if len(value.strip()) == 10:
             day = dt.date.fromisoformat(value.strip())
+            if inclusive:
+                return dt.datetime.combine(day, dt.time.max, dt.UTC)
             when = dt.datetime.combine(day, dt.time(), dt.UTC)
             return when + dt.timedelta(days=1) if end else when
         when = dt.datetime.fromisoformat(value.strip())
@@ -311,7 +314,7 @@ def report(
                            if v is not None})
     start = parse_when(from_, "--from")
     end = parse_when(to, "--to", end=True)
-    known = parse_when(as_of, "--as-of", end=True) or dt.datetime.now(dt.UTC)
+    known = parse_when(as_of, "--as-of", inclusive=True) or dt.datetime.now(dt.UTC)
     assert start is not None and end is not None
     if end <= start:
         raise UsageError(f"--to {to} is not after --from {from_}")

@@ -15,8 +15,8 @@ def _svg(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None, "Format": None,
-                                      "Type": None})
+    no_metadata = {"Date": None, "Creator": None, "Format": None, "Type": None}
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata=no_metadata)
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # inline: no XML declaration or doctype

@@ -17,13 +17,19 @@ from typing import Any
 import pytest
 
 from engine.attest import AttestationResult, TrustVector, VerifierId, load_signing_key, sign_result
-from engine.decide import Decider, DecisionLog, PatchedConfiguration, RequestFacts, VmShape
-from engine.decide import build_input
+from engine.decide import (
+    Decider,
+    DecisionLog,
+    PatchedConfiguration,
+    RequestFacts,
+    VmShape,
+    build_input,
+)
 from engine.images import Catalog
 from engine.model import Component, ImageRef
 from engine.pvdb import Availability, AvailabilityBasis, Pvdb
-from tests.decide.conftest import POLICIES
 from tests.clirun import vigil
+from tests.decide.conftest import POLICIES
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
 
 HIGH = "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"

@@ -316,8 +316,10 @@ class ChainVerifier:
                               "truncated, or was written without a signing key)",
                               last_seq=last)
         elif not self.export and result.records and result.covered_to < last:
+            span = (f"record {last} is" if result.covered_to + 1 == last else
+                    f"records {result.covered_to + 1}–{last} are")
             result.notes.append(
-                f"records {result.covered_to + 1}–{last} are not under a signed checkpoint "
+                f"{span} not under a signed checkpoint "
                 "yet (the next one is written with the next export, the next periodic one, "
                 "or `vigil audit checkpoint`)")
         for problem in result.problems:

@@ -69,10 +69,17 @@ def predicted_vs_shipped(delays: Sequence[dict[str, Any]]) -> str | None:
         if chosen:
             ax.scatter([p for p, _ in chosen], [s for _, s in chosen], s=18, color=colour,
                        label=f"{basis} date")
-    low = min(min(p, s) for p, s, _ in points)
-    high = max(max(p, s) for p, s, _ in points)
+    import matplotlib.dates as mdates
+
+    low = min(min(p, s) for p, s, _ in points) - dt.timedelta(days=2)
+    high = max(max(p, s) for p, s, _ in points) + dt.timedelta(days=2)
     ax.plot([low, high], [low, high], color="#888888", linewidth=0.8, linestyle="--",
             label="on the day predicted")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=8))
+        axis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
     ax.set_xlabel("predicted fix date")
     ax.set_ylabel("fix shipped")
     ax.set_title("Predicted against shipped fix dates", fontsize=10)

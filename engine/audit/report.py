@@ -99,7 +99,7 @@ def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stay:
     host: str
     tenant: str
@@ -110,7 +110,7 @@ class _Stay:
     end: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Delay:
     seq: int
     decision_id: str

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
 
     @field_validator("images_signing_key", "bundle_verification_key", "attest_result_key",
                      "attest_result_verification_key", "report_signing_key",
-                     "report_verification_key", "attest_reference_keys", mode="before")
+                     "report_verification_key", "attest_reference_keys",
+                     "audit_signing_key", "audit_verification_keys", mode="before")
     @classmethod
     def _a_path_not_key_text(cls, value: Any) -> Any:
         """Key settings name files. Key text pasted in their place is refused without
@@ -254,6 +255,21 @@ class Settings(BaseSettings):
 
     service_token: SecretStr | None = None
     """The API token ``vigil provision`` sends (``VIGIL_SERVICE_TOKEN``); never printed."""
+    decision_log_wait: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
+    """Seconds a command waits for the decision log while another process holds it (a
+    DuckDB file has one writer at a time); past it the command fails (exit 5)."""
+
+    audit_signing_key: Path | None = None
+    """PEM private key that signs the decision log's checkpoints (sequence number, head
+    hash, time): written every ``audit_checkpoint_every`` records and at every export."""
+
+    audit_verification_keys: list[Path] = Field(default_factory=list)
+    """PEM public keys checkpoints are verified with: the current key and every retired
+    one (a checkpoint names its key id). Default: the public half of
+    ``audit_signing_key``."""
+
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
+    """Records between two signed checkpoints of the decision log."""
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,7 @@ The layers (docs/architecture.md draws them), bottom up::
     3            engine.decide
     4            engine.images, engine.fleet   (image catalog and patch graph; inventory)
     5            engine.rollout
-    6            engine.provision
+    6            engine.provision, engine.audit   (a placement; the auditor's reading)
     7            engine.api                        (the HTTP service)
     8            engine.cli                        (the command line; runs the service)
 
@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "decide": 3,
     "images": 4, "fleet": 4,
     "rollout": 5,
-    "provision": 6,
+    "provision": 6, "audit": 6,
     "api": 7,
     "cli": 8,
 }

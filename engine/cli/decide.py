@@ -73,14 +73,15 @@ def decide(
         raise UsageError("name the host by --result (attested) or --host-id (unattested)")
     cfg = load_settings(**({"decision_log": log} if log is not None else {}))
     attested = None
+    token: str | None = None
     if result is not None:
         key = key or cfg.attest_result_verification_key
         if key is None:
             raise ConfigError("no key to verify the attestation result",
                               tip="pass --key verifier.pub.pem or set "
                                   "VIGIL_ATTEST_RESULT_VERIFICATION_KEY")
-        attested = verify_result(read_file(result, "attestation result").strip(),
-                                 load_verification_key(key.read_bytes()))
+        token = read_file(result, "attestation result").decode("ascii", "replace").strip()
+        attested = verify_result(token, load_verification_key(key.read_bytes()))
     if patched is not None:
         # a file anyone can write would turn a reject into "patch": not verified, not used
         raise UsageError(
@@ -96,7 +97,8 @@ def decide(
     with Pvdb.open(cfg.db, read_only=True, settings=cfg) as pvdb, \
             Decider.from_settings(cfg, log=not no_log) as decider:
         placement = decide_placement(decider, pvdb, request, attested, host_id=host_id,
-                                     now=dt.datetime.now(dt.UTC), patched=state)
+                                     now=dt.datetime.now(dt.UTC), patched=state,
+                                     attestation_token=token)
     if show_input:
         typer.echo(json.dumps(placement.document.to_json(), indent=2))
     print_verdict(placement.verdict, as_json=as_json)

@@ -15,6 +15,7 @@ from engine import __version__
 from engine.cli import (
     agent,
     attest,
+    audit,
     decide,
     feeds,
     fleet,
@@ -51,6 +52,7 @@ app.add_typer(rollout.app, name="rollout")
 app.add_typer(images.app, name="images")
 app.add_typer(patch.app, name="patch")
 app.add_typer(report.app, name="report")
+app.add_typer(audit.app, name="audit")
 app.command("decide")(decide.decide)
 app.command("serve")(serve.serve)
 app.add_typer(serve.tokens_app, name="tokens")

@@ -323,7 +323,7 @@ def decisions_export(since: Annotated[str | None, typer.Option(help="ISO date/ti
     from engine.decide import DecisionLog
 
     cfg = _settings(decision_log=log)
-    with DecisionLog(cfg.decision_log) as dlog:
+    with DecisionLog.from_settings(cfg, shared=True) as dlog:  # signs an export checkpoint
         dlog.export_ndjson(sys.stdout.buffer, _since(since))
     sys.stdout.flush()
 
@@ -347,6 +347,8 @@ def decisions_replay(
     if (decision_id is None) == (since is None):
         raise UsageError("give either a decision id or --since DATE")
     cfg = _settings(decision_log=log)
+    from engine.cli.audit import refuse_broken
+    refuse_broken(cfg)  # a log whose chain does not verify is not replayed
     override = None
     if bundle is not None:
         override = read_bundle(bundle, verification_key=cfg.bundle_verification_key,

@@ -13,7 +13,9 @@ and, for ``vigil policy`` / ``bundle`` / ``decisions`` / ``schema``: the policy 
 (:func:`load_policy_tests`, :func:`run_policy_tests`), bundles (:func:`load_directory`,
 :func:`build_bundle`, :func:`read_bundle`), the bundle server (:class:`BundleFolder`,
 :func:`bundle_server_app`), the decision log and its replay (:class:`DecisionLog`,
-:class:`Replayer`) and the input document's schema (:func:`json_schema`).
+:class:`Replayer`; the record and checkpoint formats ``engine.audit`` verifies:
+:class:`StoredRow`, :class:`Checkpoint`, :func:`checkpoint_payload`, :func:`event_frame`)
+and the input document's schema (:func:`json_schema`).
 
 Everything else in this package is internal; its modules stay importable (the tests read
 them): ``evaluators`` (the evaluator seam and one module per backend), ``input_document``
@@ -41,6 +43,18 @@ _HOME: dict[str, str] = {
     "bundle_server_app": "engine.decide.bundle_server:app",
     "Decider": "engine.decide.decider",
     "DecisionLog": "engine.decide.decision_log",
+    "CHECKPOINT_TYP": "engine.decide.decision_log",
+    "GENESIS": "engine.decide.decision_log",
+    "Checkpoint": "engine.decide.decision_log",
+    "DecisionRecord": "engine.decide.decision_log",
+    "StoredRow": "engine.decide.decision_log",
+    "canonical_json": "engine.decide.decision_log:canonical",
+    "checkpoint_payload": "engine.decide.decision_log",
+    "event_frame": "engine.decide.decision_log",
+    "hashed_timestamp": "engine.decide.decision_log",
+    "opa_timestamp": "engine.decide.decision_log",
+    "BundleSource": "engine.decide.replay",
+    "Replayed": "engine.decide.replay",
     "EMBEDDED": "engine.decide.evaluators",
     "Evaluator": "engine.decide.evaluators",
     "embedded_evaluator": "engine.decide.evaluators",
@@ -68,7 +82,19 @@ if TYPE_CHECKING:
     from engine.decide.bundle_server import BundleFolder
     from engine.decide.bundle_server import app as bundle_server_app
     from engine.decide.decider import Decider
-    from engine.decide.decision_log import DecisionLog
+    from engine.decide.decision_log import (
+        CHECKPOINT_TYP,
+        GENESIS,
+        Checkpoint,
+        DecisionLog,
+        DecisionRecord,
+        StoredRow,
+        checkpoint_payload,
+        event_frame,
+        hashed_timestamp,
+        opa_timestamp,
+    )
+    from engine.decide.decision_log import canonical as canonical_json
     from engine.decide.evaluators import EMBEDDED, Evaluator, embedded_evaluator
     from engine.decide.input_builder import RequestFacts, build_input
     from engine.decide.input_document import (
@@ -82,7 +108,7 @@ if TYPE_CHECKING:
     from engine.decide.policytest import load as load_policy_tests
     from engine.decide.policytest import run as run_policy_tests
     from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
-    from engine.decide.replay import Replayer
+    from engine.decide.replay import BundleSource, Replayed, Replayer
     from engine.decide.verdict import Verdict
 else:
     def __getattr__(name: str) -> Any:
@@ -98,26 +124,38 @@ else:
         return sorted({*globals(), *__all__})
 
 __all__ = [
+    "CHECKPOINT_TYP",
     "EMBEDDED",
+    "GENESIS",
     "BundleFolder",
+    "BundleSource",
+    "Checkpoint",
     "Decider",
     "DecisionLog",
+    "DecisionRecord",
     "Evaluator",
     "Image",
     "InputDocument",
     "PatchedConfiguration",
     "PolicySet",
+    "Replayed",
     "Replayer",
     "RequestFacts",
+    "StoredRow",
     "Verdict",
     "VmShape",
     "build_bundle",
     "build_input",
     "bundle_server_app",
+    "canonical_json",
+    "checkpoint_payload",
     "embedded_evaluator",
+    "event_frame",
+    "hashed_timestamp",
     "json_schema",
     "load_directory",
     "load_policy_tests",
+    "opa_timestamp",
     "read_bundle",
     "run_policy_tests",
     "run_policy_tests_with_coverage",

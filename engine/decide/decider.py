@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.config import Settings
@@ -27,8 +27,11 @@ class Decider:
     """Turns input documents into verdicts with one evaluator, logging every decision."""
 
     def __init__(self, evaluator: Evaluator, log: DecisionLog | None = None, *,
-                 path: str = DECISION_PATH) -> None:
+                 path: str = DECISION_PATH,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
         self.evaluator = evaluator
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        """When each decision is taken (the log's timestamps)."""
         self.log = log
         self.path = path
         self._labels = default_labels(evaluator.name)
@@ -40,7 +43,8 @@ class Decider:
     @classmethod
     def from_settings(cls, settings: Settings, *, log: bool = True) -> Decider:
         evaluator = evaluator_for(settings)
-        return cls(evaluator, DecisionLog(settings.decision_log) if log else None)
+        # shared: other commands deciding at the same time wait their turn for the file
+        return cls(evaluator, DecisionLog.from_settings(settings, shared=True) if log else None)
 
     def close(self) -> None:
         self.evaluator.close()
@@ -56,15 +60,18 @@ class Decider:
     # a large host's document is ~10^5 objects: collections triggered while it is
     # validated walk every long-lived object of the process (the PVDB's report cache)
     @paused_gc(collect=False)
-    def decide(self, document: InputDocument | Mapping[str, Any]) -> Verdict:
+    def decide(self, document: InputDocument | Mapping[str, Any], *,
+               attestation_result: str | None = None) -> Verdict:
         """Decide one placement. Raises InputDocumentError (naming the field) when the
-        document does not match the schema; every evaluator failure is a reject."""
+        document does not match the schema; every evaluator failure is a reject.
+        ``attestation_result``: the signed attestation result (compact JWS) the document's
+        host facts come from, kept in the log with the decision."""
         if isinstance(document, InputDocument):
             document = document.to_json()
         validate(document)  # the JSON value the evaluator will read, checked as such
         input_json = dict(document)
         decision_id = str(uuid.uuid4())
-        timestamp = dt.datetime.now(dt.UTC)
+        timestamp = self.clock()
         started = time.perf_counter_ns()
         error: str | None = None
         metrics: dict[str, int] = {}
@@ -95,5 +102,6 @@ class Decider:
             self.log.append(decision_id=decision_id, timestamp=timestamp, path=self.path,
                             input_document=input_json, result=decision.to_json(),
                             bundle_revision=revision, evaluator=self.evaluator.name,
-                            metrics=metrics, error=error, labels=self._labels)
+                            metrics=metrics, error=error, labels=self._labels,
+                            attestation_result=attestation_result)
         return verdict

@@ -4,35 +4,67 @@ One row per decision: decision id, timestamp, query path, input, result, bundle
 revision, evaluator, timings, and an error when the engine rejected because the policy
 could not decide. Decisions OPA servers made land here too: OPA's decision-log plugin
 uploads its events (``vigil bundle serve --accept-decision-logs``), and
-:meth:`DecisionLog.append_opa_event` keeps each with its bundles' revisions. Rows are
-chained: each stores the SHA-256 of its content and of the row before it, so a changed or
-removed row is detected by :meth:`DecisionLog.verify_chain`. The log offers no update or
-delete.
+:meth:`DecisionLog.append_opa_event` keeps each with its bundles' revisions. The log
+offers no update or delete.
 
-The bundles that decided are stored once per revision (``decision_bundles``), so that a
-recorded decision can be replayed with the very policy that made it.
+**The chain.** Each row stores the SHA-256 of the row before it (``prev_hash``, 64 zeros
+for the first) and its own ``record_hash`` = SHA-256(``prev_hash`` + the row's body), the
+body being the canonical JSON (sorted keys, no spaces, UTF-8) of every field
+(:func:`body_text`; the JSON values are hashed as stored, byte for byte, so a check never
+parses a row's input). A changed, removed, inserted or reordered row breaks the chain.
+
+**Signed checkpoints.** An edit that recomputes every hash after it keeps the chain
+whole; a signed checkpoint catches it. Like a transparency log's signed tree head, a
+checkpoint says: in the log ``log_id``, the record ``size`` has the chain hash ``head``,
+at ``time``, signed (compact JWS, ``typ`` :data:`CHECKPOINT_TYP`) by the key ``kid``.
+With a signing key (``audit_signing_key``) the log writes one every
+``audit_checkpoint_every`` records, in the transaction of the record it covers, and one
+at every export; ``vigil audit checkpoint`` writes one on demand. Keys rotate: each
+checkpoint names its key id, and the verifier holds the current and retired public keys.
+
+The bundles that decided are stored once per revision (``decision_bundles``) and the
+signed attestation results decisions rested on once per SHA-256 (``decision_attestations``;
+the row's hash covers that SHA-256), so that a recorded decision can be replayed with the
+very policy that made it and its host's evidence checked again.
 
 :meth:`DecisionLog.export_ndjson` writes OPA decision-log events (``decision_id``,
-``labels``, ``bundles``, ``path``, ``input``, ``result``, ``timestamp``, ``metrics``).
+``labels``, ``bundles``, ``path``, ``input``, ``result``, ``timestamp``, ``metrics``), each
+with a ``vigil`` member that carries what the hash covers beyond the event (sequence
+number, hashes, evaluator, the raw error and bundle fields), the first time they are
+needed the bundle and the attestation result it rests on, and the checkpoints at that
+record (the export's own checkpoint on its last line): an export verifies on its own.
+
+Several processes may share one log file (``shared=True``): each operation then opens the
+file, waiting up to ``wait`` seconds while another process holds it, and closes it.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import itertools
 import json
 import platform
+import random
 import threading
+import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 
 from engine import __version__
 from engine.decide.errors import DecisionLogError
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.keys import SigningKey
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decision_log (
@@ -51,6 +83,7 @@ CREATE TABLE IF NOT EXISTS decision_log (
     record_hash VARCHAR NOT NULL
 );
 ALTER TABLE decision_log ADD COLUMN IF NOT EXISTS bundles VARCHAR;
+ALTER TABLE decision_log ADD COLUMN IF NOT EXISTS attestation_sha256 VARCHAR;
 CREATE TABLE IF NOT EXISTS decision_bundles (
     revision VARCHAR NOT NULL,
     sha256 VARCHAR NOT NULL,
@@ -59,8 +92,30 @@ CREATE TABLE IF NOT EXISTS decision_bundles (
     recorded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (revision, sha256)
 );
+CREATE TABLE IF NOT EXISTS decision_attestations (
+    sha256 VARCHAR PRIMARY KEY,
+    token VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decision_checkpoints (
+    number BIGINT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    head VARCHAR NOT NULL,
+    signed_at TIMESTAMPTZ NOT NULL,
+    key_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    token VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decision_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 """
-_GENESIS = "0" * 64
+GENESIS = "0" * 64
+"""The ``prev_hash`` of the first record."""
+
+CHECKPOINT_TYP = "vigil-checkpoint+jws"
+"""The ``typ`` of a signed checkpoint."""
+
+_BATCH = 512
+"""Rows fetched at a time when the log is streamed."""
 
 
 @dataclass(frozen=True)
@@ -80,21 +135,20 @@ class DecisionRecord:
     labels: dict[str, str]
     bundles: dict[str, str] | None = None
     """Bundle name -> revision, when the decision named several (OPA's ``bundles``)."""
+    attestation_sha256: str | None = None
+    """SHA-256 of the signed attestation result the decision rested on, when recorded."""
 
     def opa_event(self) -> dict[str, Any]:
         """This decision as an OPA decision-log event."""
         event: dict[str, Any] = {
             "decision_id": self.decision_id,
             "labels": self.labels,
-            "bundles": ({name: {"revision": rev} for name, rev in self.bundles.items()}
-                        if self.bundles else
-                        {"vigil": {"revision": self.bundle_revision or ""}}),
+            "bundles": _event_bundles(self.bundles, self.bundle_revision),
             "path": self.path,
             "input": self.input,
             "result": self.result,
             "requested_by": "vigil",
-            "timestamp": self.timestamp.astimezone(dt.UTC).isoformat(
-                timespec="microseconds").replace("+00:00", "Z"),
+            "timestamp": opa_timestamp(self.timestamp),
             "metrics": self.metrics,
         }
         if self.error:
@@ -102,21 +156,177 @@ class DecisionRecord:
         return event
 
 
-def _canonical(value: Any) -> str:
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One record as stored: its JSON fields as the canonical text that was hashed."""
+
+    seq: int
+    decision_id: str
+    timestamp: dt.datetime
+    path: str
+    input_text: str
+    result_text: str
+    bundle_revision: str | None
+    evaluator: str
+    metrics_text: str
+    error: str | None
+    labels_text: str
+    prev_hash: str
+    record_hash: str
+    bundles_text: str | None
+    attestation_sha256: str | None
+
+    def body(self) -> str:
+        return body_text(
+            attestation_sha256=self.attestation_sha256, bundle_revision=self.bundle_revision,
+            bundles_text=self.bundles_text, decision_id=self.decision_id, error=self.error,
+            evaluator=self.evaluator, input_text=self.input_text,
+            labels_text=self.labels_text, metrics_text=self.metrics_text, path=self.path,
+            result_text=self.result_text, timestamp_text=hashed_timestamp(self.timestamp))
+
+    def computed_hash(self, prev: str) -> str:
+        """The record hash this row has when ``prev`` is the hash before it."""
+        return chain_hash(prev, self.body())
+
+    def record(self) -> DecisionRecord:
+        return DecisionRecord(
+            seq=self.seq, decision_id=self.decision_id, timestamp=self.timestamp,
+            path=self.path, input=json.loads(self.input_text),
+            result=json.loads(self.result_text), bundle_revision=self.bundle_revision,
+            evaluator=self.evaluator, metrics=json.loads(self.metrics_text),
+            error=self.error, labels=json.loads(self.labels_text),
+            bundles=json.loads(self.bundles_text) if self.bundles_text is not None else None,
+            attestation_sha256=self.attestation_sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed checkpoint as stored (``token`` is the compact JWS; the other fields are
+    what the log says it signed, to be checked against the token's payload)."""
+
+    number: int
+    size: int
+    head: str
+    signed_at: dt.datetime
+    key_id: str
+    kind: str
+    token: str
+
+
+# --- the hash's definition ------------------------------------------------------------
+
+
+def canonical(value: Any) -> str:
+    """The canonical JSON text of a value: sorted keys, no spaces, UTF-8 (not escaped)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_canonical = canonical
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else str(encode_basestring(value))
+
+
+def body_text(*, attestation_sha256: str | None, bundle_revision: str | None,
+              bundles_text: str | None, decision_id: str, error: str | None,
+              evaluator: str, input_text: str, labels_text: str, metrics_text: str,
+              path: str, result_text: str, timestamp_text: str) -> str:
+    """What a record's hash covers: the canonical JSON of its fields, assembled from the
+    JSON fields' stored canonical text (``bundles`` and ``attestation_sha256`` only when
+    recorded, so rows written before those existed keep their hashes). Equal to
+    ``canonical(_body(...))`` of the parsed values, which :func:`_body` states."""
+    head = ("{" if attestation_sha256 is None
+            else '{"attestation_sha256":' + _text(attestation_sha256) + ",")
+    bundles = "" if bundles_text is None else ',"bundles":' + bundles_text
+    return "".join((
+        head, '"bundle_revision":', _text(bundle_revision), bundles,
+        ',"decision_id":', _text(decision_id), ',"error":', _text(error),
+        ',"evaluator":', _text(evaluator), ',"input":', input_text,
+        ',"labels":', labels_text, ',"metrics":', metrics_text, ',"path":', _text(path),
+        ',"result":', result_text, ',"timestamp":', _text(timestamp_text), "}"))
 
 
 def _body(decision_id: str, timestamp: str, path: str, input_document: Any, result: Any,
           bundle_revision: str | None, evaluator: str, metrics: Any, error: str | None,
-          labels: Any, bundles: dict[str, str] | None) -> dict[str, Any]:
-    """What a row's hash covers (``bundles`` only when recorded, so rows written before
-    the column existed keep their hashes)."""
+          labels: Any, bundles: dict[str, str] | None,
+          attestation_sha256: str | None = None) -> dict[str, Any]:
+    """The record body as a value: the reference definition :func:`body_text` follows."""
     body = {"decision_id": decision_id, "timestamp": timestamp, "path": path,
             "input": input_document, "result": result, "bundle_revision": bundle_revision,
             "evaluator": evaluator, "metrics": metrics, "error": error, "labels": labels}
     if bundles is not None:
         body["bundles"] = bundles
+    if attestation_sha256 is not None:
+        body["attestation_sha256"] = attestation_sha256
     return body
+
+
+def chain_hash(prev: str, body: str) -> str:
+    """A record's hash: SHA-256 of the previous record's hash (hex) and its body."""
+    return hashlib.sha256((prev + body).encode()).hexdigest()
+
+
+def hashed_timestamp(when: dt.datetime) -> str:
+    """A record's timestamp as its hash covers it."""
+    return when.astimezone(dt.UTC).isoformat()
+
+
+def opa_timestamp(when: dt.datetime) -> str:
+    """A record's timestamp as its OPA event states it."""
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _event_bundles(bundles: dict[str, str] | None, revision: str | None
+                   ) -> dict[str, dict[str, str]]:
+    if bundles:
+        return {name: {"revision": rev} for name, rev in bundles.items()}
+    return {"vigil": {"revision": revision or ""}}
+
+
+def checkpoint_payload(*, log_id: str, number: int, size: int, head: str,
+                       time_text: str, kid: str, kind: str, every: int) -> bytes:
+    """What a checkpoint signs."""
+    return canonical({"log_id": log_id, "number": number, "size": size, "head": head,
+                      "time": time_text, "kid": kid, "kind": kind, "every": every}).encode()
+
+
+# --- the export's lines ---------------------------------------------------------------
+
+
+def event_line(row: StoredRow, extension: dict[str, Any]) -> str:
+    """One export line: the record's OPA event with the ``vigil`` member ``extension``,
+    canonical JSON; the input's stored text stands in it verbatim."""
+    prefix, suffix = event_frame(row, extension)
+    return prefix + row.input_text + suffix
+
+
+def event_frame(row: StoredRow, extension: dict[str, Any]) -> tuple[str, str]:
+    """The export line of ``row`` before and after its input's text."""
+    bundles = json.loads(row.bundles_text) if row.bundles_text is not None else None
+    error = ("" if not row.error else ',"error":' + canonical(
+        {"code": "vigil_fail_closed", "message": row.error}))
+    prefix = "".join(('{"bundles":', canonical(_event_bundles(bundles, row.bundle_revision)),
+                      ',"decision_id":', _text(row.decision_id), error, ',"input":'))
+    suffix = "".join((',"labels":', row.labels_text, ',"metrics":', row.metrics_text,
+                      ',"path":', _text(row.path), ',"requested_by":"vigil","result":',
+                      row.result_text, ',"timestamp":', _text(opa_timestamp(row.timestamp)),
+                      ',"vigil":', canonical(extension), "}"))
+    return prefix, suffix
+
+
+def row_extension(row: StoredRow) -> dict[str, Any]:
+    """The ``vigil`` member of a record's export line, before bundles, attestation
+    results and checkpoints are attached."""
+    ext: dict[str, Any] = {
+        "seq": row.seq, "prev_hash": row.prev_hash, "record_hash": row.record_hash,
+        "bundle_revision": row.bundle_revision, "evaluator": row.evaluator,
+        "error": row.error,
+        "bundles": json.loads(row.bundles_text) if row.bundles_text is not None else None,
+    }
+    if row.attestation_sha256 is not None:
+        ext["attestation_sha256"] = row.attestation_sha256
+    return ext
 
 
 def _rfc3339(value: Any) -> dt.datetime:
@@ -139,21 +349,138 @@ def default_labels(evaluator: str) -> dict[str, str]:
             "evaluator": evaluator}
 
 
-class DecisionLog:
-    """Append-only decision log in a DuckDB file (its own file, its own tables)."""
+_ROW_COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
+                "metrics, error, labels, prev_hash, record_hash, bundles, attestation_sha256")
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+class DecisionLog:
+    """Append-only decision log in a DuckDB file (its own file, its own tables).
+
+    ``shared``: open the file for each operation and close it after, so that other
+    processes can write between them; ``wait``: seconds to wait for a file another process
+    holds. ``signing_key``: the key checkpoints are signed with, one every
+    ``checkpoint_every`` records and one at every export.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False, shared: bool = False,
+                 wait: float = 0.0, signing_key: SigningKey | None = None,
+                 checkpoint_every: int = 1000) -> None:
         self.path = path
-        try:
-            if not read_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(path), read_only=read_only)
-            if not read_only:
-                self._con.execute(_SCHEMA)
-        except (duckdb.Error, OSError) as exc:
-            raise DecisionLogError(f"cannot open the decision log {path}: {exc}",
-                                   tip="set VIGIL_DECISION_LOG to a writable file") from exc
+        self.read_only = read_only
+        self.shared = shared
+        self.wait = wait
+        self.signing_key = signing_key
+        self.checkpoint_every = max(1, checkpoint_every)
         self._lock = threading.RLock()  # one connection, shared by readers and writers
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._active: duckdb.DuckDBPyConnection | None = None
+        self._log_id: str | None = None
+        if not shared:
+            self._con = self._open()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, read_only: bool = False,
+                      shared: bool = False) -> DecisionLog:
+        """The configured log (``decision_log``), with the checkpoint signing key and
+        cadence and the wait for another process (``decision_log_wait``)."""
+        key = None
+        if settings.audit_signing_key is not None and not read_only:
+            from engine.keys import KeyLoadError, load_signing_key
+
+            try:
+                key = load_signing_key(settings.audit_signing_key)
+            except KeyLoadError as exc:
+                from engine.errors import ConfigError
+
+                raise ConfigError(f"audit_signing_key: {exc.reason}",
+                                  tip="point VIGIL_AUDIT_SIGNING_KEY at a PEM private key"
+                                  ) from None
+        return cls(settings.decision_log, read_only=read_only, shared=shared,
+                   wait=settings.decision_log_wait, signing_key=key,
+                   checkpoint_every=settings.audit_checkpoint_every)
+
+    # --- the connection ---------------------------------------------------------------
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        path = self.path
+        deadline = time.monotonic() + self.wait
+        pause = 0.005
+        while True:
+            try:
+                if self.read_only and not path.exists():
+                    raise DecisionLogError(f"there is no decision log at {path}",
+                                           tip="set VIGIL_DECISION_LOG or pass --log")
+                if not self.read_only:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                con = duckdb.connect(str(path), read_only=self.read_only)
+                break
+            except duckdb.Error as exc:
+                left = deadline - time.monotonic()
+                if _is_lock_conflict(exc) and left > 0:
+                    time.sleep(min(left, pause * random.uniform(0.5, 1.5)))
+                    pause = min(pause * 2, 0.1)
+                    continue
+                if _is_lock_conflict(exc):
+                    raise DecisionLogError(
+                        f"the decision log {path} is in use by another process"
+                        f" (waited {self.wait:g} s)",
+                        tip="wait for the other command to finish, or raise "
+                            "VIGIL_DECISION_LOG_WAIT") from None
+                raise DecisionLogError(f"cannot open the decision log {path}: {exc}",
+                                       tip="set VIGIL_DECISION_LOG to a writable file"
+                                       ) from exc
+            except OSError as exc:
+                raise DecisionLogError(f"cannot open the decision log {path}: {exc}",
+                                       tip="set VIGIL_DECISION_LOG to a writable file"
+                                       ) from exc
+        try:
+            if not self.read_only:
+                con.execute(_SCHEMA)
+                con.execute("INSERT INTO decision_meta VALUES ('log_id', ?)"
+                            " ON CONFLICT DO NOTHING", [str(uuid.uuid4())])
+            self._log_id = self._read_log_id(con)
+        except duckdb.Error as exc:
+            con.close()
+            raise DecisionLogError(f"cannot open the decision log {path}: {exc}") from exc
+        return con
+
+    @staticmethod
+    def _read_log_id(con: duckdb.DuckDBPyConnection) -> str | None:
+        try:
+            row = con.execute("SELECT value FROM decision_meta WHERE key = 'log_id'"
+                              ).fetchone()
+        except duckdb.CatalogException:  # a log written before checkpoints, read only
+            return None
+        return str(row[0]) if row else None
+
+    @contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            if self._con is not None:
+                yield self._con
+                return
+            if self._active is not None:  # an operation inside another (same thread)
+                yield self._active
+                return
+            con = self._open()
+            self._active = con
+            try:
+                yield con
+            finally:
+                self._active = None
+                con.close()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep one connection for the operations inside the block (a shared log is
+        otherwise opened and closed by each)."""
+        with self._session():
+            yield
 
     def __enter__(self) -> DecisionLog:
         return self
@@ -162,14 +489,34 @@ class DecisionLog:
         self.close()
 
     def close(self) -> None:
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    @property
+    def log_id(self) -> str | None:
+        """The log's identity (a UUID made when the file was created), which every
+        checkpoint names."""
+        if self._log_id is None:
+            with self._session():
+                pass
+        return self._log_id
+
+    def _has_column(self, con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+        return bool(con.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = ? AND"
+            " column_name = ?", [table, column]).fetchone())
+
+    def _has_table(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?",
+                                [table]).fetchone())
 
     # --- writing ----------------------------------------------------------------------
 
     def record_bundle(self, revision: str, archive: bytes, origin: str) -> None:
         digest = hashlib.sha256(archive).hexdigest()
-        with self._lock:
-            self._con.execute(
+        with self._session() as con:
+            con.execute(
                 "INSERT INTO decision_bundles VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [revision, digest, archive, origin, dt.datetime.now(dt.UTC)])
 
@@ -177,39 +524,92 @@ class DecisionLog:
                input_document: dict[str, Any], result: dict[str, Any],
                bundle_revision: str | None, evaluator: str, metrics: dict[str, int],
                error: str | None, labels: dict[str, str],
-               bundles: dict[str, str] | None = None, skip_known: bool = False) -> bool:
+               bundles: dict[str, str] | None = None, skip_known: bool = False,
+               attestation_result: str | None = None) -> bool:
         """Append one decision; with ``skip_known``, a decision id already logged is left
-        as it is (an uploader retrying) and False returned."""
-        body = _body(decision_id, timestamp.astimezone(dt.UTC).isoformat(), path,
-                     input_document, result, bundle_revision, evaluator, metrics, error,
-                     labels, bundles)
-        with self._lock:
+        as it is (an uploader retrying) and False returned. ``attestation_result``: the
+        signed attestation result (compact JWS) the decision rested on, stored once by
+        its SHA-256, which the record's hash covers."""
+        token = attestation_result.strip() if attestation_result else None
+        attestation = hashlib.sha256(token.encode()).hexdigest() if token else None
+        texts = (canonical(input_document), canonical(result), canonical(metrics),
+                 canonical(labels), None if bundles is None else canonical(bundles))
+        with self._session() as con:
             try:
-                self._con.execute("BEGIN TRANSACTION")
-                if skip_known and self._con.execute(
+                con.execute("BEGIN TRANSACTION")
+                if skip_known and con.execute(
                         "SELECT 1 FROM decision_log WHERE decision_id = ?",
                         [decision_id]).fetchone():
-                    self._con.execute("ROLLBACK")
+                    con.execute("ROLLBACK")
                     return False
-                row = self._con.execute(
+                row = con.execute(
                     "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
-                seq, prev = (row[0] + 1, row[1]) if row else (1, _GENESIS)
-                record_hash = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
-                self._con.execute(
-                    "INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
-                    " bundle_revision, evaluator, metrics, error, labels, prev_hash,"
-                    " record_hash, bundles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [seq, decision_id, timestamp, path, _canonical(input_document),
-                     _canonical(result), bundle_revision, evaluator, _canonical(metrics), error,
-                     _canonical(labels), prev, record_hash,
-                     None if bundles is None else _canonical(bundles)])
-                self._con.execute("COMMIT")
+                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+                stored = StoredRow(
+                    seq=seq, decision_id=decision_id, timestamp=timestamp, path=path,
+                    input_text=texts[0], result_text=texts[1],
+                    bundle_revision=bundle_revision, evaluator=evaluator,
+                    metrics_text=texts[2], error=error, labels_text=texts[3],
+                    prev_hash=prev, record_hash="", bundles_text=texts[4],
+                    attestation_sha256=attestation)
+                record_hash = stored.computed_hash(prev)
+                if token is not None:
+                    con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
+                                " ON CONFLICT DO NOTHING",
+                                [attestation, token, dt.datetime.now(dt.UTC)])
+                con.execute(
+                    f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [seq, decision_id, timestamp, path, texts[0], texts[1], bundle_revision,
+                     evaluator, texts[2], error, texts[3], prev, record_hash, texts[4],
+                     attestation])
+                if self.signing_key is not None and seq % self.checkpoint_every == 0:
+                    self._sign(con, seq, record_hash, "periodic")
+                con.execute("COMMIT")
             except duckdb.Error as exc:
-                self._con.execute("ROLLBACK")
+                con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
                                        f"{exc}") from exc
         return True
+
+    def _sign(self, con: duckdb.DuckDBPyConnection, size: int, head: str, kind: str
+              ) -> Checkpoint:
+        """Write a checkpoint of (``size``, ``head``) inside the caller's transaction."""
+        from engine.keys import sign_compact
+
+        key = self.signing_key
+        if key is None or self._log_id is None:
+            raise DecisionLogError("no key to sign a checkpoint with",
+                                   tip="set VIGIL_AUDIT_SIGNING_KEY to a PEM private key")
+        row = con.execute("SELECT coalesce(max(number), 0) + 1 FROM decision_checkpoints"
+                          ).fetchone()
+        number = int(row[0]) if row else 1
+        now = dt.datetime.now(dt.UTC)
+        payload = checkpoint_payload(
+            log_id=self._log_id, number=number, size=size, head=head,
+            time_text=opa_timestamp(now), kid=key.kid, kind=kind,
+            every=self.checkpoint_every)
+        token = sign_compact(payload, key, CHECKPOINT_TYP)
+        con.execute("INSERT INTO decision_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [number, size, head, now, key.kid, kind, token])
+        return Checkpoint(number, size, head, now, key.kid, kind, token)
+
+    def checkpoint(self, kind: str = "manual") -> Checkpoint | None:
+        """Sign the current head (None when the log is empty). An export signs one
+        (``kind`` ``export``); ``vigil audit checkpoint`` signs one on demand."""
+        with self._session() as con:
+            try:
+                con.execute("BEGIN TRANSACTION")
+                row = con.execute("SELECT seq, record_hash FROM decision_log ORDER BY seq"
+                                  " DESC LIMIT 1").fetchone()
+                made = None if row is None else self._sign(con, int(row[0]), row[1], kind)
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                con.execute("ROLLBACK")
+                raise DecisionLogError(f"cannot write a checkpoint to the decision log "
+                                       f"{self.path}: {exc}") from exc
+        return made
 
     def append_opa_event(self, event: Any) -> bool:
         """Log one OPA decision-log event (as OPA's decision-log plugin uploads them).
@@ -245,73 +645,189 @@ class DecisionLog:
             input_document=input_document,
             result=result if isinstance(result, dict) else {"value": result},
             bundle_revision=revision or None, evaluator="opa-server", metrics=metrics,
-            error=None if error is None else _canonical(error),
+            error=None if error is None else canonical(error),
             labels={str(k): str(v) for k, v in (labels or {}).items()},
             bundles=bundles or None, skip_known=True)
 
     # --- reading ----------------------------------------------------------------------
 
-    _COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
-                "metrics, error, labels, bundles")
+    def _select(self, con: duckdb.DuckDBPyConnection) -> str:
+        columns = _ROW_COLUMNS
+        if not self._has_column(con, "decision_log", "bundles"):
+            columns = columns.replace("bundles,", "NULL,")
+        if not self._has_column(con, "decision_log", "attestation_sha256"):
+            columns = columns.replace(", attestation_sha256", ", NULL")
+        return f"SELECT {columns} FROM decision_log"
+
+    def rows(self, where: str = "", params: list[Any] | None = None, *,
+             batch: int = _BATCH) -> Iterator[StoredRow]:
+        """The stored rows in sequence order, streamed (``where`` an SQL condition on the
+        columns, e.g. ``seq >= ?``)."""
+        with self._session() as con:
+            cursor = con.cursor()
+            try:
+                cursor.execute(f"{self._select(con)} {'WHERE ' + where if where else ''}"
+                               " ORDER BY seq", params or [])
+                while True:
+                    chunk = cursor.fetchmany(batch)
+                    if not chunk:
+                        return
+                    for row in chunk:
+                        yield StoredRow(*row)
+            finally:
+                cursor.close()
 
     def _records(self, where: str = "", params: list[Any] | None = None
                  ) -> Iterator[DecisionRecord]:
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {self._COLUMNS} FROM decision_log {where} ORDER BY seq", params or []
-            ).fetchall()
-        for row in rows:
-            yield DecisionRecord(
-                seq=row[0], decision_id=row[1], timestamp=row[2], path=row[3],
-                input=json.loads(row[4]), result=json.loads(row[5]), bundle_revision=row[6],
-                evaluator=row[7], metrics=json.loads(row[8]), error=row[9],
-                labels=json.loads(row[10]),
-                bundles=json.loads(row[11]) if row[11] is not None else None)
+        for row in self.rows(where, params):
+            yield row.record()
 
     def get(self, decision_id: str) -> DecisionRecord | None:
-        return next(self._records("WHERE decision_id = ?", [decision_id]), None)
+        found = list(self._records("decision_id = ?", [decision_id]))
+        return found[0] if found else None
 
     def since(self, when: dt.datetime | None = None) -> list[DecisionRecord]:
         if when is None:
             return list(self._records())
-        return list(self._records("WHERE ts >= ?", [when]))
+        return list(self._records("ts >= ?", [when]))
+
+    def stats(self) -> tuple[int, int, dt.datetime | None, dt.datetime | None]:
+        """(records, last sequence number, first timestamp, last timestamp)."""
+        with self._session() as con:
+            row = con.execute("SELECT count(*), coalesce(max(seq), 0), min(ts), max(ts)"
+                              " FROM decision_log").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), row[2], row[3]
 
     def bundle(self, revision: str) -> bytes | None:
-        with self._lock:
-            row = self._con.execute(
+        with self._session() as con:
+            row = con.execute(
                 "SELECT archive FROM decision_bundles WHERE revision = ? ORDER BY recorded_at"
                 " DESC LIMIT 1", [revision]).fetchone()
         return bytes(row[0]) if row else None
 
-    def export_ndjson(self, out: IO[bytes], since: dt.datetime | None = None) -> int:
+    def bundle_revisions(self) -> set[str]:
+        with self._session() as con:
+            return {r[0] for r in con.execute("SELECT DISTINCT revision FROM decision_bundles"
+                                              ).fetchall()}
+
+    def bundle_entries(self, revision: str) -> list[tuple[str, bytes, str | None]]:
+        """Every archive stored under ``revision``: (sha256, archive, origin)."""
+        with self._session() as con:
+            return [(r[0], bytes(r[1]), r[2]) for r in con.execute(
+                "SELECT sha256, archive, origin FROM decision_bundles WHERE revision = ?"
+                " ORDER BY recorded_at", [revision]).fetchall()]
+
+    def attestation(self, sha256: str) -> str | None:
+        """The signed attestation result stored under its SHA-256."""
+        with self._session() as con:
+            if not self._has_table(con, "decision_attestations"):
+                return None
+            row = con.execute("SELECT token FROM decision_attestations WHERE sha256 = ?",
+                              [sha256]).fetchone()
+        return str(row[0]) if row else None
+
+    def attestation_hashes(self) -> set[str]:
+        with self._session() as con:
+            if not self._has_table(con, "decision_attestations"):
+                return set()
+            return {r[0] for r in con.execute("SELECT sha256 FROM decision_attestations"
+                                              ).fetchall()}
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self._session() as con:
+            if not self._has_table(con, "decision_checkpoints"):
+                return []
+            return [Checkpoint(*r) for r in con.execute(
+                "SELECT number, size, head, signed_at, key_id, kind, token FROM"
+                " decision_checkpoints ORDER BY number").fetchall()]
+
+    def first_seq_since(self, when: dt.datetime) -> int | None:
+        with self._session() as con:
+            row = con.execute("SELECT min(seq) FROM decision_log WHERE ts >= ?", [when]
+                              ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def export_ndjson(self, out: IO[bytes], since: dt.datetime | None = None, *,
+                      checkpoint: bool = True) -> int:
+        """Write the log (from the first record at or after ``since``) as NDJSON OPA
+        events that verify on their own. With a signing key (and ``checkpoint``), the
+        head is signed first (an ``export`` checkpoint) and the export stops there."""
+        with self._session():
+            return self._export(out, since, checkpoint)
+
+    def _export(self, out: IO[bytes], since: dt.datetime | None, checkpoint: bool) -> int:
+        if checkpoint and self.signing_key is not None and not self.read_only:
+            self.checkpoint("export")
+        first = 1
+        if since is not None:
+            found = self.first_seq_since(since)
+            if found is None:
+                return 0
+            first = found
+        marks: dict[int, list[Checkpoint]] = {}
+        for cp in self.checkpoints():
+            if cp.size >= first:
+                marks.setdefault(cp.size, []).append(cp)
+        last = max(marks) if marks else None
+        sent_bundles: set[str] = set()
+        sent_attestations: set[str] = set()
         count = 0
-        for record in self.since(since):
-            out.write(_canonical(record.opa_event()).encode() + b"\n")
+        where, params = "seq >= ?", [first]
+        if last is not None and checkpoint and self.signing_key is not None:
+            where, params = "seq >= ? AND seq <= ?", [first, last]
+        for row in self.rows(where, params):
+            ext = row_extension(row)
+            revision = row.bundle_revision
+            if revision and revision not in sent_bundles:
+                sent_bundles.add(revision)
+                entries = self.bundle_entries(revision)
+                if entries:
+                    sha, archive, origin = entries[-1]
+                    ext["bundle"] = {"revision": revision, "sha256": sha, "origin": origin,
+                                     "archive": base64.b64encode(archive).decode()}
+            if row.attestation_sha256 and row.attestation_sha256 not in sent_attestations:
+                sent_attestations.add(row.attestation_sha256)
+                token = self.attestation(row.attestation_sha256)
+                if token is not None:
+                    ext["attestation_result"] = token
+            if row.seq in marks:
+                ext["checkpoints"] = [cp.token for cp in marks[row.seq]]
+            out.write(event_line(row, ext).encode() + b"\n")
             count += 1
         return count
 
     def verify_chain(self) -> list[str]:
-        """Problems with the hash chain (empty when every row is intact and in place)."""
+        """Problems with the hash chain (empty when every row is intact and in place).
+        Signed checkpoints are checked by ``engine.audit``."""
         problems: list[str] = []
-        prev = _GENESIS
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT seq, decision_id, ts, path, input, result, bundle_revision, evaluator,"
-                " metrics, error, labels, prev_hash, record_hash, bundles FROM decision_log"
-                " ORDER BY seq"
-            ).fetchall()
+        prev = GENESIS
         expected_seq = 1
-        for row in rows:
-            if row[0] != expected_seq:
-                problems.append(f"row {expected_seq} is missing (next is {row[0]})")
-                expected_seq = row[0]
-            body = _body(row[1], row[2].astimezone(dt.UTC).isoformat(), row[3],
-                         json.loads(row[4]), json.loads(row[5]), row[6], row[7],
-                         json.loads(row[8]), row[9], json.loads(row[10]),
-                         json.loads(row[13]) if row[13] is not None else None)
-            digest = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
-            if row[11] != prev or row[12] != digest:
-                problems.append(f"decision {row[1]} (row {row[0]}) was changed")
-            prev = row[12]
+        for row in self.rows():
+            if row.seq != expected_seq:
+                problems.append(f"row {expected_seq} is missing (next is {row.seq})")
+                expected_seq = row.seq
+            if row.prev_hash != prev or row.record_hash != row.computed_hash(prev):
+                problems.append(f"decision {row.decision_id} (row {row.seq}) was changed")
+            prev = row.record_hash
             expected_seq += 1
         return problems
+
+
+__all__ = [
+    "CHECKPOINT_TYP",
+    "GENESIS",
+    "Checkpoint",
+    "DecisionLog",
+    "DecisionRecord",
+    "StoredRow",
+    "body_text",
+    "canonical",
+    "chain_hash",
+    "checkpoint_payload",
+    "event_frame",
+    "event_line",
+    "hashed_timestamp",
+    "opa_timestamp",
+    "row_extension",
+]

@@ -1,18 +1,19 @@
 """Replay: re-evaluate recorded decisions with their recorded input and bundle revision.
 
-By default each decision is evaluated again with the bundle stored in the decision log
-under its recorded revision; with ``policy`` given, every decision is evaluated with
-that policy instead (to see what a new policy would have decided). Differences between
-the recorded and the replayed decision are reported as divergences.
+By default each decision is evaluated again with the bundle stored under its recorded
+revision (in the decision log, or in an export: any :class:`BundleSource`); with
+``policy`` given, every decision is evaluated with that policy instead (to see what a new
+policy would have decided). Differences between the recorded and the replayed decision
+are reported as divergences.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from engine.decide import bundle as _bundle
-from engine.decide.decision_log import DecisionLog, DecisionRecord
+from engine.decide.decision_log import DecisionRecord
 from engine.decide.errors import DecideError
 from engine.decide.evaluators import Evaluator
 from engine.decide.verdict import Decision, fail_closed
@@ -68,9 +69,17 @@ def _evaluator_name(record: DecisionRecord) -> str:
     return "opa" if library_path().is_file() else EMBEDDED[0]
 
 
+class BundleSource(Protocol):
+    """Where recorded bundles are read by revision: the decision log, or an export."""
+
+    def bundle(self, revision: str) -> bytes | None: ...
+
+
 class Replayer:
-    def __init__(self, log: DecisionLog, policy: _bundle.PolicySet | None = None) -> None:
+    def __init__(self, log: BundleSource, policy: _bundle.PolicySet | None = None, *,
+                 where: str = "the decision log") -> None:
         self.log = log
+        self.where = where
         self.policy = policy
         self._evaluators: dict[str, Evaluator] = {}
 
@@ -89,8 +98,9 @@ class Replayer:
             archive = self.log.bundle(revision)
             if archive is None:
                 raise DecideError(
-                    f"decision {record.decision_id}: bundle revision {revision!r} is not in "
-                    "the decision log", tip="replay with --bundle or --policies to name it")
+                    f"decision {record.decision_id} (record {record.seq}): bundle revision "
+                    f"{revision!r} is not in {self.where}",
+                    tip="replay with --bundle or --policies to name it")
             policy = _bundle.read(f"decision-log:{revision}", archive)
             self._evaluators[key] = embedded_evaluator(name, policy, timeout=None)
         return self._evaluators[key]

@@ -116,7 +116,9 @@ class Deciding:
 
     def decide(self, request: RequestFacts, result: AttestationResult | None, *,
                host_id: str, patched: PatchedConfiguration, now: dt.datetime,
-               record: bool = True) -> Placement:
+               record: bool = True, attestation_token: str | None = None) -> Placement:
+        """Decide and (with ``record``) log; ``attestation_token`` is the EAR the result
+        was read from, kept with the logged decision for offline audit."""
         problems = self.readiness()
         if problems:
             raise NotReady(f"Vigil cannot decide placements now: {problems[0]}")
@@ -126,7 +128,8 @@ class Deciding:
             if decider is None or pvdb is None:
                 raise NotReady("Vigil is shutting down; try again")
             return decide_placement(decider, pvdb, request, result, host_id=host_id,
-                                    patched=patched, now=now, estimator=self.estimator(now))
+                                    patched=patched, now=now, estimator=self.estimator(now),
+                                    attestation_token=attestation_token if record else None)
 
     def close(self) -> None:
         with self._lock:

@@ -215,7 +215,8 @@ class ProvisionFlow:
         now = self.clock()
         try:
             placement = self.deciding.decide(request, result, host_id=host.id,
-                                             patched=patched, now=now, record=record)
+                                             patched=patched, now=now, record=record,
+                                             attestation_token=attested.ear)
         except VigilError as exc:
             return fail(STEP_DECISION, exc.summary)
         verdict = placement.verdict

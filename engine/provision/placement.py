@@ -58,6 +58,7 @@ def decide_placement(
     patched: PatchedConfiguration | None = None,
     now: dt.datetime | None = None,
     estimator: AvailabilityEstimator | None = None,
+    attestation_token: str | None = None,
 ) -> Placement:
     """Decide placing ``request`` on the host ``result`` attests (or ``host_id`` when
     there is no result): the PVDB is asked about the attested image's components, the
@@ -72,4 +73,5 @@ def decide_placement(
                             estimator=estimator or estimator_for(pvdb, when))
     document = build_input(request, host_id or (result.host_id if result else ""), summary,
                            report, patched or PatchedConfiguration(state="none"), when)
-    return Placement(verdict=decider.decide(document), document=document, affecting=report)
+    return Placement(verdict=decider.decide(document, attestation_result=attestation_token),
+                     document=document, affecting=report)

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     decision_timeout: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
     """Seconds an evaluation may take before the decision is a reject (fail closed)."""
 
+    decision_memory_limit: int = Field(default=2 * 1024**3, ge=256 * 1024**2)
+    """Bytes of address space the regorus evaluator's worker process may use; an
+    evaluation that needs more ends it and is a reject (fail closed). rego-cpp and OPA
+    run in this process and are not capped."""
+
     decision_log: Path = Field(default_factory=_default_decision_log)
     """DuckDB file of the append-only decision log."""
 

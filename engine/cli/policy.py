@@ -112,7 +112,8 @@ def policy_eval(
     = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Decide one placement from an input document and record it in the decision log."""
+    """Decide one placement from an input document and record it in the decision log.
+    Exit code 1 unless the verdict is admit (as `vigil decide`)."""
     from engine.decide import Decider
 
     raw = sys.stdin.read() if str(document) == "-" else _read(document)
@@ -124,6 +125,8 @@ def policy_eval(
     with Decider.from_settings(cfg, log=not no_log) as decider:
         verdict = decider.decide(value)
     print_verdict(verdict, as_json=as_json)
+    if verdict.verdict != "admit":
+        raise typer.Exit(EXIT_FINDING)
 
 
 def _read(path: Path) -> str:

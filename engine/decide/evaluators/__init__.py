@@ -86,13 +86,19 @@ EMBEDDED = ("regorus", "regopy", "opa")
 """Names of the in-process evaluators (``Settings.evaluator``)."""
 
 
-def embedded_evaluator(name: str, policy: PolicySet, *, timeout: float | None) -> Evaluator:
+def embedded_evaluator(name: str, policy: PolicySet, *, timeout: float | None,
+                       memory_limit: int | None = None) -> Evaluator:
     """An in-process evaluator by name: ``regorus``, ``regopy`` or ``opa`` (OPA's own Go
-    engine, :mod:`.opa_engine`)."""
+    engine, :mod:`.opa_engine`). ``memory_limit`` caps regorus's worker process (default:
+    its own default); the others run in this process and are not capped."""
     if name == "regorus":
-        from engine.decide.evaluators.regorus_engine import RegorusEvaluator
+        from engine.decide.evaluators.regorus_engine import (
+            DEFAULT_MEMORY_LIMIT,
+            RegorusEvaluator,
+        )
 
-        return RegorusEvaluator(policy, timeout=timeout)
+        return RegorusEvaluator(policy, timeout=timeout,
+                                memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT)
     if name == "regopy":
         from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 
@@ -115,4 +121,5 @@ def evaluator_for(settings: Settings, policy: PolicySet | None = None) -> Evalua
         from engine.decide.bundle import load_policy
 
         policy = load_policy(settings)
-    return embedded_evaluator(settings.evaluator, policy, timeout=settings.decision_timeout)
+    return embedded_evaluator(settings.evaluator, policy, timeout=settings.decision_timeout,
+                              memory_limit=settings.decision_memory_limit)

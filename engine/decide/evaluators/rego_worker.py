@@ -7,14 +7,25 @@ run in this small child process, which the evaluator kills when its timeout pass
 Protocol over stdin/stdout, each message a 4-byte big-endian length and that many bytes:
 
 1. parent → child: ``{"modules": {path: source}, "data": {...}, "entrypoints": [rule],
-   "check": bool}`` (JSON; with ``check``, each entry point is evaluated once on an
-   empty input to see that it is a rule); child → parent: ``{"ok": true}``, or
-   ``{"ok": false, "message", "file", "line"}`` when a module does not parse or an entry
-   point is no rule.
-2. then, per evaluation, parent → child: ``rule`` (``data.a.b``), a newline, the input
+   "check": bool, "memory_limit": bytes or null}`` (JSON); child → parent:
+   ``{"ok": true}`` once the modules are parsed, or ``{"ok": false, "message", "file",
+   "line"}`` when a module does not parse.
+2. with ``check``, each entry point is then evaluated once on an empty input to see that
+   it is a rule, and the child sends a second answer of the same form (``ok`` false: an
+   entry point is no rule). This is an evaluation like any other: the parent waits for it
+   no longer than for a decision, and a policy whose work does not depend on the input
+   is stopped here as it would be at its first decision.
+3. then, per evaluation, parent → child: ``rule`` (``data.a.b``), a newline, the input
    document as JSON; child → parent: a JSON header (``status``: ``value`` / ``undefined``
    / ``error``, ``parse_ns``, ``eval_ns``, and ``message`` / ``file`` / ``line`` for an
    error), a newline, and for ``value`` the result as JSON.
+
+With ``memory_limit``, the child's address space is capped (``RLIMIT_AS``) before the
+policy is parsed: an evaluation that needs more fails to allocate, and the child ends
+(regorus aborts on a failed allocation), which the parent reports as a failed
+evaluation. The parent starts the child with mimalloc's arena reservation made small
+(:data:`MIMALLOC_ENV`): regorus's allocator otherwise reserves 1 GiB of address space at
+its first allocation, which would count against the cap without being used.
 
 It imports only regorus and orjson (and the packages above it import nothing heavy:
 ``engine.decide`` loads its modules lazily), so that it starts in a fraction of a second.
@@ -24,6 +35,7 @@ Run it as ``python -m engine.decide.evaluators.rego_worker``.
 from __future__ import annotations
 
 import re
+import resource
 import struct
 import sys
 import time
@@ -40,6 +52,11 @@ _LOCATION = re.compile(r"-->\s*(?P<file>\S+?):(?P<line>\d+):(?P<column>\d+)")
 _MESSAGE = re.compile(r"^error:\s*(?P<message>.+)$", re.MULTILINE)
 FRAME_LENGTH = struct.Struct(">I")
 """The 4-byte big-endian length before each message."""
+MIMALLOC_ENV = {"MIMALLOC_ARENA_RESERVE": "32MiB"}
+"""Set in the child's environment: mimalloc (regorus's allocator) reserves address space
+in 32 MiB arenas instead of one of 1 GiB, so that the memory cap counts what is used."""
+OUT_OF_MEMORY = "memory allocation of"
+"""How a failed allocation of Rust's allocator begins its message (on stderr)."""
 
 
 def error_text(exc: BaseException) -> str:
@@ -96,6 +113,12 @@ def write_frame(stream: IO[bytes], payload: bytes) -> None:
     stream.flush()
 
 
+def limit_memory(limit: int | None) -> None:
+    """Cap this process's address space at ``limit`` bytes (None: no cap)."""
+    if limit is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def _init(request: dict[str, Any]) -> tuple[regorus.Engine | None, dict[str, Any]]:
     try:
         engine = build_engine(request["modules"], orjson.dumps(request["data"]).decode())
@@ -105,17 +128,27 @@ def _init(request: dict[str, Any]) -> tuple[regorus.Engine | None, dict[str, Any
     except RuntimeError as exc:
         return None, {"ok": False, "message": f"policy data cannot be loaded: "
                                               f"{error_text(exc)}", "file": None, "line": None}
+    # print() output is gathered (and dropped after each evaluation), not written on
+    # stderr, which is kept for what ends the child (a failed allocation, a panic)
+    engine.set_gather_prints(True)
+    return engine, {"ok": True}
+
+
+def _check(engine: regorus.Engine, request: dict[str, Any]) -> dict[str, Any]:
+    """Each entry point evaluated once on an empty input: is it a rule?"""
     engine.set_input_json("{}")
-    for rule in request["entrypoints"] if request.get("check", True) else ():
+    for rule in request["entrypoints"]:
         try:
             engine.eval_rule_as_json(rule)
         except RuntimeError as exc:
             # only a missing rule is a policy error here: an empty input may well make a
             # correct policy fail at run time
             if NOT_A_RULE in error_text(exc):
-                return None, {"ok": False, "message": f"entry point {rule} is not a rule of "
-                                                      "the policy", "file": None, "line": None}
-    return engine, {"ok": True}
+                return {"ok": False, "message": f"entry point {rule} is not a rule of the "
+                                                "policy", "file": None, "line": None}
+        finally:
+            engine.take_prints()
+    return {"ok": True}
 
 
 def _evaluate(engine: regorus.Engine, request: bytes) -> bytes:
@@ -133,6 +166,8 @@ def _evaluate(engine: regorus.Engine, request: bytes) -> bytes:
         file, line, message = located(exc)
         return orjson.dumps({"status": "error", "message": message, "file": file,
                              "line": line}) + b"\n"
+    finally:
+        engine.take_prints()
     done = time.perf_counter_ns()
     header = {"status": "undefined" if text == UNDEFINED else "value",
               "parse_ns": parsed - started, "eval_ns": done - parsed}
@@ -145,10 +180,17 @@ def main() -> int:
     first = read_frame(stdin)
     if first is None:
         return 1
-    engine, answer = _init(orjson.loads(first))
+    init = orjson.loads(first)
+    limit_memory(init.get("memory_limit"))
+    engine, answer = _init(init)
     write_frame(stdout, orjson.dumps(answer))
     if engine is None:
         return 1
+    if init.get("check", True):
+        answer = _check(engine, init)
+        write_frame(stdout, orjson.dumps(answer))
+        if not answer["ok"]:
+            return 1
     while (request := read_frame(stdin)) is not None:
         write_frame(stdout, _evaluate(engine, request))
     return 0

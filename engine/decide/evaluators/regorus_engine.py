@@ -12,6 +12,16 @@ could even notice a timeout before the evaluation ended. When the timeout passes
 child is killed (nothing runs on in the background) and the next evaluation starts a
 new one (~0.1 s). Hand-over costs about as much as a thread hand-off (tens of µs).
 
+The decision timeout and the memory cap (``decision_memory_limit``, the child's address
+space) hold from the first evaluation on: the check made when the policy is loaded
+(each entry point evaluated once on an empty input, to see that it is a rule) is waited
+for no longer than a decision, under the same cap, so a policy whose work does not depend
+on the input stalls neither loading nor the first decision beyond the timeout. A check
+that times out or runs out of memory says the entry point is a rule (a missing one is
+refused at once); the child is killed and the first decision starts a new one. An
+evaluation that needs more memory than the cap ends the child and is a failed evaluation
+(a reject), saying so.
+
 Known differences from OPA that the policies avoid (``engine/policies/vigil/testing``
 pins the built-ins they use): ``sprintf("%.1f", [7])`` of an integer prints ``7`` (OPA prints
 ``%!f(int=7)``; the engine sends every score as a decimal, which prints as expected).
@@ -26,6 +36,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -44,6 +55,8 @@ from engine.decide.evaluators import (
 )
 from engine.decide.evaluators.rego_worker import (
     FRAME_LENGTH,
+    MIMALLOC_ENV,
+    OUT_OF_MEMORY,
     UNDEFINED,
     ParseError,
     build_engine,
@@ -84,21 +97,43 @@ def _rule(path: str) -> str:
     return "data." + path.strip("/").replace("/", ".")
 
 
+class _Unchecked(Exception):
+    """The entry points' check did not finish (timeout, memory cap): they are rules (a
+    missing one is refused at once), whose evaluation on an empty input fails the way a
+    decision would. The child is gone."""
+
+
 class _Child:
     """One worker process and its pipes."""
 
-    def __init__(self, policy: PolicySet, rules: list[str], timeout: float, *,
-                 check: bool) -> None:
+    def __init__(self, policy: PolicySet, rules: list[str], timeout: float | None, *,
+                 check: bool, memory_limit: int | None) -> None:
+        self.memory_limit = memory_limit
+        # what the child writes on stderr (an allocation failure, a panic) is kept for the
+        # error message, never mixed into the command's own output
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
         self.process = subprocess.Popen(
             [sys.executable, "-m", WORKER_MODULE], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE)  # buffered: a large input is written whole
+            stdout=subprocess.PIPE, stderr=self.stderr,  # buffered: an input is written whole
+            env={**os.environ, **MIMALLOC_ENV})
         init = orjson.dumps({"modules": policy.policy_modules, "data": policy.data,
-                             "entrypoints": rules, "check": check})
+                             "entrypoints": rules, "check": check,
+                             "memory_limit": memory_limit})
         try:
-            answer = orjson.loads(self.ask(init, timeout))
+            self._loaded(self.ask(init, _START_TIMEOUT))
         except (EvaluatorError, orjson.JSONDecodeError):
             self.kill()
             raise
+        if check:
+            try:
+                # an evaluation like any other: no longer than a decision may take
+                self._loaded(self._answer(_START_TIMEOUT if timeout is None else timeout))
+            except (EvaluatorError, orjson.JSONDecodeError) as exc:
+                self.kill()
+                raise _Unchecked(str(exc)) from None
+
+    def _loaded(self, raw: bytes) -> None:
+        answer = orjson.loads(raw)
         if not answer.get("ok"):
             self.kill()
             raise PolicyError(answer.get("message", "policy does not load"),
@@ -111,6 +146,11 @@ class _Child:
             write_frame(self.process.stdin, request)
         except (BrokenPipeError, OSError) as exc:
             raise EvaluatorError(f"the regorus worker is gone ({exc})") from None
+        return self._answer(timeout)
+
+    def _answer(self, timeout: float | None) -> bytes:
+        """Read one answer frame; EvaluationTimeout when it takes longer than ``timeout``."""
+        assert self.process.stdout is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         fd = self.process.stdout.fileno()
         head = self._read(fd, FRAME_LENGTH.size, deadline)
@@ -127,23 +167,43 @@ class _Child:
                 raise EvaluationTimeout("timeout")
             chunk = os.read(fd, min(left, 1 << 20))
             if not chunk:
-                code = self.process.poll()
-                raise EvaluatorError(f"the regorus worker ended (exit code {code})")
+                raise EvaluatorError(self._ended())
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
+
+    def _ended(self) -> str:
+        """Why the worker ended: out of its memory cap, or its exit code and last words."""
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.stderr.seek(0, os.SEEK_END)
+        self.stderr.seek(max(0, self.stderr.tell() - 4096))
+        tail = self.stderr.read().decode("utf-8", "replace")
+        if OUT_OF_MEMORY in tail:
+            return (f"the regorus worker ran out of its memory limit ({self.memory_limit} "
+                    "bytes, VIGIL_DECISION_MEMORY_LIMIT) and ended")
+        last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()),
+                    "")
+        return f"the regorus worker ended (exit code {code})" + (f": {last}" if last else "")
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self.process.stdin, self.process.stdout, self.stderr):
             if stream is not None:
                 stream.close()
 
 
 _START_TIMEOUT = 60.0
-"""Seconds a new worker may take to start and parse the policy."""
+"""Seconds a new worker may take to start and parse the policy (no evaluation: that is
+bounded by the decision timeout)."""
+
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+"""The worker's address space when no limit is given (``decision_memory_limit``)."""
 
 
 class RegorusEvaluator(Evaluator):
@@ -152,17 +212,27 @@ class RegorusEvaluator(Evaluator):
     name = "regorus"
 
     def __init__(self, policy: PolicySet, *, entrypoints: tuple[str, ...] = (DECISION_PATH,),
-                 timeout: float | None = 1.0) -> None:
+                 timeout: float | None = 1.0,
+                 memory_limit: int | None = DEFAULT_MEMORY_LIMIT) -> None:
         self.policy = policy
         self.timeout = timeout
+        self.memory_limit = memory_limit
         self._entrypoints = entrypoints
         self._lock = threading.Lock()
         # parse errors and missing entry points surface now, not at the first decision
-        self._child: _Child | None = self._start(check=True)
+        self._child: _Child | None = None
+        try:
+            self._child = self._start(check=True)
+        except _Unchecked:
+            # the entry points are rules whose evaluation on an empty input takes longer
+            # (or more memory) than a decision may: the child was stopped, and the first
+            # decision starts a new one (and fails the same way, unless its input makes
+            # the policy quicker)
+            self._child = None
 
     def _start(self, *, check: bool = False) -> _Child:
-        return _Child(self.policy, [_rule(p) for p in self._entrypoints], _START_TIMEOUT,
-                      check=check)
+        return _Child(self.policy, [_rule(p) for p in self._entrypoints], self.timeout,
+                      check=check, memory_limit=self.memory_limit)
 
     @property
     def bundle_revision(self) -> str | None:

@@ -70,7 +70,7 @@ def _interp_cdf(cdf: Any, days: float) -> Any:
 
 def expand(elapsed_to_fix: Any, observed_for: Any) -> tuple[Any, Any, Any]:
     """Person-period rows: for each question, (question index, stretch index, label) for
-    every stretch it was observed in. ``elapsed_to_fix`` is days from the question to the
+    every stretch it was observed through (or fixed in). ``elapsed_to_fix`` is days from the question to the
     fix (NaN: none seen), ``observed_for`` the days it was watched."""
     edges = np.asarray(EDGES, dtype=float)
     rows_q: list[Any] = []
@@ -82,8 +82,9 @@ def expand(elapsed_to_fix: Any, observed_for: Any) -> tuple[Any, Any, Any]:
         start, stop = edges[k], edges[k + 1]
         event = ~np.isnan(fix) & (fix >= start) & (fix < stop) & (fix < seen)
         before = np.isnan(fix) | (fix >= start)  # no fix before this stretch
-        watched = seen > start
-        take = before & watched
+        # watched through the whole stretch, or fixed in it: a question censored midway
+        # says nothing about the rest of the stretch
+        take = before & ((seen >= stop) | event)
         idx = np.nonzero(take)[0]
         rows_q.append(idx)
         rows_k.append(np.full(idx.size, k))

@@ -309,7 +309,9 @@ def affected_lines(record: Record, lines: Iterable[tuple[str, str]]) -> Iterator
             named.setdefault(line_of(fixed), []).append((vulnerable, fixed))
             continue
         line = line_of(fixed) if fixed is not None else line_of(vulnerable)
-        named.setdefault(line, []).append((vulnerable, fixed))
+        if fixed is None or is_stable(fixed):
+            # a mainline fix is no fix *on* a branch: the branch cut from it starts fixed
+            named.setdefault(line, []).append((vulnerable, fixed))
         if not is_stable(vulnerable):
             mainline.append(vkey(vulnerable))
     first = min(mainline) if mainline else None
@@ -378,3 +380,13 @@ def _pairs(corpus: Corpus) -> Iterator[Pair]:
                     continue
             yield Pair(cve, line, record.published, version, released, fixed,
                        observable[line])
+
+
+def sample(corpus: Corpus, share: float, seed: int = 3) -> set[str] | None:
+    """A seeded sample of ``share`` of the CVEs (None: all of them)."""
+    if share >= 1.0:
+        return None
+    import random
+
+    cves = sorted(corpus.records)
+    return set(random.Random(seed).sample(cves, max(1, round(len(cves) * share))))

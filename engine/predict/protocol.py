@@ -163,11 +163,9 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
                 break
             lines = alive(day)
             rank_of = {ln: r for r, ln in enumerate(lines)}
-            all_open = [i for i in idxs if pairs[i].line in rank_of
-                        and (pairs[i].fixed is None or pairs[i].fixed >= day)]
-            if not all_open:
+            open_idx = [i for i in idxs if pairs[i].line in rank_of and _open(pairs[i], day)]
+            if not open_idx:
                 continue
-            open_idx = all_open
             named = record.fixed_as_of(day)
             fixed_lines: dict[str, dt.date] = {}
             rc_stage = 0.0
@@ -254,6 +252,10 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
         kind=np.array(kinds, dtype=np.int64), fixed=fixed[pi], observable=observable[pi],
         published=published[pi], reference=np.array(refs, dtype=np.int64),
         next_release=np.array(nexts, dtype=np.int64), subsystems=top)
+
+
+def _open(pair: kc.Pair, day: dt.date) -> bool:
+    return pair.fixed is None or pair.fixed >= day
 
 
 # -- outcomes ----------------------------------------------------------------------------
@@ -377,7 +379,7 @@ def base_rate(q: Questions) -> Answers:
 def life_table(to_fix: Any, watched: Any) -> Any:
     """The cumulative P(fix within each :data:`hazard.EDGES` boundary) of a group, with
     censoring (no covariates)."""
-    q, k, y = hazard.expand(to_fix, watched)
+    _, k, y = hazard.expand(to_fix, watched)
     stretches = len(hazard.EDGES) - 1
     at_risk = np.bincount(k, minlength=stretches).astype(float)
     events = np.bincount(k, weights=y, minlength=stretches)
@@ -460,6 +462,7 @@ MIN_P_EVER = 0.5
 
 def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
           per_pair: int = 6, seed: int = 0, fallback: Answers | None = None,
+          interval: str = "from-now", snap: bool = False,
           progress: Callable[[int, int], None] | None = None) -> Answers:
     """Walk forward: refit every ``refit`` days on the questions asked before (at most
     ``per_pair`` per pair, weighted so every pair counts the same), answer the questions
@@ -488,10 +491,19 @@ def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
             f = m.forecast(x[rows])
             a.p30[rows] = f.p_within(WINDOW)
             a.p_ever[rows] = f.p_within(EVER)
-            mid, lo, hi = (f.quantile_if_fixed(p) for p in (0.5, 0.1, 0.9))
+            if interval == "central":
+                mid, lo, hi = (f.quantile_if_fixed(p) for p in (0.5, 0.1, 0.9))
+            else:  # from the question on: most fixes come soon, so start there
+                mid, hi = (f.quantile_if_fixed(p) for p in (0.5, 0.8))
+                lo = np.zeros(rows.size)
             give = a.p_ever[rows] >= MIN_P_EVER
             base = q.day[rows].astype(float)
-            a.date[rows] = np.where(give, base + np.ceil(mid), np.nan)
+            point = base + np.ceil(mid)
+            if snap:
+                nxt = q.next_release[rows].astype(float)
+                point = np.where(nxt > 0, np.where(nxt >= point, nxt, _snap_later(point, nxt)),
+                                 point)
+            a.date[rows] = np.where(give, point, np.nan)
             a.low[rows] = np.where(give, base + np.floor(lo), np.nan)
             a.high[rows] = np.where(give, base + np.ceil(hi), np.nan)
             for r, g in zip(rows, give, strict=True):
@@ -589,8 +601,10 @@ class Resampler:
         if c.sum() == 0 or s2.sum() <= 0:
             return Stat(None)
         point = 1.0 - float(s1.sum() / s2.sum())
-        boot = 1.0 - (self.weights @ s1) / np.maximum(self.weights @ s2, 1e-12)
-        lo, hi = np.quantile(boot, [0.05, 0.95])
+        denominator = self.weights @ s2
+        boot = np.where(denominator > 0, 1.0 - (self.weights @ s1)
+                        / np.maximum(denominator, 1e-12), np.nan)
+        lo, hi = np.nanquantile(boot, [0.05, 0.95])
         return Stat(point, float(lo), float(hi), int((c > 0).sum()))
 
     def ratio(self, a: Any, b: Any, mask: Any | None = None) -> Stat:
@@ -756,17 +770,22 @@ def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: 
                           groups, ratios)
 
 
-def reliability(p: Any, y: Any, pair: Any, bins: int = 10) -> list[tuple[float, float, int]]:
-    """(mean predicted, observed share, questions) per decile of the prediction, pairs
-    weighted equally within each decile."""
+def reliability(p: Any, y: Any, pair: Any, bins: int = 10, *, weighted: bool = False
+                ) -> list[tuple[float, float, int]]:
+    """(mean predicted, observed share, questions) per decile of the prediction;
+    ``weighted`` weighs every pair the same within a decile."""
     ok = ~np.isnan(y) & ~np.isnan(p)
     out: list[tuple[float, float, int]] = []
     if not ok.any():
         return out
-    counts = np.bincount(pair[ok])
     w_all = np.zeros(pair.size)
-    w_all[ok] = 1.0 / counts[pair[ok]]
-    b = np.minimum((p * bins).astype(int), bins - 1)
+    if weighted:
+        counts = np.bincount(pair[ok])
+        w_all[ok] = 1.0 / counts[pair[ok]]
+    else:
+        w_all[ok] = 1.0
+    b = np.zeros(pair.size, dtype=int)
+    b[ok] = np.minimum((p[ok] * bins).astype(int), bins - 1)
     for k in range(bins):
         sel = ok & (b == k)
         if not sel.any():
@@ -784,3 +803,67 @@ def median_or_none(values: Sequence[float]) -> float | None:
 def fmt_days(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.0f}"
 
+
+
+# -- targets -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Target:
+    what: str
+    figure: str
+    met: bool | None
+
+
+def calibration_misses(p: Any, y: Any, pair: Any, mask: Any, *, min_n: int = 100,
+                       tolerance: float = 0.05) -> tuple[int, int, float]:
+    """(deciles holding at least ``min_n`` questions, how many are off by more than
+    ``tolerance``, the largest gap among them)."""
+    sel = mask & ~np.isnan(p) & ~np.isnan(y)
+    rows = reliability(p[sel], y[sel], pair[sel], weighted=False)
+    big = [(m, o) for m, o, n in rows if n >= min_n]
+    gaps = [abs(m - o) for m, o in big]
+    return len(big), sum(g > tolerance for g in gaps), max(gaps) if gaps else 0.0
+
+
+def targets(result: ProtocolResult, method: str) -> list[Target]:
+    """The targets, for ``method``."""
+    s = result.overall[method]
+    q, a = result.questions, result.answers[method]
+    out: list[Target] = []
+    for what, stat in (("P(fix within 30 days): Brier skill vs bucketed base rate >= 0.2,"
+                        " interval above 0", s.bss30),
+                       ("P(fix within a year): Brier skill vs bucketed base rate >= 0.2,"
+                        " interval above 0", s.bss_ever)):
+        met = None if stat.value is None or stat.low is None else (
+            stat.value >= 0.2 and stat.low > 0)
+        out.append(Target(what, str(stat), met))
+    for what, p, y in (("P(fix within 30 days) calibrated within 5 points in every decile"
+                        " with >= 100 questions", a.p30, result.y30),
+                       ("P(fix within a year) calibrated within 5 points in every decile"
+                        " with >= 100 questions", a.p_ever, result.y_ever)):
+        n, bad, worst = calibration_misses(p, y, q.pair, result.scored)
+        out.append(Target(what, f"{n - bad} of {n} deciles within; largest gap"
+                                f" {100 * worst:.1f} points", bad == 0 if n else None))
+    ratio = result.ratios.get(f"{method}: MAE, fixes that came, both dated")
+    if ratio is not None:
+        out.append(Target("point dates: MAE <= 0.8 x the conditional-median rule's (fixes"
+                          " that came, both dated)", str(ratio),
+                          None if ratio.value is None else ratio.value <= 0.8))
+    cov = s.coverage
+    out.append(Target("80% intervals cover 75-85% of fixes that came", str(cov),
+                      None if cov.value is None else 0.75 <= cov.value <= 0.85))
+    out.append(Target("median interval width below a fixed window [T, T+w] of equal coverage",
+                      f"{fmt_days(s.width)} vs {fmt_days(s.fixed_window)} days",
+                      None if s.width is None or s.fixed_window is None
+                      else s.width < s.fixed_window))
+    return out
+
+
+def choose_method(methods: Sequence[str]) -> str:
+    """The method the targets are reported for: the model behind ``Pvdb.affecting`` when it
+    was run, else the first model, else the last method."""
+    for name in ("model-pvdb", "model-full", "current"):
+        if name in methods:
+            return name
+    return methods[-1]

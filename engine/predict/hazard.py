@@ -70,8 +70,8 @@ def _interp_cdf(cdf: Any, days: float) -> Any:
 
 def expand(elapsed_to_fix: Any, observed_for: Any) -> tuple[Any, Any, Any]:
     """Person-period rows: for each question, (question index, stretch index, label) for
-    every stretch it was observed through (or fixed in). ``elapsed_to_fix`` is days from the question to the
-    fix (NaN: none seen), ``observed_for`` the days it was watched."""
+    every stretch it was observed through (or fixed in). ``elapsed_to_fix`` is days from
+    the question to the fix (NaN: none seen), ``observed_for`` the days it was watched."""
     edges = np.asarray(EDGES, dtype=float)
     rows_q: list[Any] = []
     rows_k: list[Any] = []

@@ -1,12 +1,13 @@
 """The honest backtest on the kernel CNA's full history (``vigil predict backtest
 --kernel-cna``).
 
-**Questions.** A (CVE, branch) pair (:mod:`engine.predict.kernel_cna`) is asked on every
-as-of day T of the grid (START to END every STEP days) from the day after its CVE became
-public, for as long as the branch is still maintained on T (a release within the last
-35 days or four of its usual gaps) and no fix is known on it. It sees only what was known
-before T: the record as it stood (its fixed versions then), releases dated before T, fixes
-known before T. Never-fixed pairs are asked and scored like the others.
+**Questions.** A (CVE, branch) pair (:mod:`engine.predict.kernel_cna`) is asked the day
+after its CVE became public and again at each of :data:`AGES` days after, for as long as the
+branch is still maintained on that day (a release within the last 35 days or four of its
+usual gaps) and no fix is known on it. A question sees only what was known before its day:
+the record as it stood (its fixed versions then), releases dated before it, fixes known
+before it. Never-fixed pairs are asked and scored like the others. Questions from START
+to END are scored; earlier ones are history only.
 
 **Outcomes.** For a window of h days (30, and 365 for "ever"): 1 when the fix became known
 in [T, T+h); 0 when it did not and the outcome is observable that far (the data runs past
@@ -15,8 +16,10 @@ left out of that score only. The date error is censoring-aware: prediction and t
 both cut at the last observable day (at most a year after T), so a date for a fix that
 never came counts up to that day, and no date for one that came counts from the fix to it.
 
-**Weighting.** Every pair weighs the same: a score is the mean over pairs of each pair's mean
-over its questions. 90% intervals come from resampling whole pairs (bootstrap).
+**Weighting.** Every question weighs the same, and a pair is asked at most
+``len(AGES)`` times. 90% intervals come from resampling whole pairs (bootstrap). The mean of
+each pair's mean (``pair_mean``) is also given; it is not the headline, because a pair fixed
+soon has few questions, so those weights depend on the outcome.
 
 **Methods** (all causal): the skeptic's baselines — the branch's next release, the
 conditional-median rule (the median of past publication-to-fix lags at least as long as the

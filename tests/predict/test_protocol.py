@@ -36,7 +36,10 @@ def weekly(log: hist.ReleaseLog, line: str, first: dt.date, last: dt.date, start
     return out
 
 
-def corpus(records: list[kc.Record], end: dt.date = D(2024, 12, 31)) -> kc.Corpus:
+END = D(2024, 12, 31)
+
+
+def corpus(records: list[kc.Record], end: dt.date = END) -> kc.Corpus:
     log = hist.ReleaseLog()
     dated: dict[str, dt.date] = {}
     dated |= weekly(log, "6.1", D(2022, 12, 11), end, start=0)
@@ -215,8 +218,8 @@ def test_load_reads_the_zip_history_and_releases(tmp_path: Path) -> None:
 def test_run_scores_every_method_on_the_same_questions(tmp_path: Path) -> None:
     cna, rel = write_corpus(tmp_path)
     c = kc.load(cna, rel)
-    result = protocol.run(c, {}, START, c.end, methods=protocol.POINT_BASELINES + (
-        "base-rate",), draws=50)
+    result = protocol.run(c, {}, START, c.end, methods=(*protocol.POINT_BASELINES,
+                                                   "base-rate"), draws=50)
     n = int(result.scored.sum())
     assert n == len(result.questions) > 0
     for name, s in result.overall.items():

@@ -6,7 +6,8 @@ Every question "when will the fix reach this branch, asked on day T" is cut into
 of days after T (:data:`EDGES`: a week at a time for the first month, then wider up to a
 year). A past question contributes one row per stretch it was observed through: label 1 in
 the stretch its fix landed, 0 in the stretches before; a question still open when the model
-is fitted stops at that day (censoring, never counted as "no fix"). The classifier sees the
+is fitted stops at that day (censoring, never counted as "no fix"; a stretch it was watched
+only partly counts for that share). The classifier sees the
 question's features plus the stretch, so the hazard can have any shape and depend on
 everything at once (branch kind, how far behind the branch is, what the record says).
 
@@ -68,41 +69,47 @@ def _interp_cdf(cdf: Any, days: float) -> Any:
     return cdf[:, k - 1] + frac * (cdf[:, k] - cdf[:, k - 1])
 
 
-def expand(elapsed_to_fix: Any, observed_for: Any) -> tuple[Any, Any, Any]:
-    """Person-period rows: for each question, (question index, stretch index, label) for
-    every stretch it was observed through (or fixed in). ``elapsed_to_fix`` is days from
-    the question to the fix (NaN: none seen), ``observed_for`` the days it was watched."""
+def expand(elapsed_to_fix: Any, observed_for: Any) -> tuple[Any, Any, Any, Any]:
+    """Person-period rows: for each question, (question index, stretch index, label,
+    weight) for every stretch it was watched in. ``elapsed_to_fix`` is days from the
+    question to the fix (NaN: none seen), ``observed_for`` the days it was watched. A
+    question still open when watching stopped midway through a stretch counts for the
+    share of the stretch it was watched (the actuarial life table's correction): leaving it
+    out would count its stretch's fixes but not its misses, counting it whole would count a
+    miss it was not watched long enough to see."""
     edges = np.asarray(EDGES, dtype=float)
     rows_q: list[Any] = []
     rows_k: list[Any] = []
     rows_y: list[Any] = []
+    rows_w: list[Any] = []
     fix = np.asarray(elapsed_to_fix, dtype=float)
     seen = np.asarray(observed_for, dtype=float)
     for k in range(len(EDGES) - 1):
         start, stop = edges[k], edges[k + 1]
         event = ~np.isnan(fix) & (fix >= start) & (fix < stop) & (fix < seen)
         before = np.isnan(fix) | (fix >= start)  # no fix before this stretch
-        # watched through the whole stretch, or fixed in it: a question censored midway
-        # says nothing about the rest of the stretch
-        take = before & ((seen >= stop) | event)
+        take = before & (seen > start)
         idx = np.nonzero(take)[0]
+        share = np.clip((seen[idx] - start) / (stop - start), 0.0, 1.0)
         rows_q.append(idx)
         rows_k.append(np.full(idx.size, k))
         rows_y.append(event[idx].astype(np.int8))
-    return np.concatenate(rows_q), np.concatenate(rows_k), np.concatenate(rows_y)
+        rows_w.append(np.where(event[idx], 1.0, share))
+    return (np.concatenate(rows_q), np.concatenate(rows_k), np.concatenate(rows_y),
+            np.concatenate(rows_w))
 
 
 class HazardModel:
     """The fitted classifier and what it needs to answer (feature names, categories)."""
 
     def __init__(self, features: Sequence[str], categorical: Sequence[str] = (), *,
-                 max_iter: int = 150, learning_rate: float = 0.08, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 200, seed: int = 0) -> None:
+                 max_iter: int = 100, learning_rate: float = 0.06, max_leaf_nodes: int = 15,
+                 min_samples_leaf: int = 500, seed: int = 0) -> None:
         self.features = list(features)
         self.categorical = [c for c in categorical if c in self.features]
         self.params = dict(max_iter=max_iter, learning_rate=learning_rate,
                            max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                           random_state=seed)
+                           l2_regularization=1.0, early_stopping=False, random_state=seed)
         self.model: Any = None
         self.events = 0
         self.rows = 0
@@ -116,7 +123,7 @@ class HazardModel:
         than :data:`MIN_EVENTS` fixes."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        q, k, y = expand(elapsed_to_fix, observed_for)
+        q, k, y, share = expand(elapsed_to_fix, observed_for)
         self.events, self.rows = int(y.sum()), int(y.size)
         if self.events < MIN_EVENTS or self.events == y.size:
             self.model = None
@@ -124,7 +131,7 @@ class HazardModel:
         design = self._design(np.asarray(x, dtype=float)[q], k)
         mask = [f in self.categorical for f in self.features] + [False]
         model = HistGradientBoostingClassifier(categorical_features=mask, **self.params)
-        w = None if weights is None else np.asarray(weights, dtype=float)[q]
+        w = share if weights is None else share * np.asarray(weights, dtype=float)[q]
         model.fit(design, y, sample_weight=w)
         self.model = model
         return True

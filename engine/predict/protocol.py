@@ -382,9 +382,9 @@ def base_rate(q: Questions) -> Answers:
 def life_table(to_fix: Any, watched: Any) -> Any:
     """The cumulative P(fix within each :data:`hazard.EDGES` boundary) of a group, with
     censoring (no covariates)."""
-    _, k, y = hazard.expand(to_fix, watched)
+    _, k, y, share = hazard.expand(to_fix, watched)
     stretches = len(hazard.EDGES) - 1
-    at_risk = np.bincount(k, minlength=stretches).astype(float)
+    at_risk = np.bincount(k, weights=share, minlength=stretches)
     events = np.bincount(k, weights=y, minlength=stretches)
     h = np.divide(events, at_risk, out=np.zeros(stretches), where=at_risk > 0)
     return np.concatenate([[0.0], 1.0 - np.cumprod(1.0 - h)])
@@ -517,6 +517,42 @@ def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
         if progress:
             progress(n + 1, len(cuts))
     return a
+
+
+MIN_TRACK = 500
+"""Past answers with a known outcome needed before they recalibrate a probability."""
+
+
+def recalibrate(q: Questions, a: Answers, *, refit: int = 28) -> Answers:
+    """Walk forward: map each probability through an isotonic fit of the outcomes of the
+    method's own earlier answers (those whose outcome was known before the refit day:
+    for 30 days, asked 30 days before or fixed since; for a year, asked a year before),
+    so a model that is too sure is pulled back by its own track record. Before
+    :data:`MIN_TRACK` such answers the probability is left as it was."""
+    from sklearn.isotonic import IsotonicRegression
+
+    out = Answers(a.name, a.p30.copy(), a.p_ever.copy(), a.date, a.low, a.high, a.basis)
+    days = np.unique(q.day)
+    if days.size == 0:
+        return out
+    for cut in range(int(days[0]), int(days[-1]) + 1, refit):
+        rows = np.nonzero((q.day >= cut) & (q.day < cut + refit))[0]
+        if rows.size == 0:
+            continue
+        for attr, window in (("p30", WINDOW), ("p_ever", EVER)):
+            p = getattr(a, attr)
+            came = q.fixed < np.minimum(cut, q.day + window)
+            known = (q.day < cut) & ~np.isnan(p) & (came | (q.day + window <= cut))
+            if window == EVER:
+                known &= q.day + window <= cut  # both outcomes must have had time
+            if known.sum() < MIN_TRACK:
+                continue
+            fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            fit.fit(p[known], came[known].astype(float))
+            target = getattr(out, attr)
+            ok = rows[~np.isnan(p[rows])]
+            target[ok] = fit.predict(p[ok])
+    return out
 
 
 def _rank_within_pair(pair: Any, key: Any) -> Any:

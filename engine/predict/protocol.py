@@ -525,8 +525,8 @@ MIN_TRACK = 500
 
 def recalibrate(q: Questions, a: Answers, *, refit: int = 28) -> Answers:
     """Walk forward: map each probability through an isotonic fit of the outcomes of the
-    method's own earlier answers (those whose outcome was known before the refit day:
-    for 30 days, asked 30 days before or fixed since; for a year, asked a year before),
+    method's own earlier answers (those whose window had passed before the refit day: for
+    30 days, asked at least 30 days before; for a year, a year before),
     so a model that is too sure is pulled back by its own track record. Before
     :data:`MIN_TRACK` such answers the probability is left as it was."""
     from sklearn.isotonic import IsotonicRegression
@@ -541,10 +541,10 @@ def recalibrate(q: Questions, a: Answers, *, refit: int = 28) -> Answers:
             continue
         for attr, window in (("p30", WINDOW), ("p_ever", EVER)):
             p = getattr(a, attr)
-            came = q.fixed < np.minimum(cut, q.day + window)
-            known = (q.day < cut) & ~np.isnan(p) & (came | (q.day + window <= cut))
-            if window == EVER:
-                known &= q.day + window <= cut  # both outcomes must have had time
+            came = q.fixed < q.day + window
+            # only answers whose whole window had passed: counting the early fixes of the
+            # recent ones, but not their misses, would bias the map upwards
+            known = (q.day + window <= cut) & ~np.isnan(p)
             if known.sum() < MIN_TRACK:
                 continue
             fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")

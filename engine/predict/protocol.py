@@ -519,42 +519,6 @@ def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
     return a
 
 
-MIN_TRACK = 500
-"""Past answers with a known outcome needed before they recalibrate a probability."""
-
-
-def recalibrate(q: Questions, a: Answers, *, refit: int = 28) -> Answers:
-    """Walk forward: map each probability through an isotonic fit of the outcomes of the
-    method's own earlier answers (those whose window had passed before the refit day: for
-    30 days, asked at least 30 days before; for a year, a year before),
-    so a model that is too sure is pulled back by its own track record. Before
-    :data:`MIN_TRACK` such answers the probability is left as it was."""
-    from sklearn.isotonic import IsotonicRegression
-
-    out = Answers(a.name, a.p30.copy(), a.p_ever.copy(), a.date, a.low, a.high, a.basis)
-    days = np.unique(q.day)
-    if days.size == 0:
-        return out
-    for cut in range(int(days[0]), int(days[-1]) + 1, refit):
-        rows = np.nonzero((q.day >= cut) & (q.day < cut + refit))[0]
-        if rows.size == 0:
-            continue
-        for attr, window in (("p30", WINDOW), ("p_ever", EVER)):
-            p = getattr(a, attr)
-            came = q.fixed < q.day + window
-            # only answers whose whole window had passed: counting the early fixes of the
-            # recent ones, but not their misses, would bias the map upwards
-            known = (q.day + window <= cut) & ~np.isnan(p)
-            if known.sum() < MIN_TRACK:
-                continue
-            fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-            fit.fit(p[known], came[known].astype(float))
-            target = getattr(out, attr)
-            ok = rows[~np.isnan(p[rows])]
-            target[ok] = fit.predict(p[ok])
-    return out
-
-
 def _rank_within_pair(pair: Any, key: Any) -> Any:
     """0, 1, 2… per pair in the order of ``key`` (a seeded random sample of questions)."""
     order = np.lexsort((key, pair))

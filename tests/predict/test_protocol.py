@@ -229,25 +229,3 @@ def test_run_scores_every_method_on_the_same_questions(tmp_path: Path) -> None:
     # The base rate is the reference: its own skill is 0.
     assert result.overall["base-rate"].bss30.value in (0.0, None)
 
-
-def test_recalibration_learns_only_from_answers_whose_outcome_was_known() -> None:
-    """A method that always says 0.9 for fixes that come within 30 days a third of the
-    time: once enough of its answers have a known outcome, later answers say about 1/3;
-    the first month's answers (nothing known yet) are left as they were."""
-    n_pairs, per_day = 3000, 30
-    rng = np.random.default_rng(2)
-    days = np.repeat(np.arange(100), per_day) + D(2024, 1, 1).toordinal()
-    n = days.size
-    fixed = np.where(rng.random(n) < 1 / 3, days + 5, protocol.NEVER)
-    q = protocol.Questions(
-        pairs=[], pair=np.arange(n) % n_pairs, day=days, x={}, kind=np.zeros(n, dtype=int),
-        fixed=fixed, observable=np.full(n, D(2030, 1, 1).toordinal()),
-        published=days - 1, reference=np.full(n, -1), next_release=np.full(n, -1))
-    a = protocol.Answers("m", np.full(n, 0.9), np.full(n, 0.9), np.full(n, np.nan),
-                         np.full(n, np.nan), np.full(n, np.nan), ["history"] * n)
-    b = protocol.recalibrate(q, a, refit=28)
-    first = days < days[0] + 28
-    assert (b.p30[first] == 0.9).all()
-    late = days >= days[0] + 84
-    assert abs(float(b.p30[late].mean()) - 1 / 3) < 0.05
-    assert (b.p_ever == 0.9).all()  # no answer is a year old yet

@@ -87,10 +87,27 @@ def _f(value: float | None) -> str:
 @app.command()
 def backtest(
     as_of_range: Annotated[
-        tuple[dt.datetime, dt.datetime],
-        typer.Option("--as-of-range", help="First and last as-of date (START END)."),
-    ],
-    step: Annotated[int, typer.Option("--step", min=1, help="Days between as-of dates.")] = 3,
+        tuple[dt.datetime, dt.datetime] | None,
+        typer.Option("--as-of-range", help="First and last as-of date (START END); with"
+                     " --kernel-cna, the questions scored (default: 2024-04-01 to the data's"
+                     " end)."),
+    ] = None,
+    step: Annotated[int, typer.Option("--step", min=1, help="Days between as-of dates"
+                                      " (the PVDB replay).")] = 3,
+    kernel_cna: Annotated[
+        Path | None, typer.Option("--kernel-cna", help="The kernel CNA's records zip with"
+                                  " history.csv.gz beside it (or their folder): run the"
+                                  " full protocol on them instead of the PVDB replay.")] = None,
+    releases: Annotated[
+        Path | None, typer.Option("--releases", help="Kernel release dates"
+                                  " (linux-kernel.json, or a folder holding it); needed with"
+                                  " --kernel-cna.")] = None,
+    refit: Annotated[int, typer.Option("--refit", min=1, help="Days between refits of the"
+                                       " models (--kernel-cna).")] = 28,
+    sample: Annotated[float, typer.Option("--sample", min=0.0, max=1.0, help="Share of the"
+                                          " CVEs used, a seeded sample (--kernel-cna).")] = 1.0,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Only these methods"
+                                                     " (--kernel-cna; repeatable).")] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write the results section to this"
                                   " Markdown file (between the BACKTEST markers).")] = None,
@@ -100,10 +117,16 @@ def backtest(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Replay history: at each as-of date predict from what was known then, score against
-    what happened (MAE, interval coverage, Brier of P(fix within 30 days)) next to two
-    naive baselines."""
+    """Replay history: predict from what was known then, score against what happened,
+    next to the baselines. With --kernel-cna, the honest protocol on the kernel CNA's full
+    history (docs/prediction.md); else a replay of the PVDB's history every --step days."""
 
+    if kernel_cna is not None:
+        _backtest_cna(kernel_cna, releases, as_of_range, refit, sample, method, report, plots,
+                      as_json)
+        return
+    if as_of_range is None:
+        raise UsageError("--as-of-range START END is needed (or --kernel-cna)")
     start, end = (d.date() for d in as_of_range)
     if end < start:
         raise UsageError("--as-of-range: END is before START")
@@ -132,6 +155,77 @@ def backtest(
           _n(s.coverage, 2), _n(s.brier, 3), _n(s.next_brier, 3), _n(s.median_brier, 3))
          for name, s in result.scores.items()],
     )
+
+
+def _backtest_cna(cna: Path, releases: Path | None,
+                  as_of_range: tuple[dt.datetime, dt.datetime] | None, refit: int,
+                  sample: float, methods: list[str] | None, report: Path | None,
+                  plots: Path | None, as_json: bool) -> None:
+    import sys
+
+    if releases is None:
+        raise UsageError("--kernel-cna needs --releases (the kernel release dates)")
+    wanted = methods or list(predict.PROTOCOL_METHODS)
+    unknown = [m for m in wanted if m not in predict.PROTOCOL_METHODS]
+    if unknown:
+        raise UsageError(f"--method {unknown[0]}: not one of"
+                         f" {', '.join(predict.PROTOCOL_METHODS)}")
+    corpus = predict.load_kernel_cna(cna, releases)
+    start, end = (dt.date(2024, 4, 1), corpus.end) if as_of_range is None else \
+        tuple(d.date() for d in as_of_range)
+    if end < start:
+        raise UsageError("--as-of-range: END is before START")
+    chosen = predict.choose_protocol_method(wanted)
+
+    def say(what: str) -> None:
+        if not as_json:
+            print(f"backtest: {what}", file=sys.stderr, flush=True)
+    result = predict.run_protocol(corpus, predict.default_calendars(settings(None).calendars),
+                                  start, end, refit=refit, methods=wanted,
+                                  sample=predict.sample_cves(corpus, sample), progress=say)
+    if report is not None:
+        folder = plots or report.parent
+        paths = predict.protocol_plots(result, folder)
+        command = (f"vigil predict backtest --kernel-cna {cna.name} --releases {releases.name}"
+                   f" --as-of-range {start} {end} --refit {refit}"
+                   + (f" --sample {sample}" if sample < 1 else "") + f" --report {report.name}")
+        _write_section(report, predict.protocol_markdown(result, paths, report.parent, command,
+                                                         chosen))
+    if as_json:
+        output.emit_json({
+            "start": start, "end": end, "questions": int(result.scored.sum()),
+            "pairs": len(result.questions.pairs),
+            "scores": {k: _protocol_score(v) for k, v in result.overall.items()},
+            "groups": {g: {k: _protocol_score(v) for k, v in s.items()}
+                       for g, s in result.groups.items()},
+            "ratios": {k: _stat(v) for k, v in result.ratios.items()},
+            "targets": [{"target": t.what, "figure": t.figure, "met": t.met}
+                        for t in predict.protocol_targets(result, chosen)]})
+        return
+    output.table(
+        f"kernel CNA backtest {start} … {end}: {int(result.scored.sum())} questions",
+        ["method", "skill 30 d", "skill a year", "error (days)", "MAE fixed", "coverage",
+         "width", "fixed window"],
+        [(k, str(v.bss30), str(v.bss_ever), str(v.error), str(v.mae_fixed), str(v.coverage),
+          _n(v.width, 0), _n(v.fixed_window, 0)) for k, v in result.overall.items()],
+    )
+    output.table(f"targets ({chosen})", ["target", "figure", "met"],
+                 [(t.what, t.figure, "n/a" if t.met is None else "yes" if t.met else "NO")
+                  for t in predict.protocol_targets(result, chosen)])
+
+
+def _stat(s: Any) -> dict[str, Any]:
+    return {"value": s.value, "low": s.low, "high": s.high, "pairs": s.n_pairs}
+
+
+def _protocol_score(s: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("brier30", "logloss30", "bss30", "bss30_pairs", "brier_ever",
+                 "logloss_ever", "bss_ever", "error", "mae_fixed", "dated_share", "coverage"):
+        out[name] = _stat(getattr(s, name))
+    out.update(width=s.width, fixed_window=s.fixed_window, missing_p=s.missing_p,
+               by_basis=s.by_basis)
+    return out
 
 
 def _n(value: float | None, digits: int = 1) -> str:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from engine.errors import UsageError
-from engine.predict import survival
 from engine.predict.calendars import Calendar, find
-from engine.predict.survival import LagHistory
+from engine.predict.survival import LagHistory, LagIndex
 from engine.pvdb import history as hist
 
 MIN_EVENTS = 8
@@ -112,13 +112,15 @@ class Estimate:
 
 class Estimator:
     """Answers :class:`Question` objects from one :class:`~engine.predict.history.History`,
-    the calendars, and announced dates."""
+    the calendars, and announced dates. ``public`` (vulnerability -> day it became public)
+    keeps a case out of the history until then (the backtest's view of the past)."""
 
     def __init__(self, history: hist.History, calendars: dict[str, Calendar], *,
                  announced: dict[str, Announcement] | None = None,
                  min_events: int = MIN_EVENTS, min_at_risk: int = MIN_AT_RISK,
                  min_later: int = MIN_LATER,
-                 snap_approximate: bool = True) -> None:
+                 snap_approximate: bool = True,
+                 public: Mapping[str, dt.date] | None = None) -> None:
         self.history = history
         self.calendars = calendars
         self.announced = announced or {}
@@ -126,7 +128,9 @@ class Estimator:
         self.min_at_risk = min_at_risk
         self.min_later = min_later
         self.snap_approximate = snap_approximate
+        self.public = public
         self._lags: dict[tuple[dt.date, hist.ProductKey, str | None], LagHistory] = {}
+        self._index: LagIndex | None = None
 
     # -- evidence ------------------------------------------------------------------------
 
@@ -144,7 +148,9 @@ class Estimator:
         if key not in self._lags:
             if len(self._lags) > 512:
                 self._lags.clear()
-            self._lags[key] = survival.lags(self.history, day, product, stratum)
+            if self._index is None:
+                self._index = LagIndex(self.history.fixes, self.public)
+            self._lags[key] = self._index.lags(day, product, stratum)
         return self._lags[key]
 
     def lag_history(self, q: Question) -> tuple[LagHistory, str]:

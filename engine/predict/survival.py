@@ -18,14 +18,15 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from engine.pvdb import History
+    from engine.pvdb import history as hist
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,41 +44,69 @@ class LagHistory:
     label: str = ""
     band_alpha: float = 0.2
     """Significance of the Kaplan-Meier confidence band used to widen intervals."""
+    _days: Any = field(default=None, repr=False)
+    _observed: Any = field(default=None, repr=False)
+    _sorted_all: Any = field(default=None, repr=False)
+    _sorted_events: Any = field(default=None, repr=False)
     _times: list[float] = field(default_factory=list, repr=False)
     _surv: list[float] = field(default_factory=list, repr=False)
     _low: list[float] = field(default_factory=list, repr=False)
     _high: list[float] = field(default_factory=list, repr=False)
     _fitted: bool = field(default=False, repr=False)
 
+    @classmethod
+    def from_arrays(cls, days: Any, observed: Any, label: str = "") -> LagHistory:
+        """A history from arrays of lags and event flags (no :class:`Lag` objects)."""
+        out = cls(_LazyLags(), label=label)
+        out._days = np.asarray(days, dtype=float)
+        out._observed = np.asarray(observed, dtype=bool)
+        out.lags = _LazyLags(out._days, out._observed)
+        return out
+
+    def _arrays(self) -> tuple[Any, Any]:
+        if self._days is None:
+            self._days = np.array([lag.days for lag in self.lags], dtype=float)
+            self._observed = np.array([lag.observed for lag in self.lags], dtype=bool)
+        return self._days, self._observed
+
+    def _sorted(self) -> tuple[Any, Any]:
+        if self._sorted_all is None:
+            days, observed = self._arrays()
+            self._sorted_all = np.sort(days)
+            self._sorted_events = np.sort(days[observed])
+        return self._sorted_all, self._sorted_events
+
     @property
     def events(self) -> int:
-        return sum(1 for lag in self.lags if lag.observed)
+        return int(self._arrays()[1].sum())
 
     @property
     def size(self) -> int:
-        return len(self.lags)
+        return int(self._arrays()[0].size)
 
     def at_risk(self, elapsed: float) -> int:
         """Cases in the history still open after ``elapsed`` days (observed or censored
         later): the sample the conditional estimate rests on."""
-        return sum(1 for lag in self.lags if lag.days > elapsed)
+        everything, _ = self._sorted()
+        return int(everything.size - np.searchsorted(everything, elapsed, side="right"))
 
     def events_after(self, elapsed: float) -> int:
         """Fixes in the history that came later than ``elapsed``: what a conditional
         "when" rests on."""
-        return sum(1 for lag in self.lags if lag.observed and lag.days > elapsed)
+        _, events = self._sorted()
+        return int(events.size - np.searchsorted(events, elapsed, side="right"))
 
     def _fit(self) -> None:
         if self._fitted:
             return
         self._fitted = True
-        if not self.lags:
+        days, observed = self._arrays()
+        if not days.size:
             return
         from lifelines import KaplanMeierFitter
 
         kmf = KaplanMeierFitter(alpha=self.band_alpha)
-        kmf.fit(np.array([lag.days for lag in self.lags], dtype=float),
-                event_observed=np.array([lag.observed for lag in self.lags], dtype=bool))
+        kmf.fit(days, event_observed=observed)
         sf = kmf.survival_function_
         self._times = [float(t) for t in sf.index]
         self._surv = [float(v) for v in sf.iloc[:, 0]]
@@ -168,8 +197,8 @@ def weibull(history: LagHistory) -> Any:
     from lifelines import WeibullFitter
 
     fitter = WeibullFitter()
-    durations = np.array([max(lag.days, 0.5) for lag in history.lags], dtype=float)
-    observed = np.array([lag.observed for lag in history.lags], dtype=bool)
+    days, observed = history._arrays()
+    durations = np.maximum(days, 0.5)
     try:
         fitter.fit(durations, event_observed=observed)
     except Exception:  # lifelines raises several convergence error types
@@ -179,27 +208,101 @@ def weibull(history: LagHistory) -> Any:
     return fitter
 
 
+class _LazyLags(Sequence[Lag]):
+    """The :class:`Lag` view of a history built from arrays (made only when asked)."""
+
+    def __init__(self, days: Any = None, observed: Any = None) -> None:
+        self._days = days if days is not None else np.zeros(0)
+        self._observed = observed if observed is not None else np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self._days.size)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [Lag(float(d), bool(o)) for d, o in zip(self._days[i], self._observed[i],
+                                                           strict=True)]
+        return Lag(float(self._days[i]), bool(self._observed[i]))
+
+
+@dataclass(slots=True)
+class _Stratum:
+    start: Any
+    """When each case could first be seen (ordinal days), sorted."""
+    reference: Any
+    fixed: Any
+    """Ordinal day of the fix, or a huge number for none."""
+    vulns: list[str]
+
+
+_NEVER = np.iinfo(np.int64).max // 4
+
+
+class LagIndex:
+    """The fixes of a history sorted once per (product, stratum), so that the lags known
+    on any day are a prefix found by bisection and two array operations, not a walk over
+    every fix.
+
+    ``public`` (vulnerability -> day) holds back a case until its vulnerability was public:
+    a case is seen from the later of its reference and that day."""
+
+    def __init__(self, fixes: Sequence[hist.LineFix], public: Mapping[str, dt.date] | None = None
+                 ) -> None:
+        groups: dict[tuple[tuple[str, str], str | None], list[hist.LineFix]] = {}
+        for f in fixes:
+            groups.setdefault((f.product, f.stratum), []).append(f)
+            groups.setdefault((f.product, None), []).append(f)
+        self._strata: dict[tuple[tuple[str, str], str | None], _Stratum] = {}
+        for key, items in groups.items():
+            starts = np.array([_start(f, public) for f in items], dtype=np.int64)
+            order = np.argsort(starts, kind="stable")
+            ref = np.array([f.reference.toordinal() for f in items], dtype=np.int64)
+            fixed = np.array([f.fixed.toordinal() if f.fixed is not None else _NEVER
+                              for f in items], dtype=np.int64)
+            self._strata[key] = _Stratum(starts[order], ref[order], fixed[order],
+                                         [items[i].vuln_id for i in order])
+
+    def lags(self, as_of: dt.date, product: tuple[str, str], stratum: str | None = None, *,
+             exclude: str | None = None) -> LagHistory:
+        """As :func:`lags`, for one product."""
+        label = "/".join(product)
+        label = f"{label}:{stratum}" if stratum else label
+        group = self._strata.get((product, stratum))
+        if group is None:
+            return LagHistory.from_arrays([], [], label)
+        day = as_of.toordinal()
+        n = int(np.searchsorted(group.start, day, side="left"))
+        ref, fixed = group.reference[:n], group.fixed[:n]
+        observed = fixed < day
+        days = np.where(observed, fixed - ref, day - ref - 0.5).astype(float)
+        keep = observed | (days > 0)
+        if exclude is not None:
+            keep &= np.array([v != exclude for v in group.vulns[:n]], dtype=bool)
+        return LagHistory.from_arrays(days[keep], observed[keep], label)
+
+
+def _start(f: hist.LineFix, public: Mapping[str, dt.date] | None) -> int:
+    day = f.reference
+    if public is not None:
+        seen = public.get(f.vuln_id)
+        if seen is not None and seen > day:
+            day = seen
+    return day.toordinal()
+
+
 def lags(history: History, as_of: dt.date, product: tuple[str, str] | None = None,
          stratum: str | None = None, *, exclude: str | None = None) -> LagHistory:
     """The lags of ``history`` known before ``as_of``: fixed lines as events, open lines
     (including lines that stopped releasing) censored at their age. ``exclude`` leaves out
-    one vulnerability (the one being asked about)."""
-    out: list[Lag] = []
-    for f in history.fixes:
-        if product is not None and f.product != product:
-            continue
-        if stratum is not None and f.stratum != stratum:
-            continue
-        if f.reference >= as_of or f.vuln_id == exclude:
-            continue
-        if f.fixed is not None and f.fixed < as_of:
-            out.append(Lag(float((f.fixed - f.reference).days), True))
-            continue
-        # Still open at as_of. A line that stopped releasing without the fix is not "lost
-        # to follow-up": it is a line the fix never reached, so it stays in the curve's
-        # plateau (censored at its full age) rather than at its last release.
-        age = (as_of - f.reference).days - 0.5
-        if age > 0:
-            out.append(Lag(age, False))
-    label = "/".join(product) if product else "all"
-    return LagHistory(out, label=f"{label}:{stratum}" if stratum else label)
+    one vulnerability (the one being asked about). A line that stopped releasing without
+    the fix is not "lost to follow-up": it is a line the fix never reached, so it stays in
+    the curve's plateau (censored at its full age) rather than at its last release.
+
+    For many days on one history, build a :class:`LagIndex` once and ask it."""
+    if product is not None:
+        return LagIndex(history.fixes).lags(as_of, product, stratum, exclude=exclude)
+    # every product pooled
+    fixes = [replace(f, product=("*", "*")) for f in history.fixes]
+    found = LagIndex(fixes).lags(as_of, ("*", "*"), stratum, exclude=exclude)
+    found.label = f"all:{stratum}" if stratum else "all"
+    return found

@@ -156,3 +156,32 @@ def test_backtest_writes_report_and_plots(env: Path, tmp_path: Path,
     code, _, err = vigil(capsys, monkeypatch, "predict", "backtest", "--as-of-range",
                          "2024-06-30", "2024-03-01")
     assert code == 2 and "END is before START" in err
+
+
+def test_backtest_on_a_kernel_cna_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.predict.test_protocol import write_corpus
+
+    cna, releases = write_corpus(tmp_path)
+    report = tmp_path / "prediction.md"
+    code, out, err = vigil(capsys, monkeypatch, "predict", "backtest", "--kernel-cna", str(cna),
+                           "--releases", str(releases), "--method", "base-rate", "--method",
+                           "conditional-median", "--method", "next-release", "--report",
+                           str(report), "--json")
+    assert code == 0, err
+    assert out["questions"] > 0 and out["pairs"] == 2
+    assert set(out["scores"]) == {"base-rate", "conditional-median", "next-release"}
+    assert {t["target"][:5] for t in out["targets"]} >= {"P(fix", "80% i"}
+    text = report.read_text()
+    assert "## Backtest results (kernel CNA, full history)" in text
+    assert (tmp_path / "prediction_reliability.png").stat().st_size > 1000
+    code, _, err = vigil(capsys, monkeypatch, "predict", "backtest", "--kernel-cna", str(cna))
+    assert code == 2 and "--releases" in err
+    code, _, err = vigil(capsys, monkeypatch, "predict", "backtest", "--kernel-cna",
+                         str(tmp_path / "absent"), "--releases", str(releases))
+    assert code == 4 and err.startswith("error:") and "Traceback" not in err
+    code, _, err = vigil(capsys, monkeypatch, "predict", "backtest", "--kernel-cna", str(cna),
+                         "--releases", str(releases), "--method", "astrology")
+    assert code == 2 and "astrology" in err
+    code, _, err = vigil(capsys, monkeypatch, "predict", "backtest")
+    assert code == 2 and "--as-of-range" in err

@@ -1,0 +1,872 @@
+"""The honest backtest on the kernel CNA's full history (``vigil predict backtest
+--kernel-cna``).
+
+**Questions.** A (CVE, branch) pair (:mod:`engine.predict.kernel_cna`) is asked the day
+after its CVE became public and again at each of :data:`AGES` days after, for as long as the
+branch is still maintained on that day (a release within the last 35 days or four of its
+usual gaps) and no fix is known on it. A question sees only what was known before its day:
+the record as it stood (its fixed versions then), releases dated before it, fixes known
+before it. Never-fixed pairs are asked and scored like the others. Questions from START
+to END are scored; earlier ones are history only.
+
+**Outcomes.** For a window of h days (30, and 365 for "ever"): 1 when the fix became known
+in [T, T+h); 0 when it did not and the outcome is observable that far (the data runs past
+T+h, or the branch reached end of life, after which no fix can come); otherwise unknown and
+left out of that score only. The date error is censoring-aware: prediction and truth are
+both cut at the last observable day (at most a year after T), so a date for a fix that
+never came counts up to that day, and no date for one that came counts from the fix to it.
+
+**Weighting.** Every question weighs the same, and a pair is asked at most
+``len(AGES)`` times. 90% intervals come from resampling whole pairs (bootstrap). The mean of
+each pair's mean (``pair_mean``) is also given; it is not the headline, because a pair fixed
+soon has few questions, so those weights depend on the outcome.
+
+**Methods** (all causal): the skeptic's baselines — the branch's next release, the
+conditional-median rule (the median of past publication-to-fix lags at least as long as the
+current wait, snapped to the branch's next projected release), per-branch-kind conditional
+medians, and the base rate bucketed by days waited (≤7/≤30/≤90/>90, a life table with
+censoring) for probabilities; the current estimator (:class:`~engine.predict.estimator.
+Estimator` behind ``Pvdb.affecting``); and the hazard models (:mod:`engine.predict.hazard`)
+on the features a PVDB query has (``model-pvdb``) or on everything the records say
+(``model-full``), refitted every ``refit`` days on the questions before.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.predict import hazard
+from engine.predict import kernel_cna as kc
+from engine.predict.calendars import Calendar
+from engine.predict.estimator import Estimator, Question
+from engine.pvdb import history as hist
+
+WINDOW = 30
+EVER = hazard.HORIZON
+BUCKETS = (7, 30, 90)
+KINDS = ("newest", "superseded", "longterm")
+NEVER = 10**9
+"""Ordinal day standing for "no fix"."""
+
+PVDB_FEATURES = ("since_first", "n_fixed", "rank", "n_alive", "newer_fixed_share",
+                 "next_newer_fixed", "since_newer_fix", "older_fixed", "kind", "gap",
+                 "since_release", "line_age", "succ_age")
+"""What a PVDB query knows about a question: the fixed versions on other lines with their
+release dates, and the release log."""
+FULL_FEATURES = (*PVDB_FEATURES, "wait", "pub_lag", "rc_stage", "n_changes", "since_change",
+                 "n_files", "subsystem", "n_open", "stable_intro")
+"""Everything the record history says besides: when the CVE became public, the record's
+activity, the files the fix touches, how many branches are still open."""
+CATEGORICAL = ("kind", "subsystem")
+SUBSYSTEMS = 60
+"""Most frequent subsystems kept as categories (the rest are one "other")."""
+
+METHODS = ("next-release", "conditional-median", "kind-median", "base-rate", "current",
+           "model-pvdb", "model-full")
+POINT_BASELINES = ("next-release", "conditional-median", "kind-median")
+
+
+@dataclass(slots=True)
+class Questions:
+    """One row per (pair, as-of day), columnar."""
+
+    pairs: list[kc.Pair]
+    pair: Any
+    day: Any
+    """As-of day (ordinal)."""
+    x: dict[str, Any]
+    kind: Any
+    """Branch kind on the day (index into :data:`KINDS`)."""
+    fixed: Any
+    """Ordinal day the fix became known (:data:`NEVER`: none)."""
+    observable: Any
+    published: Any
+    reference: Any
+    """Ordinal day of the first fix on another line known on the day (-1: none)."""
+    next_release: Any
+    """The branch's next projected release on or after the day (-1: none)."""
+    subsystems: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.day.size)
+
+    def matrix(self, names: Sequence[str]) -> Any:
+        return np.column_stack([self.x[n] for n in names]).astype(float)
+
+
+@dataclass(slots=True)
+class Answers:
+    """One method's answers to every question (NaN: none given)."""
+
+    name: str
+    p30: Any
+    p_ever: Any
+    date: Any
+    """Point date (ordinal; NaN: no date)."""
+    low: Any
+    high: Any
+    basis: list[str]
+
+
+def _lines_by_day(log: hist.ReleaseLog) -> Callable[[dt.date], list[str]]:
+    cache: dict[dt.date, list[str]] = {}
+    lines = log.product_lines(kc.KERNEL)
+
+    def alive(day: dt.date) -> list[str]:
+        found = cache.get(day)
+        if found is None:
+            found = cache[day] = sorted((ln for ln in lines if log.alive(kc.KERNEL, ln, day)),
+                                        key=kc.line_key, reverse=True)
+        return found
+    return alive
+
+
+AGES = (1, 7, 14, 30, 60, 90, 180, 270, 365)
+"""Days after publication at which every pair still open is asked."""
+
+
+def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
+                    sample: set[str] | None = None) -> Questions:
+    """Every pair, asked at each of ``ages`` days after its CVE became public while it is
+    open and its branch maintained, with its features."""
+    log = corpus.releases
+    pairs = [p for p in corpus.pairs() if sample is None or p.cve in sample]
+    alive = _lines_by_day(log)
+    all_lines = sorted(log.product_lines(kc.KERNEL), key=kc.line_key)
+    by_cve: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_cve.setdefault(p.cve, []).append(i)
+    counts: dict[str, int] = {}
+    for p in pairs:
+        counts[kc.subsystem(corpus.records[p.cve].files)] = counts.get(
+            kc.subsystem(corpus.records[p.cve].files), 0) + 1
+    top = sorted(counts, key=lambda s: (-counts[s], s))[:SUBSYSTEMS]
+    codes = {s: i for i, s in enumerate(top)}
+    strata: dict[tuple[str, dt.date], str] = {}
+    line_info: dict[tuple[str, dt.date], tuple[float, float, float, float, int]] = {}
+    cols: dict[str, list[float]] = {n: [] for n in FULL_FEATURES}
+    pair_ix: list[int] = []
+    day_ix: list[int] = []
+    kinds: list[int] = []
+    refs: list[int] = []
+    nexts: list[int] = []
+    for cve, idxs in by_cve.items():
+        record = corpus.records[cve]
+        for age in ages:
+            day = record.published + dt.timedelta(days=age)
+            if day > corpus.end:
+                break
+            lines = alive(day)
+            rank_of = {ln: r for r, ln in enumerate(lines)}
+            open_idx = [i for i in idxs if pairs[i].line in rank_of and _open(pairs[i], day)]
+            if not open_idx:
+                continue
+            named = record.fixed_as_of(day)
+            fixed_lines: dict[str, dt.date] = {}
+            rc_stage = 0.0
+            for v in named:
+                released = corpus.dated.get(v)
+                if released is None or released >= day:
+                    if "-rc" in v:
+                        rc_stage = 1.0
+                    continue
+                ln = kc.line_of(v)
+                if ln not in fixed_lines or released < fixed_lines[ln]:
+                    fixed_lines[ln] = released
+            first = min(fixed_lines.values()) if fixed_lines else None
+            i_day = bisect.bisect_left(record.days, day)
+            files = record.files
+            subsystem = codes.get(kc.subsystem(files), len(codes))
+            stable_intro = float(any(kc.is_stable(v) for v, _ in record.dyad))
+            for i in open_idx:
+                p = pairs[i]
+                line = p.line
+                rank = rank_of[line]
+                key = (line, day)
+                if key not in strata:
+                    strata[key] = hist.kernel_stratum(log, line, lines, day)
+                    gap = log.median_gap(kc.KERNEL, line, day)
+                    last = log.last_before(kc.KERNEL, line, day)
+                    first_rel = log.first_release(kc.KERNEL, line)
+                    newer = [ln for ln in all_lines if kc.line_key(ln) > kc.line_key(line)]
+                    succ = log.first_release(kc.KERNEL, newer[0]) if newer else None
+                    projected = log.projected(kc.KERNEL, line, day, 1)
+                    line_info[key] = (
+                        gap if gap is not None else -1.0,
+                        float((day - last).days) if last else -1.0,
+                        float((day - first_rel).days) if first_rel else -1.0,
+                        float((day - succ).days) if succ and succ < day else -1.0,
+                        projected[0].toordinal() if projected else -1)
+                gap, since_release, line_age, succ_age, nxt = line_info[key]
+                newer_lines = lines[:rank]
+                older_lines = lines[rank + 1:]
+                nn = newer_lines[-1] if newer_lines else None
+                others = {ln: d for ln, d in fixed_lines.items() if ln != line}
+                row = {
+                    "since_first": float((day - first).days) if first else -1.0,
+                    "n_fixed": float(len(others)),
+                    "rank": float(rank),
+                    "n_alive": float(len(lines)),
+                    "newer_fixed_share": (sum(ln in others for ln in newer_lines)
+                                          / len(newer_lines)) if newer_lines else -1.0,
+                    "next_newer_fixed": float(nn in others) if nn else -1.0,
+                    "since_newer_fix": float((day - others[nn]).days) if nn in others
+                    else -1.0,
+                    "older_fixed": float(any(ln in others for ln in older_lines)),
+                    "kind": float(KINDS.index(strata[key])),
+                    "gap": gap,
+                    "since_release": since_release,
+                    "line_age": line_age,
+                    "succ_age": succ_age,
+                    "wait": float((day - record.published).days),
+                    "pub_lag": float((record.published - first).days) if first else -1.0,
+                    "rc_stage": rc_stage,
+                    "n_changes": float(i_day),
+                    "since_change": float((day - record.days[i_day - 1]).days) if i_day
+                    else -1.0,
+                    "n_files": float(len(files)),
+                    "subsystem": float(subsystem),
+                    "n_open": float(len(open_idx)),
+                    "stable_intro": stable_intro,
+                }
+                for n in FULL_FEATURES:
+                    cols[n].append(row[n])
+                pair_ix.append(i)
+                day_ix.append(day.toordinal())
+                kinds.append(int(row["kind"]))
+                refs.append(first.toordinal() if first else -1)
+                nexts.append(int(nxt))
+    fixed = np.array([p.fixed.toordinal() if p.fixed else NEVER for p in pairs], dtype=np.int64)
+    observable = np.array([min(p.observable, dt.date(9000, 1, 1)).toordinal() for p in pairs],
+                          dtype=np.int64)
+    published = np.array([p.published.toordinal() for p in pairs], dtype=np.int64)
+    pi = np.array(pair_ix, dtype=np.int64)
+    return Questions(
+        pairs=pairs, pair=pi, day=np.array(day_ix, dtype=np.int64),
+        x={n: np.array(v, dtype=float) for n, v in cols.items()},
+        kind=np.array(kinds, dtype=np.int64), fixed=fixed[pi], observable=observable[pi],
+        published=published[pi], reference=np.array(refs, dtype=np.int64),
+        next_release=np.array(nexts, dtype=np.int64), subsystems=top)
+
+
+def _open(pair: kc.Pair, day: dt.date) -> bool:
+    return pair.fixed is None or pair.fixed >= day
+
+
+# -- outcomes ----------------------------------------------------------------------------
+
+
+def outcome(q: Questions, days: int) -> Any:
+    """1/0 per question for "fix known within ``days``", NaN where not observable."""
+    end = q.day + days
+    out = np.full(len(q), np.nan)
+    came = q.fixed < end
+    out[came] = 1.0
+    out[~came & (q.observable >= end)] = 0.0
+    return out
+
+
+def date_error(q: Questions, date: Any) -> Any:
+    """Censoring-aware absolute error in days (see the module docstring)."""
+    cut = np.minimum(q.observable, q.day + EVER).astype(float)
+    truth = np.minimum(q.fixed.astype(float), cut)
+    guess = np.where(np.isnan(date), cut, np.minimum(date, cut))
+    return np.abs(guess - truth)
+
+
+# -- baselines -----------------------------------------------------------------------------
+
+
+def _no_answers(name: str, n: int) -> Answers:
+    nan = np.full(n, np.nan)
+    return Answers(name, nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
+                   ["unknown"] * n)
+
+
+def _from_dates(name: str, q: Questions, date: Any) -> Answers:
+    a = _no_answers(name, len(q))
+    a.date = date
+    has = ~np.isnan(date)
+    a.p30 = np.where(has, (date < q.day + WINDOW).astype(float), 0.0)
+    a.p_ever = np.where(has, (date < q.day + EVER).astype(float), 0.0)
+    a.basis = ["history" if h else "unknown" for h in has]
+    return a
+
+
+def next_release(q: Questions) -> Answers:
+    date = np.where(q.next_release > 0, q.next_release, np.nan).astype(float)
+    return _from_dates("next-release", q, date)
+
+
+def _past_lags(q: Questions) -> tuple[Any, Any, Any]:
+    """Publication-to-fix lag, fix day and kind at publication of every pair fixed."""
+    fixed = np.array([p.fixed.toordinal() if p.fixed else NEVER for p in q.pairs])
+    pub = np.array([p.published.toordinal() for p in q.pairs])
+    first_kind = np.full(len(q.pairs), -1)
+    seen = np.zeros(len(q.pairs), dtype=bool)
+    for i, k in zip(q.pair, q.kind, strict=True):
+        if not seen[i]:
+            seen[i], first_kind[i] = True, k
+    return fixed - pub, fixed, first_kind
+
+
+def conditional_median(q: Questions, *, per_kind: bool = False, snap: bool = True) -> Answers:
+    """The median of past lags at least as long as the current wait (fixes known before
+    the as-of day), from publication; snapped to the branch's next projected release."""
+    lag, fixed, kind0 = _past_lags(q)
+    date = np.full(len(q), np.nan)
+    for day in np.unique(q.day):
+        rows = np.nonzero(q.day == day)[0]
+        known = fixed < day
+        groups = [(None, rows)] if not per_kind else [
+            (k, rows[q.kind[rows] == k]) for k in range(len(KINDS))]
+        for k, idx in groups:
+            pool = lag[known & (kind0 == k)] if k is not None else lag[known]
+            if pool.size == 0 or idx.size == 0:
+                continue
+            pool = np.sort(pool)
+            wait = day - q.published[idx]
+            lo = np.searchsorted(pool, wait, side="left")
+            n = pool.size - lo
+            ok = n > 0
+            mid = np.where(ok, pool[np.minimum(lo + (n - 1) // 2, pool.size - 1)], 0)
+            guess = np.maximum(q.published[idx] + mid, day).astype(float)
+            if snap:
+                nxt = q.next_release[idx]
+                guess = np.where((nxt > 0) & (nxt >= guess), nxt,
+                                 np.where(nxt > 0, _snap_later(guess, nxt), guess))
+            date[idx] = np.where(ok, guess, np.nan)
+    name = "kind-median" if per_kind else "conditional-median"
+    return _from_dates(name, q, date)
+
+
+def _snap_later(guess: Any, nxt: Any) -> Any:
+    """The first weekly step after ``nxt`` on or after ``guess`` (a projected cadence)."""
+    weeks = np.ceil((guess - nxt) / 7.0)
+    return nxt + 7.0 * weeks
+
+
+def bucket_of(wait: Any) -> Any:
+    return np.searchsorted(np.asarray(BUCKETS), wait, side="left")
+
+
+def base_rate(q: Questions) -> Answers:
+    """P(within 30 days) and P(within a year) by the bucket of days waited, from a life
+    table of the questions asked before the as-of day (censored at it)."""
+    a = _no_answers("base-rate", len(q))
+    bucket = bucket_of(q.day - q.published)
+    for day in np.unique(q.day):
+        rows = np.nonzero(q.day == day)[0]
+        past = q.day < day
+        for b in np.unique(bucket[rows]):
+            sel = past & (bucket == b)
+            idx = rows[bucket[rows] == b]
+            if not sel.any():
+                continue
+            to_fix = np.where(q.fixed[sel] < day, q.fixed[sel] - q.day[sel], np.nan)
+            watched = (day - q.day[sel]).astype(float)
+            cdf = life_table(to_fix, watched)
+            a.p30[idx] = cdf[hazard.EDGES.index(WINDOW)]
+            a.p_ever[idx] = cdf[-1]
+    return a
+
+
+def life_table(to_fix: Any, watched: Any) -> Any:
+    """The cumulative P(fix within each :data:`hazard.EDGES` boundary) of a group, with
+    censoring (no covariates)."""
+    _, k, y, share = hazard.expand(to_fix, watched)
+    stretches = len(hazard.EDGES) - 1
+    at_risk = np.bincount(k, weights=share, minlength=stretches)
+    events = np.bincount(k, weights=y, minlength=stretches)
+    h = np.divide(events, at_risk, out=np.zeros(stretches), where=at_risk > 0)
+    return np.concatenate([[0.0], 1.0 - np.cumprod(1.0 - h)])
+
+
+# -- the current estimator -------------------------------------------------------------------
+
+
+def estimator_history(corpus: kc.Corpus) -> tuple[hist.History, dict[str, dt.date]]:
+    """The history a PVDB fed by the CNA holds, as the current estimator learns from it:
+    every (CVE, branch) maintained when the CVE became public and affected, referenced to
+    the first release carrying the fix, fixed when that became known (a fix released before
+    the CVE was public counts from its release); and each CVE's publication day, before
+    which none of it is seen."""
+    log = corpus.releases
+    alive = _lines_by_day(log)
+    fixes: list[hist.LineFix] = []
+    public: dict[str, dt.date] = {}
+    for cve, record in sorted(corpus.records.items()):
+        day = record.published + dt.timedelta(days=1)
+        lines = alive(day)
+        versions = {v for _, v in record.dyad if v} | set(
+            record.fixed_sets[-1] if record.fixed_sets else ())
+        dated = sorted((corpus.dated[v], v) for v in versions if v in corpus.dated)
+        if not dated:
+            continue
+        reference, first = dated[0]
+        public[cve] = record.published
+        for line in kc.affected_lines(record, [(ln, log.version_before(kc.KERNEL, ln, day)
+                                                or "") for ln in lines]):
+            known = kc.known_fix(record, line, corpus.dated)
+            version = kc.fix_on(record, line)
+            released = corpus.dated.get(version) if version else None
+            if known is None and released is not None:
+                known = max(released, record.published)
+            if known is not None and released is not None and released <= record.published:
+                known = released
+            stratum = hist.kernel_stratum(log, line, lines, reference)
+            fixes.append(hist.LineFix(cve, kc.KERNEL, line, stratum, reference,
+                                      f"{first} ({kc.line_of(first)})", known, version))
+    return hist.History(fixes, log, corpus.end), public
+
+
+def current(q: Questions, corpus: kc.Corpus, calendars: dict[str, Calendar],
+            progress: Callable[[int, int], None] | None = None) -> Answers:
+    """The current estimator's answers, asked as ``Pvdb.affecting`` asks it."""
+    history, public = estimator_history(corpus)
+    estimator = Estimator(history, calendars, public=public)
+    a = _no_answers("current", len(q))
+    order = np.argsort(q.day, kind="stable")
+    for n, i in enumerate(order):
+        pair = q.pairs[q.pair[i]]
+        day = dt.date.fromordinal(int(q.day[i]))
+        if q.reference[i] < 0:
+            continue  # only a mainline fix named: the other line's answer stays (no estimate)
+        ref = dt.date.fromordinal(int(q.reference[i]))
+        est = estimator.estimate(Question(
+            kc.KERNEL, pair.line, dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC), ref,
+            "first fix", pair.cve, WINDOW))
+        a.p30[i] = np.nan if est.p_within is None else est.p_within
+        a.p_ever[i] = np.nan if est.p_ever is None else est.p_ever
+        if est.date is not None:
+            a.date[i] = est.date.toordinal()
+            a.low[i] = est.low.toordinal() if est.low else np.nan
+            a.high[i] = est.high.toordinal() if est.high else day.toordinal() + EVER
+        a.basis[i] = est.basis.value
+        if progress and n % 20000 == 0:
+            progress(n, len(q))
+    return a
+
+
+# -- the hazard models ---------------------------------------------------------------------
+
+
+MIN_P_EVER = 0.5
+"""A model gives a date only when the fix more likely than not comes within a year."""
+
+
+def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
+          per_pair: int = 6, seed: int = 0, fallback: Answers | None = None,
+          interval: str = "from-now", snap: bool = False,
+          progress: Callable[[int, int], None] | None = None) -> Answers:
+    """Walk forward: refit every ``refit`` days on the questions asked before (at most
+    ``per_pair`` per pair, weighted so every pair counts the same), answer the questions
+    until the next refit. Before enough fixes have been seen, the answer is ``unknown``
+    with ``fallback``'s probabilities (the bucketed base rate)."""
+    a = _no_answers(label, len(q))
+    x = q.matrix(names)
+    rng = np.random.default_rng(seed)
+    sample_key = rng.random(len(q))
+    pair_rank = _rank_within_pair(q.pair, sample_key)
+    n_per_pair = np.bincount(q.pair, minlength=len(q.pairs))
+    days = np.unique(q.day)
+    if days.size == 0:
+        return a
+    cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
+    for n, cut in enumerate(cuts):
+        rows = np.nonzero((q.day >= cut) & (q.day < cut + refit))[0]
+        if rows.size == 0:
+            continue
+        train = np.nonzero((q.day < cut) & (pair_rank < per_pair))[0]
+        m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed)
+        watched = np.minimum(cut - q.day[train], EVER).astype(float)
+        to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
+        weights = 1.0 / np.minimum(n_per_pair[q.pair[train]], per_pair)
+        if train.size and m.fit(x[train], to_fix, watched, weights):
+            f = m.forecast(x[rows])
+            a.p30[rows] = f.p_within(WINDOW)
+            a.p_ever[rows] = f.p_within(EVER)
+            if interval == "central":
+                mid, lo, hi = (f.quantile_if_fixed(p) for p in (0.5, 0.1, 0.9))
+            else:  # from the question on: most fixes come soon, so start there
+                mid, hi = (f.quantile_if_fixed(p) for p in (0.5, 0.8))
+                lo = np.zeros(rows.size)
+            give = a.p_ever[rows] >= MIN_P_EVER
+            base = q.day[rows].astype(float)
+            point = base + np.ceil(mid)
+            if snap:
+                nxt = q.next_release[rows].astype(float)
+                point = np.where(nxt > 0, np.where(nxt >= point, nxt, _snap_later(point, nxt)),
+                                 point)
+            a.date[rows] = np.where(give, point, np.nan)
+            a.low[rows] = np.where(give, base + np.floor(lo), np.nan)
+            a.high[rows] = np.where(give, base + np.ceil(hi), np.nan)
+            for r, g in zip(rows, give, strict=True):
+                a.basis[r] = "history" if g else "unknown"
+        elif fallback is not None:
+            a.p30[rows] = fallback.p30[rows]
+            a.p_ever[rows] = fallback.p_ever[rows]
+        if progress:
+            progress(n + 1, len(cuts))
+    return a
+
+
+def _rank_within_pair(pair: Any, key: Any) -> Any:
+    """0, 1, 2… per pair in the order of ``key`` (a seeded random sample of questions)."""
+    order = np.lexsort((key, pair))
+    ranks = np.empty(pair.size, dtype=np.int64)
+    sorted_pairs = pair[order]
+    starts = np.r_[0, np.nonzero(np.diff(sorted_pairs))[0] + 1]
+    run = np.arange(pair.size) - np.repeat(starts, np.diff(np.r_[starts, pair.size]))
+    ranks[order] = run
+    return ranks
+
+
+# -- scoring -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Stat:
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    n_pairs: int = 0
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "–"
+        if self.low is None or self.high is None:
+            return f"{self.value:.3f}"
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+class Resampler:
+    """Means over questions with a bootstrap over whole pairs (the same draws for every
+    statistic, so differences and ratios are paired). ``pair_mean`` weighs every pair the
+    same whatever its number of questions."""
+
+    def __init__(self, pair: Any, n_pairs: int, draws: int = 400, seed: int = 7) -> None:
+        self.pair = pair
+        self.n_pairs = n_pairs
+        rng = np.random.default_rng(seed)
+        self.weights = rng.poisson(1.0, size=(draws, n_pairs)).astype(float)
+
+    def _sums(self, values: Any, mask: Any | None) -> tuple[Any, Any]:
+        ok = ~np.isnan(values)
+        if mask is not None:
+            ok &= mask
+        sums = np.bincount(self.pair[ok], weights=values[ok], minlength=self.n_pairs)
+        counts = np.bincount(self.pair[ok], minlength=self.n_pairs).astype(float)
+        return sums, counts
+
+    def mean(self, values: Any, mask: Any | None = None) -> Stat:
+        sums, counts = self._sums(values, mask)
+        if counts.sum() == 0:
+            return Stat(None)
+        point = float(sums.sum() / counts.sum())
+        boot = (self.weights @ sums) / np.maximum(self.weights @ counts, 1e-9)
+        lo, hi = np.quantile(boot, [0.05, 0.95])
+        return Stat(point, float(lo), float(hi), int((counts > 0).sum()))
+
+    def pair_mean(self, values: Any, mask: Any | None = None) -> Stat:
+        sums, counts = self._sums(values, mask)
+        has = counts > 0
+        if not has.any():
+            return Stat(None)
+        means = np.divide(sums, counts, out=np.zeros(self.n_pairs), where=has)
+        point = float(means[has].mean())
+        w = self.weights * has
+        boot = (w @ means) / np.maximum(w.sum(axis=1), 1e-9)
+        lo, hi = np.quantile(boot, [0.05, 0.95])
+        return Stat(point, float(lo), float(hi), int(has.sum()))
+
+    def skill(self, loss: Any, reference: Any, mask: Any | None = None, *,
+              pair_mean: bool = False) -> Stat:
+        """1 - mean(loss) / mean(reference loss), on the questions where both are
+        defined."""
+        both = ~np.isnan(loss) & ~np.isnan(reference)
+        if mask is not None:
+            both &= mask
+        s1, c = self._sums(np.where(both, loss, np.nan), None)
+        s2, _ = self._sums(np.where(both, reference, np.nan), None)
+        if pair_mean:
+            has = c > 0
+            s1 = np.divide(s1, c, out=np.zeros(self.n_pairs), where=has)
+            s2 = np.divide(s2, c, out=np.zeros(self.n_pairs), where=has)
+        if c.sum() == 0 or s2.sum() <= 0:
+            return Stat(None)
+        point = 1.0 - float(s1.sum() / s2.sum())
+        denominator = self.weights @ s2
+        boot = np.where(denominator > 0, 1.0 - (self.weights @ s1)
+                        / np.maximum(denominator, 1e-12), np.nan)
+        lo, hi = np.nanquantile(boot, [0.05, 0.95])
+        return Stat(point, float(lo), float(hi), int((c > 0).sum()))
+
+    def ratio(self, a: Any, b: Any, mask: Any | None = None) -> Stat:
+        s = self.skill(a, b, mask)
+        if s.value is None or s.low is None or s.high is None:
+            return s
+        return Stat(1.0 - s.value, 1.0 - s.high, 1.0 - s.low, s.n_pairs)
+
+
+def brier(p: Any, y: Any) -> Any:
+    return np.where(np.isnan(y), np.nan, (np.where(np.isnan(p), 0.5, p) - y) ** 2)
+
+
+def log_loss(p: Any, y: Any) -> Any:
+    pp = np.clip(np.where(np.isnan(p), 0.5, p), 1e-3, 1 - 1e-3)
+    return np.where(np.isnan(y), np.nan, -(y * np.log(pp) + (1 - y) * np.log(1 - pp)))
+
+
+@dataclass(slots=True)
+class MethodScore:
+    name: str
+    brier30: Stat
+    logloss30: Stat
+    bss30: Stat
+    bss30_pairs: Stat
+    """The same skill with every pair weighing the same (see the module docstring)."""
+    brier_ever: Stat
+    logloss_ever: Stat
+    bss_ever: Stat
+    error: Stat
+    """Censoring-aware absolute date error (days), every question."""
+    mae_fixed: Stat
+    """Absolute error of the date on questions whose fix came and which got a date."""
+    dated_share: Stat
+    coverage: Stat
+    """Share of fixes that came inside the 80% interval (questions with an interval)."""
+    width: float | None
+    """Median interval width (days)."""
+    fixed_window: float | None
+    """Width of the window [T, T+w] that covers the same share of those fixes."""
+    missing_p: float
+    """Share of questions with no probability (scored as 0.5)."""
+    by_basis: dict[str, int]
+
+
+@dataclass(slots=True)
+class ProtocolResult:
+    start: dt.date
+    end: dt.date
+    data_end: dt.date
+    questions: Questions
+    scored: Any
+    """Which questions are scored (asked from start to end)."""
+    answers: dict[str, Answers]
+    y30: Any
+    y_ever: Any
+    overall: dict[str, MethodScore]
+    groups: dict[str, dict[str, MethodScore]]
+    """Per group ("kind: longterm", "year: 2025") and method."""
+    ratios: dict[str, Stat]
+    """MAE and error of the models against the conditional-median rule."""
+    notes: list[str] = field(default_factory=list)
+
+
+def score_method(q: Questions, a: Answers, ref: Answers, y30: Any, y_ever: Any,
+                 rs: Resampler, mask: Any | None = None) -> MethodScore:
+    b30, bref30 = brier(a.p30, y30), brier(ref.p30, y30)
+    be, bref_e = brier(a.p_ever, y_ever), brier(ref.p_ever, y_ever)
+    err = date_error(q, a.date)
+    came = q.fixed < np.minimum(q.observable, q.day + EVER) + 1
+    dated = ~np.isnan(a.date)
+    abs_fixed = np.where(came & dated, np.abs(a.date - q.fixed), np.nan)
+    has_iv = came & ~np.isnan(a.low)
+    inside = np.where(has_iv, ((q.fixed >= a.low) & (q.fixed <= a.high)).astype(float), np.nan)
+    cov = rs.mean(inside, mask)
+    sel = has_iv if mask is None else has_iv & mask
+    widths = (a.high - a.low)[sel]
+    width = float(np.median(widths)) if widths.size else None
+    fixed_window = None
+    if cov.value is not None:
+        waits = np.sort((q.fixed - q.day)[sel].astype(float))
+        k = int(np.ceil(cov.value * waits.size)) - 1
+        fixed_window = float(waits[min(max(k, 0), waits.size - 1)]) if waits.size else None
+    m = np.ones(len(q), dtype=bool) if mask is None else mask
+    basis: dict[str, int] = {}
+    for b, keep in zip(a.basis, m, strict=True):
+        if keep:
+            basis[b] = basis.get(b, 0) + 1
+    return MethodScore(
+        a.name, rs.mean(b30, mask), rs.mean(log_loss(a.p30, y30), mask),
+        rs.skill(b30, bref30, mask), rs.skill(b30, bref30, mask, pair_mean=True),
+        rs.mean(be, mask), rs.mean(log_loss(a.p_ever, y_ever), mask),
+        rs.skill(be, bref_e, mask), rs.mean(err, mask), rs.mean(abs_fixed, mask),
+        rs.mean(dated.astype(float), mask), cov, width, fixed_window,
+        float(np.isnan(a.p30[m]).mean()) if m.any() else 0.0, basis)
+
+
+def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: dt.date, *,
+        refit: int = 28, methods: Iterable[str] = METHODS, ages: Sequence[int] = AGES,
+        sample: set[str] | None = None, draws: int = 400,
+        progress: Callable[[str], None] | None = None) -> ProtocolResult:
+    """The protocol of the module docstring; questions asked from ``start`` to ``end`` are
+    scored (earlier ones are history only)."""
+    say = progress or (lambda _m: None)
+    say("questions")
+    q = build_questions(corpus, ages=ages, sample=sample)
+    scored = (q.day >= start.toordinal()) & (q.day <= end.toordinal())
+    wanted = list(methods)
+    answers: dict[str, Answers] = {}
+    say("base rate")
+    ref = base_rate(q)
+    for name in wanted:
+        say(name)
+        if name == "base-rate":
+            answers[name] = ref
+        elif name == "next-release":
+            answers[name] = next_release(q)
+        elif name == "conditional-median":
+            answers[name] = conditional_median(q)
+        elif name == "kind-median":
+            answers[name] = conditional_median(q, per_kind=True, snap=False)
+        elif name == "current":
+            answers[name] = current(q, corpus, calendars)
+        elif name == "model-pvdb":
+            answers[name] = model(q, PVDB_FEATURES, label=name, refit=refit, fallback=ref)
+        elif name == "model-full":
+            answers[name] = model(q, FULL_FEATURES, label=name, refit=refit, fallback=ref)
+        else:
+            raise ValueError(f"unknown method {name}")
+    say("scoring")
+    y30, y_ever = outcome(q, WINDOW), outcome(q, EVER)
+    rs = Resampler(q.pair, len(q.pairs), draws=draws)
+    overall = {n: score_method(q, a, ref, y30, y_ever, rs, scored)
+               for n, a in answers.items()}
+    groups: dict[str, dict[str, MethodScore]] = {}
+    for k, kind in enumerate(KINDS):
+        mask = scored & (q.kind == k)
+        if mask.any():
+            groups[f"kind: {kind}"] = {n: score_method(q, a, ref, y30, y_ever, rs, mask)
+                                       for n, a in answers.items()}
+    years = np.array([dt.date.fromordinal(int(d)).year for d in q.day]) if len(q) else \
+        np.zeros(0, dtype=int)
+    for year in sorted(set(years.tolist())):
+        mask = scored & (years == year)
+        if not mask.any():
+            continue
+        groups[f"year: {year}"] = {n: score_method(q, a, ref, y30, y_ever, rs, mask)
+                                   for n, a in answers.items()}
+    ratios: dict[str, Stat] = {}
+    if "conditional-median" in answers:
+        cm = answers["conditional-median"]
+        came = q.fixed < np.minimum(q.observable, q.day + EVER) + 1
+        for n, a in answers.items():
+            if n == "conditional-median":
+                continue
+            both = scored & came & ~np.isnan(a.date) & ~np.isnan(cm.date)
+            ratios[f"{n}: MAE, fixes that came, both dated"] = rs.ratio(
+                np.where(both, np.abs(a.date - q.fixed), np.nan),
+                np.where(both, np.abs(cm.date - q.fixed), np.nan))
+            ratios[f"{n}: censoring-aware error, every question"] = rs.ratio(
+                date_error(q, a.date), date_error(q, cm.date), scored)
+    return ProtocolResult(start, end, corpus.end, q, scored, answers, y30, y_ever, overall,
+                          groups, ratios)
+
+
+def reliability(p: Any, y: Any, pair: Any, bins: int = 10, *, weighted: bool = False
+                ) -> list[tuple[float, float, int]]:
+    """(mean predicted, observed share, questions) per decile of the prediction;
+    ``weighted`` weighs every pair the same within a decile."""
+    ok = ~np.isnan(y) & ~np.isnan(p)
+    out: list[tuple[float, float, int]] = []
+    if not ok.any():
+        return out
+    w_all = np.zeros(pair.size)
+    if weighted:
+        counts = np.bincount(pair[ok])
+        w_all[ok] = 1.0 / counts[pair[ok]]
+    else:
+        w_all[ok] = 1.0
+    b = np.zeros(pair.size, dtype=int)
+    b[ok] = np.minimum((p[ok] * bins).astype(int), bins - 1)
+    for k in range(bins):
+        sel = ok & (b == k)
+        if not sel.any():
+            continue
+        w = w_all[sel]
+        out.append((float(np.average(p[sel], weights=w)), float(np.average(y[sel], weights=w)),
+                    int(sel.sum())))
+    return out
+
+
+def median_or_none(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def fmt_days(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.0f}"
+
+
+
+# -- targets -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Target:
+    what: str
+    figure: str
+    met: bool | None
+
+
+def calibration_misses(p: Any, y: Any, pair: Any, mask: Any, *, min_n: int = 100,
+                       tolerance: float = 0.05) -> tuple[int, int, float]:
+    """(deciles holding at least ``min_n`` questions, how many are off by more than
+    ``tolerance``, the largest gap among them)."""
+    sel = mask & ~np.isnan(p) & ~np.isnan(y)
+    rows = reliability(p[sel], y[sel], pair[sel], weighted=False)
+    big = [(m, o) for m, o, n in rows if n >= min_n]
+    gaps = [abs(m - o) for m, o in big]
+    return len(big), sum(g > tolerance for g in gaps), max(gaps) if gaps else 0.0
+
+
+def targets(result: ProtocolResult, method: str) -> list[Target]:
+    """The targets, for ``method``."""
+    s = result.overall[method]
+    q, a = result.questions, result.answers[method]
+    out: list[Target] = []
+    for what, stat in (("P(fix within 30 days): Brier skill vs bucketed base rate >= 0.2,"
+                        " interval above 0", s.bss30),
+                       ("P(fix within a year): Brier skill vs bucketed base rate >= 0.2,"
+                        " interval above 0", s.bss_ever)):
+        met = None if stat.value is None or stat.low is None else (
+            stat.value >= 0.2 and stat.low > 0)
+        out.append(Target(what, str(stat), met))
+    for what, p, y in (("P(fix within 30 days) calibrated within 5 points in every decile"
+                        " with >= 100 questions", a.p30, result.y30),
+                       ("P(fix within a year) calibrated within 5 points in every decile"
+                        " with >= 100 questions", a.p_ever, result.y_ever)):
+        n, bad, worst = calibration_misses(p, y, q.pair, result.scored)
+        out.append(Target(what, f"{n - bad} of {n} deciles within; largest gap"
+                                f" {100 * worst:.1f} points", bad == 0 if n else None))
+    ratio = result.ratios.get(f"{method}: MAE, fixes that came, both dated")
+    if ratio is not None:
+        out.append(Target("point dates: MAE <= 0.8 x the conditional-median rule's (fixes"
+                          " that came, both dated)", str(ratio),
+                          None if ratio.value is None else ratio.value <= 0.8))
+    cov = s.coverage
+    out.append(Target("80% intervals cover 75-85% of fixes that came", str(cov),
+                      None if cov.value is None else 0.75 <= cov.value <= 0.85))
+    out.append(Target("median interval width below a fixed window [T, T+w] of equal coverage",
+                      f"{fmt_days(s.width)} vs {fmt_days(s.fixed_window)} days",
+                      None if s.width is None or s.fixed_window is None
+                      else s.width < s.fixed_window))
+    return out
+
+
+def choose_method(methods: Sequence[str]) -> str:
+    """The method the targets are reported for: the model behind ``Pvdb.affecting`` when it
+    was run, else the first model, else the last method."""
+    for name in ("model-pvdb", "model-full", "current"):
+        if name in methods:
+            return name
+    return methods[-1]

@@ -1,0 +1,231 @@
+"""The kernel CNA backtest protocol on constructed histories where the answer is known."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from engine.predict import hazard, protocol
+from engine.predict import kernel_cna as kc
+from engine.pvdb import history as hist
+
+D = dt.date
+START = D(2024, 1, 1)
+
+
+def weekly(log: hist.ReleaseLog, line: str, first: dt.date, last: dt.date, start: int = 0
+           ) -> dict[str, dt.date]:
+    """Releases of ``line`` every week from ``first`` to ``last`` (``line.start`` on)."""
+    out: dict[str, dt.date] = {}
+    day, n = first, start
+    while day <= last:
+        version = f"{line}.{n}" if n else line
+        log.add(kc.KERNEL, line, day, version)
+        out[version] = day
+        day += dt.timedelta(days=7)
+        n += 1
+    return out
+
+
+END = D(2024, 12, 31)
+
+
+def corpus(records: list[kc.Record], end: dt.date = END) -> kc.Corpus:
+    log = hist.ReleaseLog()
+    dated: dict[str, dt.date] = {}
+    dated |= weekly(log, "6.1", D(2022, 12, 11), end, start=0)
+    dated |= weekly(log, "6.6", D(2023, 10, 29), end, start=0)
+    log.newest = end
+    log.seal()
+    return kc.Corpus({r.cve: r for r in records}, log, end, dated)
+
+
+def record(cve: str, published: dt.date, rows: list[tuple[dt.date, set[str]]],
+           dyad: tuple[tuple[str, str | None], ...]) -> kc.Record:
+    return kc.Record(cve, published, tuple(d for d, _ in rows),
+                     tuple(frozenset(v) for _, v in rows), dyad, ("net/ipv4/tcp.c",))
+
+
+def version_on(c: kc.Corpus, line: str, day: dt.date) -> str:
+    return next(v for v, d in sorted(c.dated.items(), key=lambda x: x[1], reverse=True)
+                if kc.line_of(v) == line and d <= day)
+
+
+def test_a_case_is_not_asked_before_its_cve_is_public_nor_sees_a_later_record() -> None:
+    """The fix on 6.6 shipped long before publication; the record named the 6.1 backport
+    only 20 days after publication. Questions start the day after publication, and until
+    that later commit they see the record without the 6.1 fix."""
+    published = D(2024, 6, 3)
+    c = corpus([])
+    fix66 = version_on(c, "6.6", D(2024, 2, 1))
+    fix61 = version_on(c, "6.1", published + dt.timedelta(days=18))
+    rec = record("CVE-2024-0001", published,
+                 [(published, {fix66, "6.8"}), (published + dt.timedelta(days=20),
+                                                {fix66, fix61, "6.8"})],
+                 (("5.10", fix66), ("5.10", fix61), ("5.10", "6.8")))
+    c = corpus([rec])
+    [pair] = c.pairs()
+    assert (pair.line, pair.fixed) == ("6.1", published + dt.timedelta(days=20))
+    assert pair.released == c.dated[fix61] < pair.fixed  # released, but not yet named
+    q = protocol.build_questions(c)
+    days = [dt.date.fromordinal(int(d)) for d in q.day]
+    assert days == [published + dt.timedelta(days=a) for a in (1, 7, 14)]
+    assert min(days) > published
+    # Each question sees the record of its day: 6.6 fixed, 6.1 not yet named.
+    assert q.x["n_fixed"].tolist() == [1.0, 1.0, 1.0]
+    assert q.x["next_newer_fixed"].tolist() == [1.0, 1.0, 1.0]
+    assert q.x["wait"].tolist() == [1.0, 7.0, 14.0]
+    # The outcome: the fix became known 20 days after publication.
+    assert protocol.outcome(q, 30).tolist() == [1.0, 1.0, 1.0]
+    assert protocol.outcome(q, 7).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_a_record_published_later_is_not_seen_earlier() -> None:
+    rec = record("CVE-2024-0002", D(2024, 9, 1), [(D(2024, 9, 1), {"6.6.30", "6.8"})],
+                 (("6.1", "6.6.30"), ("6.1", "6.8")))
+    assert not rec.public(D(2024, 9, 1)) and rec.public(D(2024, 9, 2))
+    assert rec.fixed_as_of(D(2024, 9, 1)) == frozenset()
+    assert rec.fixed_as_of(D(2024, 9, 2)) == {"6.6.30", "6.8"}
+
+
+def test_affected_lines_follow_the_dyad() -> None:
+    lines = [("6.6", "6.6.40"), ("6.1", "6.1.100"), ("5.15", "5.15.160")]
+    # Brought in by 5.18 (so 5.15 never had it), fixed in mainline 6.9 and 6.6; 6.1 has none.
+    rec = record("CVE-1", D(2024, 7, 1), [], (("5.18", "6.6.35"), ("5.18", "6.9")))
+    assert list(kc.affected_lines(rec, lines)) == ["6.6", "6.1"]
+    # Fixed in mainline 6.1: every later branch was cut with the fix.
+    rec = record("CVE-2", D(2024, 7, 1), [], (("4.9", "5.15.80"), ("4.9", "6.1")))
+    assert list(kc.affected_lines(rec, lines)) == ["5.15"]
+    # Brought in by a stable backport (6.1.90) and not fixed there.
+    rec = record("CVE-3", D(2024, 7, 1), [], (("6.1.90", None),))
+    assert list(kc.affected_lines(rec, lines)) == ["6.1"]
+
+
+def test_never_fixed_pairs_are_scored_with_censoring() -> None:
+    published = D(2024, 3, 4)
+    fix66 = version_on(corpus([]), "6.6", D(2024, 2, 20))
+    rec = record("CVE-2024-0003", published, [(published, {fix66, "6.8"})],
+                 (("5.4", fix66), ("5.4", "6.8")))
+    c = corpus([rec], end=D(2024, 5, 1))
+    [pair] = c.pairs()
+    assert pair.line == "6.1" and pair.fixed is None and pair.observable == D(2024, 5, 1)
+    q = protocol.build_questions(c)
+    ages = (q.day - q.published).tolist()
+    assert ages == [1, 7, 14, 30]  # 60 is past the data's end
+    y = protocol.outcome(q, 30).tolist()
+    assert y[:3] == [0.0, 0.0, 0.0]  # the data runs 30 days past these
+    assert all(math.isnan(v) for v in y[3:])  # not observable for 30 days: left out
+    # No date for a fix that never came: no error; a date: its distance to the data end.
+    none = protocol.date_error(q, np.full(len(q), np.nan))
+    assert none.tolist() == [0.0] * 4
+    guess = q.day.astype(float) + 10
+    cut = q.observable.astype(float)
+    assert protocol.date_error(q, guess).tolist() == (cut - guess).tolist()
+
+
+def test_life_table_matches_a_known_censored_sample() -> None:
+    """100 questions: 20 fixed within a week, 30 watched only 3 days of it (censored), the
+    rest watched a year without a fix: the censored ones count for 3/7 of the week at risk
+    (the actuarial life table)."""
+    to_fix = np.array([3.0] * 20 + [np.nan] * 80)
+    watched = np.array([365.0] * 20 + [3.0] * 30 + [365.0] * 50)
+    cdf = protocol.life_table(to_fix, watched)
+    week = 20 / (70 + 30 * 3 / 7)
+    assert cdf[hazard.EDGES.index(7)] == pytest.approx(week)
+    assert cdf[-1] == pytest.approx(week)
+
+
+def test_hazard_model_recovers_an_exponential_wait() -> None:
+    """Fixes after an exponential wait of mean 20 days for one kind of branch, never for
+    the other: the model's P(within 30 days) is 1 - e^(-1.5) and about 0."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    kind = rng.integers(0, 2, n).astype(float)
+    wait = rng.exponential(20.0, n)
+    to_fix = np.where(kind == 0, wait, np.nan)
+    watched = np.full(n, 365.0)
+    m = hazard.HazardModel(["kind"], ["kind"], min_samples_leaf=50)
+    assert m.fit(kind[:, None], to_fix, watched)
+    f = m.forecast(np.array([[0.0], [1.0]]))
+    p = f.p_within(30)
+    assert p[0] == pytest.approx(1 - math.exp(-1.5), abs=0.04)
+    assert p[1] < 0.02
+    median = f.quantile_if_fixed(0.5)[0]
+    assert median == pytest.approx(20 * math.log(2), abs=2.0)
+
+
+def test_hazard_model_needs_enough_fixes() -> None:
+    m = hazard.HazardModel(["x"])
+    assert not m.fit(np.zeros((50, 1)), np.full(50, 5.0), np.full(50, 365.0))
+    with pytest.raises(RuntimeError):
+        m.forecast(np.zeros((1, 1)))
+
+
+def test_resampler_weighs_questions_and_resamples_pairs() -> None:
+    pair = np.array([0, 0, 0, 1])
+    rs = protocol.Resampler(pair, 2, draws=200)
+    values = np.array([1.0, 1.0, 1.0, 0.0])
+    assert rs.mean(values).value == pytest.approx(0.75)
+    assert rs.pair_mean(values).value == pytest.approx(0.5)
+    s = rs.skill(np.array([0.1, 0.1, 0.1, 0.1]), np.array([0.2, 0.2, 0.2, 0.2]))
+    assert s.value == pytest.approx(0.5)
+    assert s.low == pytest.approx(0.5) and s.high == pytest.approx(0.5)
+
+
+def write_corpus(folder: Path) -> tuple[Path, Path]:
+    """A two-record kernel CNA folder (zip, history.csv.gz) and a release file."""
+    c = corpus([])
+    releases = {"versions": {v: {"name": v, "date": d.isoformat()} for v, d in c.dated.items()}}
+    rel = folder / "linux-kernel.json"
+    rel.write_bytes(orjson.dumps(releases))
+    cna = folder / "cna"
+    cna.mkdir()
+    rows = []
+    with zipfile.ZipFile(cna / "records.zip", "w") as zf:
+        for n, day in enumerate((D(2024, 3, 4), D(2024, 5, 6))):
+            cve = f"CVE-2024-{n + 1:04d}"
+            fix66 = version_on(c, "6.6", day - dt.timedelta(days=3))
+            zf.writestr(f"cve/published/2024/{cve}.json", orjson.dumps({
+                "cveMetadata": {"cveId": cve, "state": "PUBLISHED"},
+                "containers": {"cna": {"affected": [{"programFiles": ["fs/ext4/inode.c"]}]}}}))
+            zf.writestr(f"cve/published/2024/{cve}.dyad",
+                        f"# dyad\n5.4:a:{fix66}:b\n5.4:a:6.8:c\n")
+            rows.append([cve, "0" * 40, f"{day}T10:00:00Z", "A", f"{fix66} 6.8"])
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(["cve_id", "commit", "commit_date_utc", "change", "fixed_versions"])
+    w.writerows(rows)
+    (cna / "history.csv.gz").write_bytes(gzip.compress(text.getvalue().encode()))
+    return cna, rel
+
+
+def test_load_reads_the_zip_history_and_releases(tmp_path: Path) -> None:
+    cna, rel = write_corpus(tmp_path)
+    c = kc.load(cna, rel)
+    assert sorted(c.records) == ["CVE-2024-0001", "CVE-2024-0002"]
+    r = c.records["CVE-2024-0001"]
+    assert r.published == D(2024, 3, 4) and r.files == ("fs/ext4/inode.c",)
+    assert [p.line for p in c.pairs()] == ["6.1", "6.1"]
+
+
+def test_run_scores_every_method_on_the_same_questions(tmp_path: Path) -> None:
+    cna, rel = write_corpus(tmp_path)
+    c = kc.load(cna, rel)
+    result = protocol.run(c, {}, START, c.end, methods=(*protocol.POINT_BASELINES,
+                                                   "base-rate"), draws=50)
+    n = int(result.scored.sum())
+    assert n == len(result.questions) > 0
+    for name, s in result.overall.items():
+        assert sum(s.by_basis.values()) == n, name
+    # The base rate is the reference: its own skill is 0.
+    assert result.overall["base-rate"].bss30.value in (0.0, None)
+

@@ -14,7 +14,6 @@ def cve5_record(
     cve_id: str,
     *,
     updated: str | None = "2024-07-01T00:00:00.000Z",
-    published: str = "2024-06-01T00:00:00.000Z",
     state: str = "PUBLISHED",
     title: str = "test vulnerability",
     affected: list[dict[str, Any]] | None = None,
@@ -24,7 +23,7 @@ def cve5_record(
     meta: dict[str, Any] = {"cveId": cve_id, "assignerOrgId": KERNEL_CNA_ORG, "state": state}
     if updated:
         meta["dateUpdated"] = updated
-        meta["datePublished"] = published
+        meta["datePublished"] = "2024-06-01T00:00:00.000Z"
     cna: dict[str, Any] = {"providerMetadata": {"orgId": KERNEL_CNA_ORG}}
     if state == "REJECTED":
         cna["rejectedReasons"] = [{"lang": "en", "value": "duplicate"}]

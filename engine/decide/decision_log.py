@@ -211,6 +211,44 @@ class DecisionLog:
                                        f"{exc}") from exc
         return True
 
+    def append_many(self, entries: list[dict[str, Any]]) -> None:
+        """Append several decisions (each the keyword arguments of :meth:`append`, without
+        ``skip_known``) in one transaction, chained in order: all are logged or none."""
+        if not entries:
+            return
+        rows: list[list[Any]] = []
+        with self._lock:
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                row = self._con.execute(
+                    "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq, prev = (row[0], row[1]) if row else (0, _GENESIS)
+                for e in entries:
+                    bundles = e.get("bundles")
+                    body = _body(e["decision_id"], e["timestamp"].astimezone(dt.UTC).isoformat(),
+                                 e["path"], e["input_document"], e["result"],
+                                 e["bundle_revision"], e["evaluator"], e["metrics"],
+                                 e["error"], e["labels"], bundles)
+                    seq += 1
+                    record_hash = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
+                    rows.append([seq, e["decision_id"], e["timestamp"], e["path"],
+                                 _canonical(e["input_document"]), _canonical(e["result"]),
+                                 e["bundle_revision"], e["evaluator"], _canonical(e["metrics"]),
+                                 e["error"], _canonical(e["labels"]), prev, record_hash,
+                                 None if bundles is None else _canonical(bundles)])
+                    prev = record_hash
+                self._con.executemany(
+                    "INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
+                    " bundle_revision, evaluator, metrics, error, labels, prev_hash,"
+                    " record_hash, bundles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows)
+                self._con.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._con.execute("ROLLBACK")
+                raise DecisionLogError(f"cannot append to the decision log {self.path}: "
+                                       f"{exc}") from exc
+
     def append_opa_event(self, event: Any) -> bool:
         """Log one OPA decision-log event (as OPA's decision-log plugin uploads them).
         Returns False for a decision id already logged (OPA retries an upload that it

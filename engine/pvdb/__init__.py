@@ -20,6 +20,7 @@ Everything else in this package is internal.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +85,7 @@ class Pvdb:
         self._reports: Any = None
         self._reports_generation = -1
         self._history: tuple[int, History] | None = None
+        self._frozen: tuple[int, str] | None = None
 
     @classmethod
     def open(cls, path: Path | None = None, *, read_only: bool = False,
@@ -104,7 +106,24 @@ class Pvdb:
 
     @property
     def generation(self) -> int:
-        return store.generation(self._con)
+        """The counter of fact-changing writes (read once by a read-only connection:
+        the file it reads does not change under it)."""
+        return self._generation()[0]
+
+    @property
+    def generation_id(self) -> str:
+        """An id of this generation's facts (:func:`store.generation_id`; for a file
+        written before it existed, an id of this open connection)."""
+        return self._generation()[1]
+
+    def _generation(self) -> tuple[int, str]:
+        if self._frozen is not None:
+            return self._frozen
+        found = (store.generation(self._con),
+                 store.generation_id(self._con) or f"open:{uuid.uuid4().hex}")
+        if self.read_only:
+            self._frozen = found
+        return found
 
     def ingest(self, sources: Sequence[str], *,
                progress: ProgressCallback | None = None) -> IngestReport:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import operator
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,14 @@ def generation(con: duckdb.DuckDBPyConnection) -> int:
     """A counter bumped by every write that changed facts (for cache invalidation)."""
     rows = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
     return int(rows[0][0]) if rows else 0
+
+
+def generation_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """A random id replaced by every write that changed facts, or None in a file no
+    write of this version has touched: two files with the same id hold the same facts
+    (a copy keeps it; diverging copies each get new ones, where the counter could meet)."""
+    rows = con.execute("SELECT value FROM meta WHERE key = 'generation_id'").fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def load_stored(
@@ -191,6 +200,8 @@ def write_batch(
             "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)"
             " WHERE key = 'generation'"
         )
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('generation_id', ?)",
+                    [uuid.uuid4().hex])
         con.execute("COMMIT")
     except _DATA_ERRORS as exc:
         con.execute("ROLLBACK")

@@ -72,20 +72,29 @@ __all__ = [
 
 
 class Pvdb:
-    """A PVDB file, open for reading (and writing unless ``read_only``)."""
+    """A PVDB file, open for reading (and writing unless ``read_only``).
+
+    Reads see the generation that was live when the file was opened (or, for a writer,
+    when its last ingest switched its own generation in); an ingest builds the next
+    generation beside the live file and switches it in at its end
+    (:func:`store.next_generation`), so readers are never locked out."""
 
     def __init__(self, path: Path, *, read_only: bool = False,
                  settings: Settings | None = None) -> None:
         self.path = path
         self.read_only = read_only
         self.settings = settings or load_settings(db=path)
-        self._con = store.connect(path, read_only=read_only)
+        if not read_only and not store.current(path):
+            with store.next_generation(path):  # created, migrated or folded: switched in
+                pass
+        self._con = store.connect(path, read_only=True)
         self._index: Any = None
         self._facts: Any = None
         self._reports: Any = None
         self._reports_generation = -1
         self._history: tuple[int, History] | None = None
         self._frozen: tuple[int, str] | None = None
+        self._writing = False
 
     @classmethod
     def open(cls, path: Path | None = None, *, read_only: bool = False,
@@ -106,8 +115,8 @@ class Pvdb:
 
     @property
     def generation(self) -> int:
-        """The counter of fact-changing writes (read once by a read-only connection:
-        the file it reads does not change under it)."""
+        """The counter of fact-changing writes (read once per generation opened: the
+        file a reader has open does not change under it)."""
         return self._generation()[0]
 
     @property
@@ -121,7 +130,7 @@ class Pvdb:
             return self._frozen
         found = (store.generation(self._con),
                  store.generation_id(self._con) or f"open:{uuid.uuid4().hex}")
-        if self.read_only:
+        if not self._writing:  # a reader's file does not change under it
             self._frozen = found
         return found
 
@@ -130,10 +139,21 @@ class Pvdb:
         """Ingest files, folders and URLs (see :mod:`engine.pvdb.ingest`)."""
         from engine.pvdb.ingest import ingest
 
-        before = self.generation
-        report = ingest(self._con, sources, self.settings, progress=progress)
-        if self.generation != before or history.stored_generation(self._con) != before:
-            self._refresh_history(kernel_only=True)
+        if self.read_only:
+            raise store.DatabaseError(f"the PVDB {self.path} is open read-only")
+        reader = self._con
+        with store.next_generation(self.path) as con:
+            self._con, self._writing, self._frozen = con, True, None
+            try:
+                before = self.generation
+                report = ingest(con, sources, self.settings, progress=progress)
+                if self.generation != before or history.stored_generation(con) != before:
+                    self._refresh_history(kernel_only=True)
+            finally:
+                self._con, self._writing, self._frozen = reader, False, None
+        # the new generation is live: read it from now on
+        self._con = store.connect(self.path, read_only=True)
+        reader.close()
         return report
 
     def history(self) -> History:
@@ -145,7 +165,7 @@ class Pvdb:
             return self._history[1]
         if history.stored_generation(self._con) == generation:
             found = history.read(self._con)
-        elif self.read_only:
+        elif not self._writing:
             # stored by an older Vigil, or an ingest was killed before storing it: work it
             # out (once for this generation) without writing
             found = history.derive(self._con, self._match_index())

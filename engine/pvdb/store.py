@@ -1,13 +1,32 @@
-"""The PVDB's DuckDB file: opening, migrating and writing records' facts atomically."""
+"""The PVDB's DuckDB file: opening, migrating and writing records' facts atomically.
+
+Generations. A write never touches the live file that readers have open: the writer
+(one at a time, under the lock file ``<db>.lock``) copies the live file beside it to
+``<db>.next``, writes its batches there (each one transaction, as before), and when it is
+done checkpoints it and switches it in with one :func:`os.replace`. Readers that had the
+live file open keep their consistent view of the generation they opened; readers that
+open it after the switch get the new one. A writer killed before the switch leaves the
+live file as it was (the next run discards its ``.next`` and starts from the live file
+again, and ingest being idempotent, completes the work); one killed after it has
+finished. So an ingest never locks a reader out, and a reader never waits.
+
+Readers attach the file read-only to a connection of their own (``ATTACH ... READ_ONLY``
+on an in-memory database): DuckDB shares one database instance per path within a
+process, which would hand a process that reopens the path after a switch the generation
+it already had open.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import operator
+import os
+import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,38 +63,143 @@ class StoredRecord:
         return self.modified or self.ingested_at
 
 
+NEXT_SUFFIX = ".next"
+"""The next generation is built at ``<db>.next`` (its WAL at ``<db>.next.wal``)."""
+LOCK_SUFFIX = ".lock"
+"""The writers' lock file beside the PVDB (kept; only the lock on it matters)."""
+
+
+def _next_path(path: Path) -> Path:
+    return path.with_name(path.name + NEXT_SUFFIX)
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _open_error(path: Path, exc: Exception) -> DatabaseError:
+    message = str(exc)
+    if "lock" in message.lower():
+        return DatabaseError(f"the PVDB {path} is in use by another process",
+                             tip="wait for the other Vigil command to finish")
+    return DatabaseError(f"cannot open the PVDB {path}: {message}")
+
+
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and, when writable, migrate) the PVDB at ``path``."""
-    if read_only and not path.exists():
+    """Open the PVDB at ``path``: read-only, the live generation as it is now; writable,
+    ``path`` itself, migrated (for a file no reader shares: :func:`next_generation`
+    gives the writable connection of a live PVDB)."""
+    if read_only:
+        return open_reader(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        raise _open_error(path, exc) from exc
+    except (duckdb.Error, OSError) as exc:
+        raise DatabaseError(f"cannot open the PVDB {path}: {exc}") from exc
+    schema.migrate(con)
+    return con
+
+
+def open_reader(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the live generation of the PVDB at ``path`` (its own
+    database instance: see the module's docstring)."""
+    if not path.exists():
         raise DatabaseError(
             f"no PVDB at {path}",
             tip="build one with `vigil feeds ingest PATH`, or set VIGIL_DB",
         )
+    con = duckdb.connect(":memory:")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path), read_only=read_only)
+        quoted = str(path).replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS pvdb (READ_ONLY)")
+        con.execute("USE pvdb")
     except duckdb.IOException as exc:
-        message = str(exc)
-        if "lock" in message.lower():
-            raise DatabaseError(
-                f"the PVDB {path} is in use by another process",
-                tip="wait for the other Vigil command to finish",
-            ) from exc
-        raise DatabaseError(f"cannot open the PVDB {path}: {message}") from exc
-    except (duckdb.Error, OSError) as exc:
+        con.close()
+        raise _open_error(path, exc) from exc
+    except duckdb.Error as exc:
+        con.close()
         raise DatabaseError(f"cannot open the PVDB {path}: {exc}") from exc
-    if read_only:
-        version = schema.current_version(con)
-        if version != schema.SCHEMA_VERSION:
-            con.close()
-            raise DatabaseError(
-                f"the PVDB {path} has schema version {version}, expected "
-                f"{schema.SCHEMA_VERSION}",
-                tip="run any `vigil feeds` command once to migrate it",
-            )
-    else:
-        schema.migrate(con)
+    version = schema.current_version(con)
+    if version != schema.SCHEMA_VERSION:
+        con.close()
+        raise DatabaseError(
+            f"the PVDB {path} has schema version {version}, expected "
+            f"{schema.SCHEMA_VERSION}",
+            tip="run any `vigil feeds` command once to migrate it",
+        )
     return con
+
+
+def current(path: Path) -> bool:
+    """Whether the live file exists, is folded (no WAL of an older writer) and has this
+    version's schema."""
+    if not path.exists() or _wal(path).exists():
+        return False
+    try:
+        con = open_reader(path)
+    except DatabaseError:
+        return False
+    con.close()
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """The lock one writer of the PVDB at ``path`` holds (DatabaseError at once when
+    another holds it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseError(f"another process is writing the PVDB {path}",
+                                tip="wait for the other ingest to finish") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def next_generation(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A writable connection to the next generation of the PVDB at ``path``: a copy of
+    the live file (or a new file), migrated. When the block ends normally the generation
+    is checkpointed, synced and switched in atomically; when it raises (or the process
+    dies) the live file is left as it was."""
+    staging = _next_path(path)
+    with writer_lock(path):
+        for leftover in (staging, _wal(staging)):
+            leftover.unlink(missing_ok=True)  # a killed writer's: never switched in
+        live_wal = _wal(path)
+        if path.exists():
+            shutil.copyfile(path, staging)
+            if live_wal.exists():  # written in place by an older writer: fold it in
+                shutil.copyfile(live_wal, _wal(staging))
+        con = connect(staging)
+        try:
+            yield con
+            con.execute("CHECKPOINT")
+        except BaseException:
+            con.close()
+            for leftover in (staging, _wal(staging)):
+                leftover.unlink(missing_ok=True)
+            raise
+        con.close()
+        _wal(staging).unlink(missing_ok=True)  # folded in by the checkpoint and close
+        _fsync(staging)
+        live_wal.unlink(missing_ok=True)  # its records are in the new generation
+        os.replace(staging, path)
+        _fsync(path.parent)
 
 
 def generation(con: duckdb.DuckDBPyConnection) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.predict import estimator_for
-from engine.pvdb import Component, Pvdb
+from engine.pvdb import Component, Pvdb, store
 from engine.pvdb import history as hist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,16 +73,20 @@ def test_an_unchanged_ingest_keeps_the_stored_history(db: Pvdb,
 def test_a_stale_history_is_derived_again_not_trusted(db: Pvdb, tmp_path: Path) -> None:
     with db:
         good = db.history().fixes
-        # as after an ingest killed between its last batch and storing the history: the
-        # stored one is of an older generation, derived from other inputs
-        db._con.execute("UPDATE meta SET value = '-1' WHERE key = 'history_generation'")
-        db._con.execute("UPDATE meta SET value = 'older' WHERE key = 'history_inputs'")
-        db._con.execute("DELETE FROM line_fixes")
+    # as after an ingest killed between its last batch and storing the history: the
+    # stored one is of an older generation, derived from other inputs
+    con = store.connect(tmp_path / "pvdb.duckdb")
+    con.execute("UPDATE meta SET value = '-1' WHERE key = 'history_generation'")
+    con.execute("UPDATE meta SET value = 'older' WHERE key = 'history_inputs'")
+    con.execute("DELETE FROM line_fixes")
+    con.close()
     with Pvdb.open(tmp_path / "pvdb.duckdb", read_only=True) as reader:
         assert reader.history().fixes == good  # derived in memory, nothing written
         assert _stored(reader) == (-1, 0)
     with Pvdb.open(tmp_path / "pvdb.duckdb") as writer:
-        assert writer.history().fixes == good
+        assert writer.history().fixes == good  # a writer reads like a reader, too
+        assert _stored(writer) == (-1, 0)
+        writer.ingest([])  # its next generation stores it
         assert _stored(writer) == (writer.generation, len(good))
 
 

@@ -17,12 +17,18 @@ For one VM it
    ``patch`` verdict moves the VM to.
 
 A ``patch`` answer names that image version and the hosts in service that run it.
+
+The PVDB is read from the generation that was live when it was opened; when an ingest
+switches a new generation in, the gate opens it on a thread of its own, loads its match
+index, and only then decides on it (the decisions meanwhile go on, on the previous one).
+Host postures are kept by the decider, keyed on the PVDB generation among the rest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +93,9 @@ class FleetGate:
         self._quiet: Decider | None = None
         self._problems: list[str] = []
         self._fleet: tuple[tuple[int, int], FleetSnapshot] | None = None
+        self._pvdb_stamp: tuple[int, int, int] | None = None
+        self._pvdb_checked = 0.0
+        self._reopening = False
 
     # life cycle ---------------------------------------------------------------------
 
@@ -101,6 +110,7 @@ class FleetGate:
                                     "`vigil feeds ingest`)")
                 else:
                     try:
+                        self._pvdb_stamp = self._stamp()
                         self._pvdb = Pvdb.open(self.settings.db, read_only=True,
                                                settings=self.settings)
                     except VigilError as exc:
@@ -151,6 +161,43 @@ class FleetGate:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # the PVDB's generations -----------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.settings.db.stat()
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+    def _follow_pvdb(self) -> None:
+        """Open a newly switched-in PVDB generation in the background (at most one check
+        every 0.2 s): decisions never wait for it."""
+        now = time.monotonic()
+        if self._reopening or now - self._pvdb_checked < 0.2:
+            return
+        self._pvdb_checked = now
+        stamp = self._stamp()
+        if stamp is None or stamp == self._pvdb_stamp:
+            return
+        self._reopening = True
+        threading.Thread(target=self._reopen, args=(stamp,), name="vigil-pvdb-reopen",
+                         daemon=True).start()
+
+    def _reopen(self, stamp: tuple[int, int, int]) -> None:
+        try:
+            fresh = Pvdb.open(self.settings.db, read_only=True, settings=self.settings)
+            fresh.affecting([])  # its match index, loaded before any decision needs it
+            fresh.history()  # and the fix history the estimator reads
+        except Exception:  # noqa: BLE001 - mid-switch or unreadable: the old one stands
+            self._reopening = False
+            return
+        with self._lock:
+            old, self._pvdb, self._pvdb_stamp = self._pvdb, fresh, stamp
+            if old is not None:
+                old.close()
+        self._reopening = False
+
     # the fleet ----------------------------------------------------------------------
 
     def _snapshot(self) -> FleetSnapshot | str:
@@ -181,6 +228,7 @@ class FleetGate:
         problems = self.readiness()
         if problems:
             return GateAnswer("reject", (f"Vigil cannot decide placements now: {problems[0]}",))
+        self._follow_pvdb()
         snapshot = self._snapshot()
         if isinstance(snapshot, str):
             return GateAnswer("reject", (snapshot,))

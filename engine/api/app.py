@@ -186,7 +186,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
     the_gate: PlacementGate = gate
     timeout = decision_timeout if decision_timeout is not None else settings.admission_timeout
     metrics = _Metrics()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=16,
                                                  thread_name_prefix="vigil-decide")
 
     @contextlib.asynccontextmanager

@@ -27,6 +27,7 @@ Host postures are kept by the decider, keyed on the PVDB generation among the re
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import threading
 import time
 from collections import defaultdict
@@ -50,6 +51,8 @@ from engine.errors import VersionSchemeError, VigilError
 from engine.fleet import Fleet, FleetSnapshot, Host, HostState
 from engine.provision import decide_placement
 from engine.pvdb import Pvdb, compare_versions
+
+_MESSAGE = operator.attrgetter("message")
 
 MAX_NAMED_HOSTS = 3
 """Hosts named one by one in a reject's reason; the rest are counted."""
@@ -96,6 +99,7 @@ class FleetGate:
         self._pvdb_stamp: tuple[int, int, int] | None = None
         self._pvdb_checked = 0.0
         self._reopening = False
+        self._retired: list[Pvdb] = []
 
     # life cycle ---------------------------------------------------------------------
 
@@ -152,6 +156,9 @@ class FleetGate:
             self._log = None
             if self._pvdb is not None:
                 self._pvdb.close()
+            for gone in self._retired:
+                gone.close()
+            self._retired = []
             self._decider = self._quiet = None
             self._pvdb = None
 
@@ -194,8 +201,10 @@ class FleetGate:
             return
         with self._lock:
             old, self._pvdb, self._pvdb_stamp = self._pvdb, fresh, stamp
-            if old is not None:
-                old.close()
+            # the one before the last: no decision still reads it
+            for gone in self._retired[:-1]:
+                gone.close()
+            self._retired = [*self._retired[-1:], *([old] if old is not None else [])]
         self._reopening = False
 
     # the fleet ----------------------------------------------------------------------
@@ -280,10 +289,12 @@ class FleetGate:
         with self._lock:
             decider = self._decider if record else self._quiet
             pvdb = self._pvdb
-            if decider is None or pvdb is None:
-                return GateAnswer("reject", ("Vigil is shutting down; try again",))
-            placement = decide_placement(decider, pvdb, request, result, patched=patched,
-                                         now=self.clock())
+        if decider is None or pvdb is None:
+            return GateAnswer("reject", ("Vigil is shutting down; try again",))
+        # decided outside the lock, so that decisions overlap (the decision log writes
+        # them in groups); a PVDB generation replaced meanwhile stays open (retired)
+        placement = decide_placement(decider, pvdb, request, result, patched=patched,
+                                     now=self.clock())
         return self._answer(placement.verdict, host, patched, patched_hosts, in_service,
                             record=record)
 
@@ -309,8 +320,8 @@ class FleetGate:
     def _answer(self, verdict: Verdict, host: Host, patched: PatchedConfiguration,
                 patched_hosts: tuple[str, ...], in_service: list[Host], *,
                 record: bool) -> GateAnswer:
-        reasons = tuple(r.message for r in verdict.reasons)
-        warnings = tuple(w.message for w in verdict.warnings)
+        reasons = tuple(map(_MESSAGE, verdict.reasons))
+        warnings = tuple(map(_MESSAGE, verdict.warnings))
         decision_id = verdict.decision_id if record else None
         if verdict.verdict == "patch":
             version = next((o.image.version for o in verdict.obligations

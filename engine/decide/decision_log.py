@@ -154,6 +154,21 @@ class DecisionLog:
             raise DecisionLogError(f"cannot open the decision log {path}: {exc}",
                                    tip="set VIGIL_DECISION_LOG to a writable file") from exc
         self._lock = threading.RLock()  # one connection, shared by readers and writers
+        self._last: tuple[int, str] | None = None
+
+    def _tip(self) -> tuple[int, str]:
+        """The last row's (seq, record_hash), within the open transaction: its seq read
+        (from the column's statistics, cheap at any size), its hash remembered from this
+        log's last append when that is still the last row, else read."""
+        top = self._con.execute("SELECT max(seq) FROM decision_log").fetchone()
+        seq = top[0] if top and top[0] is not None else 0
+        if seq == 0:
+            return 0, _GENESIS
+        if self._last is not None and self._last[0] == seq:
+            return self._last
+        row = self._con.execute("SELECT record_hash FROM decision_log WHERE seq = ?",
+                                [seq]).fetchone()
+        return seq, row[0]
 
     def __enter__(self) -> DecisionLog:
         return self
@@ -191,10 +206,8 @@ class DecisionLog:
                         [decision_id]).fetchone():
                     self._con.execute("ROLLBACK")
                     return False
-                row = self._con.execute(
-                    "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                seq, prev = (row[0] + 1, row[1]) if row else (1, _GENESIS)
+                last, prev = self._tip()
+                seq = last + 1
                 record_hash = hashlib.sha256((prev + _canonical(body)).encode()).hexdigest()
                 self._con.execute(
                     "INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
@@ -205,6 +218,7 @@ class DecisionLog:
                      _canonical(labels), prev, record_hash,
                      None if bundles is None else _canonical(bundles)])
                 self._con.execute("COMMIT")
+                self._last = (seq, record_hash)
             except duckdb.Error as exc:
                 self._con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
@@ -220,10 +234,7 @@ class DecisionLog:
         with self._lock:
             try:
                 self._con.execute("BEGIN TRANSACTION")
-                row = self._con.execute(
-                    "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                seq, prev = (row[0], row[1]) if row else (0, _GENESIS)
+                seq, prev = self._tip()
                 for e in entries:
                     bundles = e.get("bundles")
                     body = _body(e["decision_id"], e["timestamp"].astimezone(dt.UTC).isoformat(),
@@ -238,12 +249,16 @@ class DecisionLog:
                                  e["error"], _canonical(e["labels"]), prev, record_hash,
                                  None if bundles is None else _canonical(bundles)])
                     prev = record_hash
-                self._con.executemany(
-                    "INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
-                    " bundle_revision, evaluator, metrics, error, labels, prev_hash,"
-                    " record_hash, bundles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows)
+                for start in range(0, len(rows), 64):  # one statement per 64 rows
+                    chunk = rows[start:start + 64]
+                    self._con.execute(
+                        "INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
+                        " bundle_revision, evaluator, metrics, error, labels, prev_hash,"
+                        " record_hash, bundles) VALUES "
+                        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                        [value for row in chunk for value in row])
                 self._con.execute("COMMIT")
+                self._last = (seq, prev)
             except duckdb.Error as exc:
                 self._con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "

@@ -154,6 +154,9 @@ def _print_affecting(report: AffectingReport) -> None:
         ],
     )
     _print_coverage(report)
+    if report.past is not None:
+        for line in report.past.limits:
+            output.stdout().print(line, markup=False, highlight=False, soft_wrap=True)
     if report.undetermined:
         output.stdout().print(
             f"{len(report.undetermined)} vulnerabilities name these components but their "

@@ -15,6 +15,11 @@ replaces an earlier one, and re-reading an older dated copy does not undo it.
 Changed records are written in batches, each batch one transaction with the records'
 hashes, so a process killed mid-ingest leaves a consistent database and the next run
 completes the work.
+
+Every dated EPSS score read is kept in the ``epss_history`` log, whatever its record's
+verdict: a stale EPSS record (a file of an older date read after a newer one) does not
+replace the current score, but its score is logged for its date (an answer as of a past
+date uses it, :mod:`engine.pvdb.asof`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from engine.gcpause import paused_gc
 from engine.pvdb import sources, store
 from engine.pvdb.feeds import adapter_for
 from engine.pvdb.feeds.base import Document, FeedAdapter
-from engine.pvdb.models import NormalisedRecord, RawRecord
+from engine.pvdb.models import NormalisedRecord, RawRecord, Source
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(origin, done, total)`` after each source file or URL."""
@@ -142,10 +147,22 @@ class _Writer:
         self.report = report
         self.stored = stored
         self.pending: dict[tuple[str, str], _Pending] = {}
+        self.history: list[tuple[RawRecord, NormalisedRecord]] = []
+        """Stale records whose dated scores go to the EPSS log only."""
 
     def add(self, item: _Pending) -> None:
-        self.pending[(item.raw.source.value, item.raw.record_id)] = item
+        key = (item.raw.source.value, item.raw.record_id)
+        replaced = self.pending.get(key)
+        if replaced is not None and replaced.raw.source is Source.EPSS:
+            # a newer score of the same CVE in this run: the older one is still logged
+            self.history.append((replaced.raw, replaced.record))
+        self.pending[key] = item
         if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def add_history(self, raw: RawRecord, record: NormalisedRecord) -> None:
+        self.history.append((raw, record))
+        if len(self.history) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
@@ -153,6 +170,11 @@ class _Writer:
             batch = list(self.pending.values())
             self.pending.clear()
             self._write(batch)
+        if self.history:
+            # its own transaction: logging a score twice keeps the first, so a crash
+            # before it commits is made good by the next run reading the file again
+            history, self.history = self.history, []
+            store.write_batch(self.con, [], now=self.now, history=history)
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -345,7 +367,7 @@ class _Pipeline:
         key = (raw.source.value, raw.record_id)
         previous = self.stored.get(key)
         verdict = decide(previous, raw, self.writer.now)
-        if verdict in ("unchanged", "stale"):
+        if verdict == "unchanged" or (verdict == "stale" and raw.source is not Source.EPSS):
             setattr(counts, verdict, getattr(counts, verdict) + 1)
             return
         try:
@@ -368,6 +390,9 @@ class _Pipeline:
             )
             return
         setattr(counts, verdict, getattr(counts, verdict) + 1)
+        if verdict == "stale":  # an older EPSS score: logged for its date, not stored
+            self.writer.add_history(raw, record)
+            return
         report.warnings.extend(
             Problem(origin, raw.record_id, w.split(":", 1)[0], w.split(":", 1)[-1].strip())
             for w in record.warnings

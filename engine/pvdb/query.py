@@ -13,7 +13,7 @@ import pyarrow as pa
 from engine.errors import NotFoundError, UsageError
 from engine.gcpause import paused_gc
 from engine.model import Component
-from engine.pvdb import coverage, matching, store, versions
+from engine.pvdb import asof, coverage, matching, store, versions
 from engine.pvdb.identity import IdentityError
 from engine.pvdb.query_models import (
     AffectingReport,
@@ -28,6 +28,7 @@ from engine.pvdb.query_models import (
     FixLine,
     FixStatus,
     Kev,
+    PastAnswer,
     Severity,
     SourceCoverage,
     Undetermined,
@@ -106,6 +107,8 @@ def _affecting(
     verdicts: list[tuple[int, str, matching.ComponentKey, matching.Verdict]] = []
     undetermined: list[Undetermined] = []
     covered: list[ComponentCoverage] = []
+    facts = _facts(db, index)
+    past = facts.past(db, now.date())
     for position, component in enumerate(components):
         try:
             reading = matching.read_component(component)
@@ -117,8 +120,9 @@ def _affecting(
             # named only as a product whose version cannot be read in that product's terms
             # (a distribution kernel release with no upstream release): every
             # vulnerability stated about it is undetermined for this component
-            undetermined.extend(_unread(index, component, position, reading))
-        for vuln_id, verdict in index.verdicts(keys):
+            undetermined.extend(_unread(index, component, position, reading, past))
+        for vuln_id, verdict in (index.verdicts(keys) if past is None
+                                 else _past_verdicts(index, keys, past)):
             if verdict.status == "affected":
                 key = verdict.key or keys[0]
                 verdicts.append((position, vuln_id, key, verdict))
@@ -129,15 +133,16 @@ def _affecting(
                     record_id=verdict.record_id or "",
                 ))
     vuln_ids = sorted({v[1] for v in verdicts} | {u.vuln_id for u in undetermined})
-    facts = _facts(db, index)
     facts.ensure(db, vuln_ids)
     facts.releases = index.releases
     facts.estimator = estimator
+    day = now.date()
     findings: list[Finding] = []
     for position, vuln_id, key, verdict in verdicts:
         if vuln_id in facts.rejected:
             continue
-        finding = _finding(facts, components[position], position, vuln_id, key, verdict)
+        finding = _finding(facts, components[position], position, vuln_id, key, verdict,
+                           day, past)
         if _keep(finding, now, within_days, min_score, kev_only):
             findings.append(finding)
     findings.sort(key=lambda f: (-(f.max_base_score or 0.0), f.vuln_id, f.component))
@@ -145,7 +150,50 @@ def _affecting(
     return AffectingReport(
         as_of=now, components=list(components), findings=findings,
         undetermined=undetermined, pvdb_generation=index.generation, coverage=covered,
+        past=None if past is None else _past_answer(past),
     )
+
+
+def _past_verdicts(index: matching.MatchIndex, keys: list[matching.ComponentKey],
+                   past: asof.Past) -> list[tuple[str, matching.Verdict]]:
+    """:meth:`MatchIndex.verdicts` from the records public on the past day only: a
+    vulnerability some of whose statements come from a record not public yet is judged
+    again without them (leaving none out cannot make a vulnerability the prefilter
+    cleared affect the component)."""
+    answer = index.verdicts(keys)
+    groups = index.statements(keys, only=[vuln for vuln, _ in answer])
+    out: list[tuple[str, matching.Verdict]] = []
+    for vuln, verdict in answer:
+        mine = groups.get(vuln, [])
+        kept = past.keep(mine)
+        if len(kept) == len(mine):
+            out.append((vuln, verdict))
+        elif kept:
+            out.append((vuln, matching.evaluate(kept)))
+    return out
+
+
+def _past_answer(past: asof.Past) -> PastAnswer:
+    left, fixes = len(past.left_out), len(past.later_fixes)
+    revised, undated = past.revised(), past.undated()
+    limits = [
+        f"as of {past.day}: only what the PVDB knew by then is used",
+        f"{left} records about these components were not public yet and are left out",
+        f"{fixes} fixed versions released after {past.day} are not counted as fixes",
+    ]
+    if revised:
+        limits.append(
+            f"{revised} records used were modified after {past.day}: the PVDB keeps only a"
+            " record's latest version, so what they state may include later changes")
+    if undated:
+        limits.append(
+            f"{undated} records used carry no publication date of their own (the Linux"
+            " kernel CNA's carry none): they are used where no bound says they were not"
+            " public yet, public then or not")
+    limits.append("a vulnerability rejected or a KEV entry withdrawn after that day is"
+                  " as it is now")
+    return PastAnswer(day=past.day, records_left_out=left, fixes_left_out=fixes,
+                      records_revised=revised, records_undated=undated, limits=limits)
 
 
 def _coverage(index: matching.MatchIndex, component: Component, position: int,
@@ -170,11 +218,15 @@ def _coverage(index: matching.MatchIndex, component: Component, position: int,
 
 
 def _unread(index: matching.MatchIndex, component: Component, position: int,
-            reading: matching.Reading) -> list[Undetermined]:
+            reading: matching.Reading, past: asof.Past | None) -> list[Undetermined]:
     reason = "; ".join(reading.notes)
     out: list[Undetermined] = []
     for key in reading.unread:
-        for vuln_id, groups in index.by_key.get(key, {}).items():
+        for vuln_id, all_groups in index.by_key.get(key, {}).items():
+            groups = all_groups if past is None else [
+                g for _, g in past.keep((None, g) for g in all_groups)]
+            if not groups:
+                continue
             first = groups[0][0]
             out.append(Undetermined(
                 vuln_id=vuln_id, component=position, component_label=component.label,
@@ -229,11 +281,29 @@ class _Facts:
         self.rejected: set[str] = set()
         self.aliases: dict[str, set[str]] = defaultdict(set)
         self.severities: dict[str, list[Severity]] = defaultdict(list)
-        self.kev: dict[str, Kev] = {}
-        self.epss: dict[str, Epss] = {}
+        self.kev: dict[str, list[Kev]] = defaultdict(list)
+        """Per vulnerability, its KEV entries (CISA's first)."""
+        self.epss: dict[str, list[Epss]] = defaultdict(list)
+        """Per vulnerability, every dated score, newest first, then an undated one."""
         self.fixes: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self.known: set[str] = set()
         """Vulnerabilities whose facts have been read (absent ones included)."""
+        self.epss_undated: dict[str, dt.date] = {}
+        """The day an undated EPSS score was first stored (what dates it for as-of)."""
+        self._newest: tuple[dt.date | None] | None = None
+        self._knowledge: asof.Knowledge | None = None
+
+    def past(self, db: Pvdb, day: dt.date) -> asof.Past | None:
+        """The view of a past ``day`` (None when no fact is dated after it: the answer is
+        the current one). The dates are read once for the generation."""
+        if self._newest is None:
+            self._newest = (asof.newest(db._con),)
+        newest = self._newest[0]
+        if newest is None or day >= newest:
+            return None
+        if self._knowledge is None:
+            self._knowledge = asof.Knowledge.load(db._con)
+        return asof.Past(day, self._knowledge, self._knowledge.hidden(day))
 
     def ensure(self, db: Pvdb, vuln_ids: list[str]) -> None:
         """Read the facts of those ``vuln_ids`` not read yet (a few batched queries)."""
@@ -278,17 +348,26 @@ class _Facts:
         for vid, source, added, due, ransomware in con.execute(
             "SELECT vuln_id, source, date_added, due_date, ransomware FROM kev"
             " WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
-            " ORDER BY CASE source WHEN 'kev' THEN 0 ELSE 1 END"
+            " ORDER BY CASE source WHEN 'kev' THEN 0 ELSE 1 END, date_added"
         ).fetchall():
-            facts.kev.setdefault(vid, Kev(date_added=added, due_date=due,
-                                          known_ransomware_use=ransomware, source=source))
-        for vid, source, score, percentile, day in con.execute(
-            "SELECT vuln_id, source, score, percentile, score_date FROM epss"
+            facts.kev[vid].append(Kev(date_added=added, due_date=due,
+                                      known_ransomware_use=ransomware, source=source))
+        # every dated score (the log), then an undated current one, dated by when it was
+        # first stored: a dated score is preferred, as of any day it is known by
+        for vid, source, score, percentile, day, stored in con.execute(
+            "SELECT vuln_id, source, score, percentile, score_date, NULL FROM epss_history"
             " WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
-            " ORDER BY score_date DESC NULLS LAST"
+            " UNION ALL"
+            " SELECT e.vuln_id, e.source, e.score, e.percentile, NULL,"
+            " CAST(r.ingested_at AT TIME ZONE 'UTC' AS DATE)"
+            " FROM epss e JOIN records r USING (source, record_id)"
+            " WHERE e.score_date IS NULL AND e.vuln_id IN (SELECT vuln_id FROM _q_ids)"
+            " ORDER BY 5 DESC NULLS LAST"
         ).fetchall():
-            facts.epss.setdefault(vid, Epss(score=score, percentile=percentile,
-                                            score_date=day, source=source))
+            facts.epss[vid].append(Epss(score=score, percentile=percentile,
+                                        score_date=day, source=source))
+            if stored is not None:
+                facts.epss_undated[vid] = stored
         for row in con.execute(
             "SELECT vuln_id, source, fixed_version, patch_id, advisory_id, fix_date, url,"
             " package FROM fixes WHERE vuln_id IN (SELECT vuln_id FROM _q_ids)"
@@ -296,9 +375,29 @@ class _Facts:
             facts.fixes[row[0]].append(row[1:])
 
 
+def _kev_on(facts: _Facts, vuln_id: str, day: dt.date) -> Kev | None:
+    """The vulnerability's KEV entry added by ``day`` (CISA's first)."""
+    for entry in facts.kev.get(vuln_id, ()):
+        if entry.date_added <= day:
+            return entry
+    return None
+
+
+def _epss_on(facts: _Facts, vuln_id: str, day: dt.date) -> Epss | None:
+    """The score of the latest day on or before ``day`` (an undated score once stored)."""
+    for score in facts.epss.get(vuln_id, ()):
+        if score.score_date is not None:
+            if score.score_date <= day:
+                return score
+        elif facts.epss_undated.get(vuln_id, day) <= day:
+            return score
+    return None
+
+
 def _finding(
     facts: _Facts, component: Component, position: int, vuln_id: str,
-    key: matching.ComponentKey, verdict: matching.Verdict,
+    key: matching.ComponentKey, verdict: matching.Verdict, day: dt.date,
+    past: asof.Past | None,
 ) -> Finding:
     title, state = facts.vulns.get(vuln_id, (None, "published"))
     severities = facts.severities.get(vuln_id, [])
@@ -311,9 +410,9 @@ def _finding(
         aliases=sorted(facts.aliases.get(vuln_id, ())),
         severities=severities,
         max_base_score=max((s.base_score for s in severities), default=None),
-        kev=facts.kev.get(vuln_id),
-        epss=facts.epss.get(vuln_id),
-        fix=_fix(facts, vuln_id, key, verdict),
+        kev=_kev_on(facts, vuln_id, day),
+        epss=_epss_on(facts, vuln_id, day),
+        fix=_fix(facts, vuln_id, key, verdict, past),
         evidence=[
             Evidence(source=st.source, record_id=st.record_id, match_kind=st.match_kind,
                      statement=text or st.describe())
@@ -322,19 +421,43 @@ def _finding(
     )
 
 
+def _released(facts: _Facts, key: matching.ComponentKey, version: str,
+              fix_rows: list[tuple[Any, ...]]) -> dt.date | None:
+    """When ``version`` was released as a fix: the earliest advisory naming it, else the
+    product's release date (None: not known)."""
+    days = [r[4] for r in fix_rows if r[1] == version and r[4] is not None]
+    if key.key[0] == "product":
+        day = facts.releases.get((key.key[1], key.key[2], version))
+        if day is not None:
+            days.append(day)
+    return min(days, default=None)
+
+
 def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
-         verdict: matching.Verdict) -> Fix:
+         verdict: matching.Verdict, past: asof.Past | None = None) -> Fix:
     fix_rows = facts.fixes.get(vuln_id, [])
     scheme = verdict.scheme or "generic"
+    candidates = verdict.fixed_candidates
     closing = verdict.closing()
+    if past is not None:
+        # fixes released after the day were not fixes then, nor advisories published
+        day = past.day
+        fix_rows = [r for r in fix_rows if r[4] is None or r[4] <= day]
+        later = {v for v in candidates
+                 if (d := _released(facts, key, v, facts.fixes.get(vuln_id, []))) is not None
+                 and d > day}
+        if later:
+            past.later_fixes.update((vuln_id, v) for v in later)
+            candidates = candidates - later
+            closing = matching.closing_version(scheme, key.version, candidates)
     patch_ids = sorted({r[2] for r in fix_rows if r[2]})
     advisories = sorted({r[3] for r in fix_rows if r[3]})
-    fixed_versions = sorted(verdict.fixed_candidates)
+    fixed_versions = sorted(candidates)
     if closing is None:
         return Fix(
             status=FixStatus.NO_FIX, fixed_versions=fixed_versions, patch_ids=patch_ids,
             advisories=advisories,
-            availability=_estimated(facts, vuln_id, key, verdict)
+            availability=_estimated(facts, vuln_id, key, candidates)
             or Availability(date=None, basis=AvailabilityBasis.NONE),
         )
     availability = _availability(facts, key, closing, fix_rows)
@@ -342,7 +465,7 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
     if other_line:
         # The only fixes are on other lines (another stable branch): estimate when this
         # line gets its own; keep the other line's vendor date when nothing can be said.
-        estimated = _estimated(facts, vuln_id, key, verdict)
+        estimated = _estimated(facts, vuln_id, key, candidates)
         if estimated is not None and estimated.date is not None:
             vendor = (f"; {closing} on another line: {availability.date} ({availability.basis})"
                       if availability.date else "")
@@ -356,13 +479,13 @@ def _fix(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
 
 
 def _estimated(facts: _Facts, vuln_id: str, key: matching.ComponentKey,
-               verdict: matching.Verdict) -> Availability | None:
+               candidates: set[str]) -> Availability | None:
     """The query's estimator's answer for this line (:mod:`engine.pvdb.estimation`), or
     None where there is no estimator or it has nothing to say about the product."""
     if facts.estimator is None or key.key[0] != "product":
         return None
     product = (key.key[1], key.key[2])
-    dated = {v: d for v in verdict.fixed_candidates
+    dated = {v: d for v in candidates
              if (d := facts.releases.get((*product, v))) is not None}
     return facts.estimator.availability(product, key.version, vuln_id, dated)
 

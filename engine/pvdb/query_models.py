@@ -197,6 +197,28 @@ class ComponentCoverage(BaseModel):
                              " names was not compared")
 
 
+class PastAnswer(BaseModel):
+    """An answer as of a day before the PVDB's newest fact: what it left out as not known
+    then, and what the PVDB cannot know about that day (:mod:`engine.pvdb.asof`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: dt.date
+    records_left_out: int = Field(description="Records about these components that were"
+                                  " not public yet on that day (by their own publication"
+                                  " date or a bound on it): not used")
+    fixes_left_out: int = Field(description="Fixed versions of the findings released after"
+                                " that day: not counted as fixes")
+    records_revised: int = Field(description="Records used that were modified after that"
+                                 " day: only a record's latest version is kept, so what"
+                                 " they state may include later changes")
+    records_undated: int = Field(description="Records used that carry no publication date"
+                                 " of their own: public on that day or not, the PVDB"
+                                 " cannot tell")
+    limits: list[str] = Field(default_factory=list, description="The same, and what no"
+                              " past answer can know, in words")
+
+
 class AffectingReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -208,3 +230,6 @@ class AffectingReport(BaseModel):
     coverage: list[ComponentCoverage] = Field(
         default_factory=list, description="Per component: the loaded sources that cover it"
         " and as of when; 'uncovered' where none does (no finding then means nothing)")
+    past: PastAnswer | None = Field(
+        default=None, description="Set when as_of is before the PVDB's newest fact: the"
+        " answer uses only what was known on that day, and says what it cannot know")

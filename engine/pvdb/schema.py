@@ -4,6 +4,13 @@ Every fact table carries the provenance key ``(source, record_id)`` that points 
 ``records`` row holding the record's content hash, its own modified time, where it came
 from and when it was ingested. Replacing a record replaces all its facts in one
 transaction.
+
+One table is a log rather than facts of the current records: ``epss_history`` (version 3)
+keeps every dated EPSS score ever read, one row per (source, CVE, score date) with the
+file it came from, so that an answer as of a past date uses the score of that date. A
+newer score replaces the ``epss`` fact of its record, never a row of the log; a file of
+an older date adds its scores to the log (its records are stale). Migrating a version 2
+file seeds the log with the scores it holds (only each CVE's latest survived there).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import datetime as dt
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 FACT_TABLES = (
     "vulnerabilities",
@@ -106,6 +113,19 @@ _MIGRATIONS: dict[int, str] = {
         reference DATE NOT NULL, reference_what VARCHAR NOT NULL, fixed DATE,
         fixed_version VARCHAR
     );
+    """,
+    # Every dated EPSS score, not only each CVE's latest (engine.pvdb.asof reads it).
+    3: """
+    CREATE TABLE epss_history (
+        source VARCHAR NOT NULL, vuln_id VARCHAR NOT NULL, score_date DATE NOT NULL,
+        score DOUBLE NOT NULL, percentile DOUBLE, record_id VARCHAR NOT NULL,
+        origin VARCHAR NOT NULL,
+        PRIMARY KEY (source, vuln_id, score_date)
+    );
+    INSERT OR IGNORE INTO epss_history
+        SELECT e.source, e.vuln_id, e.score_date, e.score, e.percentile, e.record_id, r.origin
+        FROM epss e JOIN records r USING (source, record_id)
+        WHERE e.score_date IS NOT NULL;
     """,
 }
 

@@ -279,14 +279,21 @@ def write_batch(
     batch: Sequence[tuple[RawRecord, NormalisedRecord]],
     *,
     now: dt.datetime,
+    history: Sequence[tuple[RawRecord, NormalisedRecord]] = (),
 ) -> None:
     """Replace the facts of every record in ``batch`` in one transaction.
+
+    Every dated EPSS score of the batch, and of ``history`` (stale records: older scores
+    whose records are not replaced), is added to the ``epss_history`` log in the same
+    transaction (a score already logged for its date is kept).
 
     A process killed before COMMIT leaves the database as it was before the batch. When a
     value of the batch cannot be stored, nothing is written and :class:`RejectedBatch`
     says why (the caller finds the record by writing smaller batches).
     """
     if not batch:
+        if history:
+            _write_history(con, history)
         return
     keys = pa.table(
         {
@@ -305,6 +312,7 @@ def write_batch(
         }
     )
     fact_tables = {name: _fact_table(name, batch) for name in _FACT_FIELDS}
+    scores = _history_table([*batch, *history])
     try:
         con.execute("BEGIN TRANSACTION")
         con.register("_batch_keys", keys)
@@ -320,6 +328,8 @@ def write_batch(
                 con.register("_batch_facts", table)
                 con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch_facts")
                 con.unregister("_batch_facts")
+        if scores is not None:
+            _insert_history(con, scores)
         con.execute(
             "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR)"
             " WHERE key = 'generation'"
@@ -337,6 +347,52 @@ def write_batch(
         for view in ("_batch_keys", "_batch_records"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(view)
+
+
+def _history_table(items: Sequence[tuple[RawRecord, NormalisedRecord]]) -> pa.Table | None:
+    """The ``epss_history`` rows of ``items``' dated EPSS scores (None: there are none)."""
+    rows = [(raw, fact) for raw, record in items for fact in record.epss
+            if fact.score_date is not None]
+    if not rows:
+        return None
+    try:
+        return pa.table({
+            "source": pa.array([raw.source.value for raw, _ in rows], pa.string()),
+            "vuln_id": pa.array([fact.vuln_id for _, fact in rows], pa.string()),
+            "score_date": pa.array([fact.score_date for _, fact in rows], pa.date32()),
+            "score": pa.array([fact.score for _, fact in rows], pa.float64()),
+            "percentile": pa.array([fact.percentile for _, fact in rows], pa.float64()),
+            "record_id": pa.array([raw.record_id for raw, _ in rows], pa.string()),
+            "origin": pa.array([raw.origin for raw, _ in rows], pa.string()),
+        })
+    except pa.ArrowException as exc:
+        raise RejectedBatch(f"epss_history: {exc}") from exc
+
+
+def _insert_history(con: duckdb.DuckDBPyConnection, scores: pa.Table) -> None:
+    con.register("_batch_scores", scores)
+    try:
+        con.execute("INSERT OR IGNORE INTO epss_history BY NAME SELECT * FROM _batch_scores")
+    finally:
+        con.unregister("_batch_scores")
+
+
+def _write_history(con: duckdb.DuckDBPyConnection,
+                   items: Sequence[tuple[RawRecord, NormalisedRecord]]) -> None:
+    """Log the dated EPSS scores of ``items`` (stale records) in one transaction."""
+    scores = _history_table(items)
+    if scores is None:
+        return
+    try:
+        con.execute("BEGIN TRANSACTION")
+        _insert_history(con, scores)
+        con.execute("COMMIT")
+    except _DATA_ERRORS as exc:
+        con.execute("ROLLBACK")
+        raise RejectedBatch(str(exc).split("\n", 1)[0]) from exc
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        raise DatabaseError(f"logging {len(items)} EPSS scores failed: {exc}") from exc
 
 
 def _arrow_type(annotation: str) -> pa.DataType:

@@ -37,7 +37,10 @@ def test_delay_until_the_predicted_backport(feeds_dir: Path, tmp_path: Path) -> 
     # A high-severity kernel bug fixed on 6.12 (6.12.5, released 2024-12-14) with no 6.6
     # backport yet; relevant to the default policy (CVSS >= 7).
     write_json(tmp_path / "feed" / "CVE-2099-0001.json",
-               cve5_record("CVE-2099-0001", updated=None,
+               # published before the decision (a CVE-2099 record with no date of its
+               # own would be taken as not public before 2099)
+               cve5_record("CVE-2099-0001", updated="2024-12-15T00:00:00.000Z",
+                           published="2024-12-15T00:00:00.000Z",
                            affected=kernel_affected("6.1", ["6.12.5"], mainline="6.13"),
                            metrics=[{"cvssV3_1": {"vectorString": HIGH}}]))
     with Pvdb.open(tmp_path / "pvdb.duckdb") as db:

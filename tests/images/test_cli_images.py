@@ -59,8 +59,10 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pipeline: Pipeline) -> 
                "CVE-2024-91004": [{"vendor": "Linux", "product": "Linux",
                                    "defaultStatus": "affected",
                                    "versions": [{"version": "5.15", "status": "affected"}]}]}
-    for cve, affected in records.items():
-        (feeds / f"{cve}.json").write_bytes(orjson.dumps(cve5_record(cve, affected=affected)))
+    for cve, affected in records.items():  # published before the as-of dates asked below
+        (feeds / f"{cve}.json").write_bytes(orjson.dumps(cve5_record(
+            cve, affected=affected, published="2024-03-01T00:00:00.000Z",
+            updated="2024-03-22T00:00:00.000Z")))
     image = ImageRef(name="hv", version="1")
     token = sign_manifest(manifest_for(image, BASE_COMPONENTS, boot_for(BASE_COMPONENTS)),
                           pipeline.key)

@@ -64,15 +64,23 @@ def test_backtest_scores_the_kernel_against_the_baselines(real_db: Pvdb) -> None
 
 def test_affecting_estimates_an_open_backport_on_real_data(real_db: Pvdb) -> None:
     """6.1 on 2025-03-04: CVE-2025-21839 was fixed in 6.12.16/6.13.4 on 2025-02-21 and
-    reached 6.1 only in 6.1.138 (2025-05-09)."""
+    reached 6.1 only in 6.1.138 (2025-05-09). As of 2025-03-04 that fix was not out: the
+    answer is the other line's fix and an estimate for 6.1; asked later, 6.1.138."""
     host = [Component(kind="kernel", vendor="linux", product="linux_kernel",
                       version="6.1.129")]
     when = dt.datetime(2025, 3, 4, tzinfo=dt.UTC)
     report = real_db.affecting(host, as_of=when, estimator=estimator_for(real_db, when))
     found = {f.vuln_id: f for f in report.findings}
-    a = found["CVE-2025-21839"].fix.availability
-    assert found["CVE-2025-21839"].fix.closing_version == "6.1.138"  # in hindsight
-    assert a.basis.value == "vendor"  # the own-line fix is in the data: kept as is
+    fix = found["CVE-2025-21839"].fix
+    assert fix.closing_version == "6.12.16" and fix.line is not None
+    assert fix.line.value == "other"  # 6.1.138 was released after the as-of date
+    assert "6.1.138" not in fix.fixed_versions
+    assert fix.availability.basis.value == "estimated"
+    assert report.past is not None and report.past.fixes_left_out > 0
+    later = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    report = real_db.affecting(host, as_of=later, estimator=estimator_for(real_db, later))
+    fix = {f.vuln_id: f for f in report.findings}["CVE-2025-21839"].fix
+    assert (fix.closing_version, fix.availability.basis.value) == ("6.1.138", "vendor")
     # Another host line with no fix in the data: 5.10 never got CVE-2025-21839.
     host = [Component(kind="kernel", vendor="linux", product="linux_kernel",
                       version="5.10.234")]

@@ -47,12 +47,15 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     feeds = tmp_path / "feeds"
     (feeds / "cve5").mkdir(parents=True)
     (feeds / "linux-kernel.json").write_bytes(orjson.dumps(kernel_releases()))
+    # Published before the dates the tests ask about (an answer as of a day before a
+    # record's publication leaves it out).
+    dated = {"published": "2024-03-01T00:00:00.000Z", "updated": "2024-03-22T00:00:00.000Z"}
     # Fixed on 6.6 in 6.6.20 (2024-03-21); 6.1 is affected and has no fix.
     (feeds / "cve5" / "CVE-2024-90001.json").write_bytes(orjson.dumps(cve5_record(
-        "CVE-2024-90001", affected=kernel_affected("5.15", ["6.6.20"]))))
+        "CVE-2024-90001", **dated, affected=kernel_affected("5.15", ["6.6.20"]))))
     # No fix anywhere.
     (feeds / "cve5" / "CVE-2024-90002.json").write_bytes(orjson.dumps(cve5_record(
-        "CVE-2024-90002", affected=[{"vendor": "Linux", "product": "Linux",
+        "CVE-2024-90002", **dated, affected=[{"vendor": "Linux", "product": "Linux",
                                      "defaultStatus": "affected",
                                      "versions": [{"version": "5.15", "status": "affected"}]}])))
     return feeds

@@ -29,7 +29,9 @@ from engine.pvdb import Pvdb
 from tests.conftest import ROOT
 
 SNAPSHOT = ROOT / "feeds" / "snapshot"
-NOW = dt.datetime(2024, 7, 1, 12, 0, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 9, 1, 12, 0, tzinfo=dt.UTC)
+"""After every fact of the snapshot (its EPSS scores are of 2026-08-22): the placements
+are decided with all of it known (an earlier time would leave out what was not yet)."""
 KERNEL = Component(kind="kernel", vendor="linux", product="linux_kernel", version="6.6.30",
                    cpe="cpe:2.3:o:linux:linux_kernel:6.6.30:*:*:*:*:*:*:*")
 XEN = Component(kind="hypervisor", vendor="xen", product="xen", version="4.17.3")

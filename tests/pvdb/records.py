@@ -14,6 +14,7 @@ def cve5_record(
     cve_id: str,
     *,
     updated: str | None = "2024-07-01T00:00:00.000Z",
+    published: str = "2024-06-01T00:00:00.000Z",
     state: str = "PUBLISHED",
     title: str = "test vulnerability",
     affected: list[dict[str, Any]] | None = None,
@@ -23,7 +24,7 @@ def cve5_record(
     meta: dict[str, Any] = {"cveId": cve_id, "assignerOrgId": KERNEL_CNA_ORG, "state": state}
     if updated:
         meta["dateUpdated"] = updated
-        meta["datePublished"] = "2024-06-01T00:00:00.000Z"
+        meta["datePublished"] = published
     cna: dict[str, Any] = {"providerMetadata": {"orgId": KERNEL_CNA_ORG}}
     if state == "REJECTED":
         cna["rejectedReasons"] = [{"lang": "en", "value": "duplicate"}]

@@ -85,8 +85,11 @@ def test_reject_names_the_kev_vulnerability_and_cannot_be_approved(service: Serv
 def test_delay_is_rechecked_at_the_predicted_date_by_the_scheduler(service: Service) -> None:
     req = service.submit("hv-delay")
     assert (req["status"], req["verdict"]) == ("delayed", "delay")
-    assert req["recheck_at"].startswith("2024-07-11")
-    assert any("CVE-2099-0001" in r and "2024-07-11" in r for r in req["reasons"])
+    # 6.6 has no fix yet: the date is the branch's next release, projected from its
+    # weekly cadence (last release 2024-06-27), an estimate and said to be one
+    assert req["recheck_at"].startswith("2024-07-04")
+    assert any("CVE-2099-0001" in r and "2024-07-04" in r and "estimate" in r
+               for r in req["reasons"]), req["reasons"]
     # the verdict asked for a patched configuration: its preparation was queued
     assert req["preparation"]
     with Queue(service.world.folder / "predict.duckdb") as queue:
@@ -94,7 +97,7 @@ def test_delay_is_rechecked_at_the_predicted_date_by_the_scheduler(service: Serv
     assert {q.request_id for q in queued} == set(req["preparation"])
     assert queued[0].image == "hv-old@2024.05.1" and queued[0].vuln_id == "CVE-2099-0001"
     # nothing happens before the date
-    service.clock.advance(days=5)
+    service.clock.advance(days=2)
     time.sleep(0.3)
     assert service.call("GET", f"/v1/provisioning-requests/{req['request_id']}"
                         ).json()["checks"] == 1
@@ -102,8 +105,8 @@ def test_delay_is_rechecked_at_the_predicted_date_by_the_scheduler(service: Serv
     # scheduler runs the flow again and the request now awaits approval as a patch
     # (and the host re-attested, as it is every few minutes)
     service.world.add_patched_version("hv-old", "2024.05.1", "2024.05.9")
-    service.world.write_result("hv-delay", issued_at=NOW + dt.timedelta(days=11))
-    service.clock.advance(days=6)
+    service.world.write_result("hv-delay", issued_at=NOW + dt.timedelta(days=4))
+    service.clock.advance(days=2)
     again = service.wait(req["request_id"], lambda b: b["checks"] == 2)
     assert (again["status"], again["verdict"]) == ("awaiting_approval", "patch")
     assert again["target_image_version"] == "2024.05.9" and again["patch_host_first"]

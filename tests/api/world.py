@@ -6,7 +6,8 @@ At :data:`NOW` (2024-07-01) the default policy decides, per host:
 
 * ``hv-admit`` (kernel 6.12.30, image hv-clean 2024.06.1): admit, nothing affects it;
 * ``hv-delay`` (kernel 6.6.30, hv-old 2024.05.1): delay, CVE-2099-0001 (CVSS 7.8) is
-  fixed in 6.6.39, released 2024-07-11, and no patched version of hv-old exists;
+  fixed on the 6.9 branch (6.9.8, released 2024-06-27) but not yet on 6.6, whose next
+  release is projected from its weekly cadence, and no patched version of hv-old exists;
 * ``hv-patch`` (kernel 6.6.30, hv-mid 2024.05.1): patch, the catalog holds hv-mid
   2024.05.2 approved, which ``hv-patched`` runs;
 * ``hv-reject`` (kernel 6.1.90, hv-lts 2024.05.1): reject, CVE-2099-0002 is KEV-listed
@@ -66,13 +67,15 @@ def write_key(path: Path) -> tuple[Path, Path]:
 def build_pvdb(path: Path) -> Path:
     feed = path.parent / "feed"
     write_json(feed / "CVE-2099-0001.json", cve5_record(
-        "CVE-2099-0001", affected=kernel_affected("6.4", ["6.6.39"], mainline="6.10"),
+        "CVE-2099-0001", affected=kernel_affected("6.4", ["6.9.8"], mainline="6.10"),
         metrics=[{"cvssV3_1": {"vectorString": HIGH}}]))
     write_json(feed / "CVE-2099-0002.json", cve5_record(
         "CVE-2099-0002", affected=kernel_affected("6.1", ["6.1.200"], mainline="6.2"),
         metrics=[{"cvssV3_1": {"vectorString": HIGH}}]))
     write_json(feed / "linux-kernel.json", {"versions": {v: {"name": v, "date": day} for v, day in [
-        ("6.6.30", "2024-05-02"), ("6.6.39", "2024-07-11"), ("6.1.90", "2024-05-02"),
+        ("6.6.30", "2024-05-02"), ("6.6.31", "2024-05-17"), ("6.6.32", "2024-05-25"),
+        ("6.6.33", "2024-06-12"), ("6.6.34", "2024-06-16"), ("6.6.35", "2024-06-21"),
+        ("6.6.36", "2024-06-27"), ("6.9.8", "2024-06-27"), ("6.1.90", "2024-05-02"),
         ("6.1.200", "2025-01-01"), ("6.12.30", "2025-05-22"), ("6.10", "2024-07-14"),
         ("6.2", "2023-02-19")]}})
     write_json(feed / "kev.json", {

@@ -188,7 +188,9 @@ def _backtest_cna(cna: Path, releases: Path | None,
         paths = predict.protocol_plots(result, folder)
         command = (f"vigil predict backtest --kernel-cna {cna.name} --releases {releases.name}"
                    f" --as-of-range {start} {end} --refit {refit}"
-                   + (f" --sample {sample}" if sample < 1 else "") + f" --report {report.name}")
+                   + (f" --sample {sample}" if sample < 1 else "")
+                   + "".join(f" --method {m}" for m in (methods or []))
+                   + f" --report {report.name}")
         _write_section(report, predict.protocol_markdown(result, paths, report.parent, command,
                                                          chosen))
     if as_json:

@@ -183,6 +183,10 @@ def _backtest_cna(cna: Path, releases: Path | None,
     result = predict.run_protocol(corpus, predict.default_calendars(settings(None).calendars),
                                   start, end, refit=refit, methods=wanted,
                                   sample=predict.sample_cves(corpus, sample), progress=say)
+    if sample < 1:
+        result.notes.append(f"The CVEs are a seeded sample of {sample:.0%} of the corpus"
+                            " (`--sample`); every pair of a CVE drawn is in it.")
+        result.notes.append("")
     if report is not None:
         folder = plots or report.parent
         paths = predict.protocol_plots(result, folder)

@@ -183,12 +183,18 @@ def _backtest_cna(cna: Path, releases: Path | None,
     result = predict.run_protocol(corpus, predict.default_calendars(settings(None).calendars),
                                   start, end, refit=refit, methods=wanted,
                                   sample=predict.sample_cves(corpus, sample), progress=say)
+    if sample < 1:
+        result.notes.append(f"The CVEs are a seeded sample of {sample:.0%} of the corpus"
+                            " (`--sample`); every pair of a CVE drawn is in it.")
+        result.notes.append("")
     if report is not None:
         folder = plots or report.parent
         paths = predict.protocol_plots(result, folder)
         command = (f"vigil predict backtest --kernel-cna {cna.name} --releases {releases.name}"
                    f" --as-of-range {start} {end} --refit {refit}"
-                   + (f" --sample {sample}" if sample < 1 else "") + f" --report {report.name}")
+                   + (f" --sample {sample}" if sample < 1 else "")
+                   + "".join(f" --method {m}" for m in (methods or []))
+                   + f" --report {report.name}")
         _write_section(report, predict.protocol_markdown(result, paths, report.parent, command,
                                                          chosen))
     if as_json:

@@ -465,12 +465,27 @@ MIN_P_EVER = 0.5
 
 def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
           per_pair: int = 6, seed: int = 0, fallback: Answers | None = None,
-          interval: str = "from-now", snap: bool = False,
+          interval: str = "from-now", snap: bool = False, wanted: Any | None = None,
           progress: Callable[[int, int], None] | None = None) -> Answers:
     """Walk forward: refit every ``refit`` days on the questions asked before (at most
     ``per_pair`` per pair, weighted so every pair counts the same), answer the questions
     until the next refit. Before enough fixes have been seen, the answer is ``unknown``
-    with ``fallback``'s probabilities (the bucketed base rate)."""
+    with ``fallback``'s probabilities (the bucketed base rate). ``wanted`` (a mask) names
+    the questions that need an answer: a stretch holding none of them is not fitted (the
+    questions before the scored period are history only). Fits run on one thread: they
+    are many and short, and OpenMP threads waiting for each other on a busy machine cost
+    more than they give."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _model(q, names, label=label, refit=refit, per_pair=per_pair, seed=seed,
+                      fallback=fallback, interval=interval, snap=snap, wanted=wanted,
+                      progress=progress)
+
+
+def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pair: int,
+           seed: int, fallback: Answers | None, interval: str, snap: bool,
+           wanted: Any | None, progress: Callable[[int, int], None] | None) -> Answers:
     a = _no_answers(label, len(q))
     x = q.matrix(names)
     rng = np.random.default_rng(seed)
@@ -482,7 +497,10 @@ def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
         return a
     cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
     for n, cut in enumerate(cuts):
-        rows = np.nonzero((q.day >= cut) & (q.day < cut + refit))[0]
+        stretch = (q.day >= cut) & (q.day < cut + refit)
+        if wanted is not None:
+            stretch &= wanted
+        rows = np.nonzero(stretch)[0]
         if rows.size == 0:
             continue
         train = np.nonzero((q.day < cut) & (pair_rank < per_pair))[0]
@@ -732,9 +750,11 @@ def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: 
         elif name == "current":
             answers[name] = current(q, corpus, calendars)
         elif name == "model-pvdb":
-            answers[name] = model(q, PVDB_FEATURES, label=name, refit=refit, fallback=ref)
+            answers[name] = model(q, PVDB_FEATURES, label=name, refit=refit, fallback=ref,
+                                  wanted=scored, progress=_steps(say, name))
         elif name == "model-full":
-            answers[name] = model(q, FULL_FEATURES, label=name, refit=refit, fallback=ref)
+            answers[name] = model(q, FULL_FEATURES, label=name, refit=refit, fallback=ref,
+                                  wanted=scored, progress=_steps(say, name))
         else:
             raise ValueError(f"unknown method {name}")
     say("scoring")
@@ -771,6 +791,12 @@ def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: 
                 date_error(q, a.date), date_error(q, cm.date), scored)
     return ProtocolResult(start, end, corpus.end, q, scored, answers, y30, y_ever, overall,
                           groups, ratios)
+
+
+def _steps(say: Callable[[str], None], name: str) -> Callable[[int, int], None]:
+    def step(done: int, total: int) -> None:
+        say(f"{name}: refit {done} of {total}")
+    return step
 
 
 def reliability(p: Any, y: Any, pair: Any, bins: int = 10, *, weighted: bool = False

@@ -109,10 +109,14 @@ def calibration_table(result: pr.ProtocolResult, method: str) -> str:
     return "\n".join(rows)
 
 
-def target_table(result: pr.ProtocolResult, method: str) -> str:
-    rows = ["| target | figure | |", "|---|---|---|"]
-    for t in pr.targets(result, method):
-        rows.append(f"| {t.what} | {t.figure} | {_yes(t.met)} |")
+def target_table(result: pr.ProtocolResult, methods: list[str]) -> str:
+    """The targets, one column per method (figure and met / missed)."""
+    rows = ["| target | " + " | ".join(LABELS.get(m, m) for m in methods) + " |",
+            "|---|" + "---|" * len(methods)]
+    per = [pr.targets(result, m) for m in methods]
+    for k, first in enumerate(per[0]):
+        cells = [f"{ts[k].figure}: {_yes(ts[k].met)}" if k < len(ts) else "–" for ts in per]
+        rows.append(f"| {first.what} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -217,6 +221,9 @@ def markdown(result: pr.ProtocolResult, plot_paths: list[Path], relative_to: Pat
     pairs = len({int(i) for i in q.pair[m]})
     fixed_pairs = len({int(i) for i in q.pair[m] if q.pairs[int(i)].fixed is not None})
     groups = [n for n in ("base-rate", "current", chosen) if n in result.answers]
+    estimators = [n for n in ("current", "model-pvdb", "model-full", chosen)
+                  if n in result.answers]
+    estimators = list(dict.fromkeys(estimators))
     lines = [
         "## Backtest results (kernel CNA, full history)",
         "",
@@ -251,15 +258,11 @@ def markdown(result: pr.ProtocolResult, plot_paths: list[Path], relative_to: Pat
         "",
         group_table(result, groups),
         "",
-        f"### Calibration of {LABELS.get(chosen, chosen)}",
-        "",
-        calibration_table(result, chosen),
-        "",
-        f"### Targets ({LABELS.get(chosen, chosen)})",
-        "",
-        target_table(result, chosen),
-        "",
     ]
+    for name in estimators:
+        lines += [f"### Calibration of {LABELS.get(name, name)}", "",
+                  calibration_table(result, name), ""]
+    lines += ["### Targets", "", target_table(result, estimators), ""]
     lines += result.notes
     for path in plot_paths:
         rel = path.resolve().relative_to(relative_to.resolve())

@@ -174,6 +174,9 @@ def test_backtest_on_a_kernel_cna_folder(tmp_path: Path, capsys: pytest.CaptureF
     assert {t["target"][:5] for t in out["targets"]} >= {"P(fix", "80% i"}
     text = report.read_text()
     assert "## Backtest results (kernel CNA, full history)" in text
+    # The command written into the report repeats the methods it was run with.
+    assert ("--method base-rate --method conditional-median --method next-release --report"
+            " prediction.md") in text
     assert (tmp_path / "prediction_reliability.png").stat().st_size > 1000
     code, _, err = vigil(capsys, monkeypatch, "predict", "backtest", "--kernel-cna", str(cna))
     assert code == 2 and "--releases" in err

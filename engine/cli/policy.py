@@ -140,6 +140,10 @@ def _read(path: Path) -> str:
 
 
 def _bundle_config(config: Path) -> dict[str, Any]:
+    if not config.is_file():
+        raise NotFoundError(f"no bundle configuration {config}",
+                            tip="pass --config bundles/vigil.toml (paths in it are relative "
+                                "to the file)")
     try:
         data = tomllib.loads(config.read_text(encoding="utf-8")).get("bundle", {})
     except (OSError, tomllib.TOMLDecodeError) as exc:

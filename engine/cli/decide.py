@@ -57,7 +57,8 @@ def decide(
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not record the decision.")]
     = False,
     show_input: Annotated[bool, typer.Option(
-        "--show-input", help="Print the input document that was decided, too (JSON).")]
+        "--show-input", help="Print the input document that was decided, too (JSON; with "
+                             "--json, one document {input, verdict}).")]
     = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -99,9 +100,14 @@ def decide(
         placement = decide_placement(decider, pvdb, request, attested, host_id=host_id,
                                      now=dt.datetime.now(dt.UTC), patched=state,
                                      attestation_token=token)
-    if show_input:
-        typer.echo(json.dumps(placement.document.to_json(), indent=2))
-    print_verdict(placement.verdict, as_json=as_json)
+    if show_input and as_json:  # one JSON document: what was decided, and the verdict
+        output.emit_json({"input": placement.document.to_json(),
+                          "verdict": placement.verdict.model_dump(mode="json",
+                                                                  exclude_none=True)})
+    else:
+        if show_input:
+            typer.echo(json.dumps(placement.document.to_json(), indent=2))
+        print_verdict(placement.verdict, as_json=as_json)
     if placement.verdict.verdict != "admit":
         raise typer.Exit(1)
 

@@ -313,6 +313,7 @@ def decisions_list(since: Annotated[str | None, typer.Option(help="ISO date/time
     if as_json:
         output.emit_json([{"decision_id": r.decision_id, "timestamp": r.timestamp,
                            "verdict": r.result.get("verdict"), "host": r.input["host"]["id"],
+                           "tenant": r.input["request"]["tenant"],
                            "bundle_revision": r.bundle_revision, "evaluator": r.evaluator}
                           for r in records])
         return

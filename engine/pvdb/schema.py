@@ -12,7 +12,7 @@ import datetime as dt
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 FACT_TABLES = (
     "vulnerabilities",
@@ -106,6 +106,11 @@ _MIGRATIONS: dict[int, str] = {
         reference DATE NOT NULL, reference_what VARCHAR NOT NULL, fixed DATE,
         fixed_version VARCHAR
     );
+    """,
+    # An ingest keeps its warnings (parts of loaded records not used, or corrected) beside
+    # its problems, so that `vigil feeds problems` can list both again.
+    3: """
+    ALTER TABLE ingest_problems ADD COLUMN kind VARCHAR DEFAULT 'problem';
     """,
 }
 

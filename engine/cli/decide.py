@@ -53,6 +53,10 @@ def decide(
         help="Refused: a patched configuration is read from the image catalog "
              "(VIGIL_IMAGES_DB), where only attested versions are ready, never from a "
              "file.")] = None,
+    policies: Annotated[Path | None, typer.Option(help="Policy folder (default: "
+                                                  "VIGIL_POLICY_DIR).")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Bundle to evaluate (default: "
+                                                "VIGIL_BUNDLE).")] = None,
     log: LogOption = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not record the decision.")]
     = False,
@@ -72,7 +76,10 @@ def decide(
 
     if (result is None) == (host_id is None):
         raise UsageError("name the host by --result (attested) or --host-id (unattested)")
-    cfg = load_settings(**({"decision_log": log} if log is not None else {}))
+    if policies is not None and bundle is not None:
+        raise UsageError("--policies and --bundle both name the policy: give one")
+    chosen = {"decision_log": log, "policy_dir": policies, "bundle": bundle}
+    cfg = load_settings(**{k: v for k, v in chosen.items() if v is not None})
     attested = None
     token: str | None = None
     if result is not None:

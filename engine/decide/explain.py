@@ -14,9 +14,13 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.decide import bundle as _bundle
 from engine.decide.evaluators.regorus_engine import located, new_engine, rule_value
+
+if TYPE_CHECKING:
+    import regorus
 
 _IMPORT = re.compile(r"^import\s+.*$", re.MULTILINE)
 _ASSIGNED = re.compile(r"^\s*(?:some\s+)?([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*(?::=|\bin\b)")
@@ -50,7 +54,7 @@ def _blank_comments(text: str) -> str:
                 i += 1
             elif char == quote:
                 quote = ""
-        elif char in "\"`":
+        elif char in '"`':
             quote = char
         elif char == "#":
             end = text.find("\n", i)
@@ -74,7 +78,7 @@ def _scan(text: str, start: int, *, split: bool) -> tuple[int, list[tuple[int, i
                 i += 1
             elif char == quote:
                 quote = ""
-        elif char in "\"`":
+        elif char in '"`':
             quote = char
         elif char in "{[(":
             depth += 1
@@ -116,7 +120,7 @@ def _comparison(expression: str) -> tuple[str, str] | None:
     for i, char in enumerate(expression):
         if quote:
             quote = "" if char == quote else quote
-        elif char in "\"`":
+        elif char in '"`':
             quote = char
         elif char in "{[(":
             depth += 1
@@ -125,13 +129,13 @@ def _comparison(expression: str) -> tuple[str, str] | None:
         elif depth == 0 and char == " ":
             match = _COMPARISON.match(expression, i)
             if match:
-                return expression[:i].strip(), expression[match.end():].strip()
+                return expression[:i].strip(), expression[match.end() :].strip()
     return None
 
 
-def _shown(engine: object, rule: str) -> str:
+def _shown(engine: regorus.Engine, rule: str) -> str:
     try:
-        defined, value = rule_value(engine, rule)  # type: ignore[arg-type]
+        defined, value = rule_value(engine, rule)
     except RuntimeError as exc:
         return f"error: {located(exc)[2]}"
     if not defined:
@@ -140,8 +144,7 @@ def _shown(engine: object, rule: str) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
 
 
-def explain(policy: _bundle.PolicySet, package: str, name: str, file: str
-            ) -> Explanation | None:
+def explain(policy: _bundle.PolicySet, package: str, name: str, file: str) -> Explanation | None:
     """The failing expression of test ``package.name`` (in module ``file``), or None
     when it cannot be told (the test is not a rule body of expressions, or every
     expression holds and the test's value is what fails)."""
@@ -157,8 +160,9 @@ def explain(policy: _bundle.PolicySet, package: str, name: str, file: str
     rules = [f"__explain_{k} if {{\n\t{prefix(k)}\n}}" for k in range(1, len(statements) + 1)]
     module = f"package {package}\n\n{imports}\n\n" + "\n\n".join(rules) + "\n"
     path = file.rsplit("/", 1)[0] + "/__explain_test.rego"
-    engine = new_engine(dataclasses.replace(policy, modules={**policy.modules, path: module}),
-                        include_tests=True)
+    engine = new_engine(
+        dataclasses.replace(policy, modules={**policy.modules, path: module}), include_tests=True
+    )
     engine.set_input_json("{}")
     failing = None
     for k in range(1, len(statements) + 1):
@@ -174,7 +178,7 @@ def explain(policy: _bundle.PolicySet, package: str, name: str, file: str
     at, expression = statements[failing - 1]
     line = source.count("\n", 0, at) + 1
     bound: list[str] = []
-    for _, text in statements[:failing - 1]:
+    for _, text in statements[: failing - 1]:
         match = _ASSIGNED.match(text)
         if match:
             bound += [v.strip() for v in match.group(1).split(",")]
@@ -195,9 +199,9 @@ def explain(policy: _bundle.PolicySet, package: str, name: str, file: str
         module += "\n" + "\n\n".join(extra) + "\n"
         engine = new_engine(
             dataclasses.replace(policy, modules={**policy.modules, path: module}),
-            include_tests=True)
+            include_tests=True,
+        )
         engine.set_input_json("{}")
         for index, (label, _) in enumerate(targets):
             shown[label] = _shown(engine, f"data.{package}.__explain_value_{index}")
-    return Explanation(file=file, line=line, expression=" ".join(expression.split()),
-                       values=shown)
+    return Explanation(file=file, line=line, expression=" ".join(expression.split()), values=shown)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from engine.decide import bundle as _bundle
 from engine.decide.errors import PolicyError
-from engine.decide.explain import Explanation, explain
 from engine.decide.evaluators.regorus_engine import located, new_engine, rule_value
+from engine.decide.explain import Explanation, explain
 
 _TEST_RULE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{)", re.MULTILINE)
 

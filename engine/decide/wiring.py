@@ -27,15 +27,18 @@ def _names_in(findings: str, package: str) -> set[str]:
         if imported == full:
             names.add(alias or imported.rsplit(".", 1)[-1])
         elif full.startswith(imported + "."):
-            names.add((alias or imported.rsplit(".", 1)[-1]) + full[len(imported):])
+            names.add((alias or imported.rsplit(".", 1)[-1]) + full[len(imported) :])
     return names
 
 
 def unwired(policy: _bundle.PolicySet) -> list[str]:
     """``data.site.rules.X.KIND`` of every finding kind a site rules module defines that
     ``data.site.findings`` does not read, with the module's path: ``path: rule``."""
-    findings = "\n".join(source for source in policy.policy_modules.values()
-                         if _bundle.package_of(source) == "site.findings")
+    findings = "\n".join(
+        source
+        for source in policy.policy_modules.values()
+        if _bundle.package_of(source) == "site.findings"
+    )
     missing: list[str] = []
     for path, source in sorted(policy.policy_modules.items()):
         package = _bundle.package_of(source) or ""
@@ -43,7 +46,6 @@ def unwired(policy: _bundle.PolicySet) -> list[str]:
             continue
         names = _names_in(findings, package)
         for kind in dict.fromkeys(_HEAD.findall(source)):
-            if not any(re.search(rf"(?<![\w.]){re.escape(n)}\.{kind}\b", findings)
-                       for n in names):
+            if not any(re.search(rf"(?<![\w.]){re.escape(n)}\.{kind}\b", findings) for n in names):
                 missing.append(f"{path}: data.{package}.{kind}")
     return missing

@@ -40,8 +40,10 @@ EXPECTED = {
     "wrong type": {EXIT_USAGE},
 }
 
-PEM = ("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"
-       "c2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n")
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"
+    "c2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n"
+)
 PEM_FRAGMENTS = ("BEGIN PRIVATE KEY", "c2VjcmV0c2VjcmV0")
 
 # Settings given bad values, as users did: (variable, value, what the message names)
@@ -59,7 +61,7 @@ BAD_SETTINGS = [
 OUTPUTS = {"out", "output", "html", "report", "plots", "trace", "state", "public"}
 
 
-class _WouldStart(BaseException):  # noqa: N818 - a signal, not an error
+class _WouldStart(BaseException):
     """Raised where a command would start a server or a child process."""
 
 
@@ -157,8 +159,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _vigil(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-           args: list[str], env: dict[str, str] | None = None) -> Outcome:
+def _vigil(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str] | None = None,
+) -> Outcome:
     out_dir = Path("out")  # each run writes its outputs afresh (the fixture's cwd)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
@@ -181,22 +187,27 @@ def _vigil(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 def _check(outcome: Outcome, expected: set[int], what: str) -> None:
     assert "Traceback" not in outcome.err + outcome.out, f"{what}:\n{outcome.err}"
     assert outcome.code in expected, (
-        f"{what}: exit {outcome.code}, expected {sorted(expected)}\n{outcome.err}")
+        f"{what}: exit {outcome.code}, expected {sorted(expected)}\n{outcome.err}"
+    )
     lines = outcome.err.splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1, f"{what}: {len(errors)} error lines\n{outcome.err}"
-    others = [line for line in lines if line.strip() and not line.startswith(("error:",
-                                                                               "Tip:"))]
+    others = [line for line in lines if line.strip() and not line.startswith(("error:", "Tip:"))]
     assert not others, f"{what}: more than the error line and its tip\n{outcome.err}"
     for fragment in PEM_FRAGMENTS:
         assert fragment not in outcome.err + outcome.out, f"{what}: key text echoed"
 
 
-@pytest.mark.parametrize(("path", "command"), COMMANDS,
-                         ids=[" ".join(path) for path, _ in COMMANDS])
-def test_bad_input(path: tuple[str, ...], command: Any, world: Path,
-                   capsys: pytest.CaptureFixture[str],
-                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("path", "command"), COMMANDS, ids=[" ".join(path) for path, _ in COMMANDS]
+)
+def test_bad_input(
+    path: tuple[str, ...],
+    command: Any,
+    world: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     name = " ".join(path)
     absent = world / "absent" / "file.json"
     malformed = world / "malformed.json"
@@ -227,9 +238,8 @@ def test_bad_input(path: tuple[str, ...], command: Any, world: Path,
     baseline = _vigil(capsys, monkeypatch, args)
     config = world / "config.toml"
     config.write_text("[vigil\nfeed_urls = 3\n")
-    variable, value, field = BAD_SETTINGS[COMMANDS.index((path, command)) % len(BAD_SETTINGS)]
-    for variable, value, field in ((variable, value, field),
-                                   ("VIGIL_CONFIG", str(config), "config.toml")):
+    turn = BAD_SETTINGS[COMMANDS.index((path, command)) % len(BAD_SETTINGS)]
+    for variable, value, field in (turn, ("VIGIL_CONFIG", str(config), "config.toml")):
         outcome = _vigil(capsys, monkeypatch, args, {variable: value})
         shown = value.splitlines()[0] if value else value
         what = f"{variable}={shown!r}: {args}"
@@ -238,8 +248,8 @@ def test_bad_input(path: tuple[str, ...], command: Any, world: Path,
             assert field in outcome.err or variable in outcome.err, what
         else:
             assert outcome.code == baseline.code, (
-                f"{what}: exit {outcome.code}, without the setting {baseline.code}\n"
-                f"{outcome.err}")
+                f"{what}: exit {outcome.code}, without the setting {baseline.code}\n{outcome.err}"
+            )
             assert "Traceback" not in outcome.err, f"{what}:\n{outcome.err}"
             for fragment in PEM_FRAGMENTS:
                 assert fragment not in outcome.err + outcome.out, f"{what}: key text echoed"
@@ -250,7 +260,8 @@ def test_the_sweep_reaches_every_command_group() -> None:
     groups = {path[0] for path, _ in COMMANDS}
     registered = {info.name for info in app.registered_groups} | {
         info.name or (info.callback.__name__ if info.callback else "")
-        for info in app.registered_commands}
+        for info in app.registered_commands
+    }
     assert registered <= groups
     assert len(COMMANDS) > len(groups)
 
@@ -259,12 +270,24 @@ def test_the_sweep_reaches_every_command_group() -> None:
 
 PEM_FILE_CASES = [
     (["feeds", "sync"], {"VIGIL_FEED_URLS": "not json"}, EXIT_CONFIG, "feed_urls"),
-    (["policy", "eval", "doc.json", "--no-log"], {"VIGIL_POLICY_ROOTS": "vigil,site"},
-     EXIT_CONFIG, "policy_roots"),
-    (["attest", "nonce", "hv-1"], {"VIGIL_ATTEST_REFERENCE_KEYS": "/x.pem"},
-     EXIT_CONFIG, "attest_reference_keys"),
-    (["bundle", "verify", "doc.json"], {"VIGIL_BUNDLE_VERIFICATION_KEY": PEM}, EXIT_CONFIG,
-     "bundle_verification_key"),
+    (
+        ["policy", "eval", "doc.json", "--no-log"],
+        {"VIGIL_POLICY_ROOTS": "vigil,site"},
+        EXIT_CONFIG,
+        "policy_roots",
+    ),
+    (
+        ["attest", "nonce", "hv-1"],
+        {"VIGIL_ATTEST_REFERENCE_KEYS": "/x.pem"},
+        EXIT_CONFIG,
+        "attest_reference_keys",
+    ),
+    (
+        ["bundle", "verify", "doc.json"],
+        {"VIGIL_BUNDLE_VERIFICATION_KEY": PEM},
+        EXIT_CONFIG,
+        "bundle_verification_key",
+    ),
     (["policy", "eval", "bad.json", "--no-log"], {}, EXIT_USAGE, "bad.json"),
     (["decide", "--host-id", "h", "--vcpus", "many"], {}, EXIT_USAGE, "--vcpus"),
 ]
@@ -276,12 +299,26 @@ def test_as_subprocesses(tmp_path: Path) -> None:
     (tmp_path / "doc.json").write_text("{}")
     (tmp_path / "bad.json").write_text("{not json")
     base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    base.update(PYTHONPATH=str(ROOT), XDG_DATA_HOME=str(tmp_path / "data"),
-                XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_CACHE_HOME=str(tmp_path))
-    runs = [(case, subprocess.Popen([sys.executable, "-m", "engine.cli.main", *case[0]],
-                                    cwd=tmp_path, env={**base, **case[1]}, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-            for case in PEM_FILE_CASES]
+    base.update(
+        PYTHONPATH=str(ROOT),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_CACHE_HOME=str(tmp_path),
+    )
+    runs = [
+        (
+            case,
+            subprocess.Popen(
+                [sys.executable, "-m", "engine.cli.main", *case[0]],
+                cwd=tmp_path,
+                env={**base, **case[1]},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )
+        for case in PEM_FILE_CASES
+    ]
     for (args, _, code, named), proc in runs:
         out, err = proc.communicate(timeout=120)
         what = " ".join(args)

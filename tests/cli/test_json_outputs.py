@@ -40,11 +40,15 @@ NO_JSON = {
 
 
 def test_every_data_command_takes_json() -> None:
-    without = {" ".join(path) for path, command in COMMANDS
-               if not any("--json" in p.opts for p in command.params)}
+    without = {
+        " ".join(path)
+        for path, command in COMMANDS
+        if not any("--json" in p.opts for p in command.params)
+    }
     assert without == set(NO_JSON), (
         "a command without --json that is not listed (or listed and now has it): "
-        f"{sorted(without ^ set(NO_JSON))}")
+        f"{sorted(without ^ set(NO_JSON))}"
+    )
 
 
 @pytest.fixture
@@ -57,9 +61,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_decisions_list_json_keeps_every_column(env: Path,
-                                                capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decisions_list_json_keeps_every_column(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = env / "input.json"
     doc.write_text(json.dumps(document()))
     code, _, err = vigil(capsys, monkeypatch, "policy", "eval", str(doc))
@@ -67,8 +71,7 @@ def test_decisions_list_json_keeps_every_column(env: Path,
     code, out, _ = vigil(capsys, monkeypatch, "decisions", "list", "--json")
     (row,) = json.loads(out)
     code, table, _ = vigil(capsys, monkeypatch, "decisions", "list")
-    header = next(line for line in table.splitlines() if "decision" in line and "tenant"
-                  in line)
+    header = next(line for line in table.splitlines() if "decision" in line and "tenant" in line)
     named = {"decision": "decision_id", "time": "timestamp", "revision": "bundle_revision"}
     for column in header.replace("┃", " ").replace("|", " ").split():
         assert named.get(column, column) in row, f"column {column} missing from --json"
@@ -76,11 +79,13 @@ def test_decisions_list_json_keeps_every_column(env: Path,
 
 
 def test_feeds_problems_lists_the_last_ingests_problems_and_warnings(
-        env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     feeds = env / "feeds"
     feeds.mkdir()
-    record = json.loads((ROOT / "tests/pvdb/feeds/testdata/nvd/happy/CVE-2024-3446.json")
-                        .read_text())
+    record = json.loads(
+        (ROOT / "tests/pvdb/feeds/testdata/nvd/happy/CVE-2024-3446.json").read_text()
+    )
     text = json.dumps(record).replace('"baseScore": 8.2', '"baseScore": 5.5', 1)
     assert text != json.dumps(record)
     (feeds / "CVE-2024-3446.json").write_text(text)  # a stated score the vector denies
@@ -97,7 +102,8 @@ def test_feeds_problems_lists_the_last_ingests_problems_and_warnings(
     last = json.loads(out)
     assert last["run_id"] == reported["run_id"]
     assert [(p["origin"], p["reason"]) for p in last["problems"]] == [
-        (p["origin"], p["reason"]) for p in reported["problems"]]
+        (p["origin"], p["reason"]) for p in reported["problems"]
+    ]
     assert any(p["origin"].endswith("broken.json") for p in last["problems"])
     (warning,) = last["warnings"]
     assert warning["origin"].endswith("CVE-2024-3446.json")

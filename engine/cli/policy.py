@@ -59,8 +59,12 @@ def policy_test(
 ) -> None:
     """Run the Rego tests (rules named test_* in *_test.rego files) like `opa test`.
     Exit code 1 when any test fails."""
-    from engine.decide import load_policy_tests, run_policy_tests, run_policy_tests_with_coverage
-    from engine.decide.wiring import unwired
+    from engine.decide import (
+        load_policy_tests,
+        run_policy_tests,
+        run_policy_tests_with_coverage,
+        unwired_site_rules,
+    )
 
     policy = load_policy_tests(path)
     covered = None
@@ -69,7 +73,7 @@ def policy_test(
     else:
         results = run_policy_tests(policy, name_filter=run)
     failed = [r for r in results if not r.passed]
-    loose = [u for u in unwired(policy)
+    loose = [u for u in unwired_site_rules(policy)
              if not policy.test_scope or u.startswith(policy.test_scope)]
     if as_json:
         report: dict[str, Any] = {
@@ -225,14 +229,12 @@ def bundle_build(
 def _tests_pass(policies: Path, roots: list[str]) -> dict[str, Any]:
     """Run the policy tests of ``roots`` (as `vigil policy test` does) and check the
     site rules' wiring; raise when any fails, else say how many passed."""
-    from engine.decide import run_policy_tests
-    from engine.decide.policytest import load_tests_of_roots
-    from engine.decide.wiring import unwired
+    from engine.decide import load_policy_tests_of_roots, run_policy_tests, unwired_site_rules
 
-    policy = load_tests_of_roots(policies, roots)
+    policy = load_policy_tests_of_roots(policies, roots)
     results = run_policy_tests(policy)
     failed = [r for r in results if not r.passed]
-    loose = [u for u in unwired(policy) if u.startswith(policy.test_scope)]
+    loose = [u for u in unwired_site_rules(policy) if u.startswith(policy.test_scope)]
     if failed or loose:
         named = [f"data.{r.package}.{r.name}" for r in failed[:3]] + loose[:3]
         raise CheckFailed(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +53,17 @@ class Settings(BaseSettings):
             if "-----BEGIN" in text or "\n" in text:
                 raise ValueError("this looks like key material, not the path of a key file "
                                  "(the value is not shown); give the file's path")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_path_is_not_empty(cls, value: Any, info: ValidationInfo) -> Any:
+        """An empty path (``VIGIL_DB=''``) would mean the working folder: refused."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and "Path" in str(field.annotation):
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, str) and not item.strip():
+                    raise ValueError("an empty path; give a file's path or leave it unset")
         return value
 
     db: Path = Field(default_factory=_default_db)

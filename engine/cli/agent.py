@@ -350,6 +350,9 @@ def start(state: _StateOption = Path(".vigil/swtpm"),
                                  Path(saved["ek_intermediate"]))
     else:
         state.mkdir(parents=True, exist_ok=True)
+        # without template.json, what is there is a manufacture that did not finish
+        for leftover in ("state", "ca"):
+            shutil.rmtree(state / leftover, ignore_errors=True)
         try:
             template = manufacture(state)
         except (RuntimeError, FileNotFoundError) as exc:

@@ -53,11 +53,16 @@ def decide(
         help="Refused: a patched configuration is read from the image catalog "
              "(VIGIL_IMAGES_DB), where only attested versions are ready, never from a "
              "file.")] = None,
+    policies: Annotated[Path | None, typer.Option(help="Policy folder (default: "
+                                                  "VIGIL_POLICY_DIR).")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Bundle to evaluate (default: "
+                                                "VIGIL_BUNDLE).")] = None,
     log: LogOption = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not record the decision.")]
     = False,
     show_input: Annotated[bool, typer.Option(
-        "--show-input", help="Print the input document that was decided, too (JSON).")]
+        "--show-input", help="Print the input document that was decided, too (JSON; with "
+                             "--json, one document {input, verdict}).")]
     = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -71,7 +76,10 @@ def decide(
 
     if (result is None) == (host_id is None):
         raise UsageError("name the host by --result (attested) or --host-id (unattested)")
-    cfg = load_settings(**({"decision_log": log} if log is not None else {}))
+    if policies is not None and bundle is not None:
+        raise UsageError("--policies and --bundle both name the policy: give one")
+    chosen = {"decision_log": log, "policy_dir": policies, "bundle": bundle}
+    cfg = load_settings(**{k: v for k, v in chosen.items() if v is not None})
     attested = None
     token: str | None = None
     if result is not None:
@@ -99,9 +107,14 @@ def decide(
         placement = decide_placement(decider, pvdb, request, attested, host_id=host_id,
                                      now=dt.datetime.now(dt.UTC), patched=state,
                                      attestation_token=token)
-    if show_input:
-        typer.echo(json.dumps(placement.document.to_json(), indent=2))
-    print_verdict(placement.verdict, as_json=as_json)
+    if show_input and as_json:  # one JSON document: what was decided, and the verdict
+        output.emit_json({"input": placement.document.to_json(),
+                          "verdict": placement.verdict.model_dump(mode="json",
+                                                                  exclude_none=True)})
+    else:
+        if show_input:
+            typer.echo(json.dumps(placement.document.to_json(), indent=2))
+        print_verdict(placement.verdict, as_json=as_json)
     if placement.verdict.verdict != "admit":
         raise typer.Exit(1)
 

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.cli import output
 from engine.cli.common import DbOption, JsonOption, settings
-from engine.errors import EXIT_INPUT, ConfigError
+from engine.errors import EXIT_INPUT, ConfigError, NotFoundError
 from engine.pvdb import IngestReport, Pvdb
 
 app = typer.Typer(help="Ingest vulnerability feeds into the PVDB.", no_args_is_help=True)
@@ -130,6 +130,28 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
         [(c["kind"], c["scope"], ", ".join(c["sources"]),
           "" if c["packages"] is None else c["packages"], c["records"], _when(c["as_of"]))
          for c in covered],
+    )
+
+
+@app.command()
+def problems(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The problems (documents or records rejected) and warnings (parts of loaded records
+    not used, or corrected) of the last ingest, as it reported them."""
+    cfg = settings(db)
+    with Pvdb.open(settings=cfg, read_only=True) as pvdb:
+        last = pvdb.last_problems()
+    if last is None:
+        raise NotFoundError(f"no ingest has run into {cfg.db}",
+                            tip="run `vigil feeds ingest PATH` or `vigil feeds sync`")
+    if as_json:
+        output.emit_json(last)
+        return
+    output.table(
+        f"Last ingest {last['run_id']} ({_when(last['finished_at'])}): "
+        f"{len(last['problems'])} problems, {len(last['warnings'])} warnings",
+        ["kind", "origin", "record", "at", "reason"],
+        [(f["kind"], f["origin"], f["record_id"] or "", f["pointer"], f["reason"])
+         for f in [*last["problems"], *last["warnings"]]],
     )
 
 

@@ -66,12 +66,26 @@ def version() -> None:
 
 
 def run() -> None:
-    """Console-script entry point: run the app and turn VigilError into an exit code."""
+    """Console-script entry point: run the app and turn VigilError into an exit code.
+
+    A usage error found by the command-line parser (a missing argument, a value of the
+    wrong type, an unknown option) is one ``error:`` line too, with exit code 2."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
     try:
-        app()
+        code = app(standalone_mode=False)
     except VigilError as exc:
         print(f"error: {exc.diagnostics()}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except NoArgsIsHelpError:
+        sys.exit(2)  # the group's help is already printed
+    except UsageError as exc:
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message}", file=sys.stderr)
+        if exc.ctx is not None:
+            print(f"Tip: see `{exc.ctx.command_path} --help`", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

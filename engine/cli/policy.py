@@ -3,6 +3,7 @@ bundles, the decision log and the input document's JSON Schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -16,7 +17,7 @@ from engine.cli import output
 from engine.cli.common import JsonOption, LogOption
 from engine.cli.decide import print_verdict
 from engine.config import Settings, load_settings
-from engine.errors import EXIT_INPUT, ConfigError, NotFoundError, UsageError
+from engine.errors import EXIT_CHECK, EXIT_INPUT, ConfigError, NotFoundError, UsageError, VigilError
 
 if TYPE_CHECKING:
     from engine.decide import PolicySet
@@ -28,6 +29,12 @@ decisions_app = typer.Typer(help="Read, export and replay the decision log.",
 schema_app = typer.Typer(help="Print published JSON Schemas.", no_args_is_help=True)
 
 EXIT_FINDING = 1
+
+
+class CheckFailed(VigilError):
+    """A check the command runs first did not pass (the README's exit code 1)."""
+
+    exit_code = EXIT_CHECK
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -52,7 +59,12 @@ def policy_test(
 ) -> None:
     """Run the Rego tests (rules named test_* in *_test.rego files) like `opa test`.
     Exit code 1 when any test fails."""
-    from engine.decide import load_policy_tests, run_policy_tests, run_policy_tests_with_coverage
+    from engine.decide import (
+        load_policy_tests,
+        run_policy_tests,
+        run_policy_tests_with_coverage,
+        unwired_site_rules,
+    )
 
     policy = load_policy_tests(path)
     covered = None
@@ -61,12 +73,17 @@ def policy_test(
     else:
         results = run_policy_tests(policy, name_filter=run)
     failed = [r for r in results if not r.passed]
+    loose = [u for u in unwired_site_rules(policy)
+             if not policy.test_scope or u.startswith(policy.test_scope)]
     if as_json:
         report: dict[str, Any] = {
             "passed": len(results) - len(failed), "failed": len(failed),
+            "unwired": loose,
             "tests": [{"package": r.package, "name": r.name, "file": r.file,
                        "status": r.status, "detail": r.detail, "output": r.output,
-                       "duration_ns": r.duration_ns} for r in results]}
+                       "duration_ns": r.duration_ns,
+                       **({"explanation": dataclasses.asdict(r.explanation)}
+                          if r.explanation else {})} for r in results]}
         if covered is not None:
             report["coverage"] = {
                 "coverage": round(covered.percent, 2),
@@ -82,9 +99,17 @@ def policy_test(
             line = f"data.{r.package}.{r.name}: {r.status.upper()} ({r.duration_ns / 1e6:.0f}ms)"
             output.stdout().print(line if r.passed else f"{r.file}:\n{line}  [{r.detail}]",
                                 markup=False, highlight=False)
+            if r.explanation is not None:
+                for text in r.explanation.lines():
+                    output.stdout().print(f"  {text}", markup=False, highlight=False,
+                                          soft_wrap=True)
             if not r.passed and r.output.strip():
                 for text in r.output.strip().splitlines():
                     output.stdout().print(f"  {text}", markup=False, highlight=False)
+        for text in loose:
+            output.stdout().print(f"{text}: NOT WIRED (data.site.findings does not read "
+                                  "it, so the decision ignores it)", markup=False,
+                                  highlight=False, soft_wrap=True)
         output.stdout().print("-" * 60)
         if covered is not None:
             for name, f in sorted(covered.files.items()):
@@ -94,9 +119,10 @@ def policy_test(
                                       markup=False, highlight=False, soft_wrap=True)
             output.stdout().print(f"coverage {covered.percent:5.1f}%  all policy modules",
                                   markup=False, highlight=False)
-        output.stdout().print(f"{len(results) - len(failed)} passed, {len(failed)} failed",
-                            markup=False, highlight=False)
-    if failed:
+        output.stdout().print(f"{len(results) - len(failed)} passed, {len(failed)} failed"
+                              + (f", {len(loose)} site rules not wired" if loose else ""),
+                              markup=False, highlight=False)
+    if failed or loose:
         raise typer.Exit(EXIT_FINDING)
 
 
@@ -140,6 +166,10 @@ def _read(path: Path) -> str:
 
 
 def _bundle_config(config: Path) -> dict[str, Any]:
+    if not config.is_file():
+        raise NotFoundError(f"no bundle configuration {config}",
+                            tip="pass --config bundles/vigil.toml (paths in it are relative "
+                                "to the file)")
     try:
         data = tomllib.loads(config.read_text(encoding="utf-8")).get("bundle", {})
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -160,9 +190,14 @@ def bundle_build(
     key_id: Annotated[str | None, typer.Option(help="Key id (kid) in the signature.")] = None,
     scope: Annotated[str | None, typer.Option(help="Signature scope claim.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output .tar.gz.")] = None,
+    skip_tests: Annotated[bool, typer.Option(
+        "--skip-tests", help="Build even though the policy tests fail or are not run "
+                             "(recorded in the manifest: metadata.vigil.tests).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Build an OPA bundle (.manifest, data.json, policies; tests left out) and sign it."""
+    """Build an OPA bundle (.manifest, data.json, policies; tests left out) and sign it.
+    The policy tests of its roots run first: a failing test, or a site rule not wired
+    into the decision, refuses the build (exit 1) unless --skip-tests."""
     from engine.decide import build_bundle, load_directory
 
     cfg = _bundle_config(config)
@@ -171,20 +206,49 @@ def bundle_build(
     roots = root or cfg.get("roots", ["vigil"])
     policy = load_directory(policies, roots)
     _compiles(policy)
+    tests = {"status": "skipped"} if skip_tests else _tests_pass(policies, roots)
     target = out or (base / cfg.get("output", "vigil.tar.gz"))
     raw = build_bundle(policy, revision=revision, signing_key=signing_key,
-                       key_id=key_id or cfg.get("key_id", "vigil"), scope=scope)
+                       key_id=key_id or cfg.get("key_id", "vigil"), scope=scope,
+                       metadata={"vigil": {"tests": tests}})
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(raw)
     info = {"bundle": str(target), "revision": revision or policy.revision,
             "roots": list(policy.roots), "files": len(policy.policy_modules)
-            + len(policy.data_files) + 1, "signed": signing_key is not None}
+            + len(policy.data_files) + 1, "signed": signing_key is not None,
+            "tests": tests}
     if as_json:
         output.emit_json(info)
     else:
         output.stdout().print(f"wrote {target} (revision {info['revision']}, roots "
                             f"{', '.join(policy.roots)}, "
-                            f"{'signed' if signing_key else 'UNSIGNED'})", markup=False)
+                            f"{'signed' if signing_key else 'UNSIGNED'}, "
+                            f"{_tests_text(tests)})", markup=False)
+
+
+def _tests_pass(policies: Path, roots: list[str]) -> dict[str, Any]:
+    """Run the policy tests of ``roots`` (as `vigil policy test` does) and check the
+    site rules' wiring; raise when any fails, else say how many passed."""
+    from engine.decide import load_policy_tests_of_roots, run_policy_tests, unwired_site_rules
+
+    policy = load_policy_tests_of_roots(policies, roots)
+    results = run_policy_tests(policy)
+    failed = [r for r in results if not r.passed]
+    loose = [u for u in unwired_site_rules(policy) if u.startswith(policy.test_scope)]
+    if failed or loose:
+        named = [f"data.{r.package}.{r.name}" for r in failed[:3]] + loose[:3]
+        raise CheckFailed(
+            f"not built: {len(failed)} policy tests fail and {len(loose)} site rules are "
+            f"not wired into the decision ({'; '.join(named)})",
+            tip="run `vigil policy test` to see why; --skip-tests builds anyway (the "
+                "manifest records it)")
+    return {"status": "passed", "passed": len(results)}
+
+
+def _tests_text(tests: dict[str, Any]) -> str:
+    if tests.get("status") == "passed":
+        return f"{tests.get('passed')} policy tests passed"
+    return f"policy tests {tests.get('status', 'not recorded')}"
 
 
 @bundle_app.command("serve")
@@ -275,13 +339,17 @@ def bundle_verify(
                          scope=scope or cfg.bundle_verification_scope)
     _compiles(policy)
     files = sorted([*policy.modules, *policy.data_files, ".manifest"])
+    tests = policy.metadata.get("vigil", {}).get("tests", {}) \
+        if isinstance(policy.metadata.get("vigil"), dict) else {}
     info = {"bundle": str(bundle), "verified": True, "revision": policy.revision,
-            "roots": list(policy.roots), "key_id": policy.signed_by, "files": files}
+            "roots": list(policy.roots), "key_id": policy.signed_by, "files": files,
+            "tests": tests}
     if as_json:
         output.emit_json(info)
     else:
         output.stdout().print(f"{bundle}: verified (revision {policy.revision}, key "
-                            f"{policy.signed_by}, {len(files)} files)", markup=False)
+                            f"{policy.signed_by}, {len(files)} files, "
+                            f"{_tests_text(tests)} at build)", markup=False)
 
 
 # --- decisions ------------------------------------------------------------------------
@@ -309,6 +377,7 @@ def decisions_list(since: Annotated[str | None, typer.Option(help="ISO date/time
     if as_json:
         output.emit_json([{"decision_id": r.decision_id, "timestamp": r.timestamp,
                            "verdict": r.result.get("verdict"), "host": r.input["host"]["id"],
+                           "tenant": r.input["request"]["tenant"],
                            "bundle_revision": r.bundle_revision, "evaluator": r.evaluator}
                           for r in records])
         return

@@ -20,7 +20,8 @@ and the input document's schema (:func:`json_schema`).
 Everything else in this package is internal; its modules stay importable (the tests read
 them): ``evaluators`` (the evaluator seam and one module per backend), ``input_document``
 (the versioned contract), ``input_builder``, ``decider``, ``bundle``, ``signing``,
-``bundle_server``, ``decision_log``, ``replay``, ``policytest``, ``verdict``, ``errors``.
+``bundle_server``, ``decision_log``, ``replay``, ``policytest``, ``explain``, ``wiring``,
+``verdict``, ``errors``.
 Deciding a placement from a verified attestation result and the PVDB in one call is
 :func:`engine.provision.decide_placement`.
 
@@ -69,6 +70,8 @@ _HOME: dict[str, str] = {
     "load_policy_tests": "engine.decide.policytest:load",
     "run_policy_tests": "engine.decide.policytest:run",
     "run_policy_tests_with_coverage": "engine.decide.policytest:run_with_coverage",
+    "load_policy_tests_of_roots": "engine.decide.policytest:load_tests_of_roots",
+    "unwired_site_rules": "engine.decide.wiring:unwired",
     "Replayer": "engine.decide.replay",
     "Verdict": "engine.decide.verdict",
 }
@@ -106,10 +109,12 @@ if TYPE_CHECKING:
         validate,
     )
     from engine.decide.policytest import load as load_policy_tests
+    from engine.decide.policytest import load_tests_of_roots as load_policy_tests_of_roots
     from engine.decide.policytest import run as run_policy_tests
     from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
     from engine.decide.replay import BundleSource, Replayed, Replayer
     from engine.decide.verdict import Verdict
+    from engine.decide.wiring import unwired as unwired_site_rules
 else:
     def __getattr__(name: str) -> Any:
         home = _HOME.get(name)
@@ -155,9 +160,11 @@ __all__ = [
     "json_schema",
     "load_directory",
     "load_policy_tests",
+    "load_policy_tests_of_roots",
     "opa_timestamp",
     "read_bundle",
     "run_policy_tests",
     "run_policy_tests_with_coverage",
+    "unwired_site_rules",
     "validate",
 ]

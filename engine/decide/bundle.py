@@ -63,6 +63,11 @@ class PolicySet:
     """Key id of the verified signature, or None when the bundle was not verified."""
     archive: bytes | None = field(default=None, repr=False)
     """The bundle's bytes, when it came from (or was built into) a bundle."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The bundle manifest's ``metadata`` (``vigil.tests``: how its tests went at build)."""
+    test_scope: tuple[str, ...] = ()
+    """Module path prefixes whose tests ``vigil policy test`` runs (every test when
+    empty); the other modules are there for what the tests import."""
 
     @property
     def data(self) -> dict[str, Any]:
@@ -232,10 +237,12 @@ def manifest_bytes(revision: str, roots: Sequence[str], *,
 
 def build(policy: PolicySet, *, revision: str | None = None,
           signing_key: Path | None = None, key_id: str = "vigil",
-          scope: str | None = None) -> bytes:
-    """Write ``policy`` (without tests) as an OPA bundle; sign it when a key is given."""
+          scope: str | None = None, metadata: dict[str, Any] | None = None) -> bytes:
+    """Write ``policy`` (without tests) as an OPA bundle; sign it when a key is given.
+    ``metadata`` goes into the manifest (signed with it)."""
     revision = revision or policy.revision
-    files: dict[str, bytes] = {MANIFEST: manifest_bytes(revision, policy.roots)}
+    files: dict[str, bytes] = {MANIFEST: manifest_bytes(revision, policy.roots,
+                                                        metadata=metadata)}
     for path, source in sorted(policy.policy_modules.items()):
         files[path] = source.encode("utf-8")
     files.update(policy.data_files)
@@ -353,8 +360,10 @@ def read(path: Path | str, raw: bytes | None = None, *,
                                   f"at path /{data_dir}")
             data_files[name] = content
     _check_modules(modules, roots, where=where, strict_layout=False)  # (6)
+    metadata = manifest.get("metadata")
     return PolicySet(modules=modules, data_files=data_files, roots=roots, revision=revision,
-                     origin=where, signed_by=signed_by, archive=raw)
+                     origin=where, signed_by=signed_by, archive=raw,
+                     metadata=metadata if isinstance(metadata, dict) else {})
 
 
 def load_policy(settings: Settings) -> PolicySet:

@@ -10,6 +10,7 @@ documents the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from engine.decide import bundle as _bundle
 from engine.decide.errors import PolicyError
 from engine.decide.evaluators.regorus_engine import located, new_engine, rule_value
+from engine.decide.explain import Explanation, explain
 
 _TEST_RULE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{)", re.MULTILINE)
 
@@ -35,6 +37,8 @@ class TestResult:
     output: str
     """What ``print()`` wrote while the test ran."""
     duration_ns: int
+    explanation: Explanation | None = None
+    """For a failure: the failing expression, where it is, the values involved."""
 
     @property
     def passed(self) -> bool:
@@ -45,6 +49,8 @@ def discover(policy: _bundle.PolicySet) -> list[tuple[str, str, str]]:
     """(package, test rule, file) of every test, in file order."""
     tests: list[tuple[str, str, str]] = []
     for path, source in sorted(policy.test_modules.items()):
+        if policy.test_scope and not path.startswith(policy.test_scope):
+            continue
         package = _bundle.package_of(source)
         if package is None:
             raise PolicyError("no `package` line", file=path)
@@ -78,9 +84,35 @@ def load(path: Path) -> _bundle.PolicySet:
     for _ in range(depth):
         base = base.parent
     if base == path or base not in path.parents:
-        return _bundle.load_directory(path, include_tests=True)
-    return _bundle.load_directory(base, [path.relative_to(base).as_posix()],
-                                  include_tests=True)
+        return _with_vigil_library(_bundle.load_directory(path, include_tests=True))
+    # every root of the policy folder is loaded (the tests of one import the others,
+    # such as the vigil library); only the tests under ``path`` run
+    whole = _bundle.load_directory(base, include_tests=True)
+    scope = path.relative_to(base).as_posix() + "/"
+    return _with_vigil_library(dataclasses.replace(whole, test_scope=(scope,)))
+
+
+def load_tests_of_roots(folder: Path, roots: list[str]) -> _bundle.PolicySet:
+    """The policy folder with its tests, running those of ``roots`` (what a bundle of
+    those roots is built from)."""
+    whole = _with_vigil_library(_bundle.load_directory(folder, include_tests=True))
+    return dataclasses.replace(whole, test_scope=tuple(f"{r}/" for r in roots))
+
+
+def _with_vigil_library(policy: _bundle.PolicySet) -> _bundle.PolicySet:
+    """``policy``, and the installed ``vigil`` root when its modules import
+    ``data.vigil`` but it has none (site policies kept in a folder of their own); the
+    tests that run stay those of ``policy``."""
+    if any(p.startswith("vigil/") for p in policy.modules) or not any(
+            "data.vigil." in source for source in policy.modules.values()):
+        return policy
+    library = _bundle.load_directory(_bundle.SOURCE_POLICIES, ["vigil"], include_tests=True)
+    scope = policy.test_scope or tuple(sorted({p.split("/", 1)[0] + "/"
+                                               for p in policy.modules}))
+    return dataclasses.replace(
+        policy, modules={**library.modules, **policy.modules},
+        data_files={**library.data_files, **policy.data_files},
+        roots=tuple(dict.fromkeys((*policy.roots, "vigil"))), test_scope=scope)
 
 
 @dataclass(frozen=True)
@@ -130,6 +162,12 @@ def _run(policy: _bundle.PolicySet, name_filter: str | None, *, coverage: bool
     engine.set_gather_prints(True)
     engine.set_enable_coverage(coverage)
     engine.set_input_json("{}")
+    try:  # the modules are checked (safety, undefined functions…) on first evaluation
+        engine.eval_query_as_json("true")
+    except RuntimeError as exc:
+        where, line, message = located(exc)
+        raise PolicyError(f"policy does not compile: {message}", file=where,
+                          line=line) from None
     results: list[TestResult] = []
     pattern = re.compile(name_filter) if name_filter else None
     for package, name, file in discover(policy):
@@ -151,8 +189,10 @@ def _run(policy: _bundle.PolicySet, name_filter: str | None, *, coverage: bool
             status, detail = "pass", ""
         else:
             status, detail = "fail", repr(value) if defined else "undefined"
+        why = explain(policy, package, name, file) if status == "fail" else None
         results.append(TestResult(package=package, name=name, file=file, status=status,
-                                  detail=detail, output=text, duration_ns=elapsed))
+                                  detail=detail, output=text, duration_ns=elapsed,
+                                  explanation=why))
     if not coverage:
         return results, None
     report = json.loads(engine.get_coverage_report_as_json())

@@ -237,6 +237,12 @@ class Pvdb:
 
         return source_status(self._con)
 
+    def last_problems(self) -> dict[str, Any] | None:
+        """The last ingest run with its problems and warnings (None before any)."""
+        from engine.pvdb.ingest import last_run_problems
+
+        return last_run_problems(self._con)
+
     def coverage(self) -> list[dict[str, Any]]:
         """Per ecosystem and release (packages) or vendor/product (products): the sources
         that cover it, how many records, as of when (:mod:`engine.pvdb.coverage`)."""

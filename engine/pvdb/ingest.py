@@ -449,12 +449,45 @@ def _record_run(
             sorted(report.counts),
         ],
     )
-    if report.problems:
-        rows = [
-            (report.run_id, p.origin, p.record_id, p.pointer, p.reason)
-            for p in report.problems[:_MAX_STORED_PROBLEMS]
-        ]
-        con.executemany("INSERT INTO ingest_problems VALUES (?, ?, ?, ?, ?)", rows)
+    rows = [
+        (report.run_id, p.origin, p.record_id, p.pointer, p.reason, kind)
+        for kind, found in (("problem", report.problems), ("warning", report.warnings))
+        for p in found[:_MAX_STORED_PROBLEMS]
+    ]
+    if rows:
+        con.executemany(
+            "INSERT INTO ingest_problems (run_id, origin, record_id, pointer, reason, kind) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def last_run_problems(con: duckdb.DuckDBPyConnection) -> dict[str, object] | None:
+    """The last ingest run (id, when, origins) with its problems and warnings as stored
+    (at most :data:`_MAX_STORED_PROBLEMS` of each); None before the first ingest."""
+    run = con.execute(
+        "SELECT run_id, started_at, finished_at, origins FROM ingest_runs "
+        "ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
+    ).fetchone()
+    if run is None:
+        return None
+    rows = con.execute(
+        "SELECT kind, origin, record_id, pointer, reason FROM ingest_problems "
+        "WHERE run_id = ? ORDER BY kind, origin, record_id, pointer",
+        [run[0]],
+    ).fetchall()
+    found = [
+        {"kind": k, "origin": o, "record_id": r, "pointer": p, "reason": why}
+        for k, o, r, p, why in rows
+    ]
+    return {
+        "run_id": run[0],
+        "started_at": run[1],
+        "finished_at": run[2],
+        "origins": list(run[3]),
+        "problems": [f for f in found if f["kind"] == "problem"],
+        "warnings": [f for f in found if f["kind"] == "warning"],
+    }
 
 
 def source_status(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:

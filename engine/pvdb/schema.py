@@ -19,7 +19,7 @@ import datetime as dt
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 FACT_TABLES = (
     "vulnerabilities",
@@ -126,6 +126,11 @@ _MIGRATIONS: dict[int, str] = {
         SELECT e.source, e.vuln_id, e.score_date, e.score, e.percentile, e.record_id, r.origin
         FROM epss e JOIN records r USING (source, record_id)
         WHERE e.score_date IS NOT NULL;
+    """,
+    # An ingest keeps its warnings (parts of loaded records not used, or corrected) beside
+    # its problems, so that `vigil feeds problems` can list both again.
+    4: """
+    ALTER TABLE ingest_problems ADD COLUMN kind VARCHAR DEFAULT 'problem';
     """,
 }
 

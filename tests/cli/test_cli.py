@@ -39,7 +39,7 @@ def test_ingest_snapshot_twice(env: Path, capsys: pytest.CaptureFixture[str],
     code, out, _ = vigil(capsys, monkeypatch, "feeds", "status", "--json")
     sources = {r["source"]: r for r in orjson.loads(out)["sources"]}
     assert sources["cve5"]["records"] == 7
-    assert sources["cve5"]["schema_version"] == 3
+    assert sources["cve5"]["schema_version"] == 4
 
 
 def test_affecting_sample_host(env: Path, capsys: pytest.CaptureFixture[str],

@@ -52,6 +52,8 @@ def test_build_writes_an_opa_bundle(signed: Path) -> None:
                           "/vigil/rules/vulnerabilities/vulnerabilities.rego",
                           "/vigil/config/data.json"}
     manifest = json.loads(files["/.manifest"])
+    tests = manifest.pop("metadata")["vigil"]["tests"]  # the policy tests ran first
+    assert tests["status"] == "passed" and tests["passed"] > 0
     assert manifest == {"revision": "r1", "roots": ["vigil"], "rego_version": 1}
     token = json.loads(files["/.signatures.json"])["signatures"][0]
     extracted = signing.jws.extract_compact(token.encode())

@@ -55,8 +55,8 @@ def _decide(world: Path, *components: Component) -> tuple[int, str]:
 
 
 def _split(output: str) -> tuple[dict[str, object], dict[str, object]]:
-    document_text, _, verdict_text = output.partition("\n}\n")
-    return json.loads(document_text + "\n}"), json.loads(verdict_text)
+    both = json.loads(output)  # --show-input --json: one document
+    return both["input"], both["verdict"]
 
 
 def test_an_uncovered_kernel_is_refused_naming_it(world: Path) -> None:

@@ -76,9 +76,8 @@ def _decide(world: Path, *args: str) -> tuple[int, str]:
 
 def test_the_attested_components_are_asked_about_and_the_decision_logged(world: Path) -> None:
     code, output = _decide(world, "--result", str(_result(world)), "--json", "--show-input")
-    document_text, _, verdict_text = output.partition("\n}\n")
-    document = json.loads(document_text + "\n}")
-    verdict = json.loads(verdict_text)
+    both = json.loads(output)  # --show-input --json: one document
+    document, verdict = both["input"], both["verdict"]
     assert document["host"]["id"] == "hv-042"
     assert document["host"]["attestation"]["image"] == {"name": "hv-base",
                                                         "version": "2026.05.1"}

@@ -454,6 +454,11 @@ class Lab:
         if body.get("recheck_at"):
             lines.append(f"  re-checked at {body['recheck_at']}")
         lines += [f"  reason: {reason}" for reason in body.get("reasons") or []]
+        if body.get("preparation"):
+            lines.append(
+                f"  patched configuration asked for: {len(body['preparation'])} preparation "
+                "request(s) queued"
+            )
         lines += [f"  | {line}" for line in shown.stdout.rstrip().splitlines()]
         lines.append(
             "  signature and attestation result verified"
@@ -584,6 +589,8 @@ def demo(
         )
     if not feeds.exists():
         raise NotFoundError(f"no feeds at {feeds}")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # each step shows as it starts
     started = _T0[0] = time.monotonic()
     lab = Lab(state.resolve(), feeds.resolve(), port or _free_port())
     problems: list[str] = []

@@ -1,7 +1,7 @@
 """The README's first command, end to end: ``vigil lab demo --once`` (what
 ``scripts/demo.sh --once`` runs) builds the world on software TPMs, starts the service,
 provisions four VMs and stops. Each report it leaves is verified here, independently of
-the demo's own check, with ``vigil report verify`` (signature and attestation result),
+the demo's own check, with ``vigil report verify`` (in process; signature and attestation result),
 and its verdict read from the verified report; nothing the demo started may outlive it."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.clirun import vigil
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {
@@ -31,17 +33,6 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env["PYTHONPATH"] = str(ROOT)
     return env
-
-
-def _vigil(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine.cli.main", *args],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _processes_using(folder: Path) -> list[str]:
@@ -85,13 +76,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
 
 def test_the_demo_tells_the_whole_story(
     demo: tuple[Path, subprocess.CompletedProcess[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     state, done = demo
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     keys = state / "keys"
     verdicts = {}
     for vm, (host, _) in EXPECTED.items():
-        checked = _vigil(
+        code, out, err = vigil(
+            capsys,
+            monkeypatch,
             "report",
             "verify",
             str(state / "reports" / f"{vm}.jws"),
@@ -101,8 +96,8 @@ def test_the_demo_tells_the_whole_story(
             str(keys / "verifier.pub.pem"),
             "--json",
         )
-        assert checked.returncode == 0, checked.stderr
-        body = json.loads(checked.stdout)
+        assert code == 0, err
+        body = json.loads(out)
         assert body["verified"] and body["ear_verified"]
         assert (body["vm"], body["host"], body["tenant"]) == (vm, host, "acme")
         verdicts[vm] = body["verdict"]
@@ -124,14 +119,18 @@ def test_the_demo_leaves_nothing_running(
 
 def test_a_report_signed_by_another_key_does_not_verify(
     demo: tuple[Path, subprocess.CompletedProcess[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     state, _ = demo
-    checked = _vigil(
+    code, _, err = vigil(
+        capsys,
+        monkeypatch,
         "report",
         "verify",
         str(state / "reports" / "web-1.jws"),
         "--key",
         str(state / "keys" / "images.pub.pem"),
     )
-    assert checked.returncode == 1
-    assert checked.stderr.startswith("error: ") and "Traceback" not in checked.stderr
+    assert code == 1
+    assert err.startswith("error: ") and "Traceback" not in err

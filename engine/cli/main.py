@@ -20,6 +20,7 @@ from engine.cli import (
     feeds,
     fleet,
     images,
+    lab,
     patch,
     policy,
     predict,
@@ -57,6 +58,7 @@ app.command("decide")(decide.decide)
 app.command("serve")(serve.serve)
 app.add_typer(serve.tokens_app, name="tokens")
 app.add_typer(provision.app, name="provision")
+app.add_typer(lab.app, name="lab")
 
 
 @app.command()

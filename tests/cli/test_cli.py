@@ -30,7 +30,7 @@ def test_ingest_snapshot_twice(env: Path, capsys: pytest.CaptureFixture[str],
     code, out, _ = vigil(capsys, monkeypatch, "feeds", "ingest", str(SNAPSHOT), "--json")
     assert code == 0
     report = orjson.loads(out)
-    assert report["counts"]["cve5"]["added"] == 7
+    assert report["counts"]["cve5"]["added"] == 8
     assert report["counts"]["kev"]["added"] == 3
     assert report["problems"] == []
     code, out, _ = vigil(capsys, monkeypatch, "feeds", "ingest", str(SNAPSHOT), "--json")
@@ -38,7 +38,7 @@ def test_ingest_snapshot_twice(env: Path, capsys: pytest.CaptureFixture[str],
     assert orjson.loads(out)["changed"] == 0
     code, out, _ = vigil(capsys, monkeypatch, "feeds", "status", "--json")
     sources = {r["source"]: r for r in orjson.loads(out)["sources"]}
-    assert sources["cve5"]["records"] == 7
+    assert sources["cve5"]["records"] == 8
     assert sources["cve5"]["schema_version"] == 4
 
 
@@ -51,7 +51,7 @@ def test_affecting_sample_host(env: Path, capsys: pytest.CaptureFixture[str],
     report = orjson.loads(out)
     found = {f["vuln_id"]: f for f in report["findings"]}
     assert set(found) == {"CVE-2024-1086", "CVE-2024-36971", "CVE-2024-50264",
-                          "CVE-2024-42135", "CVE-2024-53104"}
+                          "CVE-2024-42135", "CVE-2024-53104", "CVE-2025-38236"}
     f = found["CVE-2024-36971"]
     assert f["fix"]["closing_version"] == "6.6.34"
     assert f["fix"]["availability"] == {"date": "2024-06-16", "basis": "vendor",
@@ -70,7 +70,7 @@ def test_affecting_sample_host(env: Path, capsys: pytest.CaptureFixture[str],
     code, out, _ = vigil(capsys, monkeypatch, "pvdb", "affecting", "--component",
                          "kernel=linux/linux_kernel@6.6.30", "--min-severity", "high", "--json")
     assert {f["vuln_id"] for f in orjson.loads(out)["findings"]} == {
-        "CVE-2024-1086", "CVE-2024-36971", "CVE-2024-50264"}
+        "CVE-2024-1086", "CVE-2024-36971", "CVE-2024-50264", "CVE-2025-38236"}
     # Fixes available by 2024-07-01 (+0 days): 6.6.34 (2024-06-16) on the host's own line.
     # CVE-2024-1086's only fix in these records is 6.8 (2024-03-10), another line: an
     # upgrade, not a patch of 6.6, so it does not count as a patch within the window.

@@ -48,6 +48,7 @@ _HOME: dict[str, str] = {
     "Checkpoint": "engine.decide.decision_log",
     "DecisionRecord": "engine.decide.decision_log",
     "StoredRow": "engine.decide.decision_log",
+    "ChainRow": "engine.decide.decision_log",
     "canonical_json": "engine.decide.decision_log:canonical",
     "checkpoint_payload": "engine.decide.decision_log",
     "event_frame": "engine.decide.decision_log",

@@ -291,6 +291,81 @@ def checkpoint_payload(*, log_id: str, number: int, size: int, head: str,
                       "time": time_text, "kid": kid, "kind": kind, "every": every}).encode()
 
 
+# --- the hash computed in bulk ---------------------------------------------------------
+
+_PLAIN = r'[\x00-\x07\x0b\x0e-\x1f]'
+"""Characters :func:`_text` escapes as ``\\u00XX``: a row holding one in a text field has
+its hash computed in Python (:func:`_sql_text` escapes only the common ones)."""
+
+_SQL_MAX_US = 253_402_300_800_000_000
+"""Year 10000 in microseconds since 1970: later (or negative) times are left to Python."""
+
+
+def _sql_text(column: str) -> str:
+    """SQL giving :func:`_text` of ``column`` (JSON string or ``null``) for text without
+    the rare control characters of :data:`_PLAIN`."""
+    escaped = column
+    for char, escape in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"),
+                         ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"),
+                         ("\f", "\\f")):
+        escaped = f"replace({escaped}, {_sql_literal(char)}, {_sql_literal(escape)})"
+    return f"CASE WHEN {column} IS NULL THEN 'null' ELSE '\"' || {escaped} || '\"' END"
+
+
+def _sql_literal(text: str) -> str:
+    """A SQL string literal (control characters through chr())."""
+    parts = []
+    for char in text:
+        parts.append(f"chr({ord(char)})" if ord(char) < 32 else "'" + char.replace("'", "''")
+                     + "'")
+    return " || ".join(parts)
+
+
+def _sql_hashed(bundles: str, attestation: str) -> str:
+    """SQL giving the bytes a row's hash covers (``prev_hash`` and :func:`body_text`),
+    NULL when Python must compute them (rare control characters, a time outside years
+    1970-9999)."""
+    us = "epoch_us(ts)"
+    stamp = (f"strftime(make_timestamp({us}), '%Y-%m-%dT%H:%M:%S') || CASE WHEN {us} % "
+             f"1000000 = 0 THEN '' ELSE '.' || lpad(({us} % 1000000)::VARCHAR, 6, '0') END"
+             " || '+00:00'")
+    texts = ("decision_id", "path", "evaluator", "error", "bundle_revision", attestation)
+    plain = " AND ".join(f"NOT regexp_matches(coalesce({c}, ''), '{_PLAIN}')" for c in texts)
+    body = " || ".join((
+        f"CASE WHEN {attestation} IS NULL THEN '{{' ELSE '{{\"attestation_sha256\":' || "
+        f"{_sql_text(attestation)} || ',' END",
+        f"'\"bundle_revision\":' || {_sql_text('bundle_revision')}",
+        f"CASE WHEN {bundles} IS NULL THEN '' ELSE ',\"bundles\":' || {bundles} END",
+        f"',\"decision_id\":' || {_sql_text('decision_id')}",
+        f"',\"error\":' || {_sql_text('error')}",
+        f"',\"evaluator\":' || {_sql_text('evaluator')}",
+        "',\"input\":' || input", "',\"labels\":' || labels",
+        "',\"metrics\":' || metrics", f"',\"path\":' || {_sql_text('path')}",
+        "',\"result\":' || result", f"',\"timestamp\":\"' || {stamp} || '\"}}'"))
+    return (f"CASE WHEN {plain} AND {us} >= 0 AND {us} < {_SQL_MAX_US} "
+            f"THEN encode(prev_hash || {body}) END")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """What the chain check needs of one record, its hash computed."""
+
+    seq: int
+    decision_id: str
+    prev_hash: str
+    record_hash: str
+    computed: str
+    """SHA-256 of ``prev_hash`` and the body, as the row holds them now."""
+    size: int
+    """Bytes hashed."""
+    micros: int
+    """The timestamp, microseconds since 1970 (UTC)."""
+    bundle_revision: str | None
+    attestation_sha256: str | None
+    row: StoredRow | None
+    """The whole row, when asked for (``full``)."""
+
+
 # --- the export's lines ---------------------------------------------------------------
 
 
@@ -677,6 +752,58 @@ class DecisionLog:
             finally:
                 cursor.close()
 
+    def chain_rows(self, *, full: bool = False, batch: int = 1024) -> Iterator[ChainRow]:
+        """Every record in sequence order with its hash computed: the body assembled by
+        DuckDB (:func:`_sql_hashed`, equal to :func:`body_text`), streamed as Arrow, hashed
+        here in bulk; the rows DuckDB cannot assemble exactly are hashed by
+        :meth:`StoredRow.computed_hash`. ``full``: each with its :class:`StoredRow`."""
+        with self._session() as con:
+            select = self._select(con)
+            columns = select.removeprefix("SELECT ").removesuffix(" FROM decision_log")
+            bundles = "bundles" if self._has_column(con, "decision_log", "bundles") else "NULL"
+            attestation = ("attestation_sha256" if self._has_column(
+                con, "decision_log", "attestation_sha256") else "NULL::VARCHAR")
+            wanted = (columns if full else
+                      f"seq, decision_id, prev_hash, record_hash, bundle_revision, "
+                      f"{attestation} AS attestation_sha256")
+            query = (f"SELECT {wanted}, epoch_us(ts) AS micros, "
+                     f"{_sql_hashed(bundles, attestation)} AS hashed FROM decision_log "
+                     "ORDER BY seq")
+            cursor = con.cursor()
+            try:
+                reader = cursor.sql(query).to_arrow_reader(batch)
+                for chunk in reader:
+                    yield from self._hashed(chunk, full)
+            finally:
+                cursor.close()
+
+    def _hashed(self, chunk: Any, full: bool) -> Iterator[ChainRow]:
+        names = chunk.schema.names
+        values = {name: chunk.column(i).to_pylist() for i, name in enumerate(names)
+                  if name != "hashed"}
+        hashed = chunk.column(names.index("hashed")).to_pylist()
+        sha256 = hashlib.sha256
+        stored = None
+        if full:
+            fields = [values[n] for n in names[:15]]
+            stored = [StoredRow(*r) for r in zip(*fields, strict=True)]
+        for i, data in enumerate(hashed):
+            seq = values["seq"][i]
+            row = stored[i] if stored is not None else None
+            if data is None:  # assembled in Python
+                if row is None:
+                    row = list(self.rows("seq = ?", [seq]))[0]
+                text = (row.prev_hash + row.body()).encode()
+                computed, size = sha256(text).hexdigest(), len(text)
+                if not full:
+                    row = None
+            else:
+                computed, size = sha256(data).hexdigest(), len(data)
+            yield ChainRow(seq, values["decision_id"][i], values["prev_hash"][i],
+                           values["record_hash"][i], computed, size, values["micros"][i],
+                           values["bundle_revision"][i], values["attestation_sha256"][i],
+                           row)
+
     def _records(self, where: str = "", params: list[Any] | None = None
                  ) -> Iterator[DecisionRecord]:
         for row in self.rows(where, params):
@@ -817,6 +944,7 @@ class DecisionLog:
 __all__ = [
     "CHECKPOINT_TYP",
     "GENESIS",
+    "ChainRow",
     "Checkpoint",
     "DecisionLog",
     "DecisionRecord",

@@ -236,15 +236,29 @@ def body_text(*, attestation_sha256: str | None, bundle_revision: str | None,
     JSON fields' stored canonical text (``bundles`` and ``attestation_sha256`` only when
     recorded, so rows written before those existed keep their hashes). Equal to
     ``canonical(_body(...))`` of the parsed values, which :func:`_body` states."""
+    before, between, after = body_frame(
+        attestation_sha256=attestation_sha256, bundle_revision=bundle_revision,
+        bundles_text=bundles_text, decision_id=decision_id, error=error,
+        evaluator=evaluator, labels_text=labels_text, metrics_text=metrics_text, path=path,
+        timestamp_text=timestamp_text)
+    return "".join((before, input_text, between, result_text, after))
+
+
+def body_frame(*, attestation_sha256: str | None, bundle_revision: str | None,
+               bundles_text: str | None, decision_id: str, error: str | None,
+               evaluator: str, labels_text: str, metrics_text: str, path: str,
+               timestamp_text: str) -> tuple[str, str, str]:
+    """:func:`body_text` around the input's and the result's text: (before the input,
+    between them, after the result); what the bulk check hashes around their bytes."""
     head = ("{" if attestation_sha256 is None
             else '{"attestation_sha256":' + _text(attestation_sha256) + ",")
     bundles = "" if bundles_text is None else ',"bundles":' + bundles_text
-    return "".join((
-        head, '"bundle_revision":', _text(bundle_revision), bundles,
-        ',"decision_id":', _text(decision_id), ',"error":', _text(error),
-        ',"evaluator":', _text(evaluator), ',"input":', input_text,
-        ',"labels":', labels_text, ',"metrics":', metrics_text, ',"path":', _text(path),
-        ',"result":', result_text, ',"timestamp":', _text(timestamp_text), "}"))
+    return ("".join((head, '"bundle_revision":', _text(bundle_revision), bundles,
+                     ',"decision_id":', _text(decision_id), ',"error":', _text(error),
+                     ',"evaluator":', _text(evaluator), ',"input":')),
+            "".join((',"labels":', labels_text, ',"metrics":', metrics_text, ',"path":',
+                     _text(path), ',"result":')),
+            "".join((',"timestamp":', _text(timestamp_text), "}")))
 
 
 def _body(decision_id: str, timestamp: str, path: str, input_document: Any, result: Any,
@@ -293,57 +307,9 @@ def checkpoint_payload(*, log_id: str, number: int, size: int, head: str,
 
 # --- the hash computed in bulk ---------------------------------------------------------
 
-_PLAIN = r'[\x00-\x07\x0b\x0e-\x1f]'
-"""Characters :func:`_text` escapes as ``\\u00XX``: a row holding one in a text field has
-its hash computed in Python (:func:`_sql_text` escapes only the common ones)."""
-
-_SQL_MAX_US = 253_402_300_800_000_000
-"""Year 10000 in microseconds since 1970: later (or negative) times are left to Python."""
-
-
-def _sql_text(column: str) -> str:
-    """SQL giving :func:`_text` of ``column`` (JSON string or ``null``) for text without
-    the rare control characters of :data:`_PLAIN`."""
-    escaped = column
-    for char, escape in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"),
-                         ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"),
-                         ("\f", "\\f")):
-        escaped = f"replace({escaped}, {_sql_literal(char)}, {_sql_literal(escape)})"
-    return f"CASE WHEN {column} IS NULL THEN 'null' ELSE '\"' || {escaped} || '\"' END"
-
-
-def _sql_literal(text: str) -> str:
-    """A SQL string literal (control characters through chr())."""
-    parts = []
-    for char in text:
-        parts.append(f"chr({ord(char)})" if ord(char) < 32 else "'" + char.replace("'", "''")
-                     + "'")
-    return " || ".join(parts)
-
-
-def _sql_hashed(bundles: str, attestation: str) -> str:
-    """SQL giving the bytes a row's hash covers (``prev_hash`` and :func:`body_text`),
-    NULL when Python must compute them (rare control characters, a time outside years
-    1970-9999)."""
-    us = "epoch_us(ts)"
-    stamp = (f"strftime(make_timestamp({us}), '%Y-%m-%dT%H:%M:%S') || CASE WHEN {us} % "
-             f"1000000 = 0 THEN '' ELSE '.' || lpad(({us} % 1000000)::VARCHAR, 6, '0') END"
-             " || '+00:00'")
-    texts = ("decision_id", "path", "evaluator", "error", "bundle_revision", attestation)
-    plain = " AND ".join(f"NOT regexp_matches(coalesce({c}, ''), '{_PLAIN}')" for c in texts)
-    body = " || ".join((
-        f"CASE WHEN {attestation} IS NULL THEN '{{' ELSE '{{\"attestation_sha256\":' || "
-        f"{_sql_text(attestation)} || ',' END",
-        f"'\"bundle_revision\":' || {_sql_text('bundle_revision')}",
-        f"CASE WHEN {bundles} IS NULL THEN '' ELSE ',\"bundles\":' || {bundles} END",
-        f"',\"decision_id\":' || {_sql_text('decision_id')}",
-        f"',\"error\":' || {_sql_text('error')}",
-        f"',\"evaluator\":' || {_sql_text('evaluator')}",
-        "',\"input\":' || input", "',\"labels\":' || labels",
-        "',\"metrics\":' || metrics", f"',\"path\":' || {_sql_text('path')}",
-        "',\"result\":' || result", f"',\"timestamp\":\"' || {stamp} || '\"}}'"))
-    return (f"CASE WHEN {plain} AND {us} >= 0 AND {us} < {_SQL_MAX_US} "
-            f"THEN encode(prev_hash || {body}) END")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_CHUNK_BYTES = 64 << 20
+"""About how much record text one bulk read holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +397,66 @@ _ROW_COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, eva
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+"""What :func:`_text` escapes: a row with one in a text field is framed in Python."""
+
+_STAMP_SQL = ("CASE WHEN epoch_us(ts) >= 0 AND epoch_us(ts) < 253402300800000000 THEN "
+              "strftime(make_timestamp(epoch_us(ts)), '%Y-%m-%dT%H:%M:%S') || CASE WHEN "
+              "epoch_us(ts) % 1000000 = 0 THEN '' ELSE '.' || lpad((epoch_us(ts) % 1000000)"
+              "::VARCHAR, 6, '0') END || '+00:00' END")
+"""``hashed_timestamp`` of ``ts`` in SQL, for years 1970-9999 (else NULL: Python's)."""
+
+
+def _quoted(column: Any) -> Any:
+    """:func:`_text` of a text column whose values need no escape."""
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.is_null(column), "null",
+                      pc.binary_join_element_wise('"', column, '"', ""))
+
+
+def _hashed(table: Any, full: bool) -> Iterator[ChainRow]:
+    """The rows of one bulk read (Arrow: the stored columns in :data:`_ROW_COLUMNS`'
+    order, then ``micros`` and ``stamp``) with their hashes. The bytes hashed are joined
+    by Arrow (:func:`body_frame` in vector form) for rows whose text fields need no
+    escape and whose time is in years 1970-9999; the others are framed by
+    :func:`body_frame` itself."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = table.columns
+    ids, path, revision, evaluator, metrics, error, labels, prev = (
+        cols[i] for i in (1, 3, 6, 7, 8, 9, 10, 11))
+    inputs, results, bundles, attestation, stamp = cols[4], cols[5], cols[13], cols[14], \
+        cols[16]
+    odd = pc.is_null(stamp)
+    for text in (ids, path, evaluator, error, revision, attestation):
+        odd = pc.or_(odd, pc.fill_null(pc.match_substring_regex(text, _NEEDS_ESCAPE), False))
+    join = pc.binary_join_element_wise
+    head = pc.if_else(pc.is_null(attestation), "{",
+                      join('{"attestation_sha256":', _quoted(attestation), ",", ""))
+    bundled = pc.if_else(pc.is_null(bundles), "", join(',"bundles":', bundles, ""))
+    whole = join(prev, head, '"bundle_revision":', _quoted(revision), bundled,
+                 ',"decision_id":', _quoted(ids), ',"error":', _quoted(error),
+                 ',"evaluator":', _quoted(evaluator), ',"input":', inputs, ',"labels":',
+                 labels, ',"metrics":', metrics, ',"path":', _quoted(path), ',"result":',
+                 results, ',"timestamp":"', stamp, '"}', "")
+    hashed = pc.cast(pc.fill_null(whole, ""), pa.large_binary()).to_pylist()
+    odd_rows = odd.to_pylist()
+    seqs, names, prevs, hashes, micros = (cols[i].to_pylist() for i in (0, 1, 11, 12, 15))
+    revisions, attestations = revision.to_pylist(), attestation.to_pylist()
+    stored = ([StoredRow(*r) for r in zip(*(c.to_pylist() for c in cols[:15]), strict=True)]
+              if full else None)
+    sha256 = hashlib.sha256
+    for i, data in enumerate(hashed):
+        row = stored[i] if stored is not None else None
+        if odd_rows[i]:
+            whole_row = row or StoredRow(*(c[i].as_py() for c in cols[:15]))
+            data = (whole_row.prev_hash + whole_row.body()).encode()
+        yield ChainRow(seqs[i], names[i], prevs[i], hashes[i], sha256(data).hexdigest(),
+                       len(data), micros[i], revisions[i], attestations[i], row)
 
 
 class DecisionLog:
@@ -752,57 +778,37 @@ class DecisionLog:
             finally:
                 cursor.close()
 
-    def chain_rows(self, *, full: bool = False, batch: int = 1024) -> Iterator[ChainRow]:
-        """Every record in sequence order with its hash computed: the body assembled by
-        DuckDB (:func:`_sql_hashed`, equal to :func:`body_text`), streamed as Arrow, hashed
-        here in bulk; the rows DuckDB cannot assemble exactly are hashed by
-        :meth:`StoredRow.computed_hash`. ``full``: each with its :class:`StoredRow`."""
+    def chain_rows(self, *, full: bool = False) -> Iterator[ChainRow]:
+        """Every record in sequence order with its hash computed in bulk: the records
+        read as Arrow in ranges of sequence numbers (each range's rows sorted, never the
+        whole log), the input's and result's bytes hashed as stored, within
+        :func:`body_frame`. ``full``: each with its :class:`StoredRow`."""
         with self._session() as con:
             select = self._select(con)
+            found = con.execute("SELECT count(*) FROM decision_log").fetchone()
+            count = int(found[0]) if found else 0
+            if not count:
+                return
+            size = self.path.stat().st_size if self.path.exists() else 0
+            step = max(16, min(4096, _CHUNK_BYTES * count // max(size, 1)))
+            starts = [int(r[0]) for r in con.execute(
+                "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM "
+                "decision_log) WHERE n % ? = 1 ORDER BY seq", [step]).fetchall()]
             columns = select.removeprefix("SELECT ").removesuffix(" FROM decision_log")
-            bundles = "bundles" if self._has_column(con, "decision_log", "bundles") else "NULL"
-            attestation = ("attestation_sha256" if self._has_column(
-                con, "decision_log", "attestation_sha256") else "NULL::VARCHAR")
-            wanted = (columns if full else
-                      f"seq, decision_id, prev_hash, record_hash, bundle_revision, "
-                      f"{attestation} AS attestation_sha256")
-            query = (f"SELECT {wanted}, epoch_us(ts) AS micros, "
-                     f"{_sql_hashed(bundles, attestation)} AS hashed FROM decision_log "
-                     "ORDER BY seq")
+            query = (f"SELECT {columns}, epoch_us(ts) AS micros, {_STAMP_SQL} AS stamp "
+                     "FROM decision_log WHERE seq >= ? AND seq < ? ORDER BY seq")
+            ends = [*starts[1:], None]
             cursor = con.cursor()
             try:
-                reader = cursor.sql(query).to_arrow_reader(batch)
-                for chunk in reader:
-                    yield from self._hashed(chunk, full)
+                for start, end in zip(starts, ends, strict=True):
+                    if end is None:
+                        table = cursor.sql(query.replace(" AND seq < ?", ""),
+                                           params=[start]).to_arrow_table()
+                    else:
+                        table = cursor.sql(query, params=[start, end]).to_arrow_table()
+                    yield from _hashed(table, full)
             finally:
                 cursor.close()
-
-    def _hashed(self, chunk: Any, full: bool) -> Iterator[ChainRow]:
-        names = chunk.schema.names
-        values = {name: chunk.column(i).to_pylist() for i, name in enumerate(names)
-                  if name != "hashed"}
-        hashed = chunk.column(names.index("hashed")).to_pylist()
-        sha256 = hashlib.sha256
-        stored = None
-        if full:
-            fields = [values[n] for n in names[:15]]
-            stored = [StoredRow(*r) for r in zip(*fields, strict=True)]
-        for i, data in enumerate(hashed):
-            seq = values["seq"][i]
-            row = stored[i] if stored is not None else None
-            if data is None:  # assembled in Python
-                if row is None:
-                    row = list(self.rows("seq = ?", [seq]))[0]
-                text = (row.prev_hash + row.body()).encode()
-                computed, size = sha256(text).hexdigest(), len(text)
-                if not full:
-                    row = None
-            else:
-                computed, size = sha256(data).hexdigest(), len(data)
-            yield ChainRow(seq, values["decision_id"][i], values["prev_hash"][i],
-                           values["record_hash"][i], computed, size, values["micros"][i],
-                           values["bundle_revision"][i], values["attestation_sha256"][i],
-                           row)
 
     def _records(self, where: str = "", params: list[Any] | None = None
                  ) -> Iterator[DecisionRecord]:
@@ -949,6 +955,7 @@ __all__ = [
     "DecisionLog",
     "DecisionRecord",
     "StoredRow",
+    "body_frame",
     "body_text",
     "canonical",
     "chain_hash",

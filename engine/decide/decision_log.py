@@ -810,6 +810,64 @@ class DecisionLog:
             finally:
                 cursor.close()
 
+    def search(self, *, host: str = "", tenant: str = "", verdict: str = "",
+               reason: str = "", since: dt.datetime | None = None,
+               until: dt.datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest ``limit`` decisions matching every filter given, found by DuckDB in
+        the log (the input's host id and tenant, the result's verdict, a reason's message
+        containing ``reason`` in any case, ``since`` <= time < ``until``): each with its
+        sequence number, id, time, host, tenant, verdict, reasons' messages and error."""
+        host_sql = "json_extract_string(input, '$.host.id')"
+        tenant_sql = "json_extract_string(input, '$.request.tenant')"
+        verdict_sql = "json_extract_string(result, '$.verdict')"
+        reasons_sql = "json_extract_string(result, '$.reasons[*].message')"
+        where, params = [], []
+        for sql, value in ((host_sql, host), (tenant_sql, tenant), (verdict_sql, verdict)):
+            if value:
+                where.append(f"{sql} = ?")
+                params.append(value)
+        if reason:
+            where.append(f"len(list_filter({reasons_sql}, lambda m: contains(lower(m), ?))) > 0")
+            params.append(reason.lower())
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            params.append(until)
+        query = (f"SELECT seq, decision_id, ts, {host_sql}, {tenant_sql}, {verdict_sql}, "
+                 f"{reasons_sql}, error FROM decision_log "
+                 f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+                 "ORDER BY seq DESC LIMIT ?")
+        with self._session() as con:
+            try:
+                found = con.execute(query, [*params, max(0, limit)]).fetchall()
+            except duckdb.Error as exc:
+                raise DecisionLogError(f"cannot search the decision log {self.path}: {exc}"
+                                       ) from exc
+        return [{"seq": r[0], "id": r[1], "timestamp": r[2], "host": r[3] or "",
+                 "tenant": r[4] or "", "verdict": r[5] or "", "reasons": list(r[6] or []),
+                 "error": r[7]} for r in found]
+
+    def file_state(self) -> tuple[Any, ...]:
+        """What changes when anything in the log's files changes: each file's size and
+        modification time (the database and its write-ahead log), the record count, the
+        last record's hash and the checkpoints' count."""
+        stats: list[Any] = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+                stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append(None)
+        with self._session() as con:
+            head = con.execute("SELECT count(*), max(seq), max_by(record_hash, seq) FROM "
+                               "decision_log").fetchone()
+            marks = con.execute("SELECT count(*), max(number) FROM decision_checkpoints"
+                                ).fetchone() if self._has_table(
+                con, "decision_checkpoints") else None
+        return (*stats, head, marks)
+
     def _records(self, where: str = "", params: list[Any] | None = None
                  ) -> Iterator[DecisionRecord]:
         for row in self.rows(where, params):

@@ -371,7 +371,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
 
     app.include_router(router(ctx))
     app.state.ui_fleet, app.state.ui_audit = FleetRows(), AuditStatus()
-    app.include_router(ui_router(ctx, fleet=app.state.ui_fleet, audit=app.state.ui_audit))
+    app.include_router(ui_router(ctx, assessments=app.state.ui_fleet, audit=app.state.ui_audit))
     metrics.routes = {r.path for r in app.routes if hasattr(r, "path")}
     if bundles is not None:
         app.mount("/", Guard(bundle_server_app(bundles, decision_log), token_store, {

@@ -231,12 +231,12 @@ async def form(request: Request) -> dict[str, str]:
 
 
 def ui_router(ctx: Context, sessions: Sessions | None = None, *,
-              fleet: FleetRows | None = None, audit: AuditStatus | None = None
+              assessments: FleetRows | None = None, audit: AuditStatus | None = None
               ) -> APIRouter:
-    """The dashboard's routes over the API's ``ctx`` (``fleet``: the hosts' assessments
-    kept between page loads; ``audit``: the log's last verification)."""
+    """The dashboard's routes over the API's ``ctx`` (``assessments``: the hosts'
+    assessments kept between page loads; ``audit``: the log's last verification)."""
     store = sessions or Sessions()
-    assessed = fleet or FleetRows()
+    assessed = assessments or FleetRows()
     status = audit or AuditStatus()
     ui = APIRouter(prefix="/ui", include_in_schema=False)
 

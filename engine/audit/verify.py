@@ -10,6 +10,7 @@ the end of the log.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -110,6 +111,15 @@ def _bundle_missing(verifier: ChainVerifier, row: ChainRow | StoredRow, where: s
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
+
+def _whole(item: ChainRow, read: Callable[[int], StoredRow]) -> StoredRow:
+    return item.row if item.row is not None else read(item.seq)
+
+
+def _same(row: StoredRow) -> StoredRow:
+    return row
+
+
 OnRow = Callable[[StoredRow], None]
 """Called with every record as it is verified (a report built in the same pass)."""
 
@@ -134,7 +144,8 @@ def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every:
         at[cp.size].append(cp)
 
     def stored(seq: int) -> StoredRow:
-        return list(log.rows("seq = ?", [seq]))[0]
+        (found,) = log.rows("seq = ?", [seq])
+        return found
 
     def named(seq: int) -> str | None:
         found = list(log.rows("seq = ?", [seq]))
@@ -156,7 +167,7 @@ def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every:
             _bundle_missing(verifier, item, where, "the log")
         if item.attestation_sha256 is not None:
             attestations.check(verifier, item, log.attestation(item.attestation_sha256),
-                               where, (lambda r=item: r.row or stored(r.seq)))
+                               where, functools.partial(_whole, item, stored))
         for cp in at.pop(item.seq, []):
             verifier.checkpoint(cp.token, where=f"checkpoint {cp.number}", stored={
                 "number": cp.number, "size": cp.size, "head": cp.head, "kid": cp.key_id,
@@ -209,7 +220,7 @@ def verify_export(reader: ExportReader, keys: Sequence[VerificationKey], *,
             _bundle_missing(verifier, row, where, "the export")
         if row.attestation_sha256 is not None:
             attestations.check(verifier, row, reader.attestations.get(row.attestation_sha256),
-                               where, (lambda r=row: r))
+                               where, functools.partial(_same, row))
         for index, token in enumerate(line.checkpoints, start=1):
             verifier.checkpoint(token, where=f"{where}, checkpoint {index}")
         if on_row is not None:

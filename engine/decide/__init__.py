@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from engine.decide.decision_log import (
         CHECKPOINT_TYP,
         GENESIS,
+        ChainRow,
         Checkpoint,
         DecisionLog,
         DecisionRecord,
@@ -130,6 +131,7 @@ __all__ = [
     "GENESIS",
     "BundleFolder",
     "BundleSource",
+    "ChainRow",
     "Checkpoint",
     "Decider",
     "DecisionLog",

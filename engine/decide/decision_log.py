@@ -821,7 +821,8 @@ class DecisionLog:
         tenant_sql = "json_extract_string(input, '$.request.tenant')"
         verdict_sql = "json_extract_string(result, '$.verdict')"
         reasons_sql = "json_extract_string(result, '$.reasons[*].message')"
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for sql, value in ((host_sql, host), (tenant_sql, tenant), (verdict_sql, verdict)):
             if value:
                 where.append(f"{sql} = ?")

@@ -116,7 +116,8 @@ class Deciding:
             policy = None if decider is None else getattr(decider.evaluator, "policy", None)
         max_age = None
         try:
-            value = policy.data["vigil"]["config"]["attestation"]["max_age_seconds"]
+            data = getattr(policy, "data", None) or {}
+            value = data["vigil"]["config"]["attestation"]["max_age_seconds"]
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 max_age = float(value)
         except (AttributeError, KeyError, TypeError, ValueError):

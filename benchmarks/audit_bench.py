@@ -351,11 +351,12 @@ def measure(argv: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
 
 def peer_floor(log: str) -> None:
     """The floor peer, run in its own process: read the hashed columns of every record
-    from DuckDB (Arrow batches) and SHA-256 each record's bytes; prints the count."""
+    from DuckDB (Arrow batches, in storage order: no sort) and SHA-256 each record's
+    bytes; prints the count."""
     con = duckdb.connect(log, read_only=True)
-    reader = con.execute("SELECT prev_hash, decision_id, path, input, result, evaluator,"
-                         " metrics, labels FROM decision_log ORDER BY seq"
-                         ).to_arrow_reader(1024)
+    con.execute("SET arrow_large_buffer_size = true")
+    reader = con.sql("SELECT prev_hash, decision_id, path, input, result, evaluator,"
+                     " metrics, labels FROM decision_log").to_arrow_reader(64)
     count = 0
     for batch in reader:
         columns = [c.to_pylist() for c in batch.columns]

@@ -409,24 +409,31 @@ _STAMP_SQL = ("CASE WHEN epoch_us(ts) >= 0 AND epoch_us(ts) < 253402300800000000
 """``hashed_timestamp`` of ``ts`` in SQL, for years 1970-9999 (else NULL: Python's)."""
 
 
+def _large(text: str) -> Any:
+    import pyarrow as pa
+
+    return pa.scalar(text, pa.large_string())
+
+
 def _quoted(column: Any) -> Any:
     """:func:`_text` of a text column whose values need no escape."""
     import pyarrow.compute as pc
 
-    return pc.if_else(pc.is_null(column), "null",
-                      pc.binary_join_element_wise('"', column, '"', ""))
+    return pc.if_else(pc.is_null(column), _large("null"),
+                      pc.binary_join_element_wise(_large('"'), column, _large('"'), _large("")))
 
 
 def _hashed(table: Any, full: bool) -> Iterator[ChainRow]:
     """The rows of one bulk read (Arrow: the stored columns in :data:`_ROW_COLUMNS`'
     order, then ``micros`` and ``stamp``) with their hashes. The bytes hashed are joined
-    by Arrow (:func:`body_frame` in vector form) for rows whose text fields need no
-    escape and whose time is in years 1970-9999; the others are framed by
-    :func:`body_frame` itself."""
+    by Arrow (:func:`body_frame` in vector form, in 64-bit offsets) for rows whose text
+    fields need no escape and whose time is in years 1970-9999; the others are framed
+    by :func:`body_frame` itself."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    cols = table.columns
+    cols = [c.cast(pa.large_string()) if pa.types.is_string(c.type) else c
+            for c in table.columns]
     ids, path, revision, evaluator, metrics, error, labels, prev = (
         cols[i] for i in (1, 3, 6, 7, 8, 9, 10, 11))
     inputs, results, bundles, attestation, stamp = cols[4], cols[5], cols[13], cols[14], \
@@ -434,16 +441,18 @@ def _hashed(table: Any, full: bool) -> Iterator[ChainRow]:
     odd = pc.is_null(stamp)
     for text in (ids, path, evaluator, error, revision, attestation):
         odd = pc.or_(odd, pc.fill_null(pc.match_substring_regex(text, _NEEDS_ESCAPE), False))
+    L = _large  # noqa: N806
     join = pc.binary_join_element_wise
-    head = pc.if_else(pc.is_null(attestation), "{",
-                      join('{"attestation_sha256":', _quoted(attestation), ",", ""))
-    bundled = pc.if_else(pc.is_null(bundles), "", join(',"bundles":', bundles, ""))
-    whole = join(prev, head, '"bundle_revision":', _quoted(revision), bundled,
-                 ',"decision_id":', _quoted(ids), ',"error":', _quoted(error),
-                 ',"evaluator":', _quoted(evaluator), ',"input":', inputs, ',"labels":',
-                 labels, ',"metrics":', metrics, ',"path":', _quoted(path), ',"result":',
-                 results, ',"timestamp":"', stamp, '"}', "")
-    hashed = pc.cast(pc.fill_null(whole, ""), pa.large_binary()).to_pylist()
+    head = pc.if_else(pc.is_null(attestation), L("{"),
+                      join(L('{"attestation_sha256":'), _quoted(attestation), L(","), L("")))
+    bundled = pc.if_else(pc.is_null(bundles), L(""), join(L(',"bundles":'), bundles, L("")))
+    whole = join(prev, head, L('"bundle_revision":'), _quoted(revision), bundled,
+                 L(',"decision_id":'), _quoted(ids), L(',"error":'), _quoted(error),
+                 L(',"evaluator":'), _quoted(evaluator), L(',"input":'), inputs,
+                 L(',"labels":'), labels, L(',"metrics":'), metrics, L(',"path":'),
+                 _quoted(path), L(',"result":'), results, L(',"timestamp":"'), stamp,
+                 L('"}'), L(""))
+    hashed = pc.cast(pc.fill_null(whole, L("")), pa.large_binary()).to_pylist()
     odd_rows = odd.to_pylist()
     seqs, names, prevs, hashes, micros = (cols[i].to_pylist() for i in (0, 1, 11, 12, 15))
     revisions, attestations = revision.to_pylist(), attestation.to_pylist()
@@ -789,8 +798,11 @@ class DecisionLog:
             count = int(found[0]) if found else 0
             if not count:
                 return
-            size = self.path.stat().st_size if self.path.exists() else 0
-            step = max(16, min(4096, _CHUNK_BYTES * count // max(size, 1)))
+            sample = con.execute(
+                "SELECT avg(strlen(input) + strlen(result)) FROM (SELECT input, "
+                "result FROM decision_log LIMIT 64)").fetchone()
+            size = float(sample[0]) if sample and sample[0] is not None else 1.0
+            step = int(max(16, min(4096, _CHUNK_BYTES // max(size, 1.0))))
             starts = [int(r[0]) for r in con.execute(
                 "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM "
                 "decision_log) WHERE n % ? = 1 ORDER BY seq", [step]).fetchall()]
@@ -800,6 +812,7 @@ class DecisionLog:
             ends = [*starts[1:], None]
             cursor = con.cursor()
             try:
+                cursor.execute("SET arrow_large_buffer_size = true")
                 for start, end in zip(starts, ends, strict=True):
                     if end is None:
                         table = cursor.sql(query.replace(" AND seq < ?", ""),

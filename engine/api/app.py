@@ -42,8 +42,10 @@ from pydantic import BaseModel
 
 from engine import __version__
 from engine.api import admission as adm
+from engine.api.audit_status import AuditStatus
 from engine.api.auth import Guard, requires
 from engine.api.errors import ApiError, responses
+from engine.api.fleet_cache import FleetRows
 from engine.api.gate import GateAnswer, PlacementGate
 from engine.api.provisioning import Context, router
 from engine.api.tokens import Principal, TokenStore
@@ -368,7 +370,8 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
             req.uid, asked, req.object or {}, got, mutate=mutate))
 
     app.include_router(router(ctx))
-    app.include_router(ui_router(ctx))
+    app.state.ui_fleet, app.state.ui_audit = FleetRows(), AuditStatus()
+    app.include_router(ui_router(ctx, assessments=app.state.ui_fleet, audit=app.state.ui_audit))
     metrics.routes = {r.path for r in app.routes if hasattr(r, "path")}
     if bundles is not None:
         app.mount("/", Guard(bundle_server_app(bundles, decision_log), token_store, {

@@ -19,7 +19,9 @@ the login form a double-submitted one. Pages:
   outcome, migrations and failed ones), paused and resumed by admins through
   :mod:`engine.rollout`;
 * ``/ui/decisions`` (admin, auditor): the decision log, searched by host, tenant,
-  verdict, reason and date, with the hash chain's verification.
+  verdict, reason and date (queried in the log by DuckDB), with the log's audit
+  verification (:mod:`engine.audit`: the chain and its signed checkpoints against the
+  configured verification keys).
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from engine.api.audit_status import AuditStatus
 from engine.api.errors import ApiError
+from engine.api.fleet_cache import FleetRows
 from engine.api.provisioning import Context
 from engine.api.tokens import Principal
+from engine.audit import Verification
 from engine.errors import VigilError
-from engine.provision import STATUSES, Attested, TenantReport, render_html
+from engine.provision import STATUSES, TenantReport, render_html
 
 COOKIE = "vigil_session"
 LOGIN_COOKIE = "vigil_login"
@@ -129,37 +134,15 @@ def _day(value: str | None) -> dt.date | None:
         return None
 
 
-def fleet_rows(ctx: Context) -> list[dict[str, Any]]:
+def fleet_rows(ctx: Context, cache: FleetRows) -> list[dict[str, Any]]:
     """Per host: its image, attestation, verdict, open vulnerabilities (KEV first) and
-    whether it waits for a patched configuration."""
+    whether it waits for a patched configuration (kept in ``cache`` until what the
+    host's assessment rests on changes)."""
     parts = ctx.need_parts()
     snapshot = parts.fleet.snapshot()
     if isinstance(snapshot, str):
         raise ApiError(503, snapshot)
-    rows = []
-    for host in snapshot.hosts:
-        got = parts.cached.attest(host)
-        status = got.result.status if isinstance(got, Attested) else "none"
-        image = (f"{got.result.image.name} {got.result.image.version}"
-                 if isinstance(got, Attested) and got.result.image else
-                 f"? {host.image_version}")
-        verdict, reasons, vulns, patched = "unknown", [], [], "none"
-        outcome = parts.flow.assess(host.id)
-        if outcome is not None:
-            verdict, reasons = outcome.verdict, list(outcome.reasons)
-            if outcome.placement is not None:
-                built = parts.flow.report(outcome, None)
-                if built is not None:
-                    report = built[0]
-                    vulns = sorted(report.vulnerabilities,
-                                   key=lambda v: (v.kev is None, -(v.max_cvss or 0), v.id))
-                    patched = report.patched_configuration.state
-        rows.append({"id": host.id, "group": host.group, "state": host.state.value,
-                     "image": image, "image_version": host.image_version,
-                     "attestation": status, "verdict": verdict, "reasons": reasons,
-                     "vulnerabilities": vulns, "patched": patched,
-                     "awaiting_patch": verdict == "patch" or patched == "preparing"})
-    return rows
+    return cache.rows(parts, snapshot)
 
 
 def timeline(rows: list[dict[str, Any]], today: dt.date) -> dict[str, Any]:
@@ -219,37 +202,23 @@ def preparation_queue(ctx: Context) -> tuple[list[Any], str | None]:
     return sorted(found, key=lambda r: (r.needed_by or dt.date.max, r.vuln_id)), None
 
 
-def decision_rows(ctx: Context, *, host: str, tenant: str, verdict: str, reason: str,
-                  since: dt.date | None, until: dt.date | None
-                  ) -> tuple[list[dict[str, Any]], list[str] | None]:
+def decision_rows(ctx: Context, status: AuditStatus, *, host: str, tenant: str,
+                  verdict: str, reason: str, since: dt.date | None, until: dt.date | None
+                  ) -> tuple[list[dict[str, Any]], Verification | str]:
+    """The newest 500 decisions matching the search (found by DuckDB in the log) and the
+    log's audit verification (chain and signed checkpoints), or why there is none."""
     parts = ctx.need_parts()
     log = parts.deciding.log
     if log is None:
         raise ApiError(503, "the decision log is not open")
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC) if since else None
-    rows = []
-    for record in log.since(start):
-        if until is not None and record.timestamp.date() > until:
-            continue
-        doc = record.input or {}
-        r_host = str((doc.get("host") or {}).get("id", ""))
-        r_tenant = str((doc.get("request") or {}).get("tenant", ""))
-        result = record.result or {}
-        r_verdict = str(result.get("verdict", ""))
-        texts = [str(r.get("message", r)) if isinstance(r, dict) else str(r)
-                 for r in result.get("reasons") or []]
-        if (host and host != r_host) or (tenant and tenant != r_tenant):
-            continue
-        if verdict and verdict != r_verdict:
-            continue
-        if reason and not any(reason.lower() in t.lower() for t in texts):
-            continue
-        rows.append({"seq": record.seq, "id": record.decision_id,
-                     "timestamp": record.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
-                     "host": r_host, "tenant": r_tenant, "verdict": r_verdict,
-                     "reasons": texts, "error": record.error})
-    rows.reverse()
-    return rows[:500], log.verify_chain()
+    end = (dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+           if until else None)
+    rows = log.search(host=host, tenant=tenant, verdict=verdict, reason=reason, since=start,
+                      until=end, limit=500)
+    for row in rows:
+        row["timestamp"] = row["timestamp"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return rows, status.of(log, parts.settings)
 
 
 async def form(request: Request) -> dict[str, str]:
@@ -261,9 +230,14 @@ async def form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
 
 
-def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
-    """The dashboard's routes over the API's ``ctx``."""
+def ui_router(ctx: Context, sessions: Sessions | None = None, *,
+              assessments: FleetRows | None = None, audit: AuditStatus | None = None
+              ) -> APIRouter:
+    """The dashboard's routes over the API's ``ctx`` (``assessments``: the hosts'
+    assessments kept between page loads; ``audit``: the log's last verification)."""
     store = sessions or Sessions()
+    assessed = assessments or FleetRows()
+    status = audit or AuditStatus()
     ui = APIRouter(prefix="/ui", include_in_schema=False)
 
     def caller(request: Request, *roles: str) -> Caller:
@@ -349,7 +323,7 @@ def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
                     verdict: str = "", kev: str = "", awaiting: str = "") -> Response:
         async def body() -> Response:
             found = caller(request, *FLEET_ROLES)
-            rows = await ctx.run(lambda: fleet_rows(ctx))
+            rows = await ctx.run(lambda: fleet_rows(ctx, assessed))
             images = sorted({r["image"] for r in rows})
             statuses = sorted({r["attestation"] for r in rows})
             verdicts = sorted({r["verdict"] for r in rows})
@@ -382,7 +356,7 @@ def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
         async def body() -> Response:
             found = caller(request, *FLEET_ROLES)
             parts = ctx.need_parts()
-            rows = await ctx.run(lambda: fleet_rows(ctx))
+            rows = await ctx.run(lambda: fleet_rows(ctx, assessed))
             today = parts.flow.clock().date()
             queue, problem = await ctx.run(lambda: preparation_queue(ctx))
             return _page(request, "timeline.html", who=found.who, csrf=found.session.csrf,
@@ -563,13 +537,13 @@ def ui_router(ctx: Context, sessions: Sessions | None = None) -> APIRouter:
             except ValueError:
                 raise ApiError(422, "dates are YYYY-MM-DD") from None
             try:
-                rows, problems = await ctx.run(lambda: decision_rows(
-                    ctx, host=host, tenant=tenant, verdict=verdict, reason=reason,
+                rows, verification = await ctx.run(lambda: decision_rows(
+                    ctx, status, host=host, tenant=tenant, verdict=verdict, reason=reason,
                     since=start, until=end))
             except VigilError as exc:
                 raise ApiError(503, exc.summary) from None
             return _page(request, "decisions.html", who=found.who, csrf=found.session.csrf,
-                         rows=rows, problems=problems,
+                         rows=rows, audit=verification,
                          f={"host": host, "tenant": tenant, "verdict": verdict,
                             "reason": reason, "since": since, "until": until})
         return await guarded(request, body)

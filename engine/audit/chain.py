@@ -35,7 +35,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,8 +144,12 @@ class ChainVerifier:
 
     def __init__(self, source: str, keys: Sequence[VerificationKey], *,
                  log_id: str | None = None, export: bool = False,
-                 expect_every: int | None = None) -> None:
+                 expect_every: int | None = None,
+                 lookup: Callable[[int], str | None] | None = None) -> None:
         self.result = Verification(source)
+        self.lookup = lookup
+        """The decision id of a record by sequence number (a log in its database); without
+        it, the ids of the records fed are kept to name problems."""
         self.keys = list(keys)
         self._kids = {k.kid for k in self.keys}
         self.log_id = log_id
@@ -173,43 +177,55 @@ class ChainVerifier:
     # steps 1-3 ------------------------------------------------------------------------
 
     def record(self, row: StoredRow, where: str | None = None) -> None:
+        """Steps 1-3 for one record, its hash computed here."""
+        self.link(row.seq, row.decision_id, row.prev_hash, row.record_hash,
+                  row.computed_hash(row.prev_hash), where,
+                  size=len(row.input_text) + len(row.result_text) + 200, when=row.timestamp)
+
+    def link(self, seq: int, decision_id: str, prev_hash: str, record_hash: str,
+             computed: str, where: str | None = None, *, size: int = 0,
+             when: dt.datetime | None = None) -> None:
+        """Steps 1-3 for one record whose hash (``computed``: SHA-256 of ``prev_hash`` and
+        its body as stored) was computed by the caller, in bulk."""
         result = self.result
         result.records += 1
-        result.bytes_hashed += len(row.input_text) + len(row.result_text) + 200
-        result.last_time = row.timestamp
+        result.bytes_hashed += size
+        if when is not None:
+            result.last_time = when
         if result.first_seq is None:
-            result.first_seq = row.seq
-            result.first_time = row.timestamp
-            if row.seq == 1 or not self.export:
+            result.first_seq = seq
+            result.first_time = when
+            if seq == 1 or not self.export:
                 self._expected_seq, self._prev = 1, GENESIS
             else:  # a partial export: its first link is vouched for by a checkpoint
-                self._expected_seq, self._prev = row.seq, row.prev_hash
-                result.notes.append(f"the export starts at record {row.seq}, not at the "
+                self._expected_seq, self._prev = seq, prev_hash
+                result.notes.append(f"the export starts at record {seq}, not at the "
                                     "log's first record")
-                self._last_good = row.seq - 1
+                self._last_good = seq - 1
         expected = self._expected_seq or 1
         # (1) sequence
-        if row.seq > expected:
-            self._problem(expected, f"missing: the next record stored is {row.seq}"
-                          " (records were deleted)", where=where, last_seq=row.seq - 1)
-        elif row.seq < expected:
-            self._problem(row.seq, f"out of place: it comes after record {expected - 1}"
+        if seq > expected:
+            self._problem(expected, f"missing: the next record stored is {seq}"
+                          " (records were deleted)", where=where, last_seq=seq - 1)
+        elif seq < expected:
+            self._problem(seq, f"out of place: it comes after record {expected - 1}"
                           " (records were reordered or inserted)",
-                          decision_id=row.decision_id, where=where)
+                          decision_id=decision_id, where=where)
         # (2) link
-        elif row.prev_hash != self._prev:
-            self._problem(row.seq, f"does not follow record {row.seq - 1}: its prev_hash is "
+        elif prev_hash != self._prev:
+            self._problem(seq, f"does not follow record {seq - 1}: its prev_hash is "
                           "not that record's hash (a record before it was removed, inserted"
-                          " or changed)", decision_id=row.decision_id, where=where)
+                          " or changed)", decision_id=decision_id, where=where)
         # (3) content
-        if row.computed_hash(row.prev_hash) != row.record_hash:
-            self._problem(row.seq, "its content does not match its record hash (a field "
-                          "was edited)", decision_id=row.decision_id, where=where)
-        self._ids[row.seq] = row.decision_id
-        self._prev = row.record_hash
-        self._expected_seq = row.seq + 1
-        result.last_seq = row.seq
-        result.head = row.record_hash
+        if computed != record_hash:
+            self._problem(seq, "its content does not match its record hash (a field "
+                          "was edited)", decision_id=decision_id, where=where)
+        if self.lookup is None:
+            self._ids[seq] = decision_id
+        self._prev = record_hash
+        self._expected_seq = seq + 1
+        result.last_seq = seq
+        result.head = record_hash
 
     # steps 4-6 ------------------------------------------------------------------------
 
@@ -322,12 +338,15 @@ class ChainVerifier:
                 f"{span} not under a signed checkpoint "
                 "yet (the next one is written with the next export, the next periodic one, "
                 "or `vigil audit checkpoint`)")
-        for problem in result.problems:
-            if problem.decision_id is None and problem.seq in self._ids and \
+        for index, problem in enumerate(result.problems):
+            if problem.decision_id is None and problem.seq is not None and \
                     problem.last_seq in (None, problem.seq):
-                index = result.problems.index(problem)
-                result.problems[index] = Problem(problem.seq, problem.what,
-                                                 self._ids[problem.seq], problem.where,
-                                                 problem.last_seq)
+                name = self._ids.get(problem.seq)
+                if name is None and self.lookup is not None and \
+                        (result.first_seq or 1) <= problem.seq <= last:
+                    name = self.lookup(problem.seq)
+                if name is not None:
+                    result.problems[index] = Problem(problem.seq, problem.what, name,
+                                                     problem.where, problem.last_seq)
         return result
 

@@ -9,6 +9,8 @@ the end of the log.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ import orjson
 from engine.audit.chain import ChainVerifier, Problem, Verification
 from engine.audit.errors import ChainBroken
 from engine.audit.export import ExportReader
-from engine.decide import Checkpoint, DecisionLog, StoredRow
+from engine.decide import ChainRow, Checkpoint, DecisionLog, StoredRow
 from engine.errors import ConfigError
 from engine.keys import KeyLoadError, VerificationKey, load_verification_key
 
@@ -60,8 +62,9 @@ class _Attestations:
         self.key = key
         self.unchecked = 0
 
-    def check(self, verifier: ChainVerifier, row: StoredRow, token: str | None,
-              where: str) -> None:
+    def check(self, verifier: ChainVerifier, row: ChainRow | StoredRow, token: str | None,
+              where: str, load: Callable[[], StoredRow]) -> None:
+        """``load``: the whole stored row (read only when the result is verified again)."""
         if row.attestation_sha256 is None:
             return
         if token is None:
@@ -74,15 +77,16 @@ class _Attestations:
             return
         from engine.attest import ResultError, verify_result
 
+        stored = load()
         try:
-            result = verify_result(token, self.key, now=row.timestamp)
+            result = verify_result(token, self.key, now=stored.timestamp)
         except ResultError as exc:
             verifier.result.problems.append(Problem(
                 row.seq, f"its attestation result does not verify: {exc.summary}",
                 row.decision_id, where))
             return
         try:
-            host = orjson.loads(row.input_text)["host"]["id"]
+            host = orjson.loads(stored.input_text)["host"]["id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             host = None
         if host != result.host_id:
@@ -98,10 +102,22 @@ class _Attestations:
                 "VIGIL_ATTEST_RESULT_VERIFICATION_KEY)")
 
 
-def _bundle_missing(verifier: ChainVerifier, row: StoredRow, where: str, place: str) -> None:
+def _bundle_missing(verifier: ChainVerifier, row: ChainRow | StoredRow, where: str,
+                    place: str) -> None:
     verifier.result.problems.append(Problem(
         row.seq, f"rests on bundle revision {row.bundle_revision!r}, which {place} does not "
         "carry (it cannot be replayed)", row.decision_id, where))
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _whole(item: ChainRow, read: Callable[[int], StoredRow]) -> StoredRow:
+    return item.row if item.row is not None else read(item.seq)
+
+
+def _same(row: StoredRow) -> StoredRow:
+    return row
 
 
 OnRow = Callable[[StoredRow], None]
@@ -126,23 +142,41 @@ def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every:
     at: dict[int, list[Checkpoint]] = defaultdict(list)
     for cp in checkpoints:
         at[cp.size].append(cp)
+
+    def stored(seq: int) -> StoredRow:
+        (found,) = log.rows("seq = ?", [seq])
+        return found
+
+    def named(seq: int) -> str | None:
+        found = list(log.rows("seq = ?", [seq]))
+        return found[0].decision_id if found else None
+
     verifier = ChainVerifier(str(log.path), keys, log_id=log.log_id,
-                             expect_every=expect_every if keys else None)
+                             expect_every=expect_every if keys else None, lookup=named)
     bundles = log.bundle_revisions()
     attestations = _Attestations(attest_key)
-    for row in log.rows():
-        where = f"row {row.seq}"
-        verifier.record(row, where)
-        if row.bundle_revision and row.bundle_revision not in bundles:
-            _bundle_missing(verifier, row, where, "the log")
-        if row.attestation_sha256 is not None:
-            attestations.check(verifier, row, log.attestation(row.attestation_sha256), where)
-        for cp in at.pop(row.seq, []):
+    first_us = last_us = None
+    for item in log.chain_rows(full=on_row is not None):
+        where = f"row {item.seq}"
+        verifier.link(item.seq, item.decision_id, item.prev_hash, item.record_hash,
+                      item.computed, where, size=item.size)
+        if first_us is None:
+            first_us = item.micros
+        last_us = item.micros
+        if item.bundle_revision and item.bundle_revision not in bundles:
+            _bundle_missing(verifier, item, where, "the log")
+        if item.attestation_sha256 is not None:
+            attestations.check(verifier, item, log.attestation(item.attestation_sha256),
+                               where, functools.partial(_whole, item, stored))
+        for cp in at.pop(item.seq, []):
             verifier.checkpoint(cp.token, where=f"checkpoint {cp.number}", stored={
                 "number": cp.number, "size": cp.size, "head": cp.head, "kid": cp.key_id,
                 "kind": cp.kind})
-        if on_row is not None:
-            on_row(row)
+        if on_row is not None and item.row is not None:
+            on_row(item.row)
+    if first_us is not None and last_us is not None:
+        verifier.result.first_time = _EPOCH + dt.timedelta(microseconds=first_us)
+        verifier.result.last_time = _EPOCH + dt.timedelta(microseconds=last_us)
     last = verifier.result.last_seq or 0
     for size, cps in sorted(at.items()):
         verifier.result.problems.append(Problem(
@@ -186,7 +220,7 @@ def verify_export(reader: ExportReader, keys: Sequence[VerificationKey], *,
             _bundle_missing(verifier, row, where, "the export")
         if row.attestation_sha256 is not None:
             attestations.check(verifier, row, reader.attestations.get(row.attestation_sha256),
-                               where)
+                               where, functools.partial(_same, row))
         for index, token in enumerate(line.checkpoints, start=1):
             verifier.checkpoint(token, where=f"{where}, checkpoint {index}")
         if on_row is not None:

@@ -49,6 +49,7 @@ _HOME: dict[str, str] = {
     "Checkpoint": "engine.decide.decision_log",
     "DecisionRecord": "engine.decide.decision_log",
     "StoredRow": "engine.decide.decision_log",
+    "ChainRow": "engine.decide.decision_log",
     "canonical_json": "engine.decide.decision_log:canonical",
     "checkpoint_payload": "engine.decide.decision_log",
     "event_frame": "engine.decide.decision_log",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
     from engine.decide.decision_log import (
         CHECKPOINT_TYP,
         GENESIS,
+        ChainRow,
         Checkpoint,
         DecisionLog,
         DecisionRecord,
@@ -134,6 +136,7 @@ __all__ = [
     "GENESIS",
     "BundleFolder",
     "BundleSource",
+    "ChainRow",
     "Checkpoint",
     "Decider",
     "DecisionLog",

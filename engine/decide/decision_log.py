@@ -236,15 +236,29 @@ def body_text(*, attestation_sha256: str | None, bundle_revision: str | None,
     JSON fields' stored canonical text (``bundles`` and ``attestation_sha256`` only when
     recorded, so rows written before those existed keep their hashes). Equal to
     ``canonical(_body(...))`` of the parsed values, which :func:`_body` states."""
+    before, between, after = body_frame(
+        attestation_sha256=attestation_sha256, bundle_revision=bundle_revision,
+        bundles_text=bundles_text, decision_id=decision_id, error=error,
+        evaluator=evaluator, labels_text=labels_text, metrics_text=metrics_text, path=path,
+        timestamp_text=timestamp_text)
+    return "".join((before, input_text, between, result_text, after))
+
+
+def body_frame(*, attestation_sha256: str | None, bundle_revision: str | None,
+               bundles_text: str | None, decision_id: str, error: str | None,
+               evaluator: str, labels_text: str, metrics_text: str, path: str,
+               timestamp_text: str) -> tuple[str, str, str]:
+    """:func:`body_text` around the input's and the result's text: (before the input,
+    between them, after the result); what the bulk check hashes around their bytes."""
     head = ("{" if attestation_sha256 is None
             else '{"attestation_sha256":' + _text(attestation_sha256) + ",")
     bundles = "" if bundles_text is None else ',"bundles":' + bundles_text
-    return "".join((
-        head, '"bundle_revision":', _text(bundle_revision), bundles,
-        ',"decision_id":', _text(decision_id), ',"error":', _text(error),
-        ',"evaluator":', _text(evaluator), ',"input":', input_text,
-        ',"labels":', labels_text, ',"metrics":', metrics_text, ',"path":', _text(path),
-        ',"result":', result_text, ',"timestamp":', _text(timestamp_text), "}"))
+    return ("".join((head, '"bundle_revision":', _text(bundle_revision), bundles,
+                     ',"decision_id":', _text(decision_id), ',"error":', _text(error),
+                     ',"evaluator":', _text(evaluator), ',"input":')),
+            "".join((',"labels":', labels_text, ',"metrics":', metrics_text, ',"path":',
+                     _text(path), ',"result":')),
+            "".join((',"timestamp":', _text(timestamp_text), "}")))
 
 
 def _body(decision_id: str, timestamp: str, path: str, input_document: Any, result: Any,
@@ -289,6 +303,33 @@ def checkpoint_payload(*, log_id: str, number: int, size: int, head: str,
     """What a checkpoint signs."""
     return canonical({"log_id": log_id, "number": number, "size": size, "head": head,
                       "time": time_text, "kid": kid, "kind": kind, "every": every}).encode()
+
+
+# --- the hash computed in bulk ---------------------------------------------------------
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_CHUNK_BYTES = 64 << 20
+"""About how much record text one bulk read holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """What the chain check needs of one record, its hash computed."""
+
+    seq: int
+    decision_id: str
+    prev_hash: str
+    record_hash: str
+    computed: str
+    """SHA-256 of ``prev_hash`` and the body, as the row holds them now."""
+    size: int
+    """Bytes hashed."""
+    micros: int
+    """The timestamp, microseconds since 1970 (UTC)."""
+    bundle_revision: str | None
+    attestation_sha256: str | None
+    row: StoredRow | None
+    """The whole row, when asked for (``full``)."""
 
 
 # --- the export's lines ---------------------------------------------------------------
@@ -356,6 +397,75 @@ _ROW_COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, eva
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+"""What :func:`_text` escapes: a row with one in a text field is framed in Python."""
+
+_STAMP_SQL = ("CASE WHEN epoch_us(ts) >= 0 AND epoch_us(ts) < 253402300800000000 THEN "
+              "strftime(make_timestamp(epoch_us(ts)), '%Y-%m-%dT%H:%M:%S') || CASE WHEN "
+              "epoch_us(ts) % 1000000 = 0 THEN '' ELSE '.' || lpad((epoch_us(ts) % 1000000)"
+              "::VARCHAR, 6, '0') END || '+00:00' END")
+"""``hashed_timestamp`` of ``ts`` in SQL, for years 1970-9999 (else NULL: Python's)."""
+
+
+def _large(text: str) -> Any:
+    import pyarrow as pa
+
+    return pa.scalar(text, pa.large_string())
+
+
+def _quoted(column: Any) -> Any:
+    """:func:`_text` of a text column whose values need no escape."""
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.is_null(column), _large("null"),
+                      pc.binary_join_element_wise(_large('"'), column, _large('"'), _large("")))
+
+
+def _hashed(table: Any, full: bool) -> Iterator[ChainRow]:
+    """The rows of one bulk read (Arrow: the stored columns in :data:`_ROW_COLUMNS`'
+    order, then ``micros`` and ``stamp``) with their hashes. The bytes hashed are joined
+    by Arrow (:func:`body_frame` in vector form, in 64-bit offsets) for rows whose text
+    fields need no escape and whose time is in years 1970-9999; the others are framed
+    by :func:`body_frame` itself."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = [c.cast(pa.large_string()) if pa.types.is_string(c.type) else c
+            for c in table.columns]
+    ids, path, revision, evaluator, metrics, error, labels, prev = (
+        cols[i] for i in (1, 3, 6, 7, 8, 9, 10, 11))
+    inputs, results, bundles, attestation, stamp = cols[4], cols[5], cols[13], cols[14], \
+        cols[16]
+    odd = pc.is_null(stamp)
+    for text in (ids, path, evaluator, error, revision, attestation):
+        odd = pc.or_(odd, pc.fill_null(pc.match_substring_regex(text, _NEEDS_ESCAPE), False))
+    L = _large  # noqa: N806
+    join = pc.binary_join_element_wise
+    head = pc.if_else(pc.is_null(attestation), L("{"),
+                      join(L('{"attestation_sha256":'), _quoted(attestation), L(","), L("")))
+    bundled = pc.if_else(pc.is_null(bundles), L(""), join(L(',"bundles":'), bundles, L("")))
+    whole = join(prev, head, L('"bundle_revision":'), _quoted(revision), bundled,
+                 L(',"decision_id":'), _quoted(ids), L(',"error":'), _quoted(error),
+                 L(',"evaluator":'), _quoted(evaluator), L(',"input":'), inputs,
+                 L(',"labels":'), labels, L(',"metrics":'), metrics, L(',"path":'),
+                 _quoted(path), L(',"result":'), results, L(',"timestamp":"'), stamp,
+                 L('"}'), L(""))
+    hashed = pc.cast(pc.fill_null(whole, L("")), pa.large_binary()).to_pylist()
+    odd_rows = odd.to_pylist()
+    seqs, names, prevs, hashes, micros = (cols[i].to_pylist() for i in (0, 1, 11, 12, 15))
+    revisions, attestations = revision.to_pylist(), attestation.to_pylist()
+    stored = ([StoredRow(*r) for r in zip(*(c.to_pylist() for c in cols[:15]), strict=True)]
+              if full else None)
+    sha256 = hashlib.sha256
+    for i, data in enumerate(hashed):
+        row = stored[i] if stored is not None else None
+        if odd_rows[i]:
+            whole_row = row or StoredRow(*(c[i].as_py() for c in cols[:15]))
+            data = (whole_row.prev_hash + whole_row.body()).encode()
+        yield ChainRow(seqs[i], names[i], prevs[i], hashes[i], sha256(data).hexdigest(),
+                       len(data), micros[i], revisions[i], attestations[i], row)
 
 
 class DecisionLog:
@@ -677,6 +787,101 @@ class DecisionLog:
             finally:
                 cursor.close()
 
+    def chain_rows(self, *, full: bool = False) -> Iterator[ChainRow]:
+        """Every record in sequence order with its hash computed in bulk: the records
+        read as Arrow in ranges of sequence numbers (each range's rows sorted, never the
+        whole log), the input's and result's bytes hashed as stored, within
+        :func:`body_frame`. ``full``: each with its :class:`StoredRow`."""
+        with self._session() as con:
+            select = self._select(con)
+            found = con.execute("SELECT count(*) FROM decision_log").fetchone()
+            count = int(found[0]) if found else 0
+            if not count:
+                return
+            sample = con.execute(
+                "SELECT avg(strlen(input) + strlen(result)) FROM (SELECT input, "
+                "result FROM decision_log LIMIT 64)").fetchone()
+            size = float(sample[0]) if sample and sample[0] is not None else 1.0
+            step = int(max(16, min(4096, _CHUNK_BYTES // max(size, 1.0))))
+            starts = [int(r[0]) for r in con.execute(
+                "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM "
+                "decision_log) WHERE n % ? = 1 ORDER BY seq", [step]).fetchall()]
+            columns = select.removeprefix("SELECT ").removesuffix(" FROM decision_log")
+            query = (f"SELECT {columns}, epoch_us(ts) AS micros, {_STAMP_SQL} AS stamp "
+                     "FROM decision_log WHERE seq >= ? AND seq < ? ORDER BY seq")
+            ends = [*starts[1:], None]
+            cursor = con.cursor()
+            try:
+                cursor.execute("SET arrow_large_buffer_size = true")
+                for start, end in zip(starts, ends, strict=True):
+                    if end is None:
+                        table = cursor.sql(query.replace(" AND seq < ?", ""),
+                                           params=[start]).to_arrow_table()
+                    else:
+                        table = cursor.sql(query, params=[start, end]).to_arrow_table()
+                    yield from _hashed(table, full)
+            finally:
+                cursor.close()
+
+    def search(self, *, host: str = "", tenant: str = "", verdict: str = "",
+               reason: str = "", since: dt.datetime | None = None,
+               until: dt.datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest ``limit`` decisions matching every filter given, found by DuckDB in
+        the log (the input's host id and tenant, the result's verdict, a reason's message
+        containing ``reason`` in any case, ``since`` <= time < ``until``): each with its
+        sequence number, id, time, host, tenant, verdict, reasons' messages and error."""
+        host_sql = "json_extract_string(input, '$.host.id')"
+        tenant_sql = "json_extract_string(input, '$.request.tenant')"
+        verdict_sql = "json_extract_string(result, '$.verdict')"
+        reasons_sql = "json_extract_string(result, '$.reasons[*].message')"
+        where: list[str] = []
+        params: list[Any] = []
+        for sql, value in ((host_sql, host), (tenant_sql, tenant), (verdict_sql, verdict)):
+            if value:
+                where.append(f"{sql} = ?")
+                params.append(value)
+        if reason:
+            where.append(f"len(list_filter({reasons_sql}, lambda m: contains(lower(m), ?))) > 0")
+            params.append(reason.lower())
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            params.append(until)
+        query = (f"SELECT seq, decision_id, ts, {host_sql}, {tenant_sql}, {verdict_sql}, "
+                 f"{reasons_sql}, error FROM decision_log "
+                 f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+                 "ORDER BY seq DESC LIMIT ?")
+        with self._session() as con:
+            try:
+                found = con.execute(query, [*params, max(0, limit)]).fetchall()
+            except duckdb.Error as exc:
+                raise DecisionLogError(f"cannot search the decision log {self.path}: {exc}"
+                                       ) from exc
+        return [{"seq": r[0], "id": r[1], "timestamp": r[2], "host": r[3] or "",
+                 "tenant": r[4] or "", "verdict": r[5] or "", "reasons": list(r[6] or []),
+                 "error": r[7]} for r in found]
+
+    def file_state(self) -> tuple[Any, ...]:
+        """What changes when anything in the log's files changes: each file's size and
+        modification time (the database and its write-ahead log), the record count, the
+        last record's hash and the checkpoints' count."""
+        stats: list[Any] = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+                stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append(None)
+        with self._session() as con:
+            head = con.execute("SELECT count(*), max(seq), max_by(record_hash, seq) FROM "
+                               "decision_log").fetchone()
+            marks = con.execute("SELECT count(*), max(number) FROM decision_checkpoints"
+                                ).fetchone() if self._has_table(
+                con, "decision_checkpoints") else None
+        return (*stats, head, marks)
+
     def _records(self, where: str = "", params: list[Any] | None = None
                  ) -> Iterator[DecisionRecord]:
         for row in self.rows(where, params):
@@ -817,10 +1022,12 @@ class DecisionLog:
 __all__ = [
     "CHECKPOINT_TYP",
     "GENESIS",
+    "ChainRow",
     "Checkpoint",
     "DecisionLog",
     "DecisionRecord",
     "StoredRow",
+    "body_frame",
     "body_text",
     "canonical",
     "chain_hash",

@@ -104,6 +104,26 @@ class Deciding:
         return Context(cached[1], now, self.settings.predict_window_days,
                        settings_key=str(self.settings.calendars))
 
+    def knowledge(self) -> tuple[str | None, str | None, float | None]:
+        """What a decision rests on besides its input: (the policy's bundle revision, the
+        PVDB generation's id, the policy's attestation ``max_age_seconds``), None where
+        not loaded or not stated."""
+        self.readiness()
+        with self._lock:
+            decider, pvdb = self._quiet, self._pvdb
+            revision = None if decider is None else decider.evaluator.bundle_revision
+            generation = None if pvdb is None else pvdb.generation_id
+            policy = None if decider is None else getattr(decider.evaluator, "policy", None)
+        max_age = None
+        try:
+            data = getattr(policy, "data", None) or {}
+            value = data["vigil"]["config"]["attestation"]["max_age_seconds"]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                max_age = float(value)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            pass
+        return revision, generation, max_age
+
     def using(self, body: Callable[[Pvdb], T]) -> T:
         """``body(pvdb)``, one at a time with the decisions."""
         problems = self.readiness()

@@ -173,6 +173,13 @@ class Service:
     url: str
     world: World
     clock: Clock
+    app: Any = None
+    """The application as served (the FastAPI app inside the service's middleware)."""
+
+    @property
+    def state(self) -> Any:
+        """The FastAPI app's ``state`` (the dashboard's caches)."""
+        return self.app.app.state
 
     def call(self, method: str, path: str, who: str | None = "acme", **kwargs: Any
              ) -> httpx.Response:
@@ -209,6 +216,6 @@ def service(tmp_path: Path, pvdb: Path) -> Iterator[Service]:
     clock = Clock(NOW)
     app = create_app(load_settings(**world.settings), clock=clock, scheduler_poll=0.05)
     for url in run_server(app):
-        yield Service(url, world, clock)
+        yield Service(url, world, clock, app)
 
 

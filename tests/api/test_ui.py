@@ -293,3 +293,46 @@ def test_an_admin_pauses_and_resumes_a_rollout(service: Service) -> None:
             assert time.monotonic() < deadline, row
             time.sleep(0.1)
         assert "done: 20" in row
+
+
+def test_fleet_page_assesses_a_host_again_only_when_its_facts_change(
+        service: Service) -> None:
+    fleet = service.state.ui_fleet
+    with login(service, "ops") as c:
+        first = c.get("/ui/fleet").text
+        hosts = len(re.findall(r'id="host-', first))
+        assert hosts >= 5 and fleet.assessed == hosts
+        again = c.get("/ui/fleet").text
+        assert fleet.assessed == hosts  # nothing changed: nothing re-assessed
+        assert re.findall(r'id="host-[^"]+"', again) == re.findall(r'id="host-[^"]+"', first)
+        c.get("/ui/timeline")
+        assert fleet.assessed == hosts
+        service.clock.advance(days=1)  # a new day: days to a fix, predictions, ages
+        c.get("/ui/fleet")
+        assert fleet.assessed == 2 * hosts
+
+
+def test_decision_search_and_audit_status_come_from_the_log(service: Service) -> None:
+    import duckdb
+
+    service.submit("hv-reject", "acme")
+    service.submit("hv-admit", "acme")
+    audit = service.state.ui_audit
+    with login(service, "ops") as c:
+        page = c.get("/ui/decisions", params={"host": "hv-reject"}).text
+        assert "The hash chain verifies" in page
+        rows = page.split('id="decisions"')[1]
+        assert "hv-reject" in rows and "hv-admit" not in rows
+        reason = c.get("/ui/decisions", params={"reason": "NO-SUCH-REASON-TEXT"}).text
+        assert "no decisions match" in reason
+        made = audit.verified
+        c.get("/ui/decisions")
+        assert audit.verified == made  # the log did not change: its verification is kept
+        # an edit behind the service's back (same process, same database)
+        con = duckdb.connect(str(service.world.settings["decision_log"]))
+        con.execute("UPDATE decision_log SET input = replace(input, 'acme', 'ACME') "
+                    "WHERE seq = 1")
+        con.close()
+        broken = c.get("/ui/decisions").text.split('id="chain"')[1].split("</div>")[0]
+        assert "does not verify" in broken and "record 1" in broken
+        assert "a field was edited" in broken

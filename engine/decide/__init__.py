@@ -42,6 +42,16 @@ _HOME: dict[str, str] = {
     "BundleFolder": "engine.decide.bundle_server",
     "bundle_server_app": "engine.decide.bundle_server:app",
     "Decider": "engine.decide.decider",
+    "Posture": "engine.decide.decider",
+    "PostureCache": "engine.decide.decider",
+    "compose": "engine.decide.decider",
+    "POSTURE_PATH": "engine.decide.evaluators",
+    "build_decision_document": "engine.decide.input_builder",
+    "build_posture_document": "engine.decide.input_builder",
+    "merge_documents": "engine.decide.input_builder:merge",
+    "split_document": "engine.decide.input_builder:split",
+    "DecisionDocument": "engine.decide.input_document",
+    "PostureDocument": "engine.decide.input_document",
     "DecisionLog": "engine.decide.decision_log",
     "CHECKPOINT_TYP": "engine.decide.decision_log",
     "GENESIS": "engine.decide.decision_log",
@@ -81,7 +91,7 @@ if TYPE_CHECKING:
     from engine.decide.bundle import read as read_bundle
     from engine.decide.bundle_server import BundleFolder
     from engine.decide.bundle_server import app as bundle_server_app
-    from engine.decide.decider import Decider
+    from engine.decide.decider import Decider, Posture, PostureCache, compose
     from engine.decide.decision_log import (
         CHECKPOINT_TYP,
         GENESIS,
@@ -95,12 +105,26 @@ if TYPE_CHECKING:
         opa_timestamp,
     )
     from engine.decide.decision_log import canonical as canonical_json
-    from engine.decide.evaluators import EMBEDDED, Evaluator, embedded_evaluator
-    from engine.decide.input_builder import RequestFacts, build_input
+    from engine.decide.evaluators import (
+        EMBEDDED,
+        POSTURE_PATH,
+        Evaluator,
+        embedded_evaluator,
+    )
+    from engine.decide.input_builder import (
+        RequestFacts,
+        build_decision_document,
+        build_input,
+        build_posture_document,
+    )
+    from engine.decide.input_builder import merge as merge_documents
+    from engine.decide.input_builder import split as split_document
     from engine.decide.input_document import (
+        DecisionDocument,
         Image,
         InputDocument,
         PatchedConfiguration,
+        PostureDocument,
         VmShape,
         json_schema,
         validate,
@@ -127,10 +151,12 @@ __all__ = [
     "CHECKPOINT_TYP",
     "EMBEDDED",
     "GENESIS",
+    "POSTURE_PATH",
     "BundleFolder",
     "BundleSource",
     "Checkpoint",
     "Decider",
+    "DecisionDocument",
     "DecisionLog",
     "DecisionRecord",
     "Evaluator",
@@ -139,16 +165,22 @@ __all__ = [
     "PatchedConfiguration",
     "PolicySet",
     "Replayed",
+    "Posture",
+    "PostureCache",
+    "PostureDocument",
     "Replayer",
     "RequestFacts",
     "StoredRow",
     "Verdict",
     "VmShape",
     "build_bundle",
+    "build_decision_document",
     "build_input",
+    "build_posture_document",
     "bundle_server_app",
     "canonical_json",
     "checkpoint_payload",
+    "compose",
     "embedded_evaluator",
     "event_frame",
     "hashed_timestamp",
@@ -156,8 +188,10 @@ __all__ = [
     "load_directory",
     "load_policy_tests",
     "opa_timestamp",
+    "merge_documents",
     "read_bundle",
     "run_policy_tests",
     "run_policy_tests_with_coverage",
+    "split_document",
     "validate",
 ]

@@ -137,6 +137,17 @@ def _parse_posture(value: Any) -> tuple[dict[str, tuple[Reason, ...]],
     return findings, tuple(obligations), facts
 
 
+def posture_of(value: Any, *, digest: str, decision_id: str | None = None) -> Posture:
+    """A :class:`Posture` from a posture result (as evaluated, or as the log recorded
+    it); ValueError when it does not have the posture's shape."""
+    findings, obligations, facts = _parse_posture(value)
+    return Posture(digest=digest, decision_id=decision_id,
+                   counts={kind: len(findings[kind]) for kind in KINDS}, facts=facts,
+                   findings=findings,
+                   keys={kind: tuple(_reason_key(r) for r in findings[kind]) for kind in KINDS},
+                   obligations=obligations)
+
+
 def _merged(own: Sequence[Reason], host: tuple[Reason, ...],
             keys: tuple[tuple[str, str, str], ...]) -> list[Reason]:
     """``own`` and ``host`` (each sorted) in one sorted list, a finding both give once."""
@@ -205,6 +216,11 @@ class PostureCache:
             self._items.move_to_end(key)
             self.hits += 1
             return found
+
+    def peek(self, key: Hashable) -> Posture | None:
+        """Like :meth:`get`, uncounted."""
+        with self._lock:
+            return self._items.get(key)
 
     def put(self, key: Hashable, posture: Posture) -> None:
         with self._lock:
@@ -425,7 +441,7 @@ class Decider:
         empty: dict[str, tuple[Any, ...]] = {kind: () for kind in KINDS}
         if failure is None:
             try:
-                findings, obligations, facts = _parse_posture(value)
+                _parse_posture(value)
             except ValueError as exc:
                 error = f"malformed posture: {exc}"
                 failure = fail_closed("malformed_decision", error)
@@ -433,12 +449,7 @@ class Decider:
             return Posture(digest=digest, decision_id=None, counts=dict.fromkeys(KINDS, 0),
                            facts={}, findings=empty, keys=empty, obligations=(),
                            failure=failure, error=error, extra=extra)
-        posture = Posture(
-            digest=digest, decision_id=None,
-            counts={kind: len(findings[kind]) for kind in KINDS}, facts=facts,
-            findings=findings,
-            keys={kind: tuple(_reason_key(r) for r in findings[kind]) for kind in KINDS},
-            obligations=obligations, extra=extra)
+        posture = dataclasses.replace(posture_of(value, digest=digest), extra=extra)
         if self._writer is not None:
             decision_id = str(uuid.uuid4())
             self._record(decision_id=decision_id, timestamp=timestamp, path=POSTURE_PATH,
@@ -462,7 +473,7 @@ class Decider:
         if found is not None:
             return found
         with self._building:  # one posture judged at a time: the same host once
-            found = self.postures.get(full)
+            found = self.postures.peek(full)
             if found is not None:
                 return found
             document, extra = build()
@@ -502,4 +513,4 @@ class Decider:
 
 
 __all__ = ["Decider", "DecisionLogError", "Posture", "PostureCache", "compose",
-           "posture_digest", "posture_json"]
+           "posture_digest", "posture_json", "posture_of"]

@@ -472,13 +472,17 @@ class Decider:
         found = self.postures.get(full)
         if found is not None:
             return found
-        with self._building:  # one posture judged at a time: the same host once
+        # one posture judged at a time (the same host once); what it keeps is
+        # long-lived: moved out of the collector's reach, so that the collections the
+        # requests trigger do not walk thousands of findings per host again and again
+        with self._building, paused_gc(freeze=True):
             found = self.postures.peek(full)
             if found is not None:
                 return found
             document, extra = build()
             posture = self.judge_posture(document, extra,
                                          attestation_result=attestation_result)
+            del document
             if posture.failure is None:
                 self.postures.put(full, posture)
             return posture

@@ -53,6 +53,8 @@ class Deciding:
         self._pvdb_stamp: tuple[int, int, int] | None = None
         self._pvdb_checked = 0.0
         self._reopening = False
+        self._readers: dict[int, int] = {}  # decisions reading each PVDB object, by id
+        self._retired: list[Pvdb] = []  # replaced generations a decision still reads
 
     @property
     def log(self) -> DecisionLog | None:
@@ -137,8 +139,21 @@ class Deciding:
                 fresh.close()
             else:
                 self._pvdb, self._pvdb_stamp, self._estimators = fresh, stamp, estimator
-                old.close()
+                # decisions run outside the lock: the one replaced is closed once no
+                # decision reads it any more
+                self._retired.append(old)
+                self._close_retired()
         self._reopening = False
+
+    def _close_retired(self) -> None:
+        """Close the replaced generations no decision reads (the lock held)."""
+        keep = []
+        for gone in self._retired:
+            if self._readers.get(id(gone), 0):
+                keep.append(gone)
+            else:
+                gone.close()
+        self._retired = keep
 
     def readiness(self) -> list[str]:
         if self._pvdb is None or self._decider is None:
@@ -185,9 +200,21 @@ class Deciding:
             pvdb = self._pvdb
             if decider is None or pvdb is None:
                 raise NotReady("Vigil is shutting down; try again")
+            estimator = self.estimator(now)
+            self._readers[id(pvdb)] = self._readers.get(id(pvdb), 0) + 1
+        # decided outside the lock, so that decisions overlap (the decider's log writer
+        # writes them in groups; the PVDB's queries take turns on its connection)
+        try:
             return decide_placement(decider, pvdb, request, result, host_id=host_id,
-                                    patched=patched, now=now, estimator=self.estimator(now),
+                                    patched=patched, now=now, estimator=estimator,
                                     attestation_token=attestation_token if record else None)
+        finally:
+            with self._lock:
+                left = self._readers.pop(id(pvdb)) - 1
+                if left:
+                    self._readers[id(pvdb)] = left
+                if self._retired:
+                    self._close_retired()
 
     def close(self) -> None:
         with self._lock:
@@ -198,6 +225,9 @@ class Deciding:
             self._log = None
             if self._pvdb is not None:
                 self._pvdb.close()
+            for gone in self._retired:
+                gone.close()
+            self._retired = []
             self._decider = self._quiet = None
             self._pvdb = None
             self._estimators = None

@@ -75,36 +75,38 @@ class Placement:
         return build_input(request, host_id, summary, self.affecting, patched, when)
 
 
-_FINGERPRINTS: OrderedDict[int, tuple[Any, Hashable]] = OrderedDict()
-_FINGERPRINT_LOCK = threading.Lock()
+_SUMMARIES: OrderedDict[int, tuple[Any, Any, Hashable]] = OrderedDict()
+_SUMMARY_LOCK = threading.Lock()
 
 
-def _fingerprint(result: AttestationResult | None, summary: ResultSummary | None
-                 ) -> Hashable:
-    """Everything of a verified result the posture document reads, as a hashable value
-    (kept per result object: the object is held, so its id names it)."""
-    if result is None or summary is None:
-        return None
-    with _FINGERPRINT_LOCK:
-        known = _FINGERPRINTS.get(id(result))
+def _summary(result: AttestationResult | None) -> tuple[ResultSummary | None, Hashable]:
+    """A verified result's summary and, as a hashable value, everything of it the
+    posture document reads; kept per result object (the object is held, so its id
+    names it: the attestation-result cache hands the same object out while its file is
+    unchanged)."""
+    if result is None:
+        return None, None
+    with _SUMMARY_LOCK:
+        known = _SUMMARIES.get(id(result))
         if known is not None and known[0] is result:
-            _FINGERPRINTS.move_to_end(id(result))
-            return known[1]
+            _SUMMARIES.move_to_end(id(result))
+            return known[1], known[2]
+    summary = result.summary()
     value = (result.host_id, summary.model_dump_json())
-    with _FINGERPRINT_LOCK:
-        _FINGERPRINTS[id(result)] = (result, value)
-        while len(_FINGERPRINTS) > 4096:
-            _FINGERPRINTS.popitem(last=False)
-    return value
+    with _SUMMARY_LOCK:
+        _SUMMARIES[id(result)] = (result, summary, value)
+        while len(_SUMMARIES) > 4096:
+            _SUMMARIES.popitem(last=False)
+    return summary, value
 
 
 def posture_key(pvdb: Pvdb, host_id: str, result: AttestationResult | None,
-                summary: ResultSummary | None, patched: PatchedConfiguration,
-                day: dt.date, estimator_key: Hashable) -> Hashable:
+                patched: PatchedConfiguration, day: dt.date, estimator_key: Hashable
+                ) -> Hashable:
     """The key of a host's posture: what its posture document is built from. The PVDB's
     facts are named by their generation id (new with every write that changes facts),
     the estimator by its cache key, the attestation result by its content."""
-    return ("placement", host_id, _fingerprint(result, summary), pvdb.generation_id, day,
+    return ("placement", host_id, _summary(result)[1], pvdb.generation_id, day,
             estimator_key, patched.model_dump_json())
 
 
@@ -148,7 +150,7 @@ def decide_placement(
     if result is None and host_id is None:
         raise ValueError("a placement needs an attestation result or a host id")
     when = now or dt.datetime.now(dt.UTC)
-    summary = result.summary() if result is not None else None
+    summary = _summary(result)[0]
     components = list(result.components) if result is not None else []
     hid = host_id or (result.host_id if result else "")
     patched = patched or PatchedConfiguration(state="none")
@@ -166,7 +168,7 @@ def decide_placement(
         return build_posture_document(hid, summary, report, patched, day), report
 
     posture = decider.posture(
-        posture_key(pvdb, hid, result, summary, patched, day, chosen.cache_key), build,
+        posture_key(pvdb, hid, result, patched, day, chosen.cache_key), build,
         attestation_result=attestation_token)
     decision = build_decision_document(request, hid, summary, patched, when)
     verdict = decider.decide_staged(decision, posture, attestation_result=attestation_token)

@@ -5,7 +5,8 @@ results cached in the results folder (cached attestation: no host is challenged)
 default policy and a PVDB, and drives ``POST /v1/admission`` with KubeVirt
 ``VirtualMachineInstance`` CREATE reviews from a separate process (``wrk`` when it is on
 PATH, else an asynchronous ``httpx`` client in this one; ``--concurrency`` requests in
-flight), bounded by ``--count`` and ``--seconds``. Every admission is recorded in the decision log (no dry runs).
+flight), bounded by ``--count`` and ``--seconds``. Every admission is recorded in the
+decision log (no dry runs).
 
 Scenarios: **real-size** hosts, the 50-component hosts of ``pvdb_bench.py`` on its
 benchmark PVDB (run that first; ``$TMPDIR/vigil-pvdb-bench``), and **small** hosts (one
@@ -28,6 +29,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -38,8 +40,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-
-import shutil
 
 import httpx
 

@@ -291,7 +291,7 @@ class _LogWriter:
             for entry, done, box in group:
                 try:
                     self.log.append_many([entry])
-                except BaseException as exc:  # noqa: BLE001 - handed to its caller
+                except BaseException as exc:
                     box.append(exc)
                 done.set()
             return
@@ -498,8 +498,9 @@ class Decider:
         validate(input_json)
         decision_id = str(uuid.uuid4())
         timestamp = self.clock()
+        metrics: dict[str, int] = {}
         if posture.failure is not None:
-            stage, error, metrics = posture.failure, posture.error, {}
+            stage, error = posture.failure, posture.error
         else:
             value, failure, error, metrics = self._evaluate(input_json, self.path)
             stage = failure  # type: ignore[assignment]

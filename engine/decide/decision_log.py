@@ -531,6 +531,8 @@ class DecisionLog:
             return 0, GENESIS
         row = con.execute("SELECT record_hash FROM decision_log WHERE seq = ?",
                           [seq]).fetchone()
+        if row is None:
+            raise duckdb.InvalidInputException(f"the decision log has no record {seq}")
         return seq, str(row[0])
 
     @staticmethod

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.decide import bundle as _bundle
+from engine.decide.decider import compose, posture_json, posture_of
 from engine.decide.decision_log import DecisionRecord
 from engine.decide.errors import DecideError
-from engine.decide.decider import compose, posture_json, posture_of
 from engine.decide.evaluators import POSTURE_PATH, Evaluator
 from engine.decide.verdict import Decision, fail_closed
 
@@ -46,7 +46,7 @@ def _diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
     if recorded.get("verdict") != replayed.get("verdict"):
         out.append(f"verdict: recorded {recorded.get('verdict')}, replayed "
                    f"{replayed.get('verdict')}")
-    parts = ("reasons", "warnings", "obligations")
+    parts: tuple[str, ...] = ("reasons", "warnings", "obligations")
     if "verdict" not in recorded and "verdict" not in replayed:  # a posture
         out.clear()
         parts = ("deny", "patch", "delay", "warn", "obligations")
@@ -128,7 +128,8 @@ class Replayer:
         """(recorded posture, replayed posture or None, why not) of a posture record."""
         key = f"{record.bundle_revision}:{decision_id}"
         if key in self._postures:
-            return self._postures[key]
+            known: tuple[Any, Any, str | None] = self._postures[key]
+            return known
         source = self.log.get(decision_id)
         if source is None or source.path != POSTURE_PATH:
             raise DecideError(f"decision {record.decision_id}: its posture {decision_id} is "

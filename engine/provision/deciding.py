@@ -130,7 +130,7 @@ class Deciding:
             except BaseException:
                 fresh.close()
                 raise
-        except Exception:  # noqa: BLE001 - mid-switch or unreadable: the old one stands
+        except Exception:
             self._reopening = False
             return
         with self._lock:

@@ -95,7 +95,7 @@ def test_admissions_go_on_while_an_ingest_runs_then_use_its_generation(
     answers: list[tuple[int, dict[str, Any], str]] = []
     stop = threading.Event()
     for url in run_server(create_app(settings, decision_timeout=5.0)):
-        def ask() -> None:
+        def ask(url: str = url) -> None:
             with httpx.Client(base_url=url, timeout=30) as client:
                 while not stop.is_set():
                     r = client.post("/v1/admission", json=review(VMI))

@@ -113,7 +113,8 @@ def test_the_rego_tests_evaluate_every_line_of_the_policies() -> None:
     assert results and all(r.passed for r in results)
     assert set(coverage.files) == {
         "vigil/decision/decision.rego", "vigil/lib/lib.rego", "vigil/combine/combine.rego",
-        "vigil/posture/posture.rego", "vigil/rules/attestation/attestation.rego", "vigil/rules/request/request.rego",
+        "vigil/posture/posture.rego", "vigil/rules/attestation/attestation.rego",
+        "vigil/rules/request/request.rego",
         "vigil/rules/vulnerabilities/vulnerabilities.rego", "site/findings/findings.rego",
         "site/rules/critical_cvss/critical_cvss.rego"}
     uncovered = {path: f.not_covered for path, f in coverage.files.items() if f.not_covered}

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECISION_PATH",
-    "POSTURE_PATH",
     "EMBEDDED",
+    "POSTURE_PATH",
     "Evaluation",
     "EvaluationTimeout",
     "Evaluator",

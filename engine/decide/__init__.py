@@ -45,6 +45,7 @@ _HOME: dict[str, str] = {
     "Posture": "engine.decide.decider",
     "PostureCache": "engine.decide.decider",
     "compose": "engine.decide.decider",
+    "posture_of": "engine.decide.decider",
     "POSTURE_PATH": "engine.decide.evaluators",
     "build_decision_document": "engine.decide.input_builder",
     "build_posture_document": "engine.decide.input_builder",
@@ -81,6 +82,7 @@ _HOME: dict[str, str] = {
     "run_policy_tests_with_coverage": "engine.decide.policytest:run_with_coverage",
     "Replayer": "engine.decide.replay",
     "Verdict": "engine.decide.verdict",
+    "Decision": "engine.decide.verdict",
 }
 """Each public name and the module that defines it (``module:name`` when it is known by
 another name there)."""
@@ -91,7 +93,7 @@ if TYPE_CHECKING:
     from engine.decide.bundle import read as read_bundle
     from engine.decide.bundle_server import BundleFolder
     from engine.decide.bundle_server import app as bundle_server_app
-    from engine.decide.decider import Decider, Posture, PostureCache, compose
+    from engine.decide.decider import Decider, Posture, PostureCache, compose, posture_of
     from engine.decide.decision_log import (
         CHECKPOINT_TYP,
         GENESIS,
@@ -133,7 +135,7 @@ if TYPE_CHECKING:
     from engine.decide.policytest import run as run_policy_tests
     from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
     from engine.decide.replay import BundleSource, Replayed, Replayer
-    from engine.decide.verdict import Verdict
+    from engine.decide.verdict import Decision, Verdict
 else:
     def __getattr__(name: str) -> Any:
         home = _HOME.get(name)
@@ -156,6 +158,7 @@ __all__ = [
     "BundleSource",
     "Checkpoint",
     "Decider",
+    "Decision",
     "DecisionDocument",
     "DecisionLog",
     "DecisionRecord",
@@ -189,6 +192,7 @@ __all__ = [
     "load_policy_tests",
     "merge_documents",
     "opa_timestamp",
+    "posture_of",
     "read_bundle",
     "run_policy_tests",
     "run_policy_tests_with_coverage",

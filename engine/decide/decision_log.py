@@ -600,6 +600,9 @@ class DecisionLog:
                 con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
                                        f"{exc}") from exc
+            except BaseException:  # an entry that is not a decision: nothing written
+                con.execute("ROLLBACK")
+                raise
         return True
 
     def _sign(self, con: duckdb.DuckDBPyConnection, size: int, head: str, kind: str
@@ -680,6 +683,9 @@ class DecisionLog:
                 con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
                                        f"{exc}") from exc
+            except BaseException:  # an entry that is not a decision: nothing written
+                con.execute("ROLLBACK")
+                raise
 
     def append_opa_event(self, event: Any) -> bool:
         """Log one OPA decision-log event (as OPA's decision-log plugin uploads them).

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from engine.api import create_app
+from engine.api import TokenStore, create_app
 from engine.attest import AttestationResult, TrustVector, VerifierId, sign_result
 from engine.cli.main import app as cli
 from engine.config import load_settings
@@ -26,6 +26,7 @@ from engine.keys import load_signing_key
 from engine.model import Component, ImageRef
 from engine.pvdb import Pvdb
 from tests.api.conftest import review, run_server
+from tests.api.world import bearer
 from tests.pvdb.records import cve5_record, kernel_affected, write_json
 
 pytestmark = pytest.mark.slow
@@ -77,6 +78,7 @@ def world(tmp_path: Path, hosts: int = 2) -> Any:
             ak_name=None, inventory=None, issued_at=dt.datetime.now(dt.UTC))
         (results / f"hv-{i:02d}.jwt").write_text(sign_result(result, key))
     return load_settings(db=tmp_path / "pvdb.duckdb", decision_log=tmp_path / "d.duckdb",
+                         tokens_db=tmp_path / "tokens.sqlite3",
                          fleet_db=tmp_path / "fleet.duckdb", attest_results=results,
                          attest_result_verification_key=tmp_path / "verifier.pub.pem")
 
@@ -94,9 +96,12 @@ def test_admissions_go_on_while_an_ingest_runs_then_use_its_generation(
     _kev(more, "CVE-2099-0002")
     answers: list[tuple[int, dict[str, Any], str]] = []
     stop = threading.Event()
-    for url in run_server(create_app(settings, decision_timeout=5.0)):
+    tokens = TokenStore(settings.tokens_db)
+    token, _ = tokens.create("kube-apiserver", "service")
+    headers = bearer(token)
+    for url in run_server(create_app(settings, decision_timeout=5.0, tokens=tokens)):
         def ask(url: str = url) -> None:
-            with httpx.Client(base_url=url, timeout=30) as client:
+            with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
                 while not stop.is_set():
                     r = client.post("/v1/admission", json=review(VMI))
                     answers.append((r.status_code, r.json(), "during"))
@@ -108,15 +113,17 @@ def test_admissions_go_on_while_an_ingest_runs_then_use_its_generation(
                 [sys.executable, "-m", "engine.cli.main", "feeds", "ingest", str(more),
                  "--db", str(settings.db), "--json"], capture_output=True)
             assert ingest.returncode == 0, ingest.stderr.decode()
-            with httpx.Client(base_url=url, timeout=30) as client:
+            with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
                 for _ in range(600):  # until the service decides on the new generation
                     r = client.post("/v1/admission", json=review(VMI))
                     answers.append((r.status_code, r.json(), "after"))
+                    assert r.status_code == 200, r.text
                     if not r.json()["response"]["allowed"]:
                         break
         finally:
             stop.set()
             asking.join(timeout=60)
+    tokens.close()
     assert all(code == 200 for code, _, _ in answers)
     responses = [a["response"] for _, a, _ in answers]
     during = [r for r, (_, _, when) in zip(responses, answers, strict=True) if when == "during"]

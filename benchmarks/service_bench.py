@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gen_cve5_corpus as gen  # noqa: E402
 import pvdb_bench  # noqa: E402
 
+from engine.api import TokenStore  # noqa: E402
 from engine.attest import (  # noqa: E402
     AttestationResult,
     TrustVector,
@@ -101,14 +102,15 @@ def _review(n: int) -> dict[str, Any]:
 
 
 async def _drive(url: str, path: str, body: Any, count: int, seconds: float,
-                 concurrency: int) -> dict[str, Any]:
+                 concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
     """``count`` POSTs (at most ``seconds``), ``concurrency`` in flight."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     sent = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits,
+                                 headers=headers) as client:
         async def worker() -> None:
             nonlocal sent
             while sent < count and time.perf_counter() < deadline:
@@ -139,10 +141,11 @@ async def _drive(url: str, path: str, body: Any, count: int, seconds: float,
 
 
 _WRK_SCRIPT = """
-local body_file, limit = "%s", %d
+local body_file, limit, authorization = "%s", %d, "%s"
 local f = io.open(body_file, "rb"); wrk.body = f:read("*a"); f:close()
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+if authorization ~= "" then wrk.headers["Authorization"] = authorization end
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) sent = 0 end
@@ -162,13 +165,13 @@ end
 
 
 def _drive_wrk(url: str, path: str, body: Any, count: int, seconds: float,
-               concurrency: int, work: Path) -> dict[str, Any]:
+               concurrency: int, work: Path, headers: dict[str, str]) -> dict[str, Any]:
     """The same with wrk (one thread, ``concurrency`` connections, each thread stopping
     after its share of ``count``)."""
     payload = work / f"body-{uuid.uuid4().hex}.json"
     payload.write_text(json.dumps(body(0) if callable(body) else body))
     script = work / "post.lua"
-    script.write_text(_WRK_SCRIPT % (payload, count))
+    script.write_text(_WRK_SCRIPT % (payload, count, headers.get("Authorization", "")))
     run = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s",
                           "-s", str(script), url + path], capture_output=True, text=True,
                          timeout=seconds + 60)
@@ -183,12 +186,13 @@ def _drive_wrk(url: str, path: str, body: Any, count: int, seconds: float,
             "answers": {"errors or non-2xx": got["errors"]}, "client": "wrk"}
 
 
-def _load(url: str, path: str, body: Any, args: argparse.Namespace, work: Path
-          ) -> dict[str, Any]:
+def _load(url: str, path: str, body: Any, args: argparse.Namespace, work: Path,
+          headers: dict[str, str] | None = None) -> dict[str, Any]:
     if args.client == "wrk":
-        return _drive_wrk(url, path, body, args.count, args.seconds, args.concurrency, work)
+        return _drive_wrk(url, path, body, args.count, args.seconds, args.concurrency, work,
+                          headers or {})
     return {**asyncio.run(_drive(url, path, body, args.count, args.seconds,
-                                 args.concurrency)), "client": "httpx"}
+                                 args.concurrency, headers or {})), "client": "httpx"}
 
 
 def _wait(url: str, path: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
@@ -205,8 +209,10 @@ def _wait(url: str, path: str, proc: subprocess.Popen[bytes], seconds: float = 1
     raise SystemExit(f"{url}{path} did not answer within {seconds} s")
 
 
-def _fleet(work: Path, db_path: Path, hosts: list[list[Component]]) -> dict[str, str]:
-    """Fleet inventory, signed cached results, keys; the environment of the service."""
+def _fleet(work: Path, db_path: Path, hosts: list[list[Component]]
+           ) -> tuple[dict[str, str], dict[str, str]]:
+    """Fleet inventory, signed cached results, keys, the API server's service token; the
+    environment of the service and the headers of its admissions."""
     work.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "engine.cli.main", "attest", "keygen", "--out",
                     str(work / "verifier.pem")], check=True, capture_output=True,
@@ -231,19 +237,24 @@ def _fleet(work: Path, db_path: Path, hosts: list[list[Component]]) -> dict[str,
             ak_name=None, inventory=None, issued_at=dt.datetime.now(dt.UTC))
         (results / f"hv-{i:03d}.jwt").write_text(sign_result(result, key))
     (work / "none.toml").write_text("")
+    with TokenStore(work / "tokens.sqlite3") as tokens:
+        token, _ = tokens.create("kube-apiserver", "service")
     return {"VIGIL_CONFIG": str(work / "none.toml"), "VIGIL_DB": str(db_path),
+            "VIGIL_TOKENS_DB": str(work / "tokens.sqlite3"),
             "VIGIL_DECISION_LOG": str(work / "decisions.duckdb"),
             "VIGIL_FLEET_DB": str(work / "fleet.duckdb"),
             "VIGIL_ATTEST_RESULTS": str(results),
             "VIGIL_ATTEST_RESULT_VERIFICATION_KEY": str(work / "verifier.pub.pem"),
             "VIGIL_ATTEST_RESULT_TTL": "86400", "VIGIL_EVALUATOR": os.environ.get(
-                "VIGIL_EVALUATOR", "regorus"), "PYTHONPATH": str(ROOT)}
+                "VIGIL_EVALUATOR", "regorus"), "PYTHONPATH": str(ROOT)}, \
+        {"Authorization": f"Bearer {token}"}
 
 
 def _service(name: str, work: Path, db_path: Path, hosts: list[list[Component]],
              args: argparse.Namespace) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env.update(_fleet(work, db_path, hosts))
+    fleet_env, headers = _fleet(work, db_path, hosts)
+    env.update(fleet_env)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", "serve", "--port",
@@ -252,13 +263,15 @@ def _service(name: str, work: Path, db_path: Path, hosts: list[list[Component]],
     try:
         _wait(url, "/readyz", proc)
         t0 = time.perf_counter()
-        first = httpx.post(url + "/v1/admission", json=_review(0), timeout=120).json()
+        first = httpx.post(url + "/v1/admission", json=_review(0), headers=headers,
+                           timeout=120).json()
         cold_ms = round((time.perf_counter() - t0) * 1000, 1)
         with Pvdb.open(db_path, read_only=True, settings=load_settings(db=db_path)) as db:
             findings = len(db.affecting(hosts[0], as_of=dt.datetime.now(dt.UTC)).findings)
-        figures = _load(url, "/v1/admission", _review, args, work)
+        figures = _load(url, "/v1/admission", _review, args, work, headers)
         if figures["client"] == "wrk":  # wrk reads no bodies: what the service answered
-            last = httpx.post(url + "/v1/admission", json=_review(1), timeout=30).json()
+            last = httpx.post(url + "/v1/admission", json=_review(1), headers=headers,
+                              timeout=30).json()
             figures["answers"]["allowed"] = last["response"]["allowed"]
         return {"scenario": name, "decided_host_findings": findings, "cold_first_ms": cold_ms,
                 "first_allowed": first["response"]["allowed"], **figures,

@@ -263,11 +263,11 @@ def warnings_of(items: list[str]) -> list[str] | None:
     were left out."""
     if not items:
         return None
-    out = [short(w) for w in items]
-    if len(out) > MAX_WARNINGS:
-        left = len(out) - (MAX_WARNINGS - 1)
-        out = [*out[: MAX_WARNINGS - 1], f"vigil: {left} more warnings in the decision log"]
-    return out
+    if len(items) > MAX_WARNINGS:
+        left = len(items) - (MAX_WARNINGS - 1)
+        return [*(short(w) for w in items[: MAX_WARNINGS - 1]),
+                f"vigil: {left} more warnings in the decision log"]
+    return [short(w) for w in items]
 
 
 def node_affinity_patch(obj: dict[str, Any], version: str | None = None, *,
@@ -388,7 +388,8 @@ def answer(uid: str, asked: GateQuestion, obj: dict[str, Any], got: GateAnswer, 
     keeps the VM on the patched image (the mutating webhook added it)."""
     what = "migrating" if asked.kind == MIGRATION else "starting"
     subject = f"{what} VM {asked.vm.name} of tenant {asked.tenant}"
-    warnings = warnings_of([f"vigil: {w}" for w in got.warnings])
+    warnings = warnings_of([f"vigil: {w}" for w in got.warnings[:MAX_WARNINGS]]
+                           + list(got.warnings[MAX_WARNINGS:]))
     reasons = "; ".join(got.reasons) or "the policy gave no reason"
     decision = f" (decision {got.decision_id})" if got.decision_id else ""
     if got.verdict == "admit":

@@ -205,7 +205,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
     token_store = tokens or TokenStore(settings.tokens_db)
     timeout = decision_timeout if decision_timeout is not None else settings.admission_timeout
     metrics = _Metrics()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=16,
                                                  thread_name_prefix="vigil-decide")
     ctx = Context(tokens=token_store, parts=parts,
                   pool=concurrent.futures.ThreadPoolExecutor(

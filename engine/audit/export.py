@@ -29,7 +29,13 @@ from typing import Any
 import orjson
 
 from engine.audit.errors import ExportError
-from engine.decide import StoredRow, canonical_json, event_frame
+from engine.decide import (
+    POSTURE_PATH,
+    DecisionRecord,
+    StoredRow,
+    canonical_json,
+    event_frame,
+)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -65,6 +71,9 @@ class ExportReader:
         self.path = path
         self.bundles: dict[str, bytes] = {}
         self.attestations: dict[str, str] = {}
+        self.postures: dict[str, StoredRow] = {}
+        """The host posture records read so far, by decision id (the two-stage decisions
+        after them name them)."""
         self.lines = 0
         if not path.exists():
             from engine.errors import NotFoundError
@@ -75,6 +84,12 @@ class ExportReader:
 
     def bundle(self, revision: str) -> bytes | None:
         return self.bundles.get(revision)
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        """A host posture record already read (a two-stage decision's replay reads its
+        posture, which the export holds before it)."""
+        row = self.postures.get(decision_id)
+        return None if row is None else row.record()
 
     def __iter__(self) -> Iterator[ExportLine]:
         try:
@@ -125,6 +140,8 @@ class ExportReader:
                                                         for t in checkpoints):
             problem = problem or "its checkpoints are not a list of compact JWS"
             checkpoints = []
+        if problem is None and row.path == POSTURE_PATH:
+            self.postures[row.decision_id] = row
         return ExportLine(number, row, checkpoints, problem, row.seq)
 
     def _row(self, event: dict[str, Any], ext: dict[str, Any]) -> StoredRow:

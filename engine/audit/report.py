@@ -27,6 +27,7 @@ rollout state:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -35,7 +36,17 @@ from typing import Any, Protocol
 
 import orjson
 
-from engine.decide import DecisionRecord, Replayed, StoredRow
+from engine.decide import (
+    POSTURE_PATH,
+    Decision,
+    DecisionRecord,
+    Posture,
+    Replayed,
+    StoredRow,
+    compose,
+    merge_documents,
+    posture_of,
+)
 from engine.model import Component
 
 DAY_NS = 86_400 * 10**9
@@ -160,6 +171,9 @@ class ReportBuilder:
         self._delays: list[_Delay] = []
         self._revisions: dict[str | None, _Revision] = {}
         self._diverged: list[dict[str, Any]] = []
+        self._postures: dict[str, tuple[dict[str, Any], Posture]] = {}
+        """Host posture documents (input schema version 2) by record id: the decisions
+        after them name them and are read with them."""
         self.replayed = 0
         self.decisions = 0
         self.verdicts: Counter[str] = Counter()
@@ -178,14 +192,31 @@ class ReportBuilder:
     def add(self, row: StoredRow) -> dict[str, Any] | None:
         """The placement of one record in the period (None when outside the period or
         another tenant's)."""
+        if row.path == POSTURE_PATH:  # a host's posture: read with the decisions on it
+            try:
+                judged = posture_of(orjson.loads(row.result_text), digest="",
+                                    decision_id=row.decision_id)
+            except ValueError:
+                return None  # not a posture: the decisions on it read as they stand
+            self._postures[row.decision_id] = (orjson.loads(row.input_text), judged)
+            return None
         if not self.wants(row):
             return None
         document = orjson.loads(row.input_text)
+        posture = (document.get("posture") or {}).get("decision_id") \
+            if document.get("schema_version") == 2 else None
+        result = orjson.loads(row.result_text)
+        if isinstance(posture, str) and posture in self._postures:
+            # the placement as decided: the host's posture and the request's own decision
+            posture_document, judged = self._postures[posture]
+            document = merge_documents(posture_document, document)
+            if row.error is None:
+                with contextlib.suppress(ValueError):  # a malformed one as it stands
+                    result = compose(Decision.parse(result), judged).to_json()
         request = document.get("request") or {}
         tenant = str(request.get("tenant", ""))
         if self.period.tenant is not None and tenant != self.period.tenant:
             return None
-        result = orjson.loads(row.result_text)
         host = document.get("host") or {}
         host_id = str(host.get("id", ""))
         vm = str((request.get("vm") or {}).get("name", ""))

@@ -376,16 +376,18 @@ def decisions_list(since: Annotated[str | None, typer.Option(help="ISO date/time
         records = dlog.since(_since(since))
     if as_json:
         output.emit_json([{"decision_id": r.decision_id, "timestamp": r.timestamp,
-                           "verdict": r.result.get("verdict"), "host": r.input["host"]["id"],
-                           "tenant": r.input["request"]["tenant"],
+                           "verdict": r.result.get("verdict", "posture"),
+                           "host": r.input.get("host", {}).get("id"),
+                           "tenant": r.input.get("request", {}).get("tenant"),
                            "bundle_revision": r.bundle_revision, "evaluator": r.evaluator}
                           for r in records])
         return
     output.table(f"Decisions in {cfg.decision_log}",
                  ["decision", "time", "verdict", "host", "tenant", "revision"],
                  [(r.decision_id, r.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
-                   r.result.get("verdict"), r.input["host"]["id"],
-                   r.input["request"]["tenant"], r.bundle_revision) for r in records])
+                   r.result.get("verdict", "posture"), r.input.get("host", {}).get("id"),
+                   r.input.get("request", {}).get("tenant", ""), r.bundle_revision)
+                  for r in records])
 
 
 @decisions_app.command("export")

@@ -43,6 +43,17 @@ _HOME: dict[str, str] = {
     "BundleFolder": "engine.decide.bundle_server",
     "bundle_server_app": "engine.decide.bundle_server:app",
     "Decider": "engine.decide.decider",
+    "Posture": "engine.decide.decider",
+    "PostureCache": "engine.decide.decider",
+    "compose": "engine.decide.decider",
+    "posture_of": "engine.decide.decider",
+    "POSTURE_PATH": "engine.decide.evaluators",
+    "build_decision_document": "engine.decide.input_builder",
+    "build_posture_document": "engine.decide.input_builder",
+    "merge_documents": "engine.decide.input_builder:merge",
+    "split_document": "engine.decide.input_builder:split",
+    "DecisionDocument": "engine.decide.input_document",
+    "PostureDocument": "engine.decide.input_document",
     "DecisionLog": "engine.decide.decision_log",
     "CHECKPOINT_TYP": "engine.decide.decision_log",
     "GENESIS": "engine.decide.decision_log",
@@ -75,6 +86,7 @@ _HOME: dict[str, str] = {
     "unwired_site_rules": "engine.decide.wiring:unwired",
     "Replayer": "engine.decide.replay",
     "Verdict": "engine.decide.verdict",
+    "Decision": "engine.decide.verdict",
 }
 """Each public name and the module that defines it (``module:name`` when it is known by
 another name there)."""
@@ -85,7 +97,7 @@ if TYPE_CHECKING:
     from engine.decide.bundle import read as read_bundle
     from engine.decide.bundle_server import BundleFolder
     from engine.decide.bundle_server import app as bundle_server_app
-    from engine.decide.decider import Decider
+    from engine.decide.decider import Decider, Posture, PostureCache, compose, posture_of
     from engine.decide.decision_log import (
         CHECKPOINT_TYP,
         GENESIS,
@@ -100,12 +112,26 @@ if TYPE_CHECKING:
         opa_timestamp,
     )
     from engine.decide.decision_log import canonical as canonical_json
-    from engine.decide.evaluators import EMBEDDED, Evaluator, embedded_evaluator
-    from engine.decide.input_builder import RequestFacts, build_input
+    from engine.decide.evaluators import (
+        EMBEDDED,
+        POSTURE_PATH,
+        Evaluator,
+        embedded_evaluator,
+    )
+    from engine.decide.input_builder import (
+        RequestFacts,
+        build_decision_document,
+        build_input,
+        build_posture_document,
+    )
+    from engine.decide.input_builder import merge as merge_documents
+    from engine.decide.input_builder import split as split_document
     from engine.decide.input_document import (
+        DecisionDocument,
         Image,
         InputDocument,
         PatchedConfiguration,
+        PostureDocument,
         VmShape,
         json_schema,
         validate,
@@ -115,7 +141,7 @@ if TYPE_CHECKING:
     from engine.decide.policytest import run as run_policy_tests
     from engine.decide.policytest import run_with_coverage as run_policy_tests_with_coverage
     from engine.decide.replay import BundleSource, Replayed, Replayer
-    from engine.decide.verdict import Verdict
+    from engine.decide.verdict import Decision, Verdict
     from engine.decide.wiring import unwired as unwired_site_rules
 else:
     def __getattr__(name: str) -> Any:
@@ -134,11 +160,14 @@ __all__ = [
     "CHECKPOINT_TYP",
     "EMBEDDED",
     "GENESIS",
+    "POSTURE_PATH",
     "BundleFolder",
     "BundleSource",
     "ChainRow",
     "Checkpoint",
     "Decider",
+    "Decision",
+    "DecisionDocument",
     "DecisionLog",
     "DecisionRecord",
     "Evaluator",
@@ -146,6 +175,9 @@ __all__ = [
     "InputDocument",
     "PatchedConfiguration",
     "PolicySet",
+    "Posture",
+    "PostureCache",
+    "PostureDocument",
     "Replayed",
     "Replayer",
     "RequestFacts",
@@ -153,10 +185,13 @@ __all__ = [
     "Verdict",
     "VmShape",
     "build_bundle",
+    "build_decision_document",
     "build_input",
+    "build_posture_document",
     "bundle_server_app",
     "canonical_json",
     "checkpoint_payload",
+    "compose",
     "embedded_evaluator",
     "event_frame",
     "hashed_timestamp",
@@ -164,10 +199,13 @@ __all__ = [
     "load_directory",
     "load_policy_tests",
     "load_policy_tests_of_roots",
+    "merge_documents",
     "opa_timestamp",
+    "posture_of",
     "read_bundle",
     "run_policy_tests",
     "run_policy_tests_with_coverage",
+    "split_document",
     "unwired_site_rules",
     "validate",
 ]

@@ -390,6 +390,7 @@ def default_labels(evaluator: str) -> dict[str, str]:
             "evaluator": evaluator}
 
 
+_ROW_PLACES = "(" + ", ".join(["?"] * 15) + ")"
 _ROW_COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, evaluator, "
                 "metrics, error, labels, prev_hash, record_hash, bundles, attestation_sha256")
 
@@ -630,6 +631,45 @@ class DecisionLog:
                 "INSERT INTO decision_bundles VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [revision, digest, archive, origin, dt.datetime.now(dt.UTC)])
 
+    def _tip(self, con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+        """The last row's (seq, record_hash), inside the caller's transaction: its seq
+        from ``max(seq)`` and its hash by that seq (both cheap at any size, where an
+        ``ORDER BY seq DESC LIMIT 1`` sorts)."""
+        top = con.execute("SELECT max(seq) FROM decision_log").fetchone()
+        seq = int(top[0]) if top and top[0] is not None else 0
+        if seq == 0:
+            return 0, GENESIS
+        row = con.execute("SELECT record_hash FROM decision_log WHERE seq = ?",
+                          [seq]).fetchone()
+        if row is None:
+            raise duckdb.InvalidInputException(f"the decision log has no record {seq}")
+        return seq, str(row[0])
+
+    @staticmethod
+    def _row(con: duckdb.DuckDBPyConnection, seq: int, prev: str, entry: dict[str, Any]
+             ) -> tuple[list[Any], str | None]:
+        """The stored row (in ``_ROW_COLUMNS`` order) of one decision at ``seq`` after
+        ``prev``, and the attestation result token to store beside it (or None)."""
+        given = entry.get("attestation_result")
+        token = given.strip() if given else None
+        attestation = hashlib.sha256(token.encode()).hexdigest() if token else None
+        bundles = entry.get("bundles")
+        texts = (canonical(entry["input_document"]), canonical(entry["result"]),
+                 canonical(entry["metrics"]), canonical(entry["labels"]),
+                 None if bundles is None else canonical(bundles))
+        stored = StoredRow(
+            seq=seq, decision_id=entry["decision_id"], timestamp=entry["timestamp"],
+            path=entry["path"], input_text=texts[0], result_text=texts[1],
+            bundle_revision=entry["bundle_revision"], evaluator=entry["evaluator"],
+            metrics_text=texts[2], error=entry["error"], labels_text=texts[3],
+            prev_hash=prev, record_hash="", bundles_text=texts[4],
+            attestation_sha256=attestation)
+        record_hash = stored.computed_hash(prev)
+        return ([seq, stored.decision_id, stored.timestamp, stored.path, texts[0], texts[1],
+                 stored.bundle_revision, stored.evaluator, texts[2], stored.error, texts[3],
+                 prev, record_hash, texts[4], attestation], token)
+
+
     def append(self, *, decision_id: str, timestamp: dt.datetime, path: str,
                input_document: dict[str, Any], result: dict[str, Any],
                bundle_revision: str | None, evaluator: str, metrics: dict[str, int],
@@ -640,10 +680,11 @@ class DecisionLog:
         as it is (an uploader retrying) and False returned. ``attestation_result``: the
         signed attestation result (compact JWS) the decision rested on, stored once by
         its SHA-256, which the record's hash covers."""
-        token = attestation_result.strip() if attestation_result else None
-        attestation = hashlib.sha256(token.encode()).hexdigest() if token else None
-        texts = (canonical(input_document), canonical(result), canonical(metrics),
-                 canonical(labels), None if bundles is None else canonical(bundles))
+        entry = {"decision_id": decision_id, "timestamp": timestamp, "path": path,
+                 "input_document": input_document, "result": result,
+                 "bundle_revision": bundle_revision, "evaluator": evaluator,
+                 "metrics": metrics, "error": error, "labels": labels, "bundles": bundles,
+                 "attestation_result": attestation_result}
         with self._session() as con:
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -652,28 +693,16 @@ class DecisionLog:
                         [decision_id]).fetchone():
                     con.execute("ROLLBACK")
                     return False
-                row = con.execute(
-                    "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-                stored = StoredRow(
-                    seq=seq, decision_id=decision_id, timestamp=timestamp, path=path,
-                    input_text=texts[0], result_text=texts[1],
-                    bundle_revision=bundle_revision, evaluator=evaluator,
-                    metrics_text=texts[2], error=error, labels_text=texts[3],
-                    prev_hash=prev, record_hash="", bundles_text=texts[4],
-                    attestation_sha256=attestation)
-                record_hash = stored.computed_hash(prev)
+                last, prev = self._tip(con)
+                seq = last + 1
+                row, token = self._row(con, seq, prev, entry)
+                record_hash = row[12]
                 if token is not None:
                     con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
                                 " ON CONFLICT DO NOTHING",
-                                [attestation, token, dt.datetime.now(dt.UTC)])
-                con.execute(
-                    f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES"
-                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [seq, decision_id, timestamp, path, texts[0], texts[1], bundle_revision,
-                     evaluator, texts[2], error, texts[3], prev, record_hash, texts[4],
-                     attestation])
+                                [row[-1], token, dt.datetime.now(dt.UTC)])
+                con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES {_ROW_PLACES}",
+                            row)
                 if self.signing_key is not None and seq % self.checkpoint_every == 0:
                     self._sign(con, seq, record_hash, "periodic")
                 con.execute("COMMIT")
@@ -681,6 +710,9 @@ class DecisionLog:
                 con.execute("ROLLBACK")
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
                                        f"{exc}") from exc
+            except BaseException:  # an entry that is not a decision: nothing written
+                con.execute("ROLLBACK")
+                raise
         return True
 
     def _sign(self, con: duckdb.DuckDBPyConnection, size: int, head: str, kind: str
@@ -720,6 +752,50 @@ class DecisionLog:
                 raise DecisionLogError(f"cannot write a checkpoint to the decision log "
                                        f"{self.path}: {exc}") from exc
         return made
+
+    def append_many(self, entries: list[dict[str, Any]]) -> None:
+        """Append several decisions (each the keyword arguments of :meth:`append`, without
+        ``skip_known``) in one transaction, chained in order: all are logged or none. The
+        rows, their hashes and the periodic checkpoints are those the same single
+        appends would write; the rows go in one statement per 64."""
+        if not entries:
+            return
+        with self._session() as con:
+            try:
+                con.execute("BEGIN TRANSACTION")
+                seq, prev = self._tip(con)
+                rows: list[list[Any]] = []
+                tokens: dict[str, str] = {}
+                signed: list[tuple[int, str]] = []
+                for entry in entries:
+                    seq += 1
+                    row, token = self._row(con, seq, prev, entry)
+                    if token is not None:
+                        tokens[row[-1]] = token
+                    rows.append(row)
+                    prev = row[12]
+                    if self.signing_key is not None and seq % self.checkpoint_every == 0:
+                        signed.append((seq, prev))
+                now = dt.datetime.now(dt.UTC)
+                for digest, token in tokens.items():
+                    con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
+                                " ON CONFLICT DO NOTHING", [digest, token, now])
+                for start in range(0, len(rows), 64):
+                    chunk = rows[start:start + 64]
+                    con.execute(
+                        f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES "
+                        + ", ".join([_ROW_PLACES] * len(chunk)),
+                        [value for row in chunk for value in row])
+                for size, head in signed:
+                    self._sign(con, size, head, "periodic")
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                con.execute("ROLLBACK")
+                raise DecisionLogError(f"cannot append to the decision log {self.path}: "
+                                       f"{exc}") from exc
+            except BaseException:  # an entry that is not a decision: nothing written
+                con.execute("ROLLBACK")
+                raise
 
     def append_opa_event(self, event: Any) -> bool:
         """Log one OPA decision-log event (as OPA's decision-log plugin uploads them).

@@ -1,7 +1,21 @@
-"""The input document: every fact a policy may read for one placement decision.
+"""The input documents: every fact a policy may read for one placement decision.
 
-The document is versioned (``schema_version``), published as JSON Schema
-(``vigil schema input``, ``docs/input-schema.json``) and validated before every
+Schema version 2 splits a decision in two documents, so that its cost follows what
+changes per request and not the size of the host's finding list:
+
+* the **posture document** (``stage: "posture"``, the input of
+  ``data.vigil.posture.result``): the host, its attestation result, the vulnerabilities
+  of its components for the day, their coverage and its patched configuration, with the
+  decision *day*; judged once and kept for as long as none of them changes;
+* the **decision document** (``stage: "decision"``, the input of
+  ``data.vigil.decision.result``): the tenant's request, the host's attestation with its
+  age, the patched configuration, the decision time, and ``posture``: the posture's
+  counts of findings per kind, its facts and the digest of the posture document.
+
+A version 1 document (:class:`InputDocument`) holds both in one and stays readable: it is
+what decisions recorded before version 2 carry, and what a policy without a posture
+entry point decides. Every document is versioned (``schema_version``), published as JSON
+Schema (``vigil schema input``, ``docs/input-schema.json``) and validated before every
 evaluation. Values are normalised so that the embedded evaluator (rego-cpp) and an OPA
 server read them alike:
 
@@ -29,8 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.decide.errors import InputDocumentError
 
-SCHEMA_VERSION = 1
-SCHEMA_ID = "https://vigil.invalid/schemas/input-v1.json"
+SCHEMA_VERSION = 2
+SCHEMA_ID = "https://vigil.invalid/schemas/input-v2.json"
+SCHEMA_ID_V1 = "https://vigil.invalid/schemas/input-v1.json"
 
 AttestationStatus = Literal["affirming", "warning", "contraindicated", "none"]
 """The AR4SI tier of an attestation result (``none``: there is no result)."""
@@ -277,7 +292,7 @@ class InputDocument(_Model):
 
     model_config = ConfigDict(
         frozen=True, extra="forbid",
-        json_schema_extra={"$id": SCHEMA_ID,
+        json_schema_extra={"$id": SCHEMA_ID_V1,
                            "$schema": "https://json-schema.org/draft/2020-12/schema"},
     )
 
@@ -298,22 +313,108 @@ class InputDocument(_Model):
         return self.model_dump(mode="json")
 
 
+class Day(_Model):
+    """The decision day (UTC): what the day counts of a posture document count from."""
+
+    date: str = Field(description="YYYY-MM-DD")
+    ns: int = Field(description="date at 00:00Z in ns since epoch")
+
+
+class PostureDocument(_Model):
+    """The input of ``data.vigil.posture.result`` (schema version 2): what a host's
+    facts are on one day, the same for every request decided on them."""
+
+    schema_version: Literal[2] = 2
+    stage: Literal["posture"] = "posture"
+    host: Host = Field(description="The host; attestation.age_seconds is null here (the"
+                       " age is the request's)")
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    undetermined: list[Undetermined] = Field(default_factory=list)
+    coverage: list[Coverage] = Field(default_factory=list)
+    patched_configuration: PatchedConfiguration
+    day: Day
+    provenance: Provenance | None = None
+
+
+class RequestHost(_Model):
+    """The candidate host as the decision document names it."""
+
+    id: str = Field(description="Host id")
+    attestation: Attestation
+
+
+class PostureCounts(_Model):
+    """How many host findings of each kind the posture gave (after exceptions)."""
+
+    deny: int = Field(ge=0)
+    patch: int = Field(ge=0)
+    delay: int = Field(ge=0)
+    warn: int = Field(ge=0)
+
+
+class PostureSummary(_Model):
+    """What the decision reads of the host's posture."""
+
+    digest: str = Field(description="sha256: of the posture document's canonical JSON")
+    decision_id: str | None = Field(
+        default=None, description="The posture's record in the decision log, when logged")
+    counts: PostureCounts
+    facts: dict[str, Any] = Field(default_factory=dict,
+                                  description="The posture's facts (policy-defined)")
+
+
+class DecisionDocument(_Model):
+    """The input of ``data.vigil.decision.result`` (schema version 2): one request."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid",
+        json_schema_extra={"$id": SCHEMA_ID,
+                           "$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    schema_version: Literal[2] = 2
+    stage: Literal["decision"] = "decision"
+    request: Request
+    host: RequestHost
+    patched_configuration: PatchedConfiguration
+    decision_time: DecisionTime
+    posture: PostureSummary
+
+
+AnyDocument = InputDocument | PostureDocument | DecisionDocument
+
+
 # --- schema ---------------------------------------------------------------------------
+
+
+def _model_of(document: Any) -> type[BaseModel]:
+    """The model a JSON value claims to be (by ``schema_version`` and ``stage``)."""
+    if isinstance(document, dict) and document.get("schema_version") == 2:
+        return PostureDocument if document.get("stage") == "posture" else DecisionDocument
+    return InputDocument
 
 
 @lru_cache(maxsize=1)
 def json_schema() -> dict[str, Any]:
-    """The published JSON Schema (draft 2020-12) of the input document."""
-    schema = InputDocument.model_json_schema(mode="validation")
-    schema["title"] = "Vigil decision input document, schema version 1"
+    """The published JSON Schema (draft 2020-12): a decision document, a posture
+    document (schema version 2) or a version 1 document."""
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(AnyDocument).json_schema(mode="validation")
+    schema["$id"] = SCHEMA_ID
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = ("Vigil decision input documents, schema version 2: a decision"
+                       " document (stage decision), a posture document (stage posture),"
+                       " or a version 1 document")
     return schema
 
 
-@lru_cache(maxsize=1)
-def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(json_schema())
-    cls.check_schema(json_schema())
-    validator: jsonschema.protocols.Validator = cls(json_schema())
+@lru_cache(maxsize=4)
+def _validator(model: type[BaseModel]) -> jsonschema.protocols.Validator:
+    schema = model.model_json_schema(mode="validation")
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    validator: jsonschema.protocols.Validator = cls(schema)
     return validator
 
 
@@ -324,18 +425,24 @@ def _pointer(path: Any) -> str:
     return out
 
 
-def validate(document: Any) -> InputDocument:
-    """Check a JSON value against the schema; raise naming every field that fails.
+def validate(document: Any) -> AnyDocument:
+    """Check a JSON value against the schema of the document it claims to be (version
+    1, or a version 2 posture or decision document); raise naming every field that
+    fails.
 
     The model (strict: no coercion, no extra fields) accepts or refuses first, in
     microseconds; only a refused document goes through the JSON Schema validator, whose
     errors name each field the way the published schema does.
     """
+    model = _model_of(document)
     try:
-        return InputDocument.model_validate(document, strict=True)
+        checked: AnyDocument = model.model_validate(document, strict=True)  # type: ignore[assignment]
+        return checked
     except ValidationError as exc:
         refused = exc
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    version = model.model_fields["schema_version"].default
+    errors = sorted(_validator(model).iter_errors(document),
+                    key=lambda e: list(e.absolute_path))
     if errors:
         problems: list[tuple[str, str]] = []
         for error in errors:
@@ -348,7 +455,7 @@ def validate(document: Any) -> InputDocument:
                 allowed = set(error.schema.get("properties", {}))
                 for name in sorted(set(error.instance) - allowed):
                     problems.append((f"{_pointer(error.absolute_path)}.{name}",
-                                     "is not a field of schema version 1"))
+                                     f"is not a field of schema version {version}"))
                 continue
             problems.append((_pointer(error.absolute_path), error.message))
         raise InputDocumentError(problems)

@@ -4,12 +4,19 @@
 call while either fails), keeps one decision log writer (the service's, so that one
 writer keeps the hash chain) and a second, quiet decider on the same evaluator for dry
 runs, and decides one placement at a time (:func:`decide_placement`).
+
+The PVDB is read from the generation that was live when it was opened; when an ingest
+switches a new generation in (``os.replace`` of the file), :class:`Deciding` opens it on a
+thread of its own, loads its match index and fix history, and only then decides on it:
+the decisions meanwhile go on, on the previous one. Host postures are kept by the
+decider, keyed on the PVDB generation among the rest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -43,6 +50,11 @@ class Deciding:
         self._decider: Decider | None = None
         self._quiet: Decider | None = None
         self._estimators: tuple[int, Estimator] | None = None
+        self._pvdb_stamp: tuple[int, int, int] | None = None
+        self._pvdb_checked = 0.0
+        self._reopening = False
+        self._readers: dict[int, int] = {}  # decisions reading each PVDB object, by id
+        self._retired: list[Pvdb] = []  # replaced generations a decision still reads
 
     @property
     def log(self) -> DecisionLog | None:
@@ -61,6 +73,7 @@ class Deciding:
                                     "`vigil feeds ingest`)")
                 else:
                     try:
+                        self._pvdb_stamp = self._stamp()
                         self._pvdb = Pvdb.open(self.settings.db, read_only=True,
                                                settings=self.settings)
                     except VigilError as exc:
@@ -83,6 +96,64 @@ class Deciding:
                 except Exception as exc:  # the decision log's file
                     problems.append(f"the policy or the decision log does not load: {exc}")
             return problems
+
+    # the PVDB's generations -----------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.settings.db.stat()
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+    def follow(self) -> None:
+        """Open a newly switched-in PVDB generation in the background (at most one check
+        every 0.2 s): decisions never wait for it."""
+        now = time.monotonic()
+        if self._reopening or self._pvdb is None or now - self._pvdb_checked < 0.2:
+            return
+        self._pvdb_checked = now
+        stamp = self._stamp()
+        if stamp is None or stamp == self._pvdb_stamp:
+            return
+        self._reopening = True
+        threading.Thread(target=self._reopen, args=(stamp,), name="vigil-pvdb-reopen",
+                         daemon=True).start()
+
+    def _reopen(self, stamp: tuple[int, int, int]) -> None:
+        try:
+            fresh = Pvdb.open(self.settings.db, read_only=True, settings=self.settings)
+            try:
+                fresh.affecting([])  # its match index, loaded before a decision needs it
+                estimator = (fresh.generation,
+                             Estimator(fresh.history(), default_calendars(self.settings.calendars)))
+            except BaseException:
+                fresh.close()
+                raise
+        except Exception:
+            self._reopening = False
+            return
+        with self._lock:
+            old = self._pvdb
+            if old is None:  # closed meanwhile
+                fresh.close()
+            else:
+                self._pvdb, self._pvdb_stamp, self._estimators = fresh, stamp, estimator
+                # decisions run outside the lock: the one replaced is closed once no
+                # decision reads it any more
+                self._retired.append(old)
+                self._close_retired()
+        self._reopening = False
+
+    def _close_retired(self) -> None:
+        """Close the replaced generations no decision reads (the lock held)."""
+        keep = []
+        for gone in self._retired:
+            if self._readers.get(id(gone), 0):
+                keep.append(gone)
+            else:
+                gone.close()
+        self._retired = keep
 
     def readiness(self) -> list[str]:
         if self._pvdb is None or self._decider is None:
@@ -129,6 +200,7 @@ class Deciding:
         problems = self.readiness()
         if problems:
             raise NotReady(f"the PVDB cannot be read now: {problems[0]}")
+        self.follow()
         with self._lock:
             if self._pvdb is None:
                 raise NotReady("Vigil is shutting down; try again")
@@ -142,14 +214,27 @@ class Deciding:
         problems = self.readiness()
         if problems:
             raise NotReady(f"Vigil cannot decide placements now: {problems[0]}")
+        self.follow()
         with self._lock:
             decider = self._decider if record else self._quiet
             pvdb = self._pvdb
             if decider is None or pvdb is None:
                 raise NotReady("Vigil is shutting down; try again")
+            estimator = self.estimator(now)
+            self._readers[id(pvdb)] = self._readers.get(id(pvdb), 0) + 1
+        # decided outside the lock, so that decisions overlap (the decider's log writer
+        # writes them in groups; the PVDB's queries take turns on its connection)
+        try:
             return decide_placement(decider, pvdb, request, result, host_id=host_id,
-                                    patched=patched, now=now, estimator=self.estimator(now),
+                                    patched=patched, now=now, estimator=estimator,
                                     attestation_token=attestation_token if record else None)
+        finally:
+            with self._lock:
+                left = self._readers.pop(id(pvdb)) - 1
+                if left:
+                    self._readers[id(pvdb)] = left
+                if self._retired:
+                    self._close_retired()
 
     def close(self) -> None:
         with self._lock:
@@ -160,6 +245,9 @@ class Deciding:
             self._log = None
             if self._pvdb is not None:
                 self._pvdb.close()
+            for gone in self._retired:
+                gone.close()
+            self._retired = []
             self._decider = self._quiet = None
             self._pvdb = None
             self._estimators = None

@@ -20,6 +20,7 @@ Everything else in this package is internal.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +74,8 @@ __all__ = [
 
 
 class Pvdb:
-    """A PVDB file, open for reading (and writing unless ``read_only``).
+    """A PVDB file, open for reading (and writing unless ``read_only``). Threads may
+    share one: its queries take turns on its connection.
 
     Reads see the generation that was live when the file was opened (or, for a writer,
     when its last ingest switched its own generation in); an ingest builds the next
@@ -96,6 +98,7 @@ class Pvdb:
         self._history: tuple[int, History] | None = None
         self._frozen: tuple[int, str] | None = None
         self._writing = False
+        self._lock = threading.RLock()  # one query at a time on the connection
 
     @classmethod
     def open(cls, path: Path | None = None, *, read_only: bool = False,
@@ -161,6 +164,10 @@ class Pvdb:
         """What the PVDB says happened per (vulnerability, line) and per product line
         (:mod:`engine.pvdb.history`). Derived once per generation when an ingest ends and
         stored with the data; read once per generation and kept."""
+        with self._lock:
+            return self._history_now()
+
+    def _history_now(self) -> History:
         generation = self.generation
         if self._history is not None and self._history[0] == generation:
             return self._history[1]
@@ -222,8 +229,9 @@ class Pvdb:
         """
         from engine.pvdb.query import affecting
 
-        return affecting(self, components, within_days=within_days, min_score=min_score,
-                         kev_only=kev_only, as_of=as_of, estimator=estimator)
+        with self._lock:
+            return affecting(self, components, within_days=within_days, min_score=min_score,
+                             kev_only=kev_only, as_of=as_of, estimator=estimator)
 
     def show(self, vuln_id: str) -> dict[str, Any]:
         """Every fact the PVDB holds about one vulnerability, per source."""

@@ -47,7 +47,9 @@ def signed(rsa_keys: tuple[Path, Path], tmp_path: Path) -> Path:
 def test_build_writes_an_opa_bundle(signed: Path) -> None:
     files = _files(signed.read_bytes())
     assert set(files) == {"/.manifest", "/.signatures.json", "/vigil/decision/decision.rego",
-                          "/vigil/lib/lib.rego", "/vigil/rules/attestation/attestation.rego",
+                          "/vigil/lib/lib.rego", "/vigil/combine/combine.rego",
+                          "/vigil/posture/posture.rego",
+                          "/vigil/rules/attestation/attestation.rego",
                           "/vigil/rules/request/request.rego",
                           "/vigil/rules/vulnerabilities/vulnerabilities.rego",
                           "/vigil/config/data.json"}

@@ -70,7 +70,8 @@ def _tampered(bundle: Path, tmp_path: Path) -> Path:
         changed = False
         for member in src.getmembers():
             data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            if data is not None and member.name.endswith(".rego") and not changed:
+            if data is not None and member.name.endswith(".rego") and not changed \
+                    and b"reject" in data:
                 data = data.replace(b"reject", b"rejecT", 1)
                 changed = True
             if data is not None:

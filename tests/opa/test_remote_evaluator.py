@@ -123,3 +123,19 @@ def test_opa_serving_no_bundle_is_a_reject_naming_it(opa_server: OpaServer) -> N
     assert verdict == "reject"
     assert [rule for rule, _ in reasons] == ["evaluation_undefined"]
     assert "data.vigil.decision.result is undefined" in reasons[0][1]
+
+
+@pytest.mark.parametrize(("label", "doc"), DOCUMENTS, ids=[d[0] for d in DOCUMENTS])
+def test_opa_decides_the_parity_corpus_in_two_stages_as_the_embedded_evaluators(
+        backends: dict[str, Any], label: str, doc: dict[str, Any]) -> None:
+    """Input schema version 2: the posture document and the decision document of each
+    corpus document, on the OPA server and in process; and composed, they decide as the
+    whole document does."""
+    from engine.decide.verdict import Decision
+    from tests.decide.test_staged import two_stages
+
+    reference = two_stages(backends["server"], doc)
+    whole = Decision.parse(backends["server"].evaluate(doc).value).to_json()
+    assert _normal(reference) == _normal(whole), label
+    for name in ("opa", "regorus", "regopy"):
+        assert _normal(two_stages(backends[name], doc)) == _normal(reference), f"{name}: {label}"

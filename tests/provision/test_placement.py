@@ -90,9 +90,12 @@ def test_the_attested_components_are_asked_about_and_the_decision_logged(world: 
     assert verdict["verdict"] == "admit" and code == 0
     assert [w["rule"] for w in verdict["warnings"]] == ["no_fix_within_window"]
     with DecisionLog(world / "decisions.duckdb") as log:
-        (record,) = log.since()
+        posture, record = log.since()  # the host's posture once, then the request
     assert record.decision_id == verdict["decision_id"]
-    assert record.input["vulnerabilities"][0]["id"] == "CVE-2099-0001"
+    assert record.path == "vigil/decision/result" and posture.path == "vigil/posture/result"
+    assert record.input["posture"]["decision_id"] == posture.decision_id
+    assert posture.input["vulnerabilities"][0]["id"] == "CVE-2099-0001"
+    assert [w["rule"] for w in posture.result["warn"]] == ["no_fix_within_window"]
 
 
 def _catalog(world: Path, child_status: str) -> None:

@@ -18,6 +18,7 @@ that ``python -m engine.decide.evaluators.rego_worker`` starts in a fraction of 
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +32,31 @@ if TYPE_CHECKING:
 __all__ = [
     "DECISION_PATH",
     "EMBEDDED",
+    "POSTURE_PATH",
     "Evaluation",
     "EvaluationTimeout",
     "Evaluator",
     "EvaluatorError",
     "embedded_evaluator",
+    "entrypoints_for",
     "evaluator_for",
 ]
 
 DECISION_PATH = "vigil/decision/result"
 """The query path of the default entry point, ``data.vigil.decision.result``."""
+
+POSTURE_PATH = "vigil/posture/result"
+"""The query path of the host posture, ``data.vigil.posture.result`` (input schema
+version 2): a policy that defines it is decided in two stages."""
+
+_POSTURE_PACKAGE = re.compile(r"^package\s+vigil\.posture\s*(#.*)?$", re.MULTILINE)
+
+
+def entrypoints_for(policy: PolicySet) -> tuple[str, ...]:
+    """The entry points an evaluator of ``policy`` prepares: the decision, and the host
+    posture when a module of the policy is ``package vigil.posture``."""
+    staged = any(_POSTURE_PACKAGE.search(source) for source in policy.policy_modules.values())
+    return (DECISION_PATH, POSTURE_PATH) if staged else (DECISION_PATH,)
 
 
 class EvaluatorError(DecideError):
@@ -74,6 +90,12 @@ class Evaluator(abc.ABC):
     def bundle_revision(self) -> str | None:
         """The revision of the policy bundle this evaluator serves."""
 
+    @property
+    def entrypoints(self) -> tuple[str, ...]:
+        """The query paths this evaluator prepared (the decision's by default)."""
+        given: tuple[str, ...] = getattr(self, "_entrypoints", (DECISION_PATH,))
+        return given
+
     @abc.abstractmethod
     def evaluate(self, input_document: dict[str, Any], path: str = DECISION_PATH) -> Evaluation:
         """Evaluate ``data.<path>`` (slash-separated) for ``input_document``."""
@@ -87,26 +109,29 @@ EMBEDDED = ("regorus", "regopy", "opa")
 
 
 def embedded_evaluator(name: str, policy: PolicySet, *, timeout: float | None,
-                       memory_limit: int | None = None) -> Evaluator:
+                       memory_limit: int | None = None,
+                       entrypoints: tuple[str, ...] | None = None) -> Evaluator:
     """An in-process evaluator by name: ``regorus``, ``regopy`` or ``opa`` (OPA's own Go
-    engine, :mod:`.opa_engine`). ``memory_limit`` caps regorus's worker process (default:
-    its own default); the others run in this process and are not capped."""
+    engine, :mod:`.opa_engine`), prepared for ``entrypoints`` (default:
+    :func:`entrypoints_for` the policy). ``memory_limit`` caps regorus's worker process
+    (default: its own default); the others run in this process and are not capped."""
+    paths = entrypoints if entrypoints is not None else entrypoints_for(policy)
     if name == "regorus":
         from engine.decide.evaluators.regorus_engine import (
             DEFAULT_MEMORY_LIMIT,
             RegorusEvaluator,
         )
 
-        return RegorusEvaluator(policy, timeout=timeout,
+        return RegorusEvaluator(policy, timeout=timeout, entrypoints=paths,
                                 memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT)
     if name == "regopy":
         from engine.decide.evaluators.regopy_engine import EmbeddedEvaluator
 
-        return EmbeddedEvaluator(policy, timeout=timeout)
+        return EmbeddedEvaluator(policy, timeout=timeout, entrypoints=paths)
     if name == "opa":
         from engine.decide.evaluators.opa_engine import OpaEvaluator
 
-        return OpaEvaluator(policy, timeout=timeout)
+        return OpaEvaluator(policy, timeout=timeout, entrypoints=paths)
     raise ConfigError(f"unknown evaluator {name!r}", tip=f"use one of {', '.join(EMBEDDED)}")
 
 

@@ -88,6 +88,7 @@ class OpaEvaluator(Evaluator):
         self.timeout = timeout
         self._lib = _load()
         self._handles: dict[str, int] = {}
+        self._entrypoints = entrypoints
         data = policy.data
         for path in entrypoints:
             request = orjson.dumps({"modules": dict(policy.policy_modules), "data": data,

@@ -8,87 +8,74 @@
 #   reject if any deny, else patch if any patch, else delay if any delay, else admit.
 #   Warnings list what was tolerated. A finding named by an exception is moved to the
 #   warnings.
+#
+#   A decision document of input schema version 2 carries the host's facts judged once
+#   per host posture (data.vigil.posture.result) as input.posture: the number of host
+#   findings of each kind and the posture's facts. Its own findings are those of the
+#   request; the engine adds the host findings of the kind the verdict names to the
+#   reasons, the host warnings to the warnings and the host obligations of the verdict
+#   to the obligations. A version 1 document carries every fact itself and is judged
+#   here whole (input.posture is absent).
 package vigil.decision
 
 import rego.v1
 
-# Every package is referenced by its full name. A reference through a variable
-# (data.site.rules[name]) makes evaluators evaluate every rule under data.site.rules,
-# tests included, which costs more than the rules themselves and can recurse.
+import data.vigil.combine
 
-default _site_deny := set()
+_host_count(kind) := n if {
+	n := input.posture.counts[kind]
+} else := 0
 
-_site_deny := data.site.findings.deny
+_deny := ((data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | data.vigil.rules.vulnerabilities.deny) | combine.site_deny
 
-_deny := ((data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | data.vigil.rules.vulnerabilities.deny) | _site_deny
+_patch := (data.vigil.rules.request.patch | data.vigil.rules.vulnerabilities.patch) | combine.site_patch
 
-default _site_patch := set()
+_delay := data.vigil.rules.vulnerabilities.delay | combine.site_delay
 
-_site_patch := data.site.findings.patch
+_warn := data.vigil.rules.vulnerabilities.warn | combine.site_warn
 
-_patch := (data.vigil.rules.request.patch | data.vigil.rules.vulnerabilities.patch) | _site_patch
+_obligations := (data.vigil.rules.vulnerabilities.obligations | combine.site_obligations) | _recheck
 
-default _site_delay := set()
+_denies := combine.active(_deny)
 
-_site_delay := data.site.findings.delay
+_patches := combine.active(_patch)
 
-_delay := data.vigil.rules.vulnerabilities.delay | _site_delay
-
-default _site_warn := set()
-
-_site_warn := data.site.findings.warn
-
-_warn := data.vigil.rules.vulnerabilities.warn | _site_warn
-
-default _site_obligations := set()
-
-_site_obligations := data.site.findings.obligations
-
-_obligations := data.vigil.rules.vulnerabilities.obligations | _site_obligations
-
-default _site_exception := set()
-
-_site_exception := data.site.findings.exception
-
-_exceptions := _site_exception
-
-_excepted(f) if {
-	some e in _exceptions
-	e.rule == f.rule
-	not e.vulnerability
-}
-
-_excepted(f) if {
-	some e in _exceptions
-	e.rule == f.rule
-	e.vulnerability == f.vulnerability
-}
-
-_active(findings) := findings if {
-	count(_exceptions) == 0
-} else := {f | some f in findings; not _excepted(f)}
-
-_denies := _active(_deny)
-
-_patches := _active(_patch)
-
-_delays := _active(_delay)
-
-_excepted_findings := {object.union(f, {"message": sprintf("excepted: %s", [f.message])}) |
-	count(_exceptions) > 0
-	some f in ((_deny | _patch) | _delay)
-	_excepted(f)
-}
+_delays := combine.active(_delay)
 
 verdict := "reject" if {
-	count(_denies) > 0
+	count(_denies) + _host_count("deny") > 0
 } else := "patch" if {
-	count(_patches) > 0
+	count(_patches) + _host_count("patch") > 0
 } else := "delay" if {
-	count(_delays) > 0
+	count(_delays) + _host_count("delay") > 0
 } else := "admit"
 
 _reasons := {"reject": _denies, "patch": _patches, "delay": _delays, "admit": set()}
+
+# When the delays can be re-checked: the posture's facts (version 2), or the
+# vulnerabilities package's own (version 1). The decision time is the request's.
+_delay_recheck := input.posture.facts.delay_recheck if {
+	input.posture
+} else := data.vigil.rules.vulnerabilities.delay_recheck
+
+_recheck_times contains t if {
+	t := _delay_recheck.earliest_ns
+	is_number(t)
+}
+
+_recheck_times contains t if {
+	_delay_recheck.available_now == true
+	t := input.decision_time.ns + ((data.vigil.config.recheck_interval_hours * 3600) * 1000000000)
+}
+
+# METADATA
+# title: Re-check a delay
+# description: |
+#   delay: re-check at the earliest expected fix date (or after recheck_interval_hours
+#   when a fix is already available).
+_recheck contains {"verdict": "delay", "obligation": {"type": "recheck_at", "at_ns": min(_recheck_times)}} if {
+	count(_recheck_times) > 0
+}
 
 # METADATA
 # title: Placement decision
@@ -100,5 +87,5 @@ result := {
 	"verdict": verdict,
 	"reasons": _reasons[verdict],
 	"obligations": {o.obligation | some o in _obligations; o.verdict == verdict},
-	"warnings": (_active(_warn) | _excepted_findings),
+	"warnings": (combine.active(_warn) | combine.excepted(((_deny | _patch) | _delay))),
 }

@@ -143,3 +143,58 @@ test_reject_when_the_kernel_is_uncovered if {
 	some r in d.reasons
 	contains(r.message, "kernel linux_kernel 6.6.30")
 }
+
+test_recheck_after_the_interval_when_a_fix_is_out if {
+	req := fx.request
+	host := fx.host
+	out := json.patch(fx.vuln_in_window, [
+		{"op": "replace", "path": "/fix/availability/days_from_now", "value": -3},
+		{"op": "replace", "path": "/fix/availability/date", "value": "2025-12-29"},
+	])
+	vs := [out, fx.vuln_in_window]
+	patched := fx.patched_preparing
+	now := fx.decision_time
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(d, "delay")
+	d.obligations == {{"type": "recheck_at", "at_ns": 1767312600000000000}}
+}
+
+# A decision document (input schema version 2) has the request and the host posture's
+# counts and facts (input.posture); its vulnerabilities were judged by data.vigil.posture.
+
+_posture(counts, recheck) := {"digest": "sha256:0", "decision_id": null, "counts": counts, "facts": {"delay_recheck": recheck}}
+
+test_host_denies_reject_without_their_reasons if {
+	req := fx.request
+	host := fx.host
+	patched := fx.patched_none
+	now := fx.decision_time
+	p := _posture({"deny": 2, "patch": 0, "delay": 0, "warn": 5}, null)
+	d := decision.result with input.request as req with input.host as host with input.patched_configuration as patched with input.decision_time as now with input.posture as p
+	d == {"verdict": "reject", "reasons": set(), "obligations": set(), "warnings": set()}
+}
+
+test_host_delays_recheck_at_the_posture_date_or_after_the_interval if {
+	req := fx.request
+	host := fx.host
+	patched := fx.patched_preparing
+	now := fx.decision_time
+	later := _posture({"deny": 0, "patch": 0, "delay": 1, "warn": 0}, {"earliest_ns": 1768003200000000000, "available_now": false})
+	d := decision.result with input.request as req with input.host as host with input.patched_configuration as patched with input.decision_time as now with input.posture as later
+	_expect(d, "delay")
+	d.obligations == {{"type": "recheck_at", "at_ns": 1768003200000000000}}
+	out := _posture({"deny": 0, "patch": 0, "delay": 1, "warn": 0}, {"earliest_ns": 1768003200000000000, "available_now": true})
+	e := decision.result with input.request as req with input.host as host with input.patched_configuration as patched with input.decision_time as now with input.posture as out
+	e.obligations == {{"type": "recheck_at", "at_ns": 1767312600000000000}}
+}
+
+test_request_findings_still_decide_with_a_clean_posture if {
+	req := fx.request
+	host := json.patch(fx.host, [{"op": "replace", "path": "/attestation/age_seconds", "value": 999999}])
+	patched := fx.patched_none
+	now := fx.decision_time
+	p := _posture({"deny": 0, "patch": 0, "delay": 0, "warn": 0}, null)
+	d := decision.result with input.request as req with input.host as host with input.patched_configuration as patched with input.decision_time as now with input.posture as p
+	_expect(d, "reject")
+	{r.rule | some r in d.reasons} == {"attestation_stale"}
+}

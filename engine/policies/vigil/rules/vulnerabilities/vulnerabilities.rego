@@ -257,9 +257,8 @@ warn contains reason if {
 # title: Obligations for patch and delay
 # description: |
 #   patch: patch the host to the patched configuration's image, then place the VM on it.
-#   delay: re-check at the earliest expected fix date (or after recheck_interval_hours
-#   when a fix is already available), and trigger the patched configuration's
-#   preparation when none is being prepared.
+#   delay: trigger the patched configuration's preparation when none is being prepared
+#   (the re-check time is the decision's: data.vigil.decision, from delay_recheck).
 obligations contains {"verdict": "patch", "obligation": o} if {
 	count(patch) > 0
 	o := {"type": "patch_host", "host": input.host.id, "image": _patched.image}
@@ -272,15 +271,35 @@ obligations contains {"verdict": "patch", "obligation": o} if {
 
 obligations contains {"verdict": "delay", "obligation": o} if {
 	count(delay) > 0
-	o := {"type": "recheck_at", "at_ns": min([_recheck_at(input.vulnerabilities[i]) | some i in _in_window])}
-}
-
-obligations contains {"verdict": "delay", "obligation": o} if {
-	count(delay) > 0
 	_patched.state == "none"
 	o := {"type": "prepare_patched_configuration", "host": input.host.id, "vulnerabilities": sort([input.vulnerabilities[i].id | some i in _in_window])}
 }
 
-_recheck_at(v) := v.fix.availability.date_ns if {
+# METADATA
+# title: When the delays can be re-checked
+# description: |
+#   Defined when there are delays: the earliest date_ns of a fix still to come
+#   (earliest_ns, null when every fix is out) and whether a fix is already available
+#   (available_now). The decision re-checks at the earliest of that date and, when a
+#   fix is out, the decision time plus recheck_interval_hours; the decision time is not
+#   read here, so the host's posture holds for the whole day.
+delay_recheck := {"earliest_ns": _earliest_ns, "available_now": _available_now} if {
+	count(delay) > 0
+}
+
+_future_ns := [v.fix.availability.date_ns |
+	some i in _in_window
+	v := input.vulnerabilities[i]
 	v.fix.availability.days_from_now > 0
-} else := input.decision_time.ns + ((_config.recheck_interval_hours * 3600) * 1000000000)
+]
+
+_earliest_ns := min(_future_ns) if {
+	count(_future_ns) > 0
+} else := null
+
+default _available_now := false
+
+_available_now if {
+	some i in _in_window
+	input.vulnerabilities[i].fix.availability.days_from_now <= 0
+}

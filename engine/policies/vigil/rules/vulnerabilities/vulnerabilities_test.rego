@@ -58,10 +58,9 @@ test_fix_in_window_is_delay_with_recheck_and_preparation if {
 		"message": "CVE-2026-0001 (CVSS 8.1) in linux_kernel 6.6.30: fix expected on 2026-01-10 (vendor), within the 30-day window; no patched configuration is ready",
 		"vulnerability": "CVE-2026-0001",
 	}}
-	obligations == {
-		{"verdict": "delay", "obligation": {"type": "recheck_at", "at_ns": 1768003200000000000}},
-		{"verdict": "delay", "obligation": {"type": "prepare_patched_configuration", "host": "hv-01", "vulnerabilities": ["CVE-2026-0001"]}},
-	}
+	recheck := vulns.delay_recheck with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched
+	obligations == {{"verdict": "delay", "obligation": {"type": "prepare_patched_configuration", "host": "hv-01", "vulnerabilities": ["CVE-2026-0001"]}}}
+	recheck == {"earliest_ns": 1768003200000000000, "available_now": false}
 }
 
 test_fix_already_available_rechecks_after_the_interval if {
@@ -74,9 +73,11 @@ test_fix_already_available_rechecks_after_the_interval if {
 	now := fx.decision_time
 	delay := vulns.delay with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
 	obligations := vulns.obligations with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	recheck := vulns.delay_recheck with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched
 	some r in delay
 	contains(r.message, "available since 2025-12-29")
-	obligations == {{"verdict": "delay", "obligation": {"type": "recheck_at", "at_ns": 1767312600000000000}}}
+	count(obligations) == 0
+	recheck == {"earliest_ns": null, "available_now": true}
 }
 
 test_fix_beyond_window_is_tolerated_with_warning if {

@@ -442,7 +442,7 @@ def _hashed(table: Any, full: bool) -> Iterator[ChainRow]:
     odd = pc.is_null(stamp)
     for text in (ids, path, evaluator, error, revision, attestation):
         odd = pc.or_(odd, pc.fill_null(pc.match_substring_regex(text, _NEEDS_ESCAPE), False))
-    L = _large  # noqa: N806
+    L = _large
     join = pc.binary_join_element_wise
     head = pc.if_else(pc.is_null(attestation), L("{"),
                       join(L('{"attestation_sha256":'), _quoted(attestation), L(","), L("")))

@@ -33,6 +33,7 @@ NO_JSON = {
     "audit report": "--fmt json|csv|html",
     "bundle serve": "serves",
     "decisions export": "writes NDJSON",
+    "lab demo": "acts: runs the provisioning story and serves it; its reports are JSON files",
     "schema input": "prints a JSON Schema",
     "serve": "serves",
     "version": "prints the version",

@@ -685,35 +685,7 @@ class DecisionLog:
                  "bundle_revision": bundle_revision, "evaluator": evaluator,
                  "metrics": metrics, "error": error, "labels": labels, "bundles": bundles,
                  "attestation_result": attestation_result}
-        with self._session() as con:
-            try:
-                con.execute("BEGIN TRANSACTION")
-                if skip_known and con.execute(
-                        "SELECT 1 FROM decision_log WHERE decision_id = ?",
-                        [decision_id]).fetchone():
-                    con.execute("ROLLBACK")
-                    return False
-                last, prev = self._tip(con)
-                seq = last + 1
-                row, token = self._row(con, seq, prev, entry)
-                record_hash = row[12]
-                if token is not None:
-                    con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
-                                " ON CONFLICT DO NOTHING",
-                                [row[-1], token, dt.datetime.now(dt.UTC)])
-                con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES {_ROW_PLACES}",
-                            row)
-                if self.signing_key is not None and seq % self.checkpoint_every == 0:
-                    self._sign(con, seq, record_hash, "periodic")
-                con.execute("COMMIT")
-            except duckdb.Error as exc:
-                con.execute("ROLLBACK")
-                raise DecisionLogError(f"cannot append to the decision log {self.path}: "
-                                       f"{exc}") from exc
-            except BaseException:  # an entry that is not a decision: nothing written
-                con.execute("ROLLBACK")
-                raise
-        return True
+        return self._append([entry], known_id=decision_id if skip_known else None)
 
     def _sign(self, con: duckdb.DuckDBPyConnection, size: int, head: str, kind: str
               ) -> Checkpoint:
@@ -758,11 +730,22 @@ class DecisionLog:
         ``skip_known``) in one transaction, chained in order: all are logged or none. The
         rows, their hashes and the periodic checkpoints are those the same single
         appends would write; the rows go in one statement per 64."""
-        if not entries:
-            return
+        if entries:
+            self._append(entries)
+
+    def _append(self, entries: list[dict[str, Any]], *, known_id: str | None = None
+                ) -> bool:
+        """Chain ``entries`` after the tip in one transaction (all or none), with their
+        attestation results and periodic checkpoints; False (nothing written) when
+        ``known_id`` is already logged."""
         with self._session() as con:
             try:
                 con.execute("BEGIN TRANSACTION")
+                if known_id is not None and con.execute(
+                        "SELECT 1 FROM decision_log WHERE decision_id = ?",
+                        [known_id]).fetchone():
+                    con.execute("ROLLBACK")
+                    return False
                 seq, prev = self._tip(con)
                 rows: list[list[Any]] = []
                 tokens: dict[str, str] = {}
@@ -796,6 +779,7 @@ class DecisionLog:
             except BaseException:  # an entry that is not a decision: nothing written
                 con.execute("ROLLBACK")
                 raise
+        return True
 
     def append_opa_event(self, event: Any) -> bool:
         """Log one OPA decision-log event (as OPA's decision-log plugin uploads them).

@@ -172,7 +172,7 @@ def main() -> int:
     archive = build_bundle(load_directory(ROOT / "engine" / "policies", ["vigil"]))
     policy = read_bundle("default bundle", archive)
     evaluators: dict[str, Evaluator] = {
-        name: embedded_evaluator(name, policy, timeout=1.0) for name in EMBEDDED}
+        name: embedded_evaluator(name, policy, timeout=30.0) for name in EMBEDDED}
     server: subprocess.Popen[bytes] | None = None
     workdir = tempfile.TemporaryDirectory(prefix="vigil-decide-bench-")
     if not args.no_server and OPA.is_file():

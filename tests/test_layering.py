@@ -22,6 +22,7 @@ functions and under ``TYPE_CHECKING`` too.
 from __future__ import annotations
 
 import ast
+import importlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -92,6 +93,14 @@ def _exports(part: str) -> set[str]:
                 isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             return {ast.literal_eval(e) for e in node.value.elts}  # type: ignore[attr-defined]
     return set()
+
+
+@pytest.mark.parametrize("part", sorted(LAYERS))
+def test_every_exported_name_exists_once(part: str) -> None:
+    face = importlib.import_module(f"engine.{part}")
+    exported = list(getattr(face, "__all__", []))
+    assert [name for name in exported if not hasattr(face, name)] == []
+    assert len(set(exported)) == len(exported)
 
 
 def test_every_part_is_placed_in_a_layer() -> None:

@@ -116,6 +116,7 @@ from engine.attest.result import (
     tier,
     verify_result,
 )
+from engine.attest.result_files import ResultFile, read_result_file, stat_result_file
 from engine.attest.signing_keys import (
     KeyError_,
     SigningKey,
@@ -196,6 +197,7 @@ __all__ = [
     "ReferenceSet",
     "ReplayMismatchError",
     "ResultError",
+    "ResultFile",
     "ResultSummary",
     "RunningAgent",
     "SigningKey",
@@ -230,11 +232,13 @@ __all__ = [
     "manifest_from_log",
     "manufacture",
     "parse_eventlog",
+    "read_result_file",
     "serve_agent",
     "sign_manifest",
     "sign_result",
     "start_agent",
     "start_fleet",
+    "stat_result_file",
     "tier",
     "verify_quote",
     "verify_result",

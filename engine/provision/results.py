@@ -12,16 +12,11 @@ JWT) it was read from, which the tenant's report carries.
 from __future__ import annotations
 
 import datetime as dt
-import re
-import stat as stat_kinds
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.attest import AttestationResult, VerificationKey, verify_result
-from engine.errors import VigilError
-
-_HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+from engine.attest import AttestationResult, VerificationKey, read_result_file, stat_result_file
 
 
 def _utcnow() -> dt.datetime:
@@ -82,32 +77,17 @@ class ResultCache:
         return newest, ""
 
     def _from_file(self, host_id: str) -> tuple[Entry | None, str]:
-        if self.folder is None or not _HOST_ID.match(host_id):
+        if self.folder is None:
             return None, ""
-        path = self.folder / f"{host_id}.jwt"
-        try:
-            st = path.lstat()
-        except OSError:
-            return None, ""
-        if not stat_kinds.S_ISREG(st.st_mode):
-            return None, f"{path} is not a regular file"
-        stamp = (st.st_size, st.st_mtime_ns)
+        stamp, problem = stat_result_file(self.folder, host_id)
+        if stamp is None:
+            return None, problem
         with self._lock:
             known = self._files.get(host_id)
         if known is not None and known[0] == stamp:
             return known[1], known[2] or ""
-        entry: Entry | None = None
-        problem: str | None = None
-        if self.key is None:
-            problem = ("no key to verify its attestation result (set "
-                       "VIGIL_ATTEST_RESULT_VERIFICATION_KEY)")
-        else:
-            try:
-                token = path.read_bytes().strip()
-                entry = (verify_result(token, self.key), token.decode("ascii"))
-            except (VigilError, OSError, UnicodeDecodeError) as exc:
-                reason = exc.summary if isinstance(exc, VigilError) else str(exc)
-                problem = f"its attestation result does not verify: {reason}"
+        read = read_result_file(self.folder, host_id, self.key)
+        entry: Entry | None = None if read.result is None else (read.result, read.token)
         with self._lock:
-            self._files[host_id] = (stamp, entry, problem)
-        return entry, problem or ""
+            self._files[host_id] = (read.stamp or stamp, entry, read.problem or None)
+        return entry, read.problem

@@ -27,8 +27,6 @@ that is not the one its image's manifest names, and the verifier finds it.
 from __future__ import annotations
 
 import datetime as dt
-import re
-import stat as stat_kinds
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from engine.attest import (
     VerificationKey,
     load_signing_key,
     load_verification_key,
+    read_result_file,
     verify_result,
 )
 from engine.errors import VigilError
@@ -48,7 +47,6 @@ from engine.images import ImageRecord, attest_on_swtpm, boot_for
 from engine.rollout.ports import AttestOutcome
 from engine.rollout.targets import CatalogTargets
 
-_HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 TAMPERED_KERNEL = b"vmlinuz not built by the image pipeline"
 """What a host named in ``tamper`` boots instead of its image's kernel."""
 
@@ -226,20 +224,7 @@ class SwtpmAttestor:
         return None
 
     def _from_folder(self, host: str) -> tuple[AttestationResult | None, str | None]:
-        if self.results is None or not _HOST_ID.match(host):
+        if self.results is None:
             return None, None
-        path = self.results / f"{host}.jwt"
-        try:
-            st = path.lstat()
-        except OSError:
-            return None, None
-        if not stat_kinds.S_ISREG(st.st_mode):
-            return None, f"{path} is not a regular file"
-        if self.results_key is None:
-            return None, ("no key to verify its attestation result (set"
-                          " VIGIL_ATTEST_RESULT_VERIFICATION_KEY)")
-        try:
-            return verify_result(path.read_bytes().strip(), self.results_key), None
-        except (VigilError, OSError) as exc:
-            reason = exc.summary if isinstance(exc, VigilError) else str(exc)
-            return None, f"its attestation result does not verify: {reason}"
+        read = read_result_file(self.results, host, self.results_key)
+        return read.result, read.problem or None

@@ -62,6 +62,8 @@ from engine.pvdb import Component, IngestReport, Pvdb
 TARGET_FULL_S = 120.0
 TARGET_INCREMENTAL_S = 3.0
 TARGET_P99_MS = 5.0
+TARGET_COVERAGE_SHARE = 0.10
+"""Coverage (which sources cover each component) must not cost the query path more."""
 AS_OF = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
 """Fixed query date, so fix-availability filtering is reproducible."""
 
@@ -209,8 +211,58 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+class _Timed:
+    """Wraps a function of the query path and sums the time spent in it (the coverage
+    part of ``affecting``, measured inside the same queries it is a share of)."""
+
+    def __init__(self, owner: Any, name: str) -> None:
+        self.owner, self.name = owner, name
+        self.inner = getattr(owner, name)
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __enter__(self) -> _Timed:
+        inner = self.inner
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.calls += 1
+
+        setattr(self.owner, self.name, timed)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        setattr(self.owner, self.name, self.inner)
+
+
 def bench_query(db_path: Path, settings: Any, hosts: list[list[Component]], queries: int,
                 budget_s: float, quiet: bool) -> dict[str, Any]:
+    from engine.pvdb import coverage as coverage_mod
+    from engine.pvdb import query as query_mod
+
+    with _Timed(query_mod, "_coverage") as per_component, \
+            _Timed(coverage_mod, "load") as at_load:
+        result = _bench_query(db_path, settings, hosts, queries, budget_s, quiet)
+    spent_ms = result.pop("_first_seen_total_ms") + result["first_ms"]
+    cov_ms = (per_component.seconds + at_load.seconds) * 1000
+    result["coverage"] = {
+        "per_component_ms": round(per_component.seconds * 1000, 2),
+        "per_component_calls": per_component.calls,
+        "index_load_ms": round(at_load.seconds * 1000, 2),
+        "first_time_queries_ms": round(spent_ms, 1),
+        "share": round(cov_ms / spent_ms, 4) if spent_ms else None,
+    }
+    if result["coverage"]["share"] is not None:
+        result["coverage"]["pass"] = result["coverage"]["share"] <= TARGET_COVERAGE_SHARE
+    return result
+
+
+def _bench_query(db_path: Path, settings: Any, hosts: list[list[Component]], queries: int,
+                 budget_s: float, quiet: bool) -> dict[str, Any]:
     opened = time.perf_counter()
     db = Pvdb.open(db_path, read_only=True, settings=settings)
     open_s = time.perf_counter() - opened
@@ -255,6 +307,7 @@ def bench_query(db_path: Path, settings: Any, hosts: list[list[Component]], quer
         "mean_ms": round(statistics.fmean(latencies), 3) if latencies else None,
         "max_ms": round(max(latencies), 3) if latencies else None,
         "first_seen_hosts": _summary(first_seen),
+        "_first_seen_total_ms": sum(first_seen),
         "repeated_hosts": _summary(repeated),
         "host0_findings": findings[0][0],
         "host0_undetermined": findings[0][1],
@@ -512,6 +565,13 @@ def render(result: dict[str, Any]) -> str:
             if part.get("n"):
                 rows.append((f"  {label} (n={part['n']}) p50/p99",
                              f"{part['p50_ms']:,.2f} / {part['p99_ms']:,.2f} ms", "", ""))
+        cov = q.get("coverage") or {}
+        if cov.get("share") is not None:
+            cov_ms = cov["per_component_ms"] + cov["index_load_ms"]
+            rows.append(("  coverage's share of first-time queries",
+                         f"{cov['share'] * 100:.2f} % ({cov_ms:,.1f}"
+                         f" of {cov['first_time_queries_ms']:,.0f} ms)",
+                         f"<= {TARGET_COVERAGE_SHARE * 100:.0f} %", verdict(cov.get("pass"))))
         rows.append(("  queries / hosts", f"{q['queries']} / {q['hosts']}", "",
                      "" if q["queries"] == q["queries_requested"]
                      else f"budget of {q['budget_s']:.0f} s reached"))

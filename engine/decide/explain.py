@@ -1,7 +1,9 @@
 """Why a Rego test failed: its failing expression, where it is, and the values involved
 (what ``opa test --explain fails`` shows).
 
-A test body is a list of expressions, all of which must hold. The test is evaluated
+A test body is a list of expressions, all of which must hold; they are read from
+regorus's own parse of the module (its AST, with byte spans), not from the text. The test
+is evaluated
 again as growing prefixes of that list (each prefix a rule in the test's own package,
 with the test module's imports): the first prefix that is undefined ends with the
 failing expression. The values shown are those of the variables it uses that earlier
@@ -12,22 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
+
+import regorus
 
 from engine.decide import bundle as _bundle
 from engine.decide.evaluators.regorus_engine import located, new_engine, rule_value
 
-if TYPE_CHECKING:
-    import regorus
-
-_IMPORT = re.compile(r"^import\s+.*$", re.MULTILINE)
-_ASSIGNED = re.compile(r"^\s*(?:some\s+)?([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*(?::=|\bin\b)")
-_COMPARISON = re.compile(r"\s(==|!=|<=|>=|<|>)\s")
-_LITERAL = re.compile(r'-?\d+(\.\d+)?|"[^"\\]*"|true|false|null|set\(\)|\[\]|\{\}')
 _SHOWN = 300
 """Characters of a value shown."""
+_LITERALS = {"Number", "String", "RawString", "Bool", "Null"}
+_QUOTED = {"String", "RawString"}
+"""Nodes whose span leaves out their quotes."""
 
 
 @dataclass(frozen=True)
@@ -44,93 +43,121 @@ class Explanation:
         return shown
 
 
-def _blank_comments(text: str) -> str:
-    """``text`` with its comments turned to spaces (offsets kept)."""
-    out, quote, i = list(text), "", 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\" and quote == '"':
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in '"`':
-            quote = char
-        elif char == "#":
-            end = text.find("\n", i)
-            end = len(text) if end < 0 else end
-            out[i:end] = " " * (end - i)
-            i = end
-            continue
-        i += 1
-    return "".join(out)
+@dataclass(frozen=True)
+class _Statement:
+    line: int
+    text: str
+    literal: dict[str, Any]
+    """The statement's node in regorus's AST (``{kind: {...}}``)."""
+    with_mods: bool
 
 
-def _scan(text: str, start: int, *, split: bool) -> tuple[int, list[tuple[int, int]]]:
-    """From ``start`` (inside an opened brace) to its closing brace: (the closing
-    brace's offset or -1, the (begin, end) of each top-level expression when ``split``)."""
-    depth, quote, begin, i = 1, "", start, start
-    parts: list[tuple[int, int]] = []
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\" and quote == '"':
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in '"`':
-            quote = char
-        elif char in "{[(":
-            depth += 1
-        elif char in "}])":
-            depth -= 1
-            if depth == 0:
-                if split:
-                    parts.append((begin, i))
-                return i, parts
-        elif split and depth == 1 and char in "\n;":
-            parts.append((begin, i))
-            begin = i + 1
-        i += 1
-    return -1, parts
+def _kind(node: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (kind, body), = node.items()
+    return kind, body
 
 
-def _statements(source: str, name: str) -> list[tuple[int, str]]:
-    """(offset, text) of each top-level expression of test ``name``'s body (newline or
-    ``;`` separated; brackets and strings may span lines); empty when not found."""
-    text = _blank_comments(source)
-    start = re.search(rf"^{re.escape(name)}\s+if\s*\{{", text, re.MULTILINE)
-    if start is None:
-        return []
-    end, parts = _scan(text, start.end(), split=True)
-    if end < 0:
-        return []
-    found = []
-    for begin, stop in parts:
-        chunk = text[begin:stop]
-        if chunk.strip():
-            found.append((begin + len(chunk) - len(chunk.lstrip()), chunk.strip()))
+def _vars(node: Any) -> list[str]:
+    """Every variable named under ``node``, in order."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if set(node) == {"Var"} and isinstance(node["Var"], dict):
+            found.append(str(node["Var"]["value"]))
+        for value in node.values():
+            found += _vars(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _vars(value)
     return found
 
 
-def _comparison(expression: str) -> tuple[str, str] | None:
-    if " with " in expression or expression.startswith(("some ", "every ", "not ")):
-        return None
-    depth, quote = 0, ""
-    for i, char in enumerate(expression):
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in '"`':
-            quote = char
-        elif char in "{[(":
-            depth += 1
-        elif char in "}])":
-            depth -= 1
-        elif depth == 0 and char == " ":
-            match = _COMPARISON.match(expression, i)
-            if match:
-                return expression[:i].strip(), expression[match.end() :].strip()
-    return None
+class _Source:
+    """A module's text and regorus's parse of it (spans are byte offsets)."""
+
+    def __init__(self, file: str, text: str) -> None:
+        engine = regorus.Engine()
+        engine.add_policy(file, text)
+        (module,) = json.loads(engine.get_ast_as_json())
+        self.ast: dict[str, Any] = module["ast"]
+        self.raw = text.encode()
+
+    def text(self, node: dict[str, Any]) -> str:
+        """The source text of ``node``: from the first to the last byte of any span under
+        it (a string's span leaves out its quotes, so a node ending in one would be cut)."""
+        start, end = _extent(node)
+        return self.raw[start:end].decode()
+
+    def imports(self) -> list[str]:
+        return [self.text(i) for i in self.ast.get("imports") or []]
+
+    def statements(self, name: str) -> list[_Statement]:
+        """The top-level expressions of test ``name``'s first body; empty when there is
+        no such rule body."""
+        for rule in self.ast.get("rules") or []:
+            kind, spec = _kind(rule)
+            if kind != "Spec" or _vars(_kind(spec["head"])[1].get("refr"))[:1] != [name]:
+                continue
+            for body in spec.get("bodies") or []:
+                return [_Statement(line=st["span"]["line"], text=self.text(st),
+                                   literal=st["literal"], with_mods=bool(st.get("with_mods")))
+                        for st in body["query"]["stmts"]]
+        return []
+
+
+def _extent(node: Any, kind: str = "") -> tuple[int, int]:
+    start, end = 1 << 62, -1
+    if isinstance(node, dict):
+        span = node.get("span")
+        if isinstance(span, dict) and "start" in span:
+            quote = 1 if kind in _QUOTED else 0
+            start, end = span["start"] - quote, span["end"] + quote
+        for key, value in node.items():
+            if key != "span":
+                s, e = _extent(value, key)
+                start, end = min(start, s), max(end, e)
+    elif isinstance(node, list):
+        for value in node:
+            s, e = _extent(value)
+            start, end = min(start, s), max(end, e)
+    return start, end
+
+
+def _bound(statement: _Statement) -> list[str]:
+    """Variables the statement binds (``x := …``, ``[a, b] := …``, ``some a, b in …``,
+    ``some x``)."""
+    kind, body = _kind(statement.literal)
+    if kind == "SomeIn":
+        return _vars(body.get("key")) + _vars(body.get("value"))
+    if kind == "SomeVars":
+        return _vars(body.get("vars"))
+    if kind == "Expr":
+        expr_kind, expr = _kind(body["expr"])
+        if expr_kind == "AssignExpr":
+            return _vars(expr["lhs"])
+    return []
+
+
+def _targets(source: _Source, statement: _Statement) -> list[str]:
+    """The terms whose values explain the failing statement: the two sides of a
+    comparison, or what a ``not`` negates (literals left out)."""
+    kind, body = _kind(statement.literal)
+    terms: list[dict[str, Any]] = []
+    if kind == "NotExpr":
+        terms = [body["expr"]]
+    elif kind == "Expr" and not statement.with_mods:
+        expr_kind, expr = _kind(body["expr"])
+        if expr_kind == "BoolExpr":
+            terms = [expr["lhs"], expr["rhs"]]
+    return [source.text(t) for t in terms if not _is_literal(t)]
+
+
+def _is_literal(node: dict[str, Any]) -> bool:
+    kind, body = _kind(node)
+    if kind in _LITERALS:
+        return True
+    items = body.get("items") if kind in {"Array", "Set"} else \
+        body.get("fields") if kind == "Object" else None
+    return items == []
 
 
 def _shown(engine: regorus.Engine, rule: str) -> str:
@@ -140,7 +167,7 @@ def _shown(engine: regorus.Engine, rule: str) -> str:
         return f"error: {located(exc)[2]}"
     if not defined:
         return "undefined"
-    text = json.dumps(value, sort_keys=True)
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
 
 
@@ -148,14 +175,17 @@ def explain(policy: _bundle.PolicySet, package: str, name: str, file: str) -> Ex
     """The failing expression of test ``package.name`` (in module ``file``), or None
     when it cannot be told (the test is not a rule body of expressions, or every
     expression holds and the test's value is what fails)."""
-    source = policy.modules[file]
-    statements = _statements(source, name)
+    try:
+        source = _Source(file, policy.modules[file])
+    except (RuntimeError, ValueError, KeyError):
+        return None  # the module does not parse here: its compile error says why
+    statements = source.statements(name)
     if not statements:
         return None
-    imports = "\n".join(_IMPORT.findall(source))
+    imports = "\n".join(source.imports())
 
     def prefix(count: int) -> str:
-        return "\n\t".join(text for _, text in statements[:count]) or "true"
+        return "\n\t".join(st.text for st in statements[:count]) or "true"
 
     rules = [f"__explain_{k} if {{\n\t{prefix(k)}\n}}" for k in range(1, len(statements) + 1)]
     module = f"package {package}\n\n{imports}\n\n" + "\n\n".join(rules) + "\n"
@@ -175,26 +205,16 @@ def explain(policy: _bundle.PolicySet, package: str, name: str, file: str) -> Ex
             break
     if failing is None:
         return None
-    at, expression = statements[failing - 1]
-    line = source.count("\n", 0, at) + 1
-    bound: list[str] = []
-    for _, text in statements[: failing - 1]:
-        match = _ASSIGNED.match(text)
-        if match:
-            bound += [v.strip() for v in match.group(1).split(",")]
-    used = [v for v in dict.fromkeys(bound) if re.search(rf"\b{re.escape(v)}\b", expression)]
+    statement = statements[failing - 1]
+    bound = [v for st in statements[: failing - 1] for v in _bound(st)]
+    named = set(_vars(statement.literal))
+    used = [v for v in dict.fromkeys(bound) if v in named]
+    targets = list(dict.fromkeys([*_targets(source, statement), *used]))
     shown: dict[str, str] = {}
     extra: list[str] = []
-    sides = _comparison(expression)
-    targets = [(v, v) for v in used]
-    if sides is not None:
-        targets = [(sides[0], sides[0]), (sides[1], sides[1]), *targets]
-    elif expression.startswith("not "):
-        targets = [(expression[4:].strip(), expression[4:].strip()), *targets]
-    targets = [(label, term) for label, term in targets if not _LITERAL.fullmatch(term)]
-    for index, (label, term) in enumerate(targets):
+    for index, term in enumerate(targets):
         extra.append(f"__explain_value_{index} := ({term}) if {{\n\t{prefix(failing - 1)}\n}}")
-        shown[label] = ""
+        shown[term] = ""
     if extra:
         module += "\n" + "\n\n".join(extra) + "\n"
         engine = new_engine(
@@ -202,6 +222,7 @@ def explain(policy: _bundle.PolicySet, package: str, name: str, file: str) -> Ex
             include_tests=True,
         )
         engine.set_input_json("{}")
-        for index, (label, _) in enumerate(targets):
-            shown[label] = _shown(engine, f"data.{package}.__explain_value_{index}")
-    return Explanation(file=file, line=line, expression=" ".join(expression.split()), values=shown)
+        for index, term in enumerate(targets):
+            shown[term] = _shown(engine, f"data.{package}.__explain_value_{index}")
+    return Explanation(file=file, line=statement.line, expression=" ".join(statement.text.split()),
+                       values=shown)

@@ -48,7 +48,7 @@ from engine.api.provisioning import Context
 from engine.api.tokens import Principal
 from engine.audit import Verification
 from engine.errors import VigilError
-from engine.provision import STATUSES, TenantReport, render_html
+from engine.provision import PATCH_STATUS_TEXT, STATUSES, TenantReport, render_html
 
 COOKIE = "vigil_session"
 LOGIN_COOKIE = "vigil_login"
@@ -337,15 +337,20 @@ def ui_router(ctx: Context, sessions: Sessions | None = None, *,
             for r in rows:
                 counts = by_image.setdefault(r["image"], {})
                 counts[r["attestation"]] = counts.get(r["attestation"], 0) + 1
-            vulns: dict[str, dict[str, Any]] = {}
+            # one row per vulnerability and what fixes it: hosts on different lines of
+            # a component can be patched on their own line, by an upgrade, or by a
+            # predicted patch, with different dates
+            vulns: dict[tuple[Any, ...], dict[str, Any]] = {}
             for r in shown:
                 for v in r["vulnerabilities"]:
-                    vulns.setdefault(v.id, {"v": v, "hosts": []})["hosts"].append(r["id"])
+                    key = (v.id, v.patch_status, v.closing_version, v.fix_date.date)
+                    vulns.setdefault(key, {"v": v, "hosts": []})["hosts"].append(r["id"])
             open_vulns = sorted(vulns.values(), key=lambda e: (
                 e["v"].kev is None, -(e["v"].max_cvss or 0), e["v"].id))
             return _page(request, "fleet.html", who=found.who, csrf=found.session.csrf,
                          rows=shown, total=len(rows), images=images, statuses=statuses,
                          verdicts=verdicts, by_image=by_image, vulns=open_vulns,
+                         patch_text=PATCH_STATUS_TEXT,
                          awaiting_rows=[r for r in rows if r["awaiting_patch"]],
                          f={"image": image, "attestation": attestation,
                             "verdict": verdict, "kev": kev, "awaiting": awaiting})

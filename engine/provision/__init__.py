@@ -73,6 +73,7 @@ from engine.provision.report import (
     sign_report,
     verify_report,
 )
+from engine.provision.report_model import PATCH_STATUS_TEXT
 from engine.provision.requests import (
     STATUSES,
     RequestConflict,
@@ -99,6 +100,7 @@ __all__ = [
     "ADVICE_CLEAN",
     "ADVICE_NOT_PATCHED",
     "ADVICE_PATCHED",
+    "PATCH_STATUS_TEXT",
     "REPORT_TYP",
     "STATUSES",
     "STEP_AGENT",

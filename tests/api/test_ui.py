@@ -148,6 +148,13 @@ def test_the_fleet_decisions_and_timeline_for_an_admin(service: Service) -> None
             assert f'id="host-{host}"' in fleet
         vulns = fleet.split('id="vulns"')[1]
         assert vulns.index("CVE-2099-0002") < vulns.index("CVE-2099-0001")  # KEV first
+        # what fixes each, for the hosts' own lines: the 6.6 hosts' fix is only predicted
+        # (6.9.8 is another line's), the KEV one is fixed only by an upgrade
+        table = vulns.split("</table>")[0]
+        rows = {row.split("</td>")[0]: row for row in table.split("<tr><td>")[1:]}
+        assert "patch estimated for its line" in rows["CVE-2099-0001"]
+        assert "6.9.8" not in rows["CVE-2099-0001"]
+        assert "upgrade to another line (6.2)" in rows["CVE-2099-0002"]
         awaiting = fleet.split('id="awaiting"')[1].split("</table>")[0]
         assert "hv-patch" in awaiting and "hv-admit" not in awaiting
         kev_only = c.get("/ui/fleet", params={"kev": "1"}).text

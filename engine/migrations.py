@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 import duckdb
 
@@ -50,3 +52,34 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: Mapping[int, str], *, na
             raise error(f"migrating {name} {path} to schema version {version} failed: "
                         f"{exc}") from exc
     return current
+
+
+class StateFile:
+    """A Vigil DuckDB state file held on one connection (``_con``) at ``path``: closed on
+    leaving a ``with`` block, migrated by :meth:`_migrate` with the class's
+    ``MIGRATIONS``, and named in errors by ``NAME`` and ``SETTING``."""
+
+    MIGRATIONS: ClassVar[Mapping[int, str]]
+    NAME: ClassVar[str]
+    """What the file is, for errors: "the image catalog"."""
+    SETTING: ClassVar[str]
+    """The variable that points at it: "VIGIL_IMAGES_DB"."""
+    ERROR: ClassVar[type[VigilError]]
+
+    path: Path
+    _con: duckdb.DuckDBPyConnection
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def _migrate(self) -> int:
+        """Bring the file to the newest schema; the version it had."""
+        return migrate(self._con, self.MIGRATIONS, name=self.NAME, path=self.path,
+                       setting=self.SETTING, error=self.ERROR)

@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import duckdb
 import orjson
@@ -20,7 +19,7 @@ import pyarrow as pa
 
 from engine.fleet.errors import FleetDbError, FleetError, FleetNotFound
 from engine.fleet.model import VM, AntiAffinityGroup, FleetSnapshot, Host, HostState
-from engine.migrations import migrate
+from engine.migrations import StateFile
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = {
@@ -81,8 +80,13 @@ class HostChange:
     image_version: str
 
 
-class Fleet:
+class Fleet(StateFile):
     """The inventory file, open for reading (and writing unless ``read_only``)."""
+
+    MIGRATIONS = _MIGRATIONS
+    NAME = "the fleet inventory"
+    SETTING = "VIGIL_FLEET_DB"
+    ERROR = FleetDbError
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
@@ -104,20 +108,6 @@ class Fleet:
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False) -> Fleet:
         return cls(path, read_only=read_only)
-
-    def __enter__(self) -> Fleet:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._con.close()
-
-    def _migrate(self) -> None:
-        migrate(self._con, _MIGRATIONS, name="the fleet inventory", path=self.path,
-                setting="VIGIL_FLEET_DB", error=FleetDbError)
 
     def _transaction(self, body: object, what: str) -> None:
         con = self._con

@@ -28,7 +28,6 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import duckdb
@@ -37,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.config import Settings
 from engine.images.errors import CatalogError, ImageNotFoundError, ImageStateError
-from engine.migrations import migrate, schema_version
+from engine.migrations import StateFile, schema_version
 from engine.model import Component, ImageRef
 
 __all__ = [
@@ -177,8 +176,13 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Catalog:
+class Catalog(StateFile):
     """The catalog file, open for reading and (unless ``read_only``) writing."""
+
+    MIGRATIONS = _MIGRATIONS
+    NAME = "the image catalog"
+    SETTING = "VIGIL_IMAGES_DB"
+    ERROR = CatalogError
 
     def __init__(self, path: Path, *, read_only: bool = False,
                  now: Callable[[], dt.datetime] = _utcnow) -> None:
@@ -204,16 +208,6 @@ class Catalog:
     def from_settings(cls, settings: Settings, *, read_only: bool = False) -> Catalog:
         return cls(settings.images_db, read_only=read_only)
 
-    def __enter__(self) -> Catalog:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._con.close()
-
     # -- schema ---------------------------------------------------------------------------
 
     def _check_version(self) -> None:
@@ -225,10 +219,6 @@ class Catalog:
         if current < SCHEMA_VERSION:
             raise CatalogError(f"the image catalog {self.path} is not migrated yet",
                                tip="run a command that writes it (vigil images import)")
-
-    def _migrate(self) -> None:
-        migrate(self._con, _MIGRATIONS, name="the image catalog", path=self.path,
-                setting="VIGIL_IMAGES_DB", error=CatalogError)
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -24,12 +24,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import duckdb
 import orjson
 
-from engine.migrations import migrate
+from engine.migrations import StateFile
 from engine.predict.errors import QueueError
 
 SCHEMA_VERSION = 2
@@ -109,8 +108,13 @@ class Miss:
     new_source: str | None
 
 
-class Queue:
+class Queue(StateFile):
     """The queue file, open for reading and writing."""
+
+    MIGRATIONS = _MIGRATIONS
+    NAME = "the preparation queue"
+    SETTING = "VIGIL_PREDICT_DB"
+    ERROR = QueueError
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -122,20 +126,6 @@ class Queue:
                              tip="check VIGIL_PREDICT_DB, or wait for another Vigil command"
                              ) from exc
         self._migrate()
-
-    def __enter__(self) -> Queue:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._con.close()
-
-    def _migrate(self) -> None:
-        migrate(self._con, _MIGRATIONS, name="the preparation queue", path=self.path,
-                setting="VIGIL_PREDICT_DB", error=QueueError)
 
     def upsert(self, *, image: str, vuln_id: str, component: str,
                components: Sequence[dict[str, object]], expected_patch: str,

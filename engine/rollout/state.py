@@ -18,14 +18,13 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import duckdb
 import orjson
 
 from engine.fleet import FleetSnapshot, parse_inventory, to_document
-from engine.migrations import migrate
+from engine.migrations import StateFile
 from engine.rollout import trace
 from engine.rollout.errors import RolloutNotFound, RolloutStateError
 from engine.rollout.planner import Plan
@@ -98,7 +97,14 @@ def side_dir(db: Path) -> Path:
     return db.with_name(db.name + ".d")
 
 
-class RolloutStore:
+class RolloutStore(StateFile):
+    """The rollout state file: rollouts, their plans and journals."""
+
+    MIGRATIONS = _MIGRATIONS
+    NAME = "the rollout state"
+    SETTING = "VIGIL_ROLLOUT_DB"
+    ERROR = RolloutStateError
+
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
@@ -112,20 +118,6 @@ class RolloutStore:
         except (duckdb.Error, OSError) as exc:
             raise RolloutStateError(f"cannot open the rollout state {path}: {exc}") from exc
         self._migrate()
-
-    def __enter__(self) -> RolloutStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._con.close()
-
-    def _migrate(self) -> None:
-        migrate(self._con, _MIGRATIONS, name="the rollout state", path=self.path,
-                setting="VIGIL_ROLLOUT_DB", error=RolloutStateError)
 
     def create(self, plan: Plan, snapshot: FleetSnapshot, *, untrusted: list[str],
                timings: SimTimings, failures: Failures, executor: str,

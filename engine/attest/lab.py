@@ -301,6 +301,40 @@ NEXT_COMPONENTS = [
 _IMAGE_COMPONENTS = {IMAGE: COMPONENTS, NEXT_IMAGE: NEXT_COMPONENTS}
 
 
+def inventory_of(components: Sequence[Component]) -> Inventory:
+    """What a simulated host running ``components`` reports about itself: its firmware,
+    kernel release and hypervisor (a Xen host says ``xen``; a QEMU one, ``kvm`` with the
+    QEMU version), as a real host's agent reads them from DMI, ``uname`` and the
+    hypervisor."""
+    found: dict[str, str] = {}
+    for c in components:
+        if c.kind == "firmware":
+            found.setdefault("bios_version", c.version)
+            found.setdefault("bios_vendor", "EFI Development Kit II / OVMF"
+                             if c.product == "edk2" else c.vendor or "unknown")
+        elif c.kind == "microcode":
+            found.setdefault("microcode", c.version)
+        elif c.kind == "kernel":
+            found.setdefault("kernel_release", c.version + ("-amd64" if c.purl and
+                                                            "linux-image-" in c.purl else ""))
+        elif c.kind == "hypervisor":
+            if c.product == "qemu":
+                found.setdefault("hypervisor", "kvm")
+                found.setdefault("hypervisor_version", f"qemu {c.version}")
+            else:
+                found.setdefault("hypervisor", c.product or c.label)
+                found.setdefault("hypervisor_version", c.version)
+    if "microcode" not in found and INVENTORY.microcode:
+        found["microcode"] = INVENTORY.microcode
+    return Inventory.model_validate(found)
+
+
+def _components(spec: LabHost) -> Sequence[Component]:
+    if spec.components is not None:
+        return spec.components
+    return _IMAGE_COMPONENTS.get(spec.image, COMPONENTS) if spec.image else COMPONENTS
+
+
 @dataclass(frozen=True)
 class LabHost:
     """One host of a simulated fleet: what it boots and which image that boot is."""
@@ -473,11 +507,12 @@ def _start_host(fleet: Fleet, spec: LabHost, template: SwtpmTemplate | None) -> 
             enroll(spec.host_id, tcti=tpm.tcti, ak_handle=AK_HANDLE)
         log = hypervisor_boot(spec.boot)
         tpm.extend(log.extends)
+        reported = inventory_of(_components(spec))
         eventlog = base / "eventlog.bin"
         _write_atomically(eventlog, log.encode())
         agent = start_agent(AgentConfig(host_id=spec.host_id, tcti=tpm.tcti,
                                         ak_handle=AK_HANDLE, eventlog=eventlog,
-                                        inventory=lambda: INVENTORY, token=fleet.token))
+                                        inventory=lambda: reported, token=fleet.token))
     except BaseException:
         tpm.stop()
         raise
@@ -502,10 +537,7 @@ def _approve(fleet: Fleet, image_public: VerificationKey) -> None:
         nonce = fleet.verifier.issue_nonce(host.host_id)
         evidence = challenge_agent(host.endpoint, nonce.value, timeout=30.0,
                                    host_id=host.host_id, token=fleet.token)
-        components = host.spec.components
-        if components is None:
-            components = _IMAGE_COMPONENTS.get(image, COMPONENTS)
-        manifest = manifest_from_evidence(evidence, image, components=components)
+        manifest = manifest_from_evidence(evidence, image, components=_components(host.spec))
         (references / f"{image.name}-{image.version}.jws").write_text(
             sign_manifest(manifest, fleet.image_key))
         done.add(image)

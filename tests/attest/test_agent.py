@@ -54,3 +54,18 @@ def test_missing_files_give_an_empty_inventory(tmp_path: Path) -> None:
     assert inventory.model_dump(exclude={"extra"}) == dict.fromkeys(
         inventory.model_dump(exclude={"extra"}))
 
+
+
+def test_a_simulated_host_reports_what_its_image_runs() -> None:
+    from engine.attest.lab import COMPONENTS, INVENTORY, inventory_of
+    from engine.model import Component
+
+    assert inventory_of(COMPONENTS) == INVENTORY
+    xen = inventory_of([
+        Component(kind="kernel", vendor="linux", product="linux_kernel", version="6.12.40"),
+        Component(kind="hypervisor", vendor="xen", product="xen", version="4.17.3"),
+        Component(kind="microcode", vendor="intel", product="microcode", version="0x2b000620"),
+    ])
+    assert (xen.kernel_release, xen.hypervisor, xen.hypervisor_version, xen.microcode) == (
+        "6.12.40", "xen", "4.17.3", "0x2b000620")
+    assert xen.bios_vendor is None  # no firmware component: nothing is made up

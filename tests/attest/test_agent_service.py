@@ -92,6 +92,9 @@ def test_each_host_is_attested_through_its_agent_into_its_own_result(fleet: Flee
     assert first.result.ak_name != second.result.ak_name  # each host its own TPM key
     assert first.result.nonce != second.result.nonce
     assert first.result.inventory == INVENTORY
+    # each agent reports what its own host runs, not one inventory for the fleet
+    assert second.result.inventory is not None
+    assert second.result.inventory.kernel_release == "6.1.0-21-amd64"
 
     again = fleet.attest("hv-001")  # a new nonce each time: fresh, never a replay
     assert again.result.status == "affirming" and again.result.nonce != first.result.nonce

@@ -323,3 +323,59 @@ def test_recalibration_uses_only_answers_whose_outcome_was_known() -> None:
     few = raw_new.copy()
     few[:n_old - protocol.MIN_RECALIBRATE + 1] = np.nan
     assert protocol._recalibrated(q, few, 30, cut, rows).tolist() == [pytest.approx(0.9)]
+
+
+def synthetic_questions(rng: np.random.Generator, n_pairs: int, first: int
+                        ) -> protocol.Questions:
+    """Pairs published over a year, asked at 1, 30 and 90 days; the fix comes after an
+    exponential wait of mean 40 days for half of them (feature 1), never for the others."""
+    published = first + rng.integers(0, 365, n_pairs)
+    fast = rng.integers(0, 2, n_pairs)
+    lag = np.where(fast == 1, 1 + rng.exponential(40.0, n_pairs), np.inf)
+    fixed_at = np.where(np.isfinite(lag), published + np.nan_to_num(lag, posinf=0),
+                        protocol.NEVER).astype(np.int64)
+    pair, day = [], []
+    for i in range(n_pairs):
+        for age in (1, 30, 90):
+            if fixed_at[i] >= published[i] + age:
+                pair.append(i)
+                day.append(published[i] + age)
+    p, d = np.array(pair), np.array(day, dtype=np.int64)
+    x = {n: np.zeros(d.size) for n in protocol.HAZARD_FEATURES}
+    x["n_fixed"] = fast[p].astype(float)
+    x["wait"] = (d - published[p]).astype(float)
+    return protocol.Questions(pairs=[None] * n_pairs, pair=p, day=d, x=x,  # type: ignore[list-item]
+                              kind=np.zeros(d.size, dtype=np.int64), fixed=fixed_at[p],
+                              observable=np.full(d.size, first + 2000),
+                              published=published[p], reference=np.full(d.size, -1),
+                              next_release=np.full(d.size, -1))
+
+
+def test_hazard_answers_do_not_change_when_the_future_does() -> None:
+    """The hazard method's answers (causal weights, recalibration) to questions before a
+    day are the same whatever happens from that day on: fixes after it moved or removed."""
+    rng = np.random.default_rng(3)
+    first = D(2024, 1, 1).toordinal()
+    q = synthetic_questions(rng, 1500, first)
+    later = first + 300
+
+    def answers(qq: protocol.Questions) -> protocol.Answers:
+        return protocol.model(qq, protocol.HAZARD_FEATURES, label="hazard", refit=90,
+                              weigh_pairs="causal", per_pair=9, recalibrate=True,
+                              params={"max_iter": 10, "min_samples_leaf": 100})
+
+    a = answers(q)
+    changed = protocol.Questions(**{f: getattr(q, f) for f in protocol.Questions.__slots__})
+    moved = q.fixed >= later
+    changed.fixed = np.where(moved & (rng.random(len(q)) < 0.5), protocol.NEVER,
+                             q.fixed + 17 * moved)
+    b = answers(changed)
+    before = q.day < later
+    assert before.sum() > 500 and not np.isnan(a.p30[before]).all()
+    assert np.array_equal(a.p30[before], b.p30[before], equal_nan=True)
+    assert np.array_equal(a.p_ever[before], b.p_ever[before], equal_nan=True)
+    assert np.array_equal(a.date[before], b.date[before], equal_nan=True)
+    # The fast half is told apart from the never-fixed half.
+    after = ~np.isnan(a.p30) & (q.x["wait"] == 1)
+    fast = q.x["n_fixed"] == 1
+    assert a.p30[after & fast].mean() > 0.3 > a.p30[after & ~fast].mean()

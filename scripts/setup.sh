@@ -63,7 +63,7 @@ fi
 # (engine/decide/evaluators/oparego, the same OPA release as the binary above).
 bridge=engine/decide/evaluators/oparego
 lib=.tools/lib/libvigilopa.so
-want_lib="$OPA_VERSION $(cat "$bridge/main.go" "$bridge/go.mod" "$bridge/go.sum" | sha256sum | cut -d' ' -f1)"
+want_lib="$OPA_VERSION $(cat "$bridge"/*.go "$bridge/go.mod" "$bridge/go.sum" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$lib" ] || [ "$(cat .tools/lib/.stamp 2>/dev/null)" != "$want_lib" ]; then
   grep -q "github.com/open-policy-agent/opa v$OPA_VERSION" "$bridge/go.mod" || {
     echo "setup: $bridge/go.mod does not pin OPA v$OPA_VERSION" >&2; exit 1; }

@@ -65,12 +65,20 @@ FULL_FEATURES = (*PVDB_FEATURES, "wait", "pub_lag", "rc_stage", "n_changes", "si
                  "n_files", "subsystem", "n_open", "stable_intro")
 """Everything the record history says besides: when the CVE became public, the record's
 activity, the files the fix touches, how many branches are still open."""
+HAZARD_FEATURES = (*PVDB_FEATURES, "wait", "pub_lag", "since_mainline", "alive_fixed",
+                   "alive_fixed_share")
+"""The PVDB features and what else the record and the release log say on the day: days
+since the CVE became public (days already waited), days since the mainline release carrying
+the fix, and how many (and what share) of the other branches still maintained already carry
+it."""
 CATEGORICAL = ("kind", "subsystem")
 SUBSYSTEMS = 60
 """Most frequent subsystems kept as categories (the rest are one "other")."""
 
+ALL_FEATURES = (*FULL_FEATURES, "since_mainline", "alive_fixed", "alive_fixed_share")
+
 METHODS = ("next-release", "conditional-median", "kind-median", "base-rate", "current",
-           "model-pvdb", "model-full")
+           "model-pvdb", "model-full", "hazard")
 POINT_BASELINES = ("next-release", "conditional-median", "kind-median")
 
 
@@ -152,7 +160,7 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
     codes = {s: i for i, s in enumerate(top)}
     strata: dict[tuple[str, dt.date], str] = {}
     line_info: dict[tuple[str, dt.date], tuple[float, float, float, float, int]] = {}
-    cols: dict[str, list[float]] = {n: [] for n in FULL_FEATURES}
+    cols: dict[str, list[float]] = {n: [] for n in ALL_FEATURES}
     pair_ix: list[int] = []
     day_ix: list[int] = []
     kinds: list[int] = []
@@ -182,6 +190,9 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
                 if ln not in fixed_lines or released < fixed_lines[ln]:
                     fixed_lines[ln] = released
             first = min(fixed_lines.values()) if fixed_lines else None
+            mainline = [corpus.dated[v] for v in named if not kc.is_stable(v)
+                        and v in corpus.dated and corpus.dated[v] < day]
+            since_mainline = float((day - min(mainline)).days) if mainline else -1.0
             i_day = bisect.bisect_left(record.days, day)
             files = record.files
             subsystem = codes.get(kc.subsystem(files), len(codes))
@@ -210,6 +221,7 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
                 older_lines = lines[rank + 1:]
                 nn = newer_lines[-1] if newer_lines else None
                 others = {ln: d for ln, d in fixed_lines.items() if ln != line}
+                alive_fixed = sum(ln in others for ln in lines if ln != line)
                 row = {
                     "since_first": float((day - first).days) if first else -1.0,
                     "n_fixed": float(len(others)),
@@ -236,8 +248,12 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
                     "subsystem": float(subsystem),
                     "n_open": float(len(open_idx)),
                     "stable_intro": stable_intro,
+                    "since_mainline": since_mainline,
+                    "alive_fixed": float(alive_fixed),
+                    "alive_fixed_share": alive_fixed / (len(lines) - 1) if len(lines) > 1
+                    else -1.0,
                 }
-                for n in FULL_FEATURES:
+                for n in ALL_FEATURES:
                     cols[n].append(row[n])
                 pair_ix.append(i)
                 day_ix.append(day.toordinal())
@@ -466,6 +482,8 @@ MIN_P_EVER = 0.5
 def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
           per_pair: int = 6, seed: int = 0, fallback: Answers | None = None,
           interval: str = "from-now", snap: bool = False, wanted: Any | None = None,
+          weigh_pairs: bool | str = True, params: dict[str, Any] | None = None,
+          recalibrate: bool = False,
           progress: Callable[[int, int], None] | None = None) -> Answers:
     """Walk forward: refit every ``refit`` days on the questions asked before (at most
     ``per_pair`` per pair, weighted so every pair counts the same), answer the questions
@@ -480,12 +498,14 @@ def model(q: Questions, names: Sequence[str], *, label: str, refit: int = 28,
     with threadpool_limits(limits=1):
         return _model(q, names, label=label, refit=refit, per_pair=per_pair, seed=seed,
                       fallback=fallback, interval=interval, snap=snap, wanted=wanted,
+                      weigh_pairs=weigh_pairs, params=params or {}, recalibrate=recalibrate,
                       progress=progress)
 
 
 def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pair: int,
            seed: int, fallback: Answers | None, interval: str, snap: bool,
-           wanted: Any | None, progress: Callable[[int, int], None] | None) -> Answers:
+           wanted: Any | None, weigh_pairs: bool | str, params: dict[str, Any],
+           recalibrate: bool, progress: Callable[[int, int], None] | None) -> Answers:
     a = _no_answers(label, len(q))
     x = q.matrix(names)
     rng = np.random.default_rng(seed)
@@ -496,6 +516,8 @@ def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pa
     if days.size == 0:
         return a
     cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
+    raw30 = np.full(len(q), np.nan)
+    raw_ever = np.full(len(q), np.nan)
     for n, cut in enumerate(cuts):
         stretch = (q.day >= cut) & (q.day < cut + refit)
         if wanted is not None:
@@ -504,14 +526,25 @@ def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pa
         if rows.size == 0:
             continue
         train = np.nonzero((q.day < cut) & (pair_rank < per_pair))[0]
-        m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed)
+        m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed,
+                               **params)
         watched = np.minimum(cut - q.day[train], EVER).astype(float)
         to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
-        weights = 1.0 / np.minimum(n_per_pair[q.pair[train]], per_pair)
+        if weigh_pairs == "causal":  # questions of the pair asked before the cut
+            seen = np.bincount(q.pair[train], minlength=len(q.pairs))
+            weights = 1.0 / seen[q.pair[train]]
+        elif weigh_pairs:
+            weights = 1.0 / np.minimum(n_per_pair[q.pair[train]], per_pair)
+        else:
+            weights = None
         if train.size and m.fit(x[train], to_fix, watched, weights):
             f = m.forecast(x[rows])
-            a.p30[rows] = f.p_within(WINDOW)
-            a.p_ever[rows] = f.p_within(EVER)
+            raw30[rows], raw_ever[rows] = f.p_within(WINDOW), f.p_within(EVER)
+            a.p30[rows], a.p_ever[rows] = raw30[rows], raw_ever[rows]
+            if recalibrate:
+                a.p30[rows] = _recalibrated(q, raw30, WINDOW, cut, rows)
+                a.p_ever[rows] = np.maximum(_recalibrated(q, raw_ever, EVER, cut, rows),
+                                            a.p30[rows])
             if interval == "central":
                 mid, lo, hi = (f.quantile_if_fixed(p) for p in (0.5, 0.1, 0.9))
             else:  # from the question on: most fixes come soon, so start there
@@ -535,6 +568,26 @@ def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pa
         if progress:
             progress(n + 1, len(cuts))
     return a
+
+
+MIN_RECALIBRATE = 500
+"""Past answers whose outcome is known that recalibration needs."""
+
+
+def _recalibrated(q: Questions, raw: Any, days: int, cut: int, rows: Any) -> Any:
+    """The model's probabilities for ``rows`` mapped through an isotonic fit of what its
+    earlier answers said against what came: only answers given before ``cut`` whose
+    ``days``-day outcome was known by then (asked at least ``days`` days before). Too few of
+    them: the probabilities as they are."""
+    from sklearn.isotonic import IsotonicRegression
+
+    past = ~np.isnan(raw) & (q.day + days <= cut)
+    if past.sum() < MIN_RECALIBRATE:
+        return raw[rows]
+    y = (q.fixed[past] < q.day[past] + days).astype(float)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(raw[past], y)
+    return np.asarray(iso.predict(raw[rows]), dtype=float)
 
 
 def _rank_within_pair(pair: Any, key: Any) -> Any:
@@ -752,6 +805,10 @@ def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: 
         elif name == "model-pvdb":
             answers[name] = model(q, PVDB_FEATURES, label=name, refit=refit, fallback=ref,
                                   wanted=scored, progress=_steps(say, name))
+        elif name == "hazard":
+            answers[name] = model(q, HAZARD_FEATURES, label=name, refit=refit, fallback=ref,
+                                  wanted=scored, weigh_pairs="causal", per_pair=len(ages),
+                                  recalibrate=True, progress=_steps(say, name))
         elif name == "model-full":
             answers[name] = model(q, FULL_FEATURES, label=name, refit=refit, fallback=ref,
                                   wanted=scored, progress=_steps(say, name))
@@ -892,7 +949,7 @@ def targets(result: ProtocolResult, method: str) -> list[Target]:
 def choose_method(methods: Sequence[str]) -> str:
     """The method the targets are reported for: the model behind ``Pvdb.affecting`` when it
     was run, else the first model, else the last method."""
-    for name in ("model-pvdb", "model-full", "current"):
+    for name in ("hazard", "model-pvdb", "model-full", "current"):
         if name in methods:
             return name
     return methods[-1]

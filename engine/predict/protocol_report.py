@@ -17,6 +17,7 @@ LABELS = {
     "current": "current estimator (Kaplan-Meier, cure model)",
     "model-pvdb": "hazard model, PVDB features",
     "model-full": "hazard model, every record feature",
+    "hazard": "hazard model, backport features",
 }
 
 
@@ -129,7 +130,7 @@ def plots(result: pr.ProtocolResult, folder: Path, prefix: str = "prediction") -
 
     folder.mkdir(parents=True, exist_ok=True)
     q, m = result.questions, result.scored
-    shown: list[str] = [n for n in ("base-rate", "current", "model-pvdb", "model-full")
+    shown: list[str] = [n for n in ("base-rate", "current", "model-pvdb", "model-full", "hazard")
              if n in result.answers]
     written: list[Path] = []
 
@@ -147,7 +148,7 @@ def plots(result: pr.ProtocolResult, folder: Path, prefix: str = "prediction") -
             xs, ys, _ = zip(*rows, strict=True)
             ax.plot(xs, ys, "o-", ms=4, label=LABELS.get(name, name))
             for x, yy, n in rows:
-                if name == "model-pvdb":
+                if name == shown[-1]:
                     ax.annotate(str(n), (x, yy), fontsize=6, xytext=(3, -8),
                                 textcoords="offset points")
         ax.set_xlim(0, 1)
@@ -221,7 +222,7 @@ def markdown(result: pr.ProtocolResult, plot_paths: list[Path], relative_to: Pat
     pairs = len({int(i) for i in q.pair[m]})
     fixed_pairs = len({int(i) for i in q.pair[m] if q.pairs[int(i)].fixed is not None})
     groups = [n for n in ("base-rate", "current", chosen) if n in result.answers]
-    estimators = [n for n in ("current", "model-pvdb", "model-full", chosen)
+    estimators = [n for n in ("current", "model-pvdb", "model-full", "hazard", chosen)
                   if n in result.answers]
     estimators = list(dict.fromkeys(estimators))
     lines = [

@@ -5,6 +5,10 @@ with the fix."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -95,3 +99,21 @@ def test_a_missing_library_is_a_configuration_error(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match="not built") as caught:
         embedded_evaluator("opa", _policy(quick=QUICK), timeout=1.0)
     assert "scripts/setup.sh" in (caught.value.tip or "")
+
+
+def _gc_settings_with(env: dict[str, str]) -> dict[str, int]:
+    """The library's collector settings in a fresh process with ``env`` (Go reads GOGC
+    and GOMEMLIMIT once, when the library loads)."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOGC", "GOMEMLIMIT")}
+    out = subprocess.run(
+        [sys.executable, "-c", "import json; from engine.decide.evaluators import opa_engine;"
+                               " print(json.dumps(opa_engine.gc_settings()))"],
+        env={**clean, **env}, capture_output=True, text=True, check=True, timeout=60)
+    settings: dict[str, int] = json.loads(out.stdout)
+    return settings
+
+
+def test_the_collector_is_tuned_unless_the_environment_tunes_it() -> None:
+    assert _gc_settings_with({}) == {"gc_percent": 800, "memory_limit": 512 * 1024**2}
+    assert _gc_settings_with({"GOGC": "50", "GOMEMLIMIT": "64MiB"}) == {
+        "gc_percent": 50, "memory_limit": 64 * 1024**2}

@@ -229,3 +229,153 @@ def test_run_scores_every_method_on_the_same_questions(tmp_path: Path) -> None:
     # The base rate is the reference: its own skill is 0.
     assert result.overall["base-rate"].bss30.value in (0.0, None)
 
+
+
+def three_lines(end: dt.date = END) -> tuple[hist.ReleaseLog, dict[str, dt.date]]:
+    log = hist.ReleaseLog()
+    dated: dict[str, dt.date] = {}
+    dated |= weekly(log, "5.15", D(2021, 10, 31), end, start=0)
+    dated |= weekly(log, "6.1", D(2022, 12, 11), end, start=0)
+    dated |= weekly(log, "6.6", D(2023, 10, 29), end, start=0)
+    log.newest = end
+    log.seal()
+    return log, dated
+
+
+def test_features_count_the_maintained_branches_already_fixed() -> None:
+    """The 6.6 backport is named 10 days after publication; 6.1 and 5.15 never get one.
+    Their questions see no other maintained branch fixed before that day, and one of the two
+    other maintained branches (a share of 1/2) after it."""
+    log, dated = three_lines()
+    published = D(2024, 6, 3)
+    fix66 = next(v for v, d in sorted(dated.items(), key=lambda x: x[1], reverse=True)
+                 if kc.line_of(v) == "6.6" and d <= published)
+    rec = record("CVE-2024-0010", published,
+                 [(published, {"6.8"}), (published + dt.timedelta(days=10), {fix66, "6.8"})],
+                 (("5.10", fix66), ("5.10", "6.8")))
+    c = kc.Corpus({rec.cve: rec}, log, END, dated)
+    q = protocol.build_questions(c)
+    for line in ("6.1", "5.15"):
+        rows = [i for i in range(len(q)) if q.pairs[q.pair[i]].line == line]
+        ages = [int(q.day[i] - q.published[i]) for i in rows]
+        assert ages == list(protocol.AGES)[:len(ages)] and len(ages) > 3
+        fixed = [q.x["alive_fixed"][i] for i in rows]
+        share = [q.x["alive_fixed_share"][i] for i in rows]
+        assert fixed == [0.0, 0.0] + [1.0] * (len(rows) - 2)
+        assert share == [0.0, 0.0] + [0.5] * (len(rows) - 2)
+        # No mainline release named yet (6.8 is not out in this log).
+        assert {q.x["since_mainline"][i] for i in rows} == {-1.0}
+
+
+def test_days_since_the_mainline_fix_counts_from_its_release() -> None:
+    """Fixed in mainline 6.6 (released 2023-10-29): the branches cut before it (6.1, 5.15)
+    are asked; each question sees the days since that release, and the days it has
+    waited since publication."""
+    log, dated = three_lines()
+    published = D(2024, 6, 3)
+    rec = record("CVE-2024-0011", published, [(published, {"6.6"})], (("5.10", "6.6"),))
+    c = kc.Corpus({rec.cve: rec}, log, END, dated)
+    q = protocol.build_questions(c)
+    assert sorted({p.line for p in q.pairs}) == ["5.15", "6.1"]
+    days = np.array([dt.date.fromordinal(int(d)) for d in q.day])
+    expect = [float((d - D(2023, 10, 29)).days) for d in days]
+    assert q.x["since_mainline"].tolist() == expect
+    assert q.x["wait"].tolist() == [float((d - published).days) for d in days]
+
+
+def test_a_mainline_release_after_the_question_is_not_seen() -> None:
+    """The record names mainline 6.6 before it is released: questions before its release
+    day see no mainline fix."""
+    log, dated = three_lines()
+    published = D(2023, 10, 1)
+    rec = record("CVE-2023-0012", published, [(published, {"6.6"})], (("5.10", "6.6"),))
+    c = kc.Corpus({rec.cve: rec}, log, END, dated)
+    q = protocol.build_questions(c)
+    days = [dt.date.fromordinal(int(d)) for d in q.day]
+    seen = q.x["since_mainline"].tolist()
+    assert any(d <= D(2023, 10, 29) for d in days)
+    for d, s in zip(days, seen, strict=True):
+        assert s == (-1.0 if d <= D(2023, 10, 29) else float((d - D(2023, 10, 29)).days))
+
+
+def test_recalibration_uses_only_answers_whose_outcome_was_known() -> None:
+    """1,000 past answers said 0.9 and half of them got the fix within 30 days: a new 0.9
+    becomes 0.5. Answers asked less than 30 days before the cut, whose outcome was not yet
+    known, are not used, even if every one of them was later fixed."""
+    cut = D(2025, 1, 1).toordinal()
+    n_old, n_recent = 1000, 400
+    day = np.r_[np.full(n_old, cut - 60), np.full(n_recent, cut - 10), [cut]].astype(np.int64)
+    fixed = np.r_[np.where(np.arange(n_old) % 2 == 0, cut - 50, protocol.NEVER),
+                  np.full(n_recent, cut + 5), [protocol.NEVER]].astype(np.int64)
+    n = day.size
+    q = protocol.Questions(pairs=[], pair=np.arange(n), day=day, x={},
+                           kind=np.zeros(n, dtype=np.int64), fixed=fixed,
+                           observable=np.full(n, cut + 400), published=day - 1,
+                           reference=np.full(n, -1), next_release=np.full(n, -1))
+    raw = np.r_[np.full(n - 1, 0.9), [np.nan]]
+    raw[-1] = np.nan
+    rows = np.array([n - 1])
+    raw_new = raw.copy()
+    raw_new[-1] = 0.9
+    out = protocol._recalibrated(q, raw_new, 30, cut, rows)
+    assert out.tolist() == [pytest.approx(0.5)]
+    # Too few answers with a known outcome: the probability stays as it was.
+    few = raw_new.copy()
+    few[:n_old - protocol.MIN_RECALIBRATE + 1] = np.nan
+    assert protocol._recalibrated(q, few, 30, cut, rows).tolist() == [pytest.approx(0.9)]
+
+
+def synthetic_questions(rng: np.random.Generator, n_pairs: int, first: int
+                        ) -> protocol.Questions:
+    """Pairs published over a year, asked at 1, 30 and 90 days; the fix comes after an
+    exponential wait of mean 40 days for half of them (feature 1), never for the others."""
+    published = first + rng.integers(0, 365, n_pairs)
+    fast = rng.integers(0, 2, n_pairs)
+    lag = np.where(fast == 1, 1 + rng.exponential(40.0, n_pairs), np.inf)
+    fixed_at = np.where(np.isfinite(lag), published + np.nan_to_num(lag, posinf=0),
+                        protocol.NEVER).astype(np.int64)
+    pair, day = [], []
+    for i in range(n_pairs):
+        for age in (1, 30, 90):
+            if fixed_at[i] >= published[i] + age:
+                pair.append(i)
+                day.append(published[i] + age)
+    p, d = np.array(pair), np.array(day, dtype=np.int64)
+    x = {n: np.zeros(d.size) for n in protocol.HAZARD_FEATURES}
+    x["n_fixed"] = fast[p].astype(float)
+    x["wait"] = (d - published[p]).astype(float)
+    return protocol.Questions(pairs=[None] * n_pairs, pair=p, day=d, x=x,  # type: ignore[list-item]
+                              kind=np.zeros(d.size, dtype=np.int64), fixed=fixed_at[p],
+                              observable=np.full(d.size, first + 2000),
+                              published=published[p], reference=np.full(d.size, -1),
+                              next_release=np.full(d.size, -1))
+
+
+def test_hazard_answers_do_not_change_when_the_future_does() -> None:
+    """The hazard method's answers (causal weights, recalibration) to questions before a
+    day are the same whatever happens from that day on: fixes after it moved or removed."""
+    rng = np.random.default_rng(3)
+    first = D(2024, 1, 1).toordinal()
+    q = synthetic_questions(rng, 1500, first)
+    later = first + 300
+
+    def answers(qq: protocol.Questions) -> protocol.Answers:
+        return protocol.model(qq, protocol.HAZARD_FEATURES, label="hazard", refit=90,
+                              weigh_pairs="causal", per_pair=9, recalibrate=True,
+                              params={"max_iter": 10, "min_samples_leaf": 100})
+
+    a = answers(q)
+    changed = protocol.Questions(**{f: getattr(q, f) for f in protocol.Questions.__slots__})
+    moved = q.fixed >= later
+    changed.fixed = np.where(moved & (rng.random(len(q)) < 0.5), protocol.NEVER,
+                             q.fixed + 17 * moved)
+    b = answers(changed)
+    before = q.day < later
+    assert before.sum() > 500 and not np.isnan(a.p30[before]).all()
+    assert np.array_equal(a.p30[before], b.p30[before], equal_nan=True)
+    assert np.array_equal(a.p_ever[before], b.p_ever[before], equal_nan=True)
+    assert np.array_equal(a.date[before], b.date[before], equal_nan=True)
+    # The fast half is told apart from the never-fixed half.
+    after = ~np.isnan(a.p30) & (q.x["wait"] == 1)
+    fast = q.x["n_fixed"] == 1
+    assert a.p30[after & fast].mean() > 0.3 > a.p30[after & ~fast].mean()

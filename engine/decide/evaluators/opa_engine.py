@@ -8,6 +8,14 @@ compile, plan); each evaluation passes the input as JSON and gets the value back
 The decision timeout is a Go context deadline: OPA stops evaluating at the deadline and
 the call returns, so nothing is left running and no process is killed. :mod:`ctypes`
 releases the GIL for the call, so other threads run while Go evaluates.
+
+Go's garbage collector is tuned by the library when the environment does not tune it
+(``GOGC``, ``GOMEMLIMIT`` are honoured): GC percent 800 under a soft limit of 512 MiB.
+With Go's default (100) the collector ran every few evaluations, because the live heap
+(the prepared queries) is a few MB while one evaluation allocates several times that; it
+cost about half of the CPU time of a 500-finding evaluation and most of the p99 tail of
+the small decision document (docs/performance.md). :func:`gc_settings` reports the
+settings in force.
 """
 
 from __future__ import annotations
@@ -63,6 +71,9 @@ def _load() -> ctypes.CDLL:
             lib.vigil_eval.restype = ctypes.c_void_p
             lib.vigil_release.argtypes = [ctypes.c_longlong]
             lib.vigil_free.argtypes = [ctypes.c_void_p]
+            if hasattr(lib, "vigil_gc_settings"):  # a library built before it lacks it
+                lib.vigil_gc_settings.argtypes = []
+                lib.vigil_gc_settings.restype = ctypes.c_void_p
             _library = lib
         return _library
 
@@ -75,6 +86,16 @@ def _call(lib: ctypes.CDLL, fn: Any, *args: Any) -> dict[str, Any]:
         lib.vigil_free(pointer)
     answer: dict[str, Any] = orjson.loads(raw)
     return answer
+
+
+def gc_settings() -> dict[str, int]:
+    """The Go collector's settings in force in the library: ``gc_percent`` and
+    ``memory_limit`` (bytes)."""
+    lib = _load()
+    if not hasattr(lib, "vigil_gc_settings"):
+        raise ConfigError(f"OPA's Rego engine at {library_path()} is out of date",
+                          tip="run scripts/setup.sh (it rebuilds it)")
+    return {k: int(v) for k, v in _call(lib, lib.vigil_gc_settings).items()}
 
 
 class OpaEvaluator(Evaluator):

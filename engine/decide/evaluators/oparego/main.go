@@ -6,7 +6,6 @@ package main
 
 /*
 #include <stdlib.h>
-#include <string.h>
 */
 import "C"
 
@@ -131,11 +130,10 @@ func vigil_eval(handle C.longlong, input *C.char, timeoutMs C.longlong) *C.char 
 	if p == nil {
 		return answer(reply{Error: "no prepared query with this handle"})
 	}
-	// read in place (the caller's buffer outlives the call; parseInput copies what it
-	// keeps), straight into OPA's AST; numbers kept as written, as the OPA server reads
-	// its input: 5.0 stays a float for sprintf("%.1f")
-	doc, err := parseInput(unsafe.Slice((*byte)(unsafe.Pointer(input)), C.strlen(input)))
-	if err != nil {
+	var doc any
+	// numbers kept as written (json.Number), as the OPA server reads its input: 5.0 stays
+	// a float for sprintf("%.1f"), where a float64 decode would turn it into an integer
+	if err := util.UnmarshalJSON([]byte(C.GoString(input)), &doc); err != nil {
 		return answer(reply{Error: "input: " + err.Error()})
 	}
 	ctx := context.Background()
@@ -145,7 +143,7 @@ func vigil_eval(handle C.longlong, input *C.char, timeoutMs C.longlong) *C.char 
 		defer cancel()
 	}
 	started := time.Now()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(doc))
+	rs, err := p.query.Eval(ctx, rego.EvalInput(doc))
 	elapsed := time.Since(started).Nanoseconds()
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

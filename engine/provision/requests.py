@@ -23,14 +23,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import duckdb
 import orjson
 
 from engine.errors import EXIT_CHECK, DatabaseError, NotFoundError, VigilError
-from engine.migrations import migrate
+from engine.migrations import StateFile
 
 RequestStatus = Literal["awaiting_approval", "approved", "launched", "rejected", "expired",
                         "delayed", "failed"]
@@ -171,8 +170,13 @@ def _record(row: Sequence[object]) -> RequestRecord:
     return RequestRecord(**values)
 
 
-class RequestStore:
+class RequestStore(StateFile):
     """The requests file, open for reading and writing (one writer: the service)."""
+
+    MIGRATIONS = _MIGRATIONS
+    NAME = "the provisioning requests"
+    SETTING = "VIGIL_REQUESTS_DB"
+    ERROR = RequestsDbError
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -184,15 +188,7 @@ class RequestStore:
             raise RequestsDbError(f"cannot open the provisioning requests {path}: {exc}",
                                   tip="check VIGIL_REQUESTS_DB, or stop the other Vigil "
                                       "service using it") from exc
-        migrate(self._con, _MIGRATIONS, name="the provisioning requests", path=path,
-                setting="VIGIL_REQUESTS_DB", error=RequestsDbError)
-
-    def __enter__(self) -> RequestStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        self._migrate()
 
     def close(self) -> None:
         with self._lock:

@@ -26,15 +26,38 @@ _host_count(kind) := n if {
 	n := input.posture.counts[kind]
 } else := 0
 
-_deny := ((data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | data.vigil.rules.vulnerabilities.deny) | combine.site_deny
+# The findings of data.vigil.rules.vulnerabilities: a decision document (version 2) has
+# none of the facts they read (its schema forbids vulnerabilities, coverage, undetermined
+# and host components; the posture judged them), so they are not evaluated for it.
+_host_deny := set() if {
+	input.posture
+} else := data.vigil.rules.vulnerabilities.deny
 
-_patch := (data.vigil.rules.request.patch | data.vigil.rules.vulnerabilities.patch) | combine.site_patch
+_host_patch := set() if {
+	input.posture
+} else := data.vigil.rules.vulnerabilities.patch
 
-_delay := data.vigil.rules.vulnerabilities.delay | combine.site_delay
+_host_delay := set() if {
+	input.posture
+} else := data.vigil.rules.vulnerabilities.delay
 
-_warn := data.vigil.rules.vulnerabilities.warn | combine.site_warn
+_host_warn := set() if {
+	input.posture
+} else := data.vigil.rules.vulnerabilities.warn
 
-_obligations := (data.vigil.rules.vulnerabilities.obligations | combine.site_obligations) | _recheck
+_host_obligations := set() if {
+	input.posture
+} else := data.vigil.rules.vulnerabilities.obligations
+
+_deny := ((data.vigil.rules.attestation.deny | data.vigil.rules.request.deny) | _host_deny) | data.vigil.combine.site_deny
+
+_patch := (data.vigil.rules.request.patch | _host_patch) | data.vigil.combine.site_patch
+
+_delay := _host_delay | data.vigil.combine.site_delay
+
+_warn := _host_warn | data.vigil.combine.site_warn
+
+_obligations := (_host_obligations | data.vigil.combine.site_obligations) | _recheck
 
 _denies := combine.active(_deny)
 

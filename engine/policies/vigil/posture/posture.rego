@@ -15,13 +15,13 @@ import rego.v1
 
 import data.vigil.combine
 
-_deny := data.vigil.rules.vulnerabilities.deny | combine.site_deny
+_deny := data.vigil.rules.vulnerabilities.deny | data.vigil.combine.site_deny
 
-_patch := data.vigil.rules.vulnerabilities.patch | combine.site_patch
+_patch := data.vigil.rules.vulnerabilities.patch | data.vigil.combine.site_patch
 
-_delay := data.vigil.rules.vulnerabilities.delay | combine.site_delay
+_delay := data.vigil.rules.vulnerabilities.delay | data.vigil.combine.site_delay
 
-_warn := data.vigil.rules.vulnerabilities.warn | combine.site_warn
+_warn := data.vigil.rules.vulnerabilities.warn | data.vigil.combine.site_warn
 
 default _delay_recheck := null
 
@@ -40,6 +40,6 @@ result := {
 	"patch": combine.active(_patch),
 	"delay": combine.active(_delay),
 	"warn": (combine.active(_warn) | combine.excepted(((_deny | _patch) | _delay))),
-	"obligations": (data.vigil.rules.vulnerabilities.obligations | combine.site_obligations),
+	"obligations": (data.vigil.rules.vulnerabilities.obligations | data.vigil.combine.site_obligations),
 	"facts": {"delay_recheck": _delay_recheck},
 }

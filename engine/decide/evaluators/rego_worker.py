@@ -34,8 +34,6 @@ Run it as ``python -m engine.decide.evaluators.rego_worker``.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import resource
 import struct
@@ -109,41 +107,10 @@ def read_frame(stream: IO[bytes]) -> bytes | None:
     return body
 
 
-def send_frame(fd: int, payload: bytes) -> None:
-    """One frame, written whole to the file descriptor ``fd`` in one piece (an answer
-    is read in one piece when it fits in the pipe)."""
-    write_all(fd, FRAME_LENGTH.pack(len(payload)) + payload)
-
-
-PIPE_SIZE = 1 << 20
-"""Bytes each pipe to and from the worker holds (Linux's default is 64 KiB, and 1 MiB is
-what an unprivileged process may ask for by default, ``/proc/sys/fs/pipe-max-size``): a
-3,621-finding posture document (1.7 MB) and its answer (1.1 MB) then cross in two or
-three hand-overs between the processes each way instead of forty, each of which waits
-for the other process to be scheduled on a busy machine."""
-
-
-def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
-    """Make the pipe ``fd`` hold ``size`` bytes, or as much as the system allows; its
-    capacity then (0 when ``fd`` is no pipe whose size can be set: left as it is)."""
-    try:
-        with open("/proc/sys/fs/pipe-max-size") as limit:
-            allowed = int(limit.read())
-    except (OSError, ValueError):
-        allowed = size
-    for want in dict.fromkeys((size, min(size, allowed))):
-        try:
-            return int(fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, want))
-        except OSError:
-            continue
-    return 0
-
-
-def write_all(fd: int, payload: bytes) -> None:
-    """Write ``payload`` whole to the file descriptor ``fd`` (unbuffered)."""
-    view = memoryview(payload)
-    while view:
-        view = view[os.write(fd, view):]
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(FRAME_LENGTH.pack(len(payload)))
+    stream.write(payload)  # not joined to the length: an input can be megabytes
+    stream.flush()
 
 
 def limit_memory(limit: int | None) -> None:
@@ -209,24 +176,23 @@ def _evaluate(engine: regorus.Engine, request: bytes) -> bytes:
 
 
 def main() -> int:
-    # the parent widened both pipes (widen_pipe); answers go straight to the descriptor
-    stdin, stdout = sys.stdin.buffer, sys.stdout.fileno()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     first = read_frame(stdin)
     if first is None:
         return 1
     init = orjson.loads(first)
     limit_memory(init.get("memory_limit"))
     engine, answer = _init(init)
-    send_frame(stdout, orjson.dumps(answer))
+    write_frame(stdout, orjson.dumps(answer))
     if engine is None:
         return 1
     if init.get("check", True):
         answer = _check(engine, init)
-        send_frame(stdout, orjson.dumps(answer))
+        write_frame(stdout, orjson.dumps(answer))
         if not answer["ok"]:
             return 1
     while (request := read_frame(stdin)) is not None:
-        send_frame(stdout, _evaluate(engine, request))
+        write_frame(stdout, _evaluate(engine, request))
     return 0
 
 

@@ -62,8 +62,7 @@ from engine.decide.evaluators.rego_worker import (
     build_engine,
     error_text,
     located,
-    widen_pipe,
-    write_all,
+    write_frame,
 )
 
 __all__ = ["RegorusEvaluator", "located", "new_engine", "rule_value"]
@@ -117,14 +116,6 @@ class _Child:
             [sys.executable, "-m", WORKER_MODULE], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.stderr,  # buffered: an input is written whole
             env={**os.environ, **MIMALLOC_ENV})
-        assert self.process.stdin is not None and self.process.stdout is not None
-        # the pipes' own file descriptors, unbuffered: a frame is one write, and an answer
-        # is read in one piece when it fits (the buffered objects are not used)
-        self._to = self.process.stdin.fileno()
-        self._from = self.process.stdout.fileno()
-        for fd in (self._to, self._from):
-            widen_pipe(fd)
-        self._pending = b""
         init = orjson.dumps({"modules": policy.policy_modules, "data": policy.data,
                              "entrypoints": rules, "check": check,
                              "memory_limit": memory_limit})
@@ -150,37 +141,36 @@ class _Child:
 
     def ask(self, request: bytes, timeout: float | None) -> bytes:
         """Send one frame and read the answer; EvaluationTimeout when it takes longer."""
+        assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            write_all(self._to, FRAME_LENGTH.pack(len(request)) + request)
-        except OSError as exc:
+            write_frame(self.process.stdin, request)
+        except (BrokenPipeError, OSError) as exc:
             raise EvaluatorError(f"the regorus worker is gone ({exc})") from None
         return self._answer(timeout)
 
     def _answer(self, timeout: float | None) -> bytes:
         """Read one answer frame; EvaluationTimeout when it takes longer than ``timeout``."""
+        assert self.process.stdout is not None
         deadline = None if timeout is None else time.monotonic() + timeout
-        head = self._read(FRAME_LENGTH.size, deadline)
+        fd = self.process.stdout.fileno()
+        head = self._read(fd, FRAME_LENGTH.size, deadline)
         (size,) = FRAME_LENGTH.unpack(head)
-        return self._read(size, deadline)
+        return self._read(fd, size, deadline)
 
-    def _read(self, size: int, deadline: float | None) -> bytes:
-        """``size`` bytes of what the worker wrote; what was read beyond them is kept for
-        the next frame (the load check's answer can arrive with the parse's)."""
-        chunks = [self._pending] if self._pending else []
-        have = len(self._pending)
-        while have < size:
+    def _read(self, fd: int, size: int, deadline: float | None) -> bytes:
+        chunks: list[bytes] = []
+        left = size
+        while left:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self._from], [], [], wait)
+            ready, _, _ = select.select([fd], [], [], wait)
             if not ready:
                 raise EvaluationTimeout("timeout")
-            chunk = os.read(self._from, max(size - have, 1 << 16))
+            chunk = os.read(fd, min(left, 1 << 20))
             if not chunk:
                 raise EvaluatorError(self._ended())
             chunks.append(chunk)
-            have += len(chunk)
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._pending = data[size:]
-        return data[:size] if self._pending else data
+            left -= len(chunk)
+        return b"".join(chunks)
 
     def _ended(self) -> str:
         """Why the worker ended: out of its memory cap, or its exit code and last words."""

@@ -238,6 +238,13 @@ class RegorusEvaluator(Evaluator):
     def bundle_revision(self) -> str | None:
         return self.policy.revision
 
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id (None while none runs): what a benchmark adds to this
+        process's CPU time."""
+        child = self._child
+        return child.process.pid if child is not None else None
+
     def evaluate(self, input_document: dict[str, Any], path: str = DECISION_PATH) -> Evaluation:
         if path not in self._entrypoints:
             raise EvaluatorError(f"{path} is not an entry point of the compiled policy "

@@ -198,3 +198,18 @@ test_request_findings_still_decide_with_a_clean_posture if {
 	_expect(d, "reject")
 	{r.rule | some r in d.reasons} == {"attestation_stale"}
 }
+
+# The host findings of a decision document are the posture's alone: vulnerabilities in
+# its input (which its schema forbids) are not judged again.
+test_a_decision_document_does_not_judge_vulnerabilities if {
+	req := fx.request
+	host := fx.host
+	vs := [fx.vuln_kev, fx.vuln_in_window, fx.vuln_low]
+	patched := fx.patched_none
+	now := fx.decision_time
+	p := _posture({"deny": 0, "patch": 0, "delay": 0, "warn": 0}, null)
+	d := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now with input.posture as p
+	d == {"verdict": "admit", "reasons": set(), "obligations": set(), "warnings": set()}
+	whole := decision.result with input.request as req with input.host as host with input.vulnerabilities as vs with input.patched_configuration as patched with input.decision_time as now
+	_expect(whole, "reject")
+}

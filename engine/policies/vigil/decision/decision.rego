@@ -73,7 +73,21 @@ verdict := "reject" if {
 	count(_delays) + _host_count("delay") > 0
 } else := "admit"
 
-_reasons := {"reject": _denies, "patch": _patches, "delay": _delays, "admit": set()}
+# The reasons of the verdict: only the findings of its own kind are combined (an object of
+# every kind's findings had each evaluated for every verdict).
+_verdict_reasons := _denies if {
+	verdict == "reject"
+} else := _patches if {
+	verdict == "patch"
+} else := _delays if {
+	verdict == "delay"
+} else := set()
+
+# The findings an exception moved to the warnings: none without exceptions, and then the
+# findings are not gathered for it.
+_excepted_warnings := set() if {
+	count(data.vigil.combine.site_exceptions) == 0
+} else := combine.excepted(((_deny | _patch) | _delay))
 
 # When the delays can be re-checked: the posture's facts (version 2), or the
 # vulnerabilities package's own (version 1). The decision time is the request's.
@@ -97,6 +111,7 @@ _recheck_times contains t if {
 #   delay: re-check at the earliest expected fix date (or after recheck_interval_hours
 #   when a fix is already available).
 _recheck contains {"verdict": "delay", "obligation": {"type": "recheck_at", "at_ns": min(_recheck_times)}} if {
+	verdict == "delay" # the result keeps the obligations of its verdict only
 	count(_recheck_times) > 0
 }
 
@@ -108,7 +123,7 @@ _recheck contains {"verdict": "delay", "obligation": {"type": "recheck_at", "at_
 # entrypoint: true
 result := {
 	"verdict": verdict,
-	"reasons": _reasons[verdict],
+	"reasons": _verdict_reasons,
 	"obligations": {o.obligation | some o in _obligations; o.verdict == verdict},
-	"warnings": (combine.active(_warn) | combine.excepted(((_deny | _patch) | _delay))),
+	"warnings": (combine.active(_warn) | _excepted_warnings),
 }

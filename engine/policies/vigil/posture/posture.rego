@@ -23,6 +23,12 @@ _delay := data.vigil.rules.vulnerabilities.delay | data.vigil.combine.site_delay
 
 _warn := data.vigil.rules.vulnerabilities.warn | data.vigil.combine.site_warn
 
+# The findings an exception moved to the warnings: none without exceptions, and then the
+# host's findings are not gathered for it.
+_excepted_warnings := set() if {
+	count(data.vigil.combine.site_exceptions) == 0
+} else := combine.excepted(((_deny | _patch) | _delay))
+
 default _delay_recheck := null
 
 _delay_recheck := data.vigil.rules.vulnerabilities.delay_recheck
@@ -39,7 +45,7 @@ result := {
 	"deny": combine.active(_deny),
 	"patch": combine.active(_patch),
 	"delay": combine.active(_delay),
-	"warn": (combine.active(_warn) | combine.excepted(((_deny | _patch) | _delay))),
+	"warn": (combine.active(_warn) | _excepted_warnings),
 	"obligations": (data.vigil.rules.vulnerabilities.obligations | data.vigil.combine.site_obligations),
 	"facts": {"delay_recheck": _delay_recheck},
 }

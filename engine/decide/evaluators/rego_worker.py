@@ -9,7 +9,9 @@ Protocol over stdin/stdout, each message a 4-byte big-endian length and that man
 1. parent → child: ``{"modules": {path: source}, "data": {...}, "entrypoints": [rule],
    "check": bool, "memory_limit": bytes or null}`` (JSON); child → parent:
    ``{"ok": true}`` once the modules are parsed, or ``{"ok": false, "message", "file",
-   "line"}`` when a module does not parse.
+   "line"}`` when a module does not parse or (with ``check``) an entry point is declared
+   by no rule of the parsed modules (read from their AST, so this answer cannot depend on
+   how busy the machine is).
 2. with ``check``, each entry point is then evaluated once on an empty input to see that
    it is a rule, and the child sends a second answer of the same form (``ok`` false: an
    entry point is no rule). This is an evaluation like any other: the parent waits for it
@@ -131,7 +133,72 @@ def _init(request: dict[str, Any]) -> tuple[regorus.Engine | None, dict[str, Any
     # print() output is gathered (and dropped after each evaluation), not written on
     # stderr, which is kept for what ends the child (a failed allocation, a panic)
     engine.set_gather_prints(True)
+    if request.get("check", True):
+        missing = _undeclared(engine, request["entrypoints"])
+        if missing is not None:
+            return None, {"ok": False, "message": f"entry point {missing} is not a rule of "
+                                                  "the policy", "file": None, "line": None}
     return engine, {"ok": True}
+
+
+def _ref_path(node: Any) -> list[str] | None:
+    """The static names of a rule head's reference (``a.b["c"]`` is a, b, c), up to its
+    first non-constant part; None when the node is not a reference regorus writes."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return None
+    (kind, body), = node.items()
+    if kind == "Var":
+        return [str(body["value"])]
+    if kind == "RefDot":
+        head = _ref_path(body["refr"])
+        return None if head is None else [*head, str(body["field"][1])]
+    if kind == "RefBrack":
+        head = _ref_path(body["refr"])
+        index = body.get("index", {})
+        if head is not None and isinstance(index, dict) and "String" in index:
+            return [*head, str(index["String"]["value"])]
+        return head
+    return None
+
+
+def _rule_heads(rule: Any) -> list[str] | None:
+    """A rule's path inside its package, from regorus's AST (``Spec`` or ``Default``)."""
+    if not isinstance(rule, dict) or len(rule) != 1:
+        return None
+    (kind, body), = rule.items()
+    if kind == "Default":
+        return _ref_path(body.get("refr"))
+    head = body.get("head", {}) if kind == "Spec" else {}
+    if isinstance(head, dict) and len(head) == 1:
+        (_, inner), = head.items()
+        return _ref_path(inner.get("refr"))
+    return None
+
+
+def _undeclared(engine: regorus.Engine, rules: list[str]) -> str | None:
+    """The first entry point no rule of the parsed modules declares (its path, a prefix
+    of it or a path below it), read from the AST: no evaluation, so the answer does not
+    depend on how long one would take. None when every one is declared, or when the AST
+    cannot be read (the evaluation check then decides)."""
+    try:
+        modules = orjson.loads(engine.get_ast_as_json())
+        declared: list[list[str]] = []
+        for module in modules:
+            package = _ref_path(module["ast"]["package"]["refr"])
+            if package is None:
+                return None
+            for rule in module["ast"]["rules"]:
+                path = _rule_heads(rule)
+                if path is None:
+                    return None
+                declared.append(["data", *package, *path])
+    except (RuntimeError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return None
+    for rule in rules:
+        wanted = rule.split(".")
+        if not any(d[:len(wanted)] == wanted or wanted[:len(d)] == d for d in declared):
+            return rule
+    return None
 
 
 def _check(engine: regorus.Engine, request: dict[str, Any]) -> dict[str, Any]:

@@ -102,3 +102,24 @@ def test_a_memory_bomb_ends_the_worker_at_its_cap(tmp_path: Path) -> None:
         "reject", True, ["evaluator_error"])
     assert "ran out of its memory limit (536870912 bytes" in answer["message"]
     assert answer["children_max_rss_kib"] * 1024 <= cap
+
+
+def test_entry_points_are_checked_against_the_rules_the_modules_declare() -> None:
+    """The check reads the parsed modules (no evaluation, so load cannot change it): a
+    rule's own path, a path below it and a package above it are declared; another name or
+    package is not."""
+    import regorus
+
+    from engine.decide.evaluators.rego_worker import _undeclared
+
+    engine = regorus.Engine()
+    engine.add_policy("a.rego", "package demo.decision\nimport rego.v1\nother := 1\n"
+                      "result.x := 2\ndefault d := 3\ndeny contains 1 if true\n"
+                      "g[\"k\"] := 1\n")
+    for declared in ("data.demo.decision.result", "data.demo.decision.result.x.y",
+                     "data.demo.decision.other", "data.demo.decision.d",
+                     "data.demo.decision.deny", "data.demo.decision.g.k",
+                     "data.demo.decision"):
+        assert _undeclared(engine, [declared]) is None, declared
+    for missing in ("data.demo.decision.nope", "data.demo.x.result"):
+        assert _undeclared(engine, ["data.demo.decision.result", missing]) == missing

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.decide.evaluators._cxx_runtime import load_cxx_runtime
+
+# as engine.decide.evaluators.regopy_engine does: a test module that imports regopy itself
+# must not make it the process's first C++ library (DuckDB would then crash)
+load_cxx_runtime()
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.decide.errors import DecideError
+from engine.decide.evaluators._cxx_runtime import load_cxx_runtime
 from engine.errors import ConfigError
+
+# before any evaluator module can import regopy (engine/decide/evaluators/_cxx_runtime.py)
+load_cxx_runtime()
 
 if TYPE_CHECKING:
     from engine.config import Settings

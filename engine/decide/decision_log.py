@@ -395,6 +395,26 @@ _ROW_COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, eva
                 "metrics, error, labels, prev_hash, record_hash, bundles, attestation_sha256")
 
 
+class _TipMoved(Exception):
+    """Another writer appended after the tip this object kept."""
+
+
+def _is_collision(exc: duckdb.Error) -> bool:
+    """Whether an append failed on its seq (a primary key another writer took) or on
+    a write-write conflict with another transaction."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.ConstraintException | duckdb.TransactionException) or \
+        "conflict" in text or "duplicate key" in text
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction (a failed COMMIT may have ended it already)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)
@@ -491,6 +511,12 @@ class DecisionLog:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._active: duckdb.DuckDBPyConnection | None = None
         self._log_id: str | None = None
+        # kept between appends while this object holds the file open (not ``shared``):
+        # the last record's (seq, hash) and the attestation results already stored; a
+        # writer that moved the tip meanwhile makes the next seq collide, and the append
+        # re-reads the tip and tries again
+        self._tip_known: tuple[int, str] | None = None
+        self._stored_attestations: set[str] = set()
         if not shared:
             self._con = self._open()
 
@@ -600,9 +626,12 @@ class DecisionLog:
         self.close()
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            self._tip_known = None
+            self._stored_attestations.clear()
 
     @property
     def log_id(self) -> str | None:
@@ -733,12 +762,31 @@ class DecisionLog:
         if entries:
             self._append(entries)
 
+    _RETRIES = 8
+    """Appends tried again when another writer moved the tip in between."""
+
     def _append(self, entries: list[dict[str, Any]], *, known_id: str | None = None
                 ) -> bool:
         """Chain ``entries`` after the tip in one transaction (all or none), with their
         attestation results and periodic checkpoints; False (nothing written) when
-        ``known_id`` is already logged."""
+        ``known_id`` is already logged. The tip is the one kept from the last append
+        while the file stays open; when another writer appended since, the first seq
+        collides (its primary key): the transaction is rolled back, the tip read again
+        and the append tried again."""
+        with self._lock:
+            for attempt in range(self._RETRIES):
+                try:
+                    return self._append_once(entries, known_id,
+                                             trust_tip=attempt == 0)
+                except _TipMoved:
+                    self._tip_known = None
+                    self._stored_attestations.clear()
+            return self._append_once(entries, known_id, trust_tip=False, last=True)
+
+    def _append_once(self, entries: list[dict[str, Any]], known_id: str | None, *,
+                     trust_tip: bool, last: bool = False) -> bool:
         with self._session() as con:
+            kept = self._tip_known if trust_tip and self._con is not None else None
             try:
                 con.execute("BEGIN TRANSACTION")
                 if known_id is not None and con.execute(
@@ -746,7 +794,7 @@ class DecisionLog:
                         [known_id]).fetchone():
                     con.execute("ROLLBACK")
                     return False
-                seq, prev = self._tip(con)
+                seq, prev = kept if kept is not None else self._tip(con)
                 rows: list[list[Any]] = []
                 tokens: dict[str, str] = {}
                 signed: list[tuple[int, str]] = []
@@ -760,7 +808,9 @@ class DecisionLog:
                     if self.signing_key is not None and seq % self.checkpoint_every == 0:
                         signed.append((seq, prev))
                 now = dt.datetime.now(dt.UTC)
-                for digest, token in tokens.items():
+                fresh = {d: t for d, t in tokens.items()
+                         if d not in self._stored_attestations}
+                for digest, token in fresh.items():
                     con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
                                 " ON CONFLICT DO NOTHING", [digest, token, now])
                 for start in range(0, len(rows), 64):
@@ -773,12 +823,20 @@ class DecisionLog:
                     self._sign(con, size, head, "periodic")
                 con.execute("COMMIT")
             except duckdb.Error as exc:
-                con.execute("ROLLBACK")
+                _rollback(con)
+                if not last and _is_collision(exc):
+                    raise _TipMoved from exc
+                self._tip_known = None
                 raise DecisionLogError(f"cannot append to the decision log {self.path}: "
                                        f"{exc}") from exc
             except BaseException:  # an entry that is not a decision: nothing written
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
+            if self._con is not None and rows:
+                self._tip_known = (seq, prev)
+                self._stored_attestations.update(fresh)
+                if len(self._stored_attestations) > 65536:
+                    self._stored_attestations.clear()
         return True
 
     def append_opa_event(self, event: Any) -> bool:

@@ -167,3 +167,20 @@ def test_periodic_checkpoints_sign_the_kept_tip(tmp_path: Path) -> None:
     finally:
         con.close()
     assert [(c.size, c.head) for c in marks] == [(s, h) for s, h in heads]
+
+
+def test_a_group_inserted_as_arrow_stores_what_single_appends_store(tmp_path: Path
+                                                                    ) -> None:
+    entries = [_entry(n, token=f"t.{n % 2}.x") for n in range(9)]
+    entries[3]["error"] = 'an "error"\n with text to escape'
+    entries[4]["bundles"] = {"vigil": "r1", "other": "r2"}
+    with DecisionLog(tmp_path / "one.duckdb") as one:
+        for entry in entries:
+            one.append_many([entry])
+        single = [(r.body(), r.record_hash, r.timestamp) for r in one.rows()]
+    with DecisionLog(tmp_path / "group.duckdb") as group:
+        group.append_many(entries)  # one Arrow insert
+        grouped = [(r.body(), r.record_hash, r.timestamp) for r in group.rows()]
+        assert group.verify_chain() == []
+        assert len(group.attestation_hashes()) == 2
+    assert grouped == single

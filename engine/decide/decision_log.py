@@ -51,7 +51,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -431,10 +431,8 @@ def _is_collision(exc: duckdb.Error) -> bool:
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     """Roll back the open transaction (a failed COMMIT may have ended it already)."""
-    try:
+    with suppress(duckdb.Error):
         con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
@@ -697,8 +695,7 @@ class DecisionLog:
         return seq, str(row[0])
 
     @staticmethod
-    def _row(con: duckdb.DuckDBPyConnection, seq: int, prev: str, entry: dict[str, Any]
-             ) -> tuple[list[Any], str | None]:
+    def _row(seq: int, prev: str, entry: dict[str, Any]) -> tuple[list[Any], str | None]:
         """The stored row (in ``_ROW_COLUMNS`` order) of one decision at ``seq`` after
         ``prev``, and the attestation result token to store beside it (or None)."""
         given = entry.get("attestation_result")
@@ -805,10 +802,63 @@ class DecisionLog:
                     self._stored_attestations.clear()
             return self._append_once(entries, known_id, trust_tip=False, last=True)
 
+    def _chain(self, entries: list[dict[str, Any]], seq: int, prev: str
+               ) -> tuple[list[list[Any]], dict[str, str], list[tuple[int, str]]]:
+        """The rows of ``entries`` chained after (``seq``, ``prev``), the attestation
+        results not stored yet (by SHA-256) and the checkpoints due (size, head)."""
+        rows: list[list[Any]] = []
+        tokens: dict[str, str] = {}
+        signed: list[tuple[int, str]] = []
+        for entry in entries:
+            seq += 1
+            row, token = self._row(seq, prev, entry)
+            if token is not None:
+                tokens[row[-1]] = token
+            rows.append(row)
+            prev = row[12]
+            if self.signing_key is not None and seq % self.checkpoint_every == 0:
+                signed.append((seq, prev))
+        fresh = {d: t for d, t in tokens.items() if d not in self._stored_attestations}
+        return rows, fresh, signed
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
+        if len(rows) >= _ARROW_ROWS:
+            _insert_arrow(con, rows)
+        else:
+            con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES "
+                        + ", ".join([_ROW_PLACES] * len(rows)),
+                        [value for row in rows for value in row])
+
+    def _failed(self, exc: duckdb.Error, last: bool) -> DecisionLogError:
+        if not last and _is_collision(exc):
+            raise _TipMoved from exc
+        self._tip_known = None
+        return DecisionLogError(f"cannot append to the decision log {self.path}: {exc}")
+
+    def _kept(self, rows: list[list[Any]], fresh: dict[str, str]) -> None:
+        """Keep the tip and the attestation results of an append just committed."""
+        if self._con is not None and rows:
+            self._tip_known = (int(rows[-1][0]), str(rows[-1][12]))
+            self._stored_attestations.update(fresh)
+            if len(self._stored_attestations) > 65536:
+                self._stored_attestations.clear()
+
     def _append_once(self, entries: list[dict[str, Any]], known_id: str | None, *,
                      trust_tip: bool, last: bool = False) -> bool:
         with self._session() as con:
             kept = self._tip_known if trust_tip and self._con is not None else None
+            if kept is not None and known_id is None:
+                rows, fresh, signed = self._chain(entries, *kept)
+                if not fresh and not signed:
+                    # the rows alone: one statement, its own transaction (DuckDB's
+                    # statements cost a fraction of a millisecond each)
+                    try:
+                        self._insert(con, rows)
+                    except duckdb.Error as exc:
+                        raise self._failed(exc, last) from exc
+                    self._kept(rows, fresh)
+                    return True
             try:
                 con.execute("BEGIN TRANSACTION")
                 if known_id is not None and con.execute(
@@ -817,48 +867,22 @@ class DecisionLog:
                     con.execute("ROLLBACK")
                     return False
                 seq, prev = kept if kept is not None else self._tip(con)
-                rows: list[list[Any]] = []
-                tokens: dict[str, str] = {}
-                signed: list[tuple[int, str]] = []
-                for entry in entries:
-                    seq += 1
-                    row, token = self._row(con, seq, prev, entry)
-                    if token is not None:
-                        tokens[row[-1]] = token
-                    rows.append(row)
-                    prev = row[12]
-                    if self.signing_key is not None and seq % self.checkpoint_every == 0:
-                        signed.append((seq, prev))
+                rows, fresh, signed = self._chain(entries, seq, prev)
                 now = dt.datetime.now(dt.UTC)
-                fresh = {d: t for d, t in tokens.items()
-                         if d not in self._stored_attestations}
                 for digest, token in fresh.items():
                     con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
                                 " ON CONFLICT DO NOTHING", [digest, token, now])
-                if len(rows) >= _ARROW_ROWS:
-                    _insert_arrow(con, rows)
-                else:
-                    con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES "
-                                + ", ".join([_ROW_PLACES] * len(rows)),
-                                [value for row in rows for value in row])
+                self._insert(con, rows)
                 for size, head in signed:
                     self._sign(con, size, head, "periodic")
                 con.execute("COMMIT")
             except duckdb.Error as exc:
                 _rollback(con)
-                if not last and _is_collision(exc):
-                    raise _TipMoved from exc
-                self._tip_known = None
-                raise DecisionLogError(f"cannot append to the decision log {self.path}: "
-                                       f"{exc}") from exc
+                raise self._failed(exc, last) from exc
             except BaseException:  # an entry that is not a decision: nothing written
                 _rollback(con)
                 raise
-            if self._con is not None and rows:
-                self._tip_known = (seq, prev)
-                self._stored_attestations.update(fresh)
-                if len(self._stored_attestations) > 65536:
-                    self._stored_attestations.clear()
+            self._kept(rows, fresh)
         return True
 
     def append_opa_event(self, event: Any) -> bool:

@@ -34,7 +34,7 @@ def test_a_service_written_log_has_signed_checkpoints(tmp_path: Path, pvdb: Path
     for url in run_server(create_app(settings, clock=Clock(NOW))):
         headers = bearer(world.tokens["kube-apiserver"])
 
-        def admit(n: int) -> bool:
+        def admit(n: int, url: str = url, headers: dict[str, str] = headers) -> bool:
             r = httpx.post(f"{url}/v1/admission", json=review(_vmi(n)), headers=headers,
                            timeout=HANG_GUARD)
             assert r.status_code == 200, r.text

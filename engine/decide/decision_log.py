@@ -407,14 +407,13 @@ def _insert_arrow(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None
     names = [c.strip() for c in _ROW_COLUMNS.split(",")]
     types = [pa.int64(), pa.string(), pa.timestamp("us", tz="UTC"), *[pa.string()] * 12]
     columns = list(zip(*rows, strict=True))
-    table = pa.table([pa.array(list(values), type=kind)
-                      for values, kind in zip(columns, types, strict=True)], names=names)
-    con.register("_vigil_log_rows", table)
-    try:
-        con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} "
-                    "FROM _vigil_log_rows")
-    finally:
-        con.unregister("_vigil_log_rows")
+    arrays = [pa.array(list(values), type=kind)
+              for values, kind in zip(columns, types, strict=True)]
+    # read by DuckDB's replacement scan (this frame's ``vigil_log_rows``): a view
+    # registered would be other work on the connection while a result is open
+    vigil_log_rows = pa.table(arrays, names=names)  # noqa: F841
+    con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} "
+                "FROM vigil_log_rows")
 
 
 class _TipMoved(Exception):

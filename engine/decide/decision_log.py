@@ -410,6 +410,59 @@ _STAMP_SQL = ("CASE WHEN epoch_us(ts) >= 0 AND epoch_us(ts) < 253402300800000000
 """``hashed_timestamp`` of ``ts`` in SQL, for years 1970-9999 (else NULL: Python's)."""
 
 
+_SQL_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
+                ("\b", "\\b"), ("\f", "\\f"))
+"""What :func:`_text` writes for each character it escapes with a short form (the
+backslash first); the other control characters (``\\u00XX``) are framed in Python."""
+
+_SQL_ODD = r"[\x00-\x07\x0b\x0e-\x1f]"
+"""A text field holding one of these is framed by :func:`body_frame` itself."""
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_text(column: str) -> str:
+    """:func:`_text` of a text column in SQL."""
+    escaped = column
+    for char, written in _SQL_ESCAPES:
+        escaped = f"replace({escaped}, {_sql_literal(char)}, {_sql_literal(written)})"
+    return f"CASE WHEN {column} IS NULL THEN 'null' ELSE '\"' || {escaped} || '\"' END"
+
+
+_TEXT_FIELDS = ("attestation_sha256", "bundle_revision", "decision_id", "error", "evaluator",
+                "path")
+
+
+def _hashed_sql() -> tuple[str, str]:
+    """(the bytes a record's hash covers, ``prev_hash`` and :func:`body_text`, as one SQL
+    expression; the condition under which that expression does not hold and the row is
+    framed in Python): :func:`body_frame` in vector form, over the columns as stored."""
+    q = _sql_text
+    whole = " || ".join((
+        "prev_hash",
+        "CASE WHEN attestation_sha256 IS NULL THEN '{' ELSE '{\"attestation_sha256\":' || "
+        f"{q('attestation_sha256')} || ',' END",
+        "'\"bundle_revision\":'", q("bundle_revision"),
+        "CASE WHEN bundles IS NULL THEN '' ELSE ',\"bundles\":' || bundles END",
+        "',\"decision_id\":'", q("decision_id"), "',\"error\":'", q("error"),
+        "',\"evaluator\":'", q("evaluator"), "',\"input\":'", "input",
+        "',\"labels\":'", "labels", "',\"metrics\":'", "metrics", "',\"path\":'", q("path"),
+        "',\"result\":'", "result", "',\"timestamp\":\"'", f"({_STAMP_SQL})", "'\"}'"))
+    odd = " OR ".join([f"({_STAMP_SQL}) IS NULL", "prev_hash IS NULL", "input IS NULL",
+                       "result IS NULL", "labels IS NULL", "metrics IS NULL",
+                       *(f"coalesce(regexp_matches({c}, {_sql_literal(_SQL_ODD)}), false)"
+                         for c in _TEXT_FIELDS)])
+    return whole, odd
+
+
+SCAN_COLUMNS = ("seq", "decision_id", "prev_hash", "record_hash", "micros",
+                "bundle_revision", "attestation_sha256", "odd", "hashed")
+"""The columns of :meth:`DecisionLog.scan`'s batches (then, with ``full``, the stored
+row's in :data:`_ROW_COLUMNS`' order)."""
+
+
 def _large(text: str) -> Any:
     import pyarrow as pa
 
@@ -883,6 +936,68 @@ class DecisionLog:
             finally:
                 cursor.close()
 
+    def in_storage_order(self) -> bool:
+        """Whether the rows are stored in sequence order (as the writer stores them), so
+        that :meth:`scan` meets them in that order."""
+        with self._session() as con:
+            found = con.execute(
+                "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (ORDER BY rowid) AS before"
+                " FROM decision_log) WHERE seq <= before").fetchone()
+        return not (found and found[0])
+
+    def scan(self, *, full: bool = False, batch_bytes: int = 32 << 20,
+             memory_limit: str = "1GB", threads: int = 1) -> Iterator[Any]:
+        """Every record once, in storage order (no sort), as Arrow record batches of
+        about ``batch_bytes`` of hashed text: the columns :data:`SCAN_COLUMNS`, where
+        ``hashed`` is what its hash covers (``prev_hash`` and :func:`body_text`, joined by
+        DuckDB) unless ``odd`` (a field that :func:`body_frame` must frame, or a time
+        outside the years 1970-9999); with ``full``, then every stored column. DuckDB
+        runs with ``memory_limit`` and ``threads`` for the scan (a read-only pass needs
+        no large buffer pool)."""
+        whole, odd = _hashed_sql()
+        with self._session() as con:
+            names = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                "'decision_log'").fetchall()}
+            optional = [c if c in names else f"NULL::VARCHAR AS {c}"
+                        for c in ("bundles", "attestation_sha256")]
+            source = ("(SELECT seq, decision_id, ts, path, input, result, bundle_revision, "
+                      f"evaluator, metrics, error, labels, prev_hash, record_hash, "
+                      f"{', '.join(optional)} FROM decision_log)")
+            sample = con.execute(
+                "SELECT avg(strlen(input) + strlen(result)) FROM (SELECT input, "
+                "result FROM decision_log LIMIT 64)").fetchone()
+            size = float(sample[0]) if sample and sample[0] is not None else 1.0
+            rows = int(max(8, min(65536, batch_bytes // max(size + 400, 1.0))))
+            extra = f", {_ROW_COLUMNS}" if full else ""
+            query = (f"SELECT seq, decision_id, prev_hash, record_hash, epoch_us(ts) AS "
+                     f"micros, bundle_revision, attestation_sha256, ({odd}) AS odd, "
+                     f"CASE WHEN ({odd}) THEN NULL ELSE {whole} END AS hashed{extra} "
+                     f"FROM {source}")
+            cursor = con.cursor()
+            settings = {r[0]: r[1] for r in cursor.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', "
+                "'threads')").fetchall()}
+            try:
+                cursor.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+                cursor.execute(f"SET threads = {int(threads)}")
+                cursor.execute("SET arrow_large_buffer_size = true")
+                reader = cursor.sql(query).to_arrow_reader(rows)
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        return
+                    if batch.num_rows:
+                        yield batch
+            finally:
+                for name, value in settings.items():
+                    try:
+                        cursor.execute(f"SET {name} = {_sql_literal(str(value))}")
+                    except duckdb.Error:
+                        pass
+                cursor.close()
+
     def search(self, *, host: str = "", tenant: str = "", verdict: str = "",
                reason: str = "", since: dt.datetime | None = None,
                until: dt.datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -1086,6 +1201,7 @@ __all__ = [
     "Checkpoint",
     "DecisionLog",
     "DecisionRecord",
+    "SCAN_COLUMNS",
     "StoredRow",
     "body_frame",
     "body_text",

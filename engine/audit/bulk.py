@@ -35,6 +35,9 @@ from engine.decide import ChainRow, DecisionLog, StoredRow
 HASH_THREADS = 2
 """Threads hashing a batch (the reference machine has two cores)."""
 
+BATCH_BYTES = 32 << 20
+"""About how much hashed text one batch holds (at least 8 records)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -186,7 +189,7 @@ def scan_chain(log: DecisionLog, *, marks: set[int], bundles: set[str], full: bo
     a record as stored, by sequence number (the rows framed in Python)."""
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="vigil-hash") as pool:
         pending: _Pending | None = None
-        for batch in log.scan(full=full):
+        for batch in log.scan(full=full, batch_bytes=BATCH_BYTES):
             started = _Pending(batch, pool)
             if pending is not None:
                 yield from _events(pending, marks, bundles, full, stored)
@@ -195,4 +198,4 @@ def scan_chain(log: DecisionLog, *, marks: set[int], bundles: set[str], full: bo
             yield from _events(pending, marks, bundles, full, stored)
 
 
-__all__ = ["HASH_THREADS", "At", "Event", "Rows", "Run", "scan_chain"]
+__all__ = ["BATCH_BYTES", "HASH_THREADS", "At", "Event", "Rows", "Run", "scan_chain"]

@@ -428,7 +428,7 @@ def _sql_text(column: str) -> str:
     escaped = column
     for char, written in _SQL_ESCAPES:
         escaped = f"replace({escaped}, {_sql_literal(char)}, {_sql_literal(written)})"
-    return f"CASE WHEN {column} IS NULL THEN 'null' ELSE '\"' || {escaped} || '\"' END"
+    return f"CASE WHEN {column} IS NULL THEN 'null' ELSE concat('\"', {escaped}, '\"') END"
 
 
 _TEXT_FIELDS = ("attestation_sha256", "bundle_revision", "decision_id", "error", "evaluator",
@@ -438,23 +438,24 @@ _TEXT_FIELDS = ("attestation_sha256", "bundle_revision", "decision_id", "error",
 def _hashed_sql() -> tuple[str, str]:
     """(the bytes a record's hash covers, ``prev_hash`` and :func:`body_text`, as one SQL
     expression; the condition under which that expression does not hold and the row is
-    framed in Python): :func:`body_frame` in vector form, over the columns as stored."""
+    framed in Python): :func:`body_frame` in vector form, over the columns as stored.
+    One ``concat`` (a chain of ``||`` copies the text once per operator)."""
     q = _sql_text
-    whole = " || ".join((
+    whole = ", ".join((
         "prev_hash",
-        "CASE WHEN attestation_sha256 IS NULL THEN '{' ELSE '{\"attestation_sha256\":' || "
-        f"{q('attestation_sha256')} || ',' END",
+        "CASE WHEN attestation_sha256 IS NULL THEN '{' ELSE concat('{\"attestation_sha256\":', "
+        f"{q('attestation_sha256')}, ',') END",
         "'\"bundle_revision\":'", q("bundle_revision"),
-        "CASE WHEN bundles IS NULL THEN '' ELSE ',\"bundles\":' || bundles END",
+        "CASE WHEN bundles IS NULL THEN '' ELSE concat(',\"bundles\":', bundles) END",
         "',\"decision_id\":'", q("decision_id"), "',\"error\":'", q("error"),
         "',\"evaluator\":'", q("evaluator"), "',\"input\":'", "input",
         "',\"labels\":'", "labels", "',\"metrics\":'", "metrics", "',\"path\":'", q("path"),
         "',\"result\":'", "result", "',\"timestamp\":\"'", f"({_STAMP_SQL})", "'\"}'"))
     odd = " OR ".join([f"({_STAMP_SQL}) IS NULL", "prev_hash IS NULL", "input IS NULL",
                        "result IS NULL", "labels IS NULL", "metrics IS NULL",
-                       *(f"coalesce(regexp_matches({c}, {_sql_literal(_SQL_ODD)}), false)"
-                         for c in _TEXT_FIELDS)])
-    return whole, odd
+                       f"regexp_matches(concat({', '.join(_TEXT_FIELDS)}), "
+                       f"{_sql_literal(_SQL_ODD)})"])
+    return f"concat({whole})", odd
 
 
 SCAN_COLUMNS = ("seq", "decision_id", "prev_hash", "record_hash", "micros",
@@ -950,8 +951,10 @@ class DecisionLog:
         """Every record once, in storage order (no sort), as Arrow record batches of
         about ``batch_bytes`` of hashed text: the columns :data:`SCAN_COLUMNS`, where
         ``hashed`` is what its hash covers (``prev_hash`` and :func:`body_text`, joined by
-        DuckDB) unless ``odd`` (a field that :func:`body_frame` must frame, or a time
-        outside the years 1970-9999); with ``full``, then every stored column. DuckDB
+        DuckDB) unless ``odd`` (a field that :func:`body_frame` must frame, a time outside
+        the years 1970-9999, or a NULL where the schema has none: ``hashed`` is then not
+        the record's and it is framed in Python); with ``full``, then every stored
+        column. DuckDB
         runs with ``memory_limit`` and ``threads`` for the scan (a read-only pass needs
         no large buffer pool)."""
         whole, odd = _hashed_sql()
@@ -972,7 +975,7 @@ class DecisionLog:
             extra = f", {_ROW_COLUMNS}" if full else ""
             query = (f"SELECT seq, decision_id, prev_hash, record_hash, epoch_us(ts) AS "
                      f"micros, bundle_revision, attestation_sha256, ({odd}) AS odd, "
-                     f"CASE WHEN ({odd}) THEN NULL ELSE {whole} END AS hashed{extra} "
+                     f"{whole} AS hashed{extra} "
                      f"FROM {source}")
             cursor = con.cursor()
             settings = {r[0]: r[1] for r in cursor.execute(

@@ -35,7 +35,7 @@ from engine.decide import ChainRow, DecisionLog, StoredRow
 HASH_THREADS = 2
 """Threads hashing a batch (the reference machine has two cores)."""
 
-BATCH_BYTES = 32 << 20
+BATCH_BYTES = 8 << 20
 """About how much hashed text one batch holds (at least 8 records)."""
 
 

@@ -947,7 +947,7 @@ class DecisionLog:
         return not (found and found[0])
 
     def scan(self, *, full: bool = False, batch_bytes: int = 32 << 20,
-             memory_limit: str = "1GB", threads: int = 1) -> Iterator[Any]:
+             memory_limit: str = "512MB", threads: int = 1) -> Iterator[Any]:
         """Every record once, in storage order (no sort), as Arrow record batches of
         about ``batch_bytes`` of hashed text: the columns :data:`SCAN_COLUMNS`, where
         ``hashed`` is what its hash covers (``prev_hash`` and :func:`body_text`, joined by

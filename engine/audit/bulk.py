@@ -21,6 +21,7 @@ checkpoint stands at ends a run, so that the checkpoint is checked right after i
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -163,8 +164,18 @@ def _events(pending: _Pending, marks: set[int], bundles: set[str], full: bool,
     if n > start:
         yield run(start, n)
     if full:
-        columns = [batch.column(i).to_pylist() for i in range(9, 24)]
+        columns = [batch.column(i).to_pylist() if i != 11 else _times(batch.column(4))
+                   for i in range(9, 24)]
         yield Rows([StoredRow(*values) for values in zip(*columns, strict=True)])
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _times(micros: Any) -> list[dt.datetime]:
+    """The records' times (UTC) from their microseconds since 1970: the instants Arrow's
+    own conversion of the time column gives, a tenth of its cost."""
+    return [_EPOCH + dt.timedelta(microseconds=m) for m in micros.to_pylist()]
 
 
 def _chain_row(batch: Any, i: int, seq: int, hex_digests: str, offsets: list[int],

@@ -41,6 +41,7 @@ file, waiting up to ``wait`` seconds while another process holds it, and closes 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -995,10 +996,8 @@ class DecisionLog:
                         yield batch
             finally:
                 for name, value in settings.items():
-                    try:
+                    with contextlib.suppress(duckdb.Error):
                         cursor.execute(f"SET {name} = {_sql_literal(str(value))}")
-                    except duckdb.Error:
-                        pass
                 cursor.close()
 
     def search(self, *, host: str = "", tenant: str = "", verdict: str = "",
@@ -1200,11 +1199,11 @@ class DecisionLog:
 __all__ = [
     "CHECKPOINT_TYP",
     "GENESIS",
+    "SCAN_COLUMNS",
     "ChainRow",
     "Checkpoint",
     "DecisionLog",
     "DecisionRecord",
-    "SCAN_COLUMNS",
     "StoredRow",
     "body_frame",
     "body_text",

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from engine.audit import bulk, verify_log
-from engine.decide import DecisionLog
+from engine.decide import DecisionLog, StoredRow
 from engine.keys import load_signing_key, load_verification_key
 
 T = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -72,6 +72,13 @@ def _both(path: Path, pub: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict,
 
 def test_an_intact_log_verifies_in_bulk(log_path: Path, audit_keys: tuple[Path, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    with DecisionLog(log_path, read_only=True) as log:
+        handed: list[StoredRow] = []
+        verify_log(log, [load_verification_key(audit_keys[1])], on_row=handed.append)
+        stored = list(log.rows())
+    assert handed == stored  # the report's rows are the stored rows, times as instants
+    assert [r.timestamp.isoformat() for r in handed] == [r.timestamp.isoformat()
+                                                         for r in stored]
     fast, slow = _both(log_path, audit_keys[1], monkeypatch)
     assert fast["verified"] and fast["records"] == COUNT, fast["problems"]
     assert len(fast["checkpoints"]) == COUNT // EVERY

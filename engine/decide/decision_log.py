@@ -459,6 +459,19 @@ def _hashed_sql() -> tuple[str, str]:
     return f"concat({whole})", odd
 
 
+_VECTOR = 2048
+"""Rows in one of DuckDB's vectors: a scan holds a vector's text, twice (as stored and
+joined), whatever the batches it hands on."""
+
+def _bytes_setting(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    (found,) = con.execute("SELECT value FROM duckdb_settings() WHERE name = ?",
+                           [name]).fetchall()
+    number, _, unit = str(found[0]).partition(" ")
+    scale = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+             "KB": 1000, "MB": 10**6, "GB": 10**9, "TB": 10**12}.get(unit, 1)
+    return int(float(number) * scale)
+
+
 SCAN_COLUMNS = ("seq", "decision_id", "prev_hash", "record_hash", "micros",
                 "bundle_revision", "attestation_sha256", "odd", "hashed")
 """The columns of :meth:`DecisionLog.scan`'s batches (then, with ``full``, the stored
@@ -955,9 +968,9 @@ class DecisionLog:
         DuckDB) unless ``odd`` (a field that :func:`body_frame` must frame, a time outside
         the years 1970-9999, or a NULL where the schema has none: ``hashed`` is then not
         the record's and it is framed in Python); with ``full``, then every stored
-        column. DuckDB
-        runs with ``memory_limit`` and ``threads`` for the scan (a read-only pass needs
-        no large buffer pool)."""
+        column. DuckDB runs with ``memory_limit`` (raised to what one of its vectors of
+        these records takes, read and joined) and ``threads`` for the scan: a read-only
+        pass needs no large buffer pool."""
         whole, odd = _hashed_sql()
         with self._session() as con:
             names = {r[0] for r in con.execute(
@@ -968,10 +981,10 @@ class DecisionLog:
             source = ("(SELECT seq, decision_id, ts, path, input, result, bundle_revision, "
                       f"evaluator, metrics, error, labels, prev_hash, record_hash, "
                       f"{', '.join(optional)} FROM decision_log)")
-            sample = con.execute(
-                "SELECT avg(strlen(input) + strlen(result)) FROM (SELECT input, "
-                "result FROM decision_log LIMIT 64)").fetchone()
-            size = float(sample[0]) if sample and sample[0] is not None else 1.0
+            sample = con.execute(  # a range of seq, not a LIMIT: that reads a whole vector
+                "SELECT avg(strlen(input) + strlen(result)) FROM decision_log WHERE seq <"
+                " (SELECT min(seq) FROM decision_log) + 64").fetchall()
+            size = float(sample[0][0]) if sample and sample[0][0] is not None else 1.0
             rows = int(max(8, min(65536, batch_bytes // max(size + 400, 1.0))))
             extra = f", {_ROW_COLUMNS}" if full else ""
             query = (f"SELECT seq, decision_id, prev_hash, record_hash, epoch_us(ts) AS "
@@ -983,7 +996,12 @@ class DecisionLog:
                 "SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', "
                 "'threads')").fetchall()}
             try:
+                # at least what one vector of these records takes, read and joined (a
+                # range query instead reads the whole column again for every range)
+                least = int(3 * _VECTOR * (size + 400))
                 cursor.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+                if least > _bytes_setting(cursor, "memory_limit"):
+                    cursor.execute(f"SET memory_limit = '{least // (1 << 20)}MB'")
                 cursor.execute(f"SET threads = {int(threads)}")
                 cursor.execute("SET arrow_large_buffer_size = true")
                 reader = cursor.sql(query).to_arrow_reader(rows)
@@ -992,6 +1010,11 @@ class DecisionLog:
                         batch = reader.read_next_batch()
                     except StopIteration:
                         return
+                    except duckdb.OutOfMemoryException as exc:
+                        raise DecisionLogError(
+                            f"cannot read the decision log {self.path}: {exc}".splitlines()[0],
+                            tip="its records grow beyond the first ones' size; free memory "
+                                "or read it on a larger machine") from None
                     if batch.num_rows:
                         yield batch
             finally:

@@ -17,8 +17,8 @@ writer (``DecisionLog.append``) and requires byte-identical rows and equal check
 every measured verification is the product's own, which must pass. Logs are cached under
 ``--cache`` (default: $TMPDIR/vigil-audit-bench) by shape; a partial file is never used.
 
-Measured, each in its own process (time, records/s, MB/s of hashed record bytes, peak RSS
-of that process):
+Measured, each in its own process (time, CPU time, records/s, MB/s of hashed record
+bytes, peak RSS of that process, and the load average when it ended):
 
 * ``vigil audit verify --log`` (the chain: every record's hash and link, every checkpoint);
 * ``vigil audit report --from 2026-01-01 --to 2026-01-30`` over the small log (a month);

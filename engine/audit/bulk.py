@@ -91,18 +91,46 @@ def _split(count: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, min(count, lo + step)) for lo in range(0, count, step)]
 
 
+def _digests_of_pieces(pieces: list[tuple[memoryview, list[int]]], lo: int, hi: int
+                       ) -> bytes:
+    """:func:`_digests` of values given in pieces (each value the pieces' values at its
+    position, in order)."""
+    sha256 = hashlib.sha256
+    out = []
+    for i in range(lo, hi):
+        data, offsets = pieces[0]
+        digest = sha256(data[offsets[i]:offsets[i + 1]])
+        for data, offsets in pieces[1:]:
+            digest.update(data[offsets[i]:offsets[i + 1]])
+        out.append(digest.digest())
+    return b"".join(out)
+
+
+def _large_strings(array: Any) -> Any:
+    return array if array.type == pa.large_string() else array.cast(pa.large_string())
+
+
 class _Pending:
-    """One batch whose hashing was started."""
+    """One batch whose hashing was started: the hashed bytes joined (column 8), or in
+    five pieces (column 8 and the batch's last four: large records)."""
 
     def __init__(self, batch: Any, pool: ThreadPoolExecutor) -> None:
         self.batch = batch
-        hashed = batch.column(8)
-        if hashed.type != pa.large_string():
-            hashed = hashed.cast(pa.large_string())
-        self.data, self.offsets = _buffers(hashed)
-        self.futures: list[Future[bytes]] = [
-            pool.submit(_digests, self.data, self.offsets, lo, hi)
-            for lo, hi in _split(batch.num_rows, HASH_THREADS)]
+        hashed = _large_strings(batch.column(8))
+        split = _split(batch.num_rows, HASH_THREADS)
+        self.futures: list[Future[bytes]]
+        if batch.schema.names[-1] != "hashed_after":
+            self.data, self.offsets = _buffers(hashed)
+            self.futures = [pool.submit(_digests, self.data, self.offsets, lo, hi)
+                            for lo, hi in split]
+            return
+        pieces = [_buffers(hashed), *(_buffers(_large_strings(batch.column(i)))
+                                      for i in range(batch.num_columns - 4,
+                                                     batch.num_columns))]
+        # the bytes hashed up to each record, over the five pieces
+        self.offsets = [sum(offsets[i] - offsets[0] for _, offsets in pieces)
+                        for i in range(batch.num_rows + 1)]
+        self.futures = [pool.submit(_digests_of_pieces, pieces, lo, hi) for lo, hi in split]
 
     def digests(self) -> bytes:
         return b"".join(f.result() for f in self.futures)

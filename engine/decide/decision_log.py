@@ -436,13 +436,12 @@ _TEXT_FIELDS = ("attestation_sha256", "bundle_revision", "decision_id", "error",
                 "path")
 
 
-def _hashed_sql() -> tuple[str, str]:
-    """(the bytes a record's hash covers, ``prev_hash`` and :func:`body_text`, as one SQL
-    expression; the condition under which that expression does not hold and the row is
-    framed in Python): :func:`body_frame` in vector form, over the columns as stored.
-    One ``concat`` (a chain of ``||`` copies the text once per operator)."""
+def _hashed_parts() -> list[str]:
+    """The SQL expressions whose concatenation is what a record's hash covers:
+    ``prev_hash`` and :func:`body_text` (:func:`body_frame` in vector form, over the
+    columns as stored); ``input`` and ``result`` stand in it as themselves."""
     q = _sql_text
-    whole = ", ".join((
+    return [
         "prev_hash",
         "CASE WHEN attestation_sha256 IS NULL THEN '{' ELSE concat('{\"attestation_sha256\":', "
         f"{q('attestation_sha256')}, ',') END",
@@ -451,17 +450,38 @@ def _hashed_sql() -> tuple[str, str]:
         "',\"decision_id\":'", q("decision_id"), "',\"error\":'", q("error"),
         "',\"evaluator\":'", q("evaluator"), "',\"input\":'", "input",
         "',\"labels\":'", "labels", "',\"metrics\":'", "metrics", "',\"path\":'", q("path"),
-        "',\"result\":'", "result", "',\"timestamp\":\"'", f"({_STAMP_SQL})", "'\"}'"))
+        "',\"result\":'", "result", "',\"timestamp\":\"'", f"({_STAMP_SQL})", "'\"}'"]
+
+
+def _hashed_sql() -> tuple[str, str]:
+    """(the bytes a record's hash covers as one SQL expression; the condition under which
+    it does not hold and the row is framed in Python). One ``concat`` (a chain of ``||``
+    copies the text once per operator)."""
     odd = " OR ".join([f"({_STAMP_SQL}) IS NULL", "prev_hash IS NULL", "input IS NULL",
                        "result IS NULL", "labels IS NULL", "metrics IS NULL",
                        f"regexp_matches(concat({', '.join(_TEXT_FIELDS)}), "
                        f"{_sql_literal(_SQL_ODD)})"])
-    return f"concat({whole})", odd
+    return f"concat({', '.join(_hashed_parts())})", odd
 
+
+def _pieces_sql() -> list[str]:
+    """The same bytes as five expressions: before the input, the input, between it and
+    the result, the result, after it."""
+    parts = _hashed_parts()
+    i, r = parts.index("input"), parts.index("result")
+    return [f"concat({', '.join(parts[:i])})", "input",
+            f"concat({', '.join(parts[i + 1:r])})", "result",
+            f"concat({', '.join(parts[r + 1:])})"]
+
+
+_PIECES_ABOVE = 256 << 20
+"""Above this much text in one vector, :meth:`DecisionLog.scan` hands the hashed bytes on
+in five pieces instead of joined."""
 
 _VECTOR = 2048
-"""Rows in one of DuckDB's vectors: a scan holds a vector's text, twice (as stored and
-joined), whatever the batches it hands on."""
+"""Rows in one of DuckDB's vectors: a scan holds a vector's text, twice when joined,
+whatever the batches it hands on."""
+
 
 def _bytes_setting(con: duckdb.DuckDBPyConnection, name: str) -> int:
     (found,) = con.execute("SELECT value FROM duckdb_settings() WHERE name = ?",
@@ -987,6 +1007,12 @@ class DecisionLog:
             size = float(sample[0][0]) if sample and sample[0][0] is not None else 1.0
             rows = int(max(8, min(65536, batch_bytes // max(size + 400, 1.0))))
             extra = f", {_ROW_COLUMNS}" if full else ""
+            pieces = size * _VECTOR > _PIECES_ABOVE
+            if pieces:  # not joined: a vector of them would be held twice
+                before, *rest = _pieces_sql()
+                whole = before
+                extra += ", " + ", ".join(f"{e} AS hashed_{n}" for e, n in zip(
+                    rest, ("input", "between", "result", "after"), strict=True))
             query = (f"SELECT seq, decision_id, prev_hash, record_hash, epoch_us(ts) AS "
                      f"micros, bundle_revision, attestation_sha256, ({odd}) AS odd, "
                      f"{whole} AS hashed{extra} "
@@ -998,7 +1024,7 @@ class DecisionLog:
             try:
                 # at least what one vector of these records takes, read and joined (a
                 # range query instead reads the whole column again for every range)
-                least = int(3 * _VECTOR * (size + 400))
+                least = int((2 if pieces else 3) * _VECTOR * (size + 400))
                 cursor.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
                 if least > _bytes_setting(cursor, "memory_limit"):
                     cursor.execute(f"SET memory_limit = '{least // (1 << 20)}MB'")

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from engine.audit import bulk, verify_log
-from engine.decide import DecisionLog, StoredRow
+from engine.decide import DecisionLog, StoredRow, decision_log
 from engine.keys import load_signing_key, load_verification_key
 
 T = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -22,9 +22,13 @@ ROWS = 8
 """Records per batch in these tests (the scan's least): 4 per hashing thread."""
 
 
-@pytest.fixture(autouse=True)
-def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, params=["joined", "pieces"])
+def small_batches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: the hashed bytes joined by DuckDB, and handed on in five pieces
+    (as for large records)."""
     monkeypatch.setattr(bulk, "BATCH_BYTES", 1)
+    if request.param == "pieces":
+        monkeypatch.setattr(decision_log, "_PIECES_ABOVE", 0)
 
 
 def _write(path: Path, key: Path) -> None:

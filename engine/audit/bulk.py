@@ -2,10 +2,11 @@
 
 The log is read once, in storage order (no sort), as Arrow record batches
 (:meth:`DecisionLog.scan`): DuckDB joins each record's hashed bytes (``prev_hash`` and
-the body, :func:`~engine.decide.body_frame` in vector form) and the bytes are hashed
-straight from the Arrow buffers (offsets and memoryview slices, no Python string per
-record) on two threads (``hashlib`` lets go of the interpreter while it hashes more than
-2 KB), while the next batch is read and the one before is handed on.
+the body, :func:`~engine.decide.body_frame` in vector form; for large records it hands
+them on in five pieces around the input and the result, hashed in place) and the bytes
+are hashed straight from the Arrow buffers (offsets and memoryview slices, no Python
+string per record) on two threads (``hashlib`` lets go of the interpreter while it hashes
+more than 2 KB), while the next batch is read and the one before is handed on.
 
 Nothing is checked less than record by record: for every record of a batch its sequence
 number must be one more than the one before, its ``prev_hash`` the record hash before it

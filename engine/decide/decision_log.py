@@ -483,6 +483,48 @@ _VECTOR = 2048
 whatever the batches it hands on."""
 
 
+_END = object()
+
+
+def _read_ahead(reader: Any, depth: int = 2) -> Iterator[Any]:
+    """The batches of an Arrow stream, the next ``depth`` read by a thread of their own
+    while the caller works on one (DuckDB scans without the interpreter's lock). Only
+    the stream is used in that thread; the caller's connection stays in the caller's."""
+    import queue
+
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                ahead.put(batch)
+            ahead.put(_END)
+        except BaseException as exc:  # handed to the caller, raised there
+            ahead.put(exc)
+
+    thread = threading.Thread(target=read, name="vigil-scan", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let it finish the batch it reads, then stop
+            with contextlib.suppress(queue.Empty):
+                ahead.get(timeout=0.05)
+        thread.join()
+
+
 def _bytes_setting(con: duckdb.DuckDBPyConnection, name: str) -> int:
     (found,) = con.execute("SELECT value FROM duckdb_settings() WHERE name = ?",
                            [name]).fetchall()
@@ -1031,18 +1073,15 @@ class DecisionLog:
                 cursor.execute(f"SET threads = {int(threads)}")
                 cursor.execute("SET arrow_large_buffer_size = true")
                 reader = cursor.sql(query).to_arrow_reader(rows)
-                while True:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        return
-                    except duckdb.OutOfMemoryException as exc:
-                        raise DecisionLogError(
-                            f"cannot read the decision log {self.path}: {exc}".splitlines()[0],
-                            tip="its records grow beyond the first ones' size; free memory "
-                                "or read it on a larger machine") from None
-                    if batch.num_rows:
-                        yield batch
+                try:
+                    for batch in _read_ahead(reader):
+                        if batch.num_rows:
+                            yield batch
+                except duckdb.OutOfMemoryException as exc:
+                    raise DecisionLogError(
+                        f"cannot read the decision log {self.path}: {exc}".splitlines()[0],
+                        tip="its records grow beyond the first ones' size; free memory "
+                            "or read it on a larger machine") from None
             finally:
                 for name, value in settings.items():
                     with contextlib.suppress(duckdb.Error):

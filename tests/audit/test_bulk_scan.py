@@ -178,3 +178,15 @@ def test_rows_stored_out_of_order_are_read_in_sequence(log_path: Path,
         found = verify_log(log, [load_verification_key(audit_keys[1])], expect_every=EVERY)
     assert found.ok, found.problems
     assert found.records == COUNT
+
+
+def test_a_scan_left_early_stops_its_reading_thread(log_path: Path) -> None:
+    import threading
+
+    with DecisionLog(log_path, read_only=True) as log:
+        batches = log.scan(batch_bytes=1)
+        first = next(batches)
+        assert first.num_rows == ROWS
+        batches.close()  # the caller stops after one batch
+        assert not [t for t in threading.enumerate() if t.name == "vigil-scan"]
+        assert len(list(log.rows())) == COUNT  # the connection is free again

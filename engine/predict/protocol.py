@@ -75,10 +75,17 @@ CATEGORICAL = ("kind", "subsystem")
 SUBSYSTEMS = 60
 """Most frequent subsystems kept as categories (the rest are one "other")."""
 
-ALL_FEATURES = (*FULL_FEATURES, "since_mainline", "alive_fixed", "alive_fixed_share")
+CALIBRATED_FEATURES = (*HAZARD_FEATURES, "line", "rc_stage", "n_files", "subsystem",
+                       "n_open", "stable_intro")
+"""The backport features, the branch itself (``major * 100 + minor``: branches differ in
+how much their maintainers take), the mainline stage of the fix, the files it touches and
+their subsystem, how many branches are still open, whether the bug came in through a
+stable backport."""
+
+ALL_FEATURES = (*FULL_FEATURES, "since_mainline", "alive_fixed", "alive_fixed_share", "line")
 
 METHODS = ("next-release", "conditional-median", "kind-median", "base-rate", "current",
-           "model-pvdb", "model-full", "hazard")
+           "model-pvdb", "model-full", "hazard", "hazard-cal")
 POINT_BASELINES = ("next-release", "conditional-median", "kind-median")
 
 
@@ -252,6 +259,7 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
                     "alive_fixed": float(alive_fixed),
                     "alive_fixed_share": alive_fixed / (len(lines) - 1) if len(lines) > 1
                     else -1.0,
+                    "line": _line_number(line),
                 }
                 for n in ALL_FEATURES:
                     cols[n].append(row[n])
@@ -271,6 +279,11 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
         kind=np.array(kinds, dtype=np.int64), fixed=fixed[pi], observable=observable[pi],
         published=published[pi], reference=np.array(refs, dtype=np.int64),
         next_release=np.array(nexts, dtype=np.int64), subsystems=top)
+
+
+def _line_number(line: str) -> float:
+    key = kc.line_key(line)
+    return float(key[0] * 100 + (key[1] if len(key) > 1 else 0)) if key else -1.0
 
 
 def _open(pair: kc.Pair, day: dt.date) -> bool:
@@ -590,6 +603,175 @@ def _recalibrated(q: Questions, raw: Any, days: int, cut: int, rows: Any) -> Any
     return np.asarray(iso.predict(raw[rows]), dtype=float)
 
 
+# -- the calibrated hazard model ------------------------------------------------------------
+
+
+HALF_LIFE = 180
+"""Days after which a past question weighs half as much in the calibrated hazard model's
+fit: the backport practice drifts, so recent questions say more about the next ones."""
+CALIBRATION_DAYS = 365
+"""Earlier answers used by the walk-forward recalibration: those asked in the last year."""
+CALIBRATION_BINS = 20
+INTERVAL_COVERAGE = 0.80
+LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+"""Quantile levels (of the fix date if it comes) the dates and intervals choose from."""
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What the calibrated model said at earlier refits (raw, before recalibration), for
+    the recalibration and the conformal choice of levels at later ones."""
+
+    raw30: Any
+    raw_ever: Any
+    quantiles: Any
+    """Days after the question of each :data:`LEVELS` quantile if the fix comes."""
+
+
+def calibrated(q: Questions, names: Sequence[str] = CALIBRATED_FEATURES, *,
+               label: str = "hazard-cal", refit: int = 28, seed: int = 0,
+               fallback: Answers | None = None, wanted: Any | None = None,
+               params: dict[str, Any] | None = None, half_life: float = HALF_LIFE,
+               progress: Callable[[int, int], None] | None = None) -> Answers:
+    """The discrete-time hazard model, calibrated walk forward.
+
+    At every refit (each ``refit`` days): the classifier is fitted on every question asked
+    before (each pair's questions weigh 1/(its questions asked before the refit), times a
+    decay of ``half_life`` days by the question's age); its P(30 days) and P(a year) are
+    then mapped through an isotonic fit of its *earlier* answers (asked in the last
+    :data:`CALIBRATION_DAYS` before the refit) against what came of them by the refit day,
+    read with censoring: the answers are put in bins of the raw probability and each bin's
+    life table (fixes known before the refit; answers still open are censored at it) gives
+    the observed share, so recent answers count without waiting a year for their outcome.
+    The date is the quantile of the fix date (if it comes) whose level gave the smallest
+    absolute error on the earlier answers whose fix has come, snapped to the branch's next
+    projected release; the interval runs from the question's day to the quantile whose
+    level covered :data:`INTERVAL_COVERAGE` of those fixes (conformal on the level). A date
+    is given only when the recalibrated P(a year) is at least one half; before
+    :data:`hazard.MIN_EVENTS` fixes, the answer is ``unknown`` with ``fallback``'s
+    probabilities."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _calibrated(q, names, label=label, refit=refit, seed=seed, fallback=fallback,
+                           wanted=wanted, params=params or {}, half_life=half_life,
+                           progress=progress)
+
+
+def _calibrated(q: Questions, names: Sequence[str], *, label: str, refit: int, seed: int,
+                fallback: Answers | None, wanted: Any | None, params: dict[str, Any],
+                half_life: float, progress: Callable[[int, int], None] | None) -> Answers:
+    a = _no_answers(label, len(q))
+    x = q.matrix(names)
+    walk = _Walk(np.full(len(q), np.nan), np.full(len(q), np.nan),
+                 np.full((len(q), len(LEVELS)), np.nan))
+    days = np.unique(q.day)
+    if days.size == 0:
+        return a
+    cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
+    for n, cut in enumerate(cuts):
+        stretch = (q.day >= cut) & (q.day < cut + refit)
+        if wanted is not None:
+            stretch &= wanted
+        rows = np.nonzero(stretch)[0]
+        if rows.size == 0:
+            continue
+        train = np.nonzero(q.day < cut)[0]
+        m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed,
+                               **params)
+        watched = np.minimum(cut - q.day[train], EVER).astype(float)
+        to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
+        seen = np.bincount(q.pair[train], minlength=len(q.pairs))
+        weights = 0.5 ** ((cut - q.day[train]) / half_life) / seen[q.pair[train]]
+        if not (train.size and m.fit(x[train], to_fix, watched, weights)):
+            if fallback is not None:
+                a.p30[rows], a.p_ever[rows] = fallback.p30[rows], fallback.p_ever[rows]
+            if progress:
+                progress(n + 1, len(cuts))
+            continue
+        f = m.forecast(x[rows])
+        walk.raw30[rows], walk.raw_ever[rows] = f.p_within(WINDOW), f.p_within(EVER)
+        for j, level in enumerate(LEVELS):
+            walk.quantiles[rows, j] = f.quantile_if_fixed(level)
+        past = np.nonzero(~np.isnan(walk.raw30) & (q.day < cut)
+                          & (q.day >= cut - CALIBRATION_DAYS))[0]
+        a.p30[rows] = _censored_isotonic(q, walk.raw30, WINDOW, cut, past, rows)
+        a.p_ever[rows] = np.maximum(_censored_isotonic(q, walk.raw_ever, EVER, cut, past,
+                                                       rows), a.p30[rows])
+        point_level, high_level = _levels(q, walk.quantiles, ~np.isnan(a.date), cut)
+        base = q.day[rows].astype(float)
+        point = base + np.ceil(walk.quantiles[rows, point_level])
+        nxt = q.next_release[rows].astype(float)
+        point = np.where(nxt > 0, np.where(nxt >= point, nxt, _snap_later(point, nxt)), point)
+        give = (a.p_ever[rows] >= MIN_P_EVER) & ~np.isnan(point)
+        a.date[rows] = np.where(give, point, np.nan)
+        a.low[rows] = np.where(give, base, np.nan)
+        a.high[rows] = np.where(give, base + np.ceil(walk.quantiles[rows, high_level]), np.nan)
+        for r, g in zip(rows, give, strict=True):
+            a.basis[r] = "history" if g else "unknown"
+        if progress:
+            progress(n + 1, len(cuts))
+    return a
+
+
+def _censored_isotonic(q: Questions, raw: Any, days: int, cut: int, past: Any,
+                       rows: Any) -> Any:
+    """``raw[rows]`` mapped through an isotonic fit of earlier answers ``past`` against
+    what came of them by ``cut``: per bin of the raw probability, the life table's P(fix
+    within ``days``) with answers still open censored at ``cut``. Fewer than
+    :data:`MIN_RECALIBRATE` earlier answers, or fewer fixes than bins: as they are."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if past.size < MIN_RECALIBRATE:
+        return raw[rows]
+    values = raw[past]
+    distinct, b = np.unique(values, return_inverse=True)
+    if distinct.size > CALIBRATION_BINS:
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, CALIBRATION_BINS + 1)))
+        b = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
+    to_fix = np.where(q.fixed[past] < cut, q.fixed[past] - q.day[past], np.nan).astype(float)
+    watched = np.minimum(cut - q.day[past], EVER).astype(float)
+    k = hazard.EDGES.index(days)
+    xs, ys, ws = [], [], []
+    for j in range(int(b.max()) + 1):
+        sel = b == j
+        if not sel.any():
+            continue
+        cdf = life_table(to_fix[sel], watched[sel])
+        xs.append(float(values[sel].mean()))
+        ys.append(float(cdf[k]))
+        ws.append(float(sel.sum()))
+    if len(xs) < 2:
+        return raw[rows]
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(np.asarray(xs), np.asarray(ys), sample_weight=np.asarray(ws))
+    return np.asarray(iso.predict(raw[rows]), dtype=float)
+
+
+def _levels(q: Questions, quantiles: Any, dated: Any, cut: int) -> tuple[int, int]:
+    """The levels (indices into :data:`LEVELS`) of the date and of the interval's high end,
+    from the earlier answers that gave a date (``dated``) and whose fix came before ``cut``: the date level with the
+    smallest mean absolute error, the lowest interval level covering
+    :data:`INTERVAL_COVERAGE` of them. Too few of them: the median and the 80th
+    percentile."""
+    came = np.nonzero((q.fixed < cut) & dated & (q.day < cut)
+                      & (q.day >= cut - CALIBRATION_DAYS))[0]
+    default = LEVELS.index(0.5), LEVELS.index(0.8)
+    if came.size < MIN_RECALIBRATE:
+        return default
+    wait = (q.fixed[came] - q.day[came]).astype(float)
+    qs = quantiles[came]
+    ok = ~np.isnan(qs).any(axis=1)
+    if ok.sum() < MIN_RECALIBRATE:
+        return default
+    wait, qs = wait[ok], qs[ok]
+    mae = np.abs(np.ceil(qs) - wait[:, None]).mean(axis=0)
+    cover = (wait[:, None] <= np.ceil(qs)).mean(axis=0)
+    enough = np.nonzero(cover >= INTERVAL_COVERAGE)[0]
+    high = int(enough[0]) if enough.size else len(LEVELS) - 1
+    return int(np.argmin(mae)), high
+
+
 def _rank_within_pair(pair: Any, key: Any) -> Any:
     """0, 1, 2… per pair in the order of ``key`` (a seeded random sample of questions)."""
     order = np.lexsort((key, pair))
@@ -809,6 +991,9 @@ def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: 
             answers[name] = model(q, HAZARD_FEATURES, label=name, refit=refit, fallback=ref,
                                   wanted=scored, weigh_pairs="causal", per_pair=len(ages),
                                   recalibrate=True, progress=_steps(say, name))
+        elif name == "hazard-cal":
+            answers[name] = calibrated(q, refit=refit, fallback=ref, wanted=scored,
+                                       progress=_steps(say, name))
         elif name == "model-full":
             answers[name] = model(q, FULL_FEATURES, label=name, refit=refit, fallback=ref,
                                   wanted=scored, progress=_steps(say, name))

@@ -606,21 +606,25 @@ def _recalibrated(q: Questions, raw: Any, days: int, cut: int, rows: Any) -> Any
 # -- the calibrated hazard model ------------------------------------------------------------
 
 
-HALF_LIFE = 180
+HALF_LIFE = 90
 """Days after which a past question weighs half as much in the calibrated hazard model's
 fit: the backport practice drifts, so recent questions say more about the next ones."""
-CALIBRATION_DAYS = 365
-"""Earlier answers used by the walk-forward recalibration: those asked in the last year."""
+RECALIBRATE_EVERY = 7
+"""Days between recalibrations (cheap: the classifier is refitted only every ``refit``)."""
+CALIBRATION_DAYS = {WINDOW: 90, EVER: 365}
+"""Per horizon, how far back the earlier answers used by the recalibration go."""
 CALIBRATION_BINS = 20
 INTERVAL_COVERAGE = 0.80
 LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 """Quantile levels (of the fix date if it comes) the dates and intervals choose from."""
+CAPS = (*range(1, 61), 75, 90, 120, 180, 270, EVER)
+"""Caps (days after the question) on a date or an interval's end the choice may apply."""
 
 
 @dataclass(slots=True)
 class _Walk:
     """What the calibrated model said at earlier refits (raw, before recalibration), for
-    the recalibration and the conformal choice of levels at later ones."""
+    the recalibration and the conformal choice of levels later."""
 
     raw30: Any
     raw_ever: Any
@@ -635,21 +639,22 @@ def calibrated(q: Questions, names: Sequence[str] = CALIBRATED_FEATURES, *,
                progress: Callable[[int, int], None] | None = None) -> Answers:
     """The discrete-time hazard model, calibrated walk forward.
 
-    At every refit (each ``refit`` days): the classifier is fitted on every question asked
-    before (each pair's questions weigh 1/(its questions asked before the refit), times a
-    decay of ``half_life`` days by the question's age); its P(30 days) and P(a year) are
-    then mapped through an isotonic fit of its *earlier* answers (asked in the last
-    :data:`CALIBRATION_DAYS` before the refit) against what came of them by the refit day,
+    Every ``refit`` days the classifier is fitted on every question asked before (each
+    pair's questions weigh 1/(its questions asked before the refit), times a decay of
+    ``half_life`` days by the question's age). Every :data:`RECALIBRATE_EVERY` days its
+    P(30 days) and P(a year) are mapped through an isotonic fit of its *earlier* raw
+    answers (asked within :data:`CALIBRATION_DAYS`) against what came of them by that day,
     read with censoring: the answers are put in bins of the raw probability and each bin's
-    life table (fixes known before the refit; answers still open are censored at it) gives
-    the observed share, so recent answers count without waiting a year for their outcome.
-    The date is the quantile of the fix date (if it comes) whose level gave the smallest
-    absolute error on the earlier answers whose fix has come, snapped to the branch's next
-    projected release; the interval runs from the question's day to the quantile whose
-    level covered :data:`INTERVAL_COVERAGE` of those fixes (conformal on the level). A date
-    is given only when the recalibrated P(a year) is at least one half; before
-    :data:`hazard.MIN_EVENTS` fixes, the answer is ``unknown`` with ``fallback``'s
-    probabilities."""
+    life table (fixes known before the day; answers still open are censored at it) gives
+    the observed share, so recent answers count without waiting a year for their outcome;
+    one fit per bucket of days waited (the base rate's), or pooled where a bucket has too
+    few. The date is ``min(quantile at level L, cap)`` of the fix date if it comes, snapped
+    to the branch's next projected release, with (L, cap) the choice of smallest absolute
+    error on the earlier dated answers whose fix came; the interval runs from the
+    question's day to ``min(quantile at level L', cap')``, the narrowest (by median) choice
+    that covered :data:`INTERVAL_COVERAGE` of those fixes (conformal). A date is given only
+    when the recalibrated P(a year) is at least one half; before :data:`hazard.MIN_EVENTS`
+    fixes, the answer is ``unknown`` with ``fallback``'s probabilities."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
@@ -665,6 +670,7 @@ def _calibrated(q: Questions, names: Sequence[str], *, label: str, refit: int, s
     x = q.matrix(names)
     walk = _Walk(np.full(len(q), np.nan), np.full(len(q), np.nan),
                  np.full((len(q), len(LEVELS)), np.nan))
+    bucket = bucket_of(q.day - q.published)
     days = np.unique(q.day)
     if days.size == 0:
         return a
@@ -693,25 +699,45 @@ def _calibrated(q: Questions, names: Sequence[str], *, label: str, refit: int, s
         walk.raw30[rows], walk.raw_ever[rows] = f.p_within(WINDOW), f.p_within(EVER)
         for j, level in enumerate(LEVELS):
             walk.quantiles[rows, j] = f.quantile_if_fixed(level)
-        past = np.nonzero(~np.isnan(walk.raw30) & (q.day < cut)
-                          & (q.day >= cut - CALIBRATION_DAYS))[0]
-        a.p30[rows] = _censored_isotonic(q, walk.raw30, WINDOW, cut, past, rows)
-        a.p_ever[rows] = np.maximum(_censored_isotonic(q, walk.raw_ever, EVER, cut, past,
-                                                       rows), a.p30[rows])
-        point_level, high_level = _levels(q, walk.quantiles, ~np.isnan(a.date), cut)
-        base = q.day[rows].astype(float)
-        point = base + np.ceil(walk.quantiles[rows, point_level])
-        nxt = q.next_release[rows].astype(float)
-        point = np.where(nxt > 0, np.where(nxt >= point, nxt, _snap_later(point, nxt)), point)
-        give = (a.p_ever[rows] >= MIN_P_EVER) & ~np.isnan(point)
-        a.date[rows] = np.where(give, point, np.nan)
-        a.low[rows] = np.where(give, base, np.nan)
-        a.high[rows] = np.where(give, base + np.ceil(walk.quantiles[rows, high_level]), np.nan)
-        for r, g in zip(rows, give, strict=True):
-            a.basis[r] = "history" if g else "unknown"
+        for day in range(cut, cut + refit, RECALIBRATE_EVERY):
+            sub = rows[(q.day[rows] >= day) & (q.day[rows] < day + RECALIBRATE_EVERY)]
+            if sub.size:
+                _answer(q, a, walk, bucket, day, sub)
         if progress:
             progress(n + 1, len(cuts))
     return a
+
+
+def _answer(q: Questions, a: Answers, walk: _Walk, bucket: Any, day: int, rows: Any) -> None:
+    """Recalibrated probabilities, dates and intervals for ``rows`` (asked from ``day`` on,
+    before the next recalibration), from the answers given before ``day``."""
+    given = ~np.isnan(walk.raw30) & (q.day < day)
+    for raw, out, days in ((walk.raw30, a.p30, WINDOW), (walk.raw_ever, a.p_ever, EVER)):
+        past = given & (q.day >= day - CALIBRATION_DAYS[days])
+        for b in np.unique(bucket[rows]):
+            mine = rows[bucket[rows] == b]
+            own = np.nonzero(past & (bucket == b))[0]
+            if own.size < MIN_RECALIBRATE:
+                own = np.nonzero(past)[0]
+            out[mine] = _censored_isotonic(q, raw, days, day, own, mine)
+    a.p_ever[rows] = np.maximum(a.p_ever[rows], a.p30[rows])
+    (point_level, point_cap), (high_level, high_cap) = _levels(
+        q, walk.quantiles, ~np.isnan(a.date), day)
+    base = q.day[rows].astype(float)
+    point = base + np.minimum(np.ceil(walk.quantiles[rows, point_level]), point_cap)
+    point = _snap(point, q.next_release[rows].astype(float))
+    high = base + np.minimum(np.ceil(walk.quantiles[rows, high_level]), high_cap)
+    give = (a.p_ever[rows] >= MIN_P_EVER) & ~np.isnan(point)
+    a.date[rows] = np.where(give, point, np.nan)
+    a.low[rows] = np.where(give, base, np.nan)
+    a.high[rows] = np.where(give, high, np.nan)
+    for r, g in zip(rows, give, strict=True):
+        a.basis[r] = "history" if g else "unknown"
+
+
+def _snap(point: Any, nxt: Any) -> Any:
+    """``point`` moved to the branch's next projected release on or after it."""
+    return np.where(nxt > 0, np.where(nxt >= point, nxt, _snap_later(point, nxt)), point)
 
 
 def _censored_isotonic(q: Questions, raw: Any, days: int, cut: int, past: Any,
@@ -719,7 +745,7 @@ def _censored_isotonic(q: Questions, raw: Any, days: int, cut: int, past: Any,
     """``raw[rows]`` mapped through an isotonic fit of earlier answers ``past`` against
     what came of them by ``cut``: per bin of the raw probability, the life table's P(fix
     within ``days``) with answers still open censored at ``cut``. Fewer than
-    :data:`MIN_RECALIBRATE` earlier answers, or fewer fixes than bins: as they are."""
+    :data:`MIN_RECALIBRATE` earlier answers: as they are."""
     from sklearn.isotonic import IsotonicRegression
 
     if past.size < MIN_RECALIBRATE:
@@ -748,28 +774,46 @@ def _censored_isotonic(q: Questions, raw: Any, days: int, cut: int, past: Any,
     return np.asarray(iso.predict(raw[rows]), dtype=float)
 
 
-def _levels(q: Questions, quantiles: Any, dated: Any, cut: int) -> tuple[int, int]:
-    """The levels (indices into :data:`LEVELS`) of the date and of the interval's high end,
-    from the earlier answers that gave a date (``dated``) and whose fix came before ``cut``: the date level with the
-    smallest mean absolute error, the lowest interval level covering
-    :data:`INTERVAL_COVERAGE` of them. Too few of them: the median and the 80th
-    percentile."""
-    came = np.nonzero((q.fixed < cut) & dated & (q.day < cut)
-                      & (q.day >= cut - CALIBRATION_DAYS))[0]
-    default = LEVELS.index(0.5), LEVELS.index(0.8)
+CAME_AFTER = 30
+"""The conformal choice reads answers asked at least this many days before: fixes of more
+recent ones that came already are the quick ones only."""
+CONFORMAL_DAYS = 180
+"""… and at most this many days before (the practice drifts)."""
+
+
+def _levels(q: Questions, quantiles: Any, dated: Any, cut: int
+            ) -> tuple[tuple[int, float], tuple[int, float]]:
+    """(level index into :data:`LEVELS`, cap in days) of the date and of the interval's
+    high end, from the earlier answers that gave a date (``dated``, asked from
+    :data:`CAME_AFTER` to :data:`CONFORMAL_DAYS` days before ``cut``) and whose fix came before ``cut``: the
+    date choice of smallest mean absolute error (its date snapped as the answers' are),
+    the interval choice of smallest median width among those covering
+    :data:`INTERVAL_COVERAGE` of them (none does: the highest level, uncapped). Too few of
+    them: the median and the 80th percentile, uncapped."""
+    came = np.nonzero((q.fixed < cut) & dated & (q.day < cut - CAME_AFTER)
+                      & (q.day >= cut - CONFORMAL_DAYS))[0]
+    default = (LEVELS.index(0.5), float(EVER)), (LEVELS.index(0.8), float(EVER))
+    if came.size:
+        came = came[~np.isnan(quantiles[came]).any(axis=1)]
     if came.size < MIN_RECALIBRATE:
         return default
     wait = (q.fixed[came] - q.day[came]).astype(float)
-    qs = quantiles[came]
-    ok = ~np.isnan(qs).any(axis=1)
-    if ok.sum() < MIN_RECALIBRATE:
-        return default
-    wait, qs = wait[ok], qs[ok]
-    mae = np.abs(np.ceil(qs) - wait[:, None]).mean(axis=0)
-    cover = (wait[:, None] <= np.ceil(qs)).mean(axis=0)
-    enough = np.nonzero(cover >= INTERVAL_COVERAGE)[0]
-    high = int(enough[0]) if enough.size else len(LEVELS) - 1
-    return int(np.argmin(mae)), high
+    base = q.day[came].astype(float)
+    nxt = q.next_release[came].astype(float)
+    qs = np.ceil(quantiles[came])
+    best_point, best_mae = default[0], math.inf
+    best_high, best_width = (len(LEVELS) - 1, float(EVER)), math.inf
+    for j in range(len(LEVELS)):
+        for cap in CAPS:
+            span = np.minimum(qs[:, j], cap)
+            mae = float(np.abs(_snap(base + span, nxt) - base - wait).mean())
+            if mae < best_mae:
+                best_point, best_mae = (j, float(cap)), mae
+            if (wait <= span).mean() >= INTERVAL_COVERAGE:
+                width = float(np.median(span))
+                if width < best_width:
+                    best_high, best_width = (j, float(cap)), width
+    return best_point, best_high
 
 
 def _rank_within_pair(pair: Any, key: Any) -> Any:
@@ -1134,7 +1178,7 @@ def targets(result: ProtocolResult, method: str) -> list[Target]:
 def choose_method(methods: Sequence[str]) -> str:
     """The method the targets are reported for: the model behind ``Pvdb.affecting`` when it
     was run, else the first model, else the last method."""
-    for name in ("hazard", "model-pvdb", "model-full", "current"):
+    for name in ("hazard-cal", "hazard", "model-pvdb", "model-full", "current"):
         if name in methods:
             return name
     return methods[-1]

@@ -454,10 +454,10 @@ def test_censored_recalibration_counts_open_answers_as_censored() -> None:
 
 def test_conformal_levels_cover_the_earlier_fixes() -> None:
     """Earlier dated answers whose fixes came after 1..100 days (uniform) and whose
-    quantiles say "level L is L x 50 days": the 80% interval needs the level whose
-    quantile reaches 80 days (80 = 50 L, L = 1.6: beyond every level, so the highest), and
-    the date the level nearest the median wait (50 days: L = 1.0, the highest too); with
-    quantiles L x 100 days, 0.8 and 0.5."""
+    quantiles say "level L is L x 100 days": the date is 50 days on (level 0.5, the median
+    wait, no cap below it), the interval ends 80 days on (level 0.8: the narrowest end
+    covering 80% of them). With quantiles of L x 50 days no choice covers 80%: the highest
+    level, uncapped; the date is the highest level's 48 days, nearest the median."""
     cut = D(2025, 6, 1).toordinal()
     n = 1000
     day = np.full(n, cut - 200, dtype=np.int64)
@@ -468,10 +468,18 @@ def test_conformal_levels_cover_the_earlier_fixes() -> None:
                            reference=np.full(n, -1), next_release=np.full(n, -1))
     levels = np.asarray(protocol.LEVELS)
     dated = np.ones(n, dtype=bool)
+
+    def span(choice: tuple[int, float], scale: float) -> float:
+        return min(math.ceil(protocol.LEVELS[choice[0]] * scale), choice[1])
+
     point, high = protocol._levels(q, np.tile(levels * 100.0, (n, 1)), dated, cut)
-    assert (protocol.LEVELS[point], protocol.LEVELS[high]) == (0.5, 0.8)
+    assert (span(point, 100.0), span(high, 100.0)) == (50, 80)
     point, high = protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated, cut)
-    assert high == len(protocol.LEVELS) - 1 and protocol.LEVELS[point] == 0.95
-    # Answers that gave no date do not count: none, so the defaults.
-    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), ~dated, cut) == (
-        protocol.LEVELS.index(0.5), protocol.LEVELS.index(0.8))
+    assert high == (len(protocol.LEVELS) - 1, float(protocol.EVER))
+    assert span(point, 50.0) == 48
+    # Answers that gave no date, or asked too recently, do not count: the defaults.
+    default = ((protocol.LEVELS.index(0.5), float(protocol.EVER)),
+               (protocol.LEVELS.index(0.8), float(protocol.EVER)))
+    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), ~dated, cut) == default
+    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated,
+                            int(day[0]) + protocol.CAME_AFTER) == default

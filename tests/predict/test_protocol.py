@@ -460,7 +460,7 @@ def test_conformal_levels_cover_the_earlier_fixes() -> None:
     level, uncapped; the date is the highest level's 48 days, nearest the median."""
     cut = D(2025, 6, 1).toordinal()
     n = 1000
-    day = np.full(n, cut - 200, dtype=np.int64)
+    day = np.full(n, cut - 150, dtype=np.int64)
     fixed = day + 1 + np.arange(n) % 100
     q = protocol.Questions(pairs=[], pair=np.arange(n), day=day, x={},
                            kind=np.zeros(n, dtype=np.int64), fixed=fixed,
@@ -477,9 +477,12 @@ def test_conformal_levels_cover_the_earlier_fixes() -> None:
     point, high = protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated, cut)
     assert high == (len(protocol.LEVELS) - 1, float(protocol.EVER))
     assert span(point, 50.0) == 48
-    # Answers that gave no date, or asked too recently, do not count: the defaults.
+    # Answers that gave no date, asked too recently or too long ago, do not count: the
+    # defaults.
     default = ((protocol.LEVELS.index(0.5), float(protocol.EVER)),
                (protocol.LEVELS.index(0.8), float(protocol.EVER)))
     assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), ~dated, cut) == default
     assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated,
                             int(day[0]) + protocol.CAME_AFTER) == default
+    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated,
+                            int(day[0]) + protocol.CONFORMAL_DAYS + 1) == default

@@ -606,18 +606,18 @@ def _recalibrated(q: Questions, raw: Any, days: int, cut: int, rows: Any) -> Any
 # -- the calibrated hazard model ------------------------------------------------------------
 
 
-HALF_LIFE = 90
+HALF_LIFE = 120
 """Days after which a past question weighs half as much in the calibrated hazard model's
 fit: the backport practice drifts, so recent questions say more about the next ones."""
 RECALIBRATE_EVERY = 7
 """Days between recalibrations (cheap: the classifier is refitted only every ``refit``)."""
-CALIBRATION_DAYS = {WINDOW: 90, EVER: 365}
+CALIBRATION_DAYS = {WINDOW: 180, EVER: 365}
 """Per horizon, how far back the earlier answers used by the recalibration go."""
 CALIBRATION_BINS = 20
 INTERVAL_COVERAGE = 0.80
 LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 """Quantile levels (of the fix date if it comes) the dates and intervals choose from."""
-CAPS = (*range(1, 61), 75, 90, 120, 180, 270, EVER)
+CAPS = (7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 270, EVER)
 """Caps (days after the question) on a date or an interval's end the choice may apply."""
 
 
@@ -777,7 +777,7 @@ def _censored_isotonic(q: Questions, raw: Any, days: int, cut: int, past: Any,
 CAME_AFTER = 30
 """The conformal choice reads answers asked at least this many days before: fixes of more
 recent ones that came already are the quick ones only."""
-CONFORMAL_DAYS = 180
+CONFORMAL_DAYS = EVER
 """… and at most this many days before (the practice drifts)."""
 
 

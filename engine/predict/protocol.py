@@ -785,8 +785,9 @@ def _levels(q: Questions, quantiles: Any, dated: Any, cut: int
             ) -> tuple[tuple[int, float], tuple[int, float]]:
     """(level index into :data:`LEVELS`, cap in days) of the date and of the interval's
     high end, from the earlier answers that gave a date (``dated``, asked from
-    :data:`CAME_AFTER` to :data:`CONFORMAL_DAYS` days before ``cut``) and whose fix came before ``cut``: the
-    date choice of smallest mean absolute error (its date snapped as the answers' are),
+    :data:`CAME_AFTER` to :data:`CONFORMAL_DAYS` days before ``cut``) and whose fix came
+    before ``cut``: the date choice of smallest mean absolute error (its date snapped as
+    the answers' are),
     the interval choice of smallest median width among those covering
     :data:`INTERVAL_COVERAGE` of them (none does: the highest level, uncapped). Too few of
     them: the median and the 80th percentile, uncapped."""

@@ -17,8 +17,8 @@ writer (``DecisionLog.append``) and requires byte-identical rows and equal check
 every measured verification is the product's own, which must pass. Logs are cached under
 ``--cache`` (default: $TMPDIR/vigil-audit-bench) by shape; a partial file is never used.
 
-Measured, each in its own process (time, records/s, MB/s of hashed record bytes, peak RSS
-of that process):
+Measured, each in its own process (time, CPU time, records/s, MB/s of hashed record
+bytes, peak RSS of that process, and the load average when it ended):
 
 * ``vigil audit verify --log`` (the chain: every record's hash and link, every checkpoint);
 * ``vigil audit report --from 2026-01-01 --to 2026-01-30`` over the small log (a month);
@@ -331,14 +331,22 @@ def _hwm(pid: int) -> int:
 
 
 def measure(argv: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
-    """Run ``argv``; its wall time and peak RSS (VmHWM of its own process, read every
-    10 ms: it does not count this process, which a child's rusage would)."""
+    """Run ``argv``; its wall time, peak RSS (VmHWM of its own process, read every
+    10 ms: it does not count this process, which a child's rusage would) and CPU time
+    (user + system, from its rusage: on a shared machine the wall time also counts the
+    time other work held the cores)."""
     with out.open("wb") as sink, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=sink, stderr=err, env=env)
         peak = 0
-        while process.poll() is None:
+        cpu = 0.0
+        while True:
             peak = max(peak, _hwm(process.pid))
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                cpu = usage.ru_utime + usage.ru_stime
+                break
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
         err.seek(0)
@@ -346,7 +354,8 @@ def measure(argv: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
     if process.returncode != 0:
         raise SystemExit(f"error: {' '.join(argv[:6])} … exited {process.returncode}: "
                          f"{text[-400:]}")
-    return {"seconds": round(elapsed, 2), "peak_rss_mib": round(peak / 2**20, 1)}
+    return {"seconds": round(elapsed, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mib": round(peak / 2**20, 1), "loadavg": os.getloadavg()[0]}
 
 
 def peer_floor(log: str) -> None:
@@ -471,15 +480,17 @@ def _print(results: dict[str, Any]) -> None:
               f"{f['checkpoints']} checkpoints ({'cached' if f['cached'] else 'generated'}"
               f" in {f['generated_s']} s; {f['checked_against_writer']} records checked "
               "byte for byte against the product's writer)")
-        print(f"  {'what':<34} {'s':>8} {'records/s':>10} {'MB/s':>8} {'peak RSS MiB':>13}")
+        print(f"  {'what':<34} {'s':>8} {'CPU s':>8} {'records/s':>10} {'MB/s':>8} "
+              f"{'peak RSS MiB':>13} {'load':>5}")
         for key, label in (("verify", "vigil audit verify"),
                            ("report", "vigil audit report (the month)"),
                            ("sha256sum", "peer: sha256sum of the DuckDB file"),
                            ("floor", "peer: DuckDB scan + sha256 floor")):
             if key in r:
                 m = r[key]
-                print(f"  {label:<34} {m['seconds']:>8} {m['records_per_s']:>10} "
-                      f"{m['mb_per_s']:>8} {m['peak_rss_mib']:>13}")
+                print(f"  {label:<34} {m['seconds']:>8} {m['cpu_s']:>8} "
+                      f"{m['records_per_s']:>10} {m['mb_per_s']:>8} {m['peak_rss_mib']:>13} "
+                      f"{m['loadavg']:>5.2f}")
         if name == "small":
             v = r["verify"]["records_per_s"]
             print(f"  target verify >= {TARGET_SMALL_RPS} records/s: "

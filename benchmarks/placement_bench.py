@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import gen_cve5_corpus as gen  # noqa: E402
+import bench_hosts  # noqa: E402
 import pvdb_bench  # noqa: E402
 
 from engine.attest import AttestationResult, TrustVector, VerifierId  # noqa: E402
@@ -84,8 +84,7 @@ def main() -> int:
         print(f"no benchmark PVDB at {db_path}: run benchmarks/pvdb_bench.py first",
               file=sys.stderr)
         return 2
-    hosts = pvdb_bench.build_hosts(
-        gen.build_catalogue(gen.load_templates(gen.DEFAULT_TEMPLATES), 1), args.hosts, 50, 1)
+    hosts = bench_hosts.hosts(args.hosts)
     policy = load_directory(ROOT / "engine" / "policies", ["vigil"])
     evaluators = {name: embedded_evaluator(name, policy, timeout=args.timeout)
                   for name in EMBEDDED}

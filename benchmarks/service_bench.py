@@ -47,8 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import gen_cve5_corpus as gen  # noqa: E402
-import pvdb_bench  # noqa: E402
+import bench_hosts  # noqa: E402
 
 from engine.api import TokenStore  # noqa: E402
 from engine.attest import (  # noqa: E402
@@ -67,8 +66,6 @@ from engine.keys import load_signing_key  # noqa: E402
 from engine.model import Component, ImageRef  # noqa: E402
 from engine.pvdb import Pvdb  # noqa: E402
 
-MEDIAN_FINDINGS = 3621
-"""Findings of the median real host of the PVDB benchmark."""
 TARGET_RATE = 1000.0
 TARGET_P99_MS = 20.0
 OPA = ROOT / ".tools" / "bin" / "opa"
@@ -171,7 +168,13 @@ def _drive_wrk(url: str, path: str, body: Any, count: int, seconds: float,
     payload = work / f"body-{uuid.uuid4().hex}.json"
     payload.write_text(json.dumps(body(0) if callable(body) else body))
     script = work / "post.lua"
-    script.write_text(_WRK_SCRIPT % (payload, count, headers.get("Authorization", "")))
+    warm = work / "warm.lua"
+    auth = headers.get("Authorization", "")
+    warm.write_text(_WRK_SCRIPT % (payload, min(count, 200), auth))
+    # warm-up (not timed): connections, the posture and the decision path's caches
+    subprocess.run(["wrk", "-t1", f"-c{concurrency}", "-d2s", "-s", str(warm), url + path],
+                   capture_output=True, text=True, timeout=60)
+    script.write_text(_WRK_SCRIPT % (payload, count, auth))
     run = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s",
                           "-s", str(script), url + path], capture_output=True, text=True,
                          timeout=seconds + 60)
@@ -325,7 +328,7 @@ def _opa(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "vigil-pvdb-bench")
+                        default=bench_hosts.DEFAULT_WORKDIR)
     parser.add_argument("--count", type=int, default=6000, help="admissions per scenario")
     parser.add_argument("--seconds", type=float, default=20.0, help="per scenario, at most")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -337,23 +340,15 @@ def main() -> int:
                         help="load generator (default: wrk when on PATH)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    db_path = args.workdir / "pvdb-bench.duckdb"
-    if not db_path.exists():
-        print(f"no benchmark PVDB at {db_path}: run benchmarks/pvdb_bench.py first",
-              file=sys.stderr)
+    db_path = bench_hosts.pvdb_path(args.workdir)
+    if db_path is None:
         return 2
-    hosts = pvdb_bench.build_hosts(
-        gen.build_catalogue(gen.load_templates(gen.DEFAULT_TEMPLATES), 1), args.pool, 50, 1)
     with Pvdb.open(db_path, read_only=True, settings=load_settings(db=db_path)) as db:
-        now = dt.datetime.now(dt.UTC)
-        sizes = [len(db.affecting(h, as_of=now).findings) for h in hosts]
-        # the decided host (the fleet's first): the one nearest the median real host
-        order = sorted(range(len(hosts)), key=lambda i: abs(sizes[i] - MEDIAN_FINDINGS))
-        real = [hosts[i] for i in order[:args.hosts]]
+        # the decided host (the fleet's first): the one nearest the median real host;
         # a small host: one component of those hosts with a few findings
-        few = min((c for h in hosts for c in h[1:]),
-                  key=lambda c: abs(len(db.affecting([c], as_of=now).findings) - 5))
-    small = [[few]] * 2
+        real, few = bench_hosts.real_and_small(db, args.pool, args.hosts,
+                                               dt.datetime.now(dt.UTC))
+    small = [few] * 2
     rows = []
     with tempfile.TemporaryDirectory(prefix="vigil-service-bench-") as tmp:
         work = Path(tmp)

@@ -103,7 +103,7 @@ def _run(app: Any, port: int) -> None:
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+                                           log_level="warning", access_log=False))
     original = server.startup
 
     async def startup(*args: Any, **kwargs: Any) -> None:

@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
@@ -258,13 +259,15 @@ def short(text: str, limit: int = MAX_WARNING) -> str:
     return one if len(one) <= limit else one[: limit - 1].rstrip() + "…"
 
 
-def warnings_of(items: list[str]) -> list[str] | None:
+def warnings_of(items: Sequence[str], total: int | None = None) -> list[str] | None:
     """At most :data:`MAX_WARNINGS` warnings, each shortened; the last says how many
-    were left out."""
-    if not items:
+    were left out. ``total``: how many there are when ``items`` holds only the first
+    (a large host's verdict tolerates thousands of findings)."""
+    count = len(items) if total is None else max(total, len(items))
+    if not count:
         return None
-    if len(items) > MAX_WARNINGS:
-        left = len(items) - (MAX_WARNINGS - 1)
+    if count > MAX_WARNINGS:
+        left = count - (MAX_WARNINGS - 1)
         return [*(short(w) for w in items[: MAX_WARNINGS - 1]),
                 f"vigil: {left} more warnings in the decision log"]
     return [short(w) for w in items]
@@ -388,8 +391,8 @@ def answer(uid: str, asked: GateQuestion, obj: dict[str, Any], got: GateAnswer, 
     keeps the VM on the patched image (the mutating webhook added it)."""
     what = "migrating" if asked.kind == MIGRATION else "starting"
     subject = f"{what} VM {asked.vm.name} of tenant {asked.tenant}"
-    warnings = warnings_of([f"vigil: {w}" for w in got.warnings[:MAX_WARNINGS]]
-                           + list(got.warnings[MAX_WARNINGS:]))
+    warnings = warnings_of([f"vigil: {w}" for w in got.warnings[:MAX_WARNINGS]],
+                           len(got.warnings))
     reasons = "; ".join(got.reasons) or "the policy gave no reason"
     decision = f" (decision {got.decision_id})" if got.decision_id else ""
     if got.verdict == "admit":

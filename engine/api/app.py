@@ -321,7 +321,7 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
                             "mutate", description="validate: for the validating webhook "
                             "(a patch verdict is allowed only when the object already "
                             "requires the patched image; never returns a patch)")
-                        ) -> adm.AdmissionReviewAnswer:
+                        ) -> Response:
         """A Kubernetes AdmissionReview (admission.k8s.io/v1) for KubeVirt
         VirtualMachineInstance and VirtualMachineInstanceMigration CREATE. A malformed
         review is 400 with the reason; objects of other kinds are allowed untouched with
@@ -333,12 +333,21 @@ def create_app(settings: Settings, *, gate: PlacementGate | None = None,
               responses=_errors(400, 401, 403, 413, 500))
     async def admission_validate(review: adm.AdmissionReview,
                                  who: Principal = Depends(admission_caller)
-                                 ) -> adm.AdmissionReviewAnswer:
+                                 ) -> Response:
         """``/v1/admission?mode=validate`` as a path, for the validating webhook."""
         return await _admit(review, mutate=False)
 
-    async def _admit(review: adm.AdmissionReview, *, mutate: bool
-                     ) -> adm.AdmissionReviewAnswer:
+    def _json(answer: adm.AdmissionReviewAnswer) -> Response:
+        # serialized once, here (the route's response model documents it; FastAPI would
+        # validate the answer against it again before serializing)
+        return Response(answer.model_dump_json(exclude_none=True),
+                        media_type="application/json")
+
+    async def _admit(review: adm.AdmissionReview, *, mutate: bool) -> Response:
+        return _json(await _admit_answer(review, mutate=mutate))
+
+    async def _admit_answer(review: adm.AdmissionReview, *, mutate: bool
+                            ) -> adm.AdmissionReviewAnswer:
         req = review.request
         try:
             asked = adm.question(req)

@@ -48,12 +48,14 @@ def authenticate(tokens: TokenStore, header: str | None) -> Principal:
     return principal
 
 
-def requires(tokens: TokenStore, *roles: str) -> Callable[..., Principal]:
-    """A route dependency admitting the ``roles``."""
+def requires(tokens: TokenStore, *roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A route dependency admitting the ``roles``. It runs on the event loop: a token
+    is checked by one indexed SQLite read and a SHA-256 (tens of microseconds), less than
+    handing it to a worker thread and back."""
     allowed = frozenset(roles)
 
-    def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-                   ) -> Principal:
+    async def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+                         ) -> Principal:
         header = (f"{credentials.scheme} {credentials.credentials}"
                   if credentials is not None else None)
         principal = authenticate(tokens, header)

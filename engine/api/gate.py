@@ -9,6 +9,7 @@ attestation results, the PVDB and the policy; tests put any other gate in its pl
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -24,8 +25,9 @@ class GateAnswer:
     verdict: GateVerdict
     reasons: tuple[str, ...] = ()
     """Why, in sentences a person can act on (the policy's reasons, or the gate's own)."""
-    warnings: tuple[str, ...] = ()
-    """What was tolerated or could not be judged."""
+    warnings: Sequence[str] = ()
+    """What was tolerated or could not be judged (possibly thousands: read the first
+    few and the count)."""
     patched_image_version: str | None = None
     """For ``patch``: the image version the VM must run on."""
     hosts: tuple[str, ...] = ()

@@ -20,6 +20,8 @@ Public surface::
   checkpoints (numbered steps), and what it found (:class:`Verification`);
 * :mod:`engine.audit.export`: an export read back into the records it was written from,
   byte for byte, with the bundles and attestation results it carries;
+* :mod:`engine.audit.bulk`: a log's chain checked in bulk (one scan, hashed on two
+  threads, runs of clean records passed to the verifier together);
 * :mod:`engine.audit.verify`: a log or an export verified end to end;
 * :mod:`engine.audit.replay`: replay that refuses a chain that does not verify;
 * :mod:`engine.audit.report`: the compliance report (placements, what was known then and

@@ -227,6 +227,26 @@ class ChainVerifier:
         result.last_seq = seq
         result.head = record_hash
 
+    def advance(self, count: int, size: int, last_seq: int, head: str) -> None:
+        """Steps 1-3 for ``count`` records after the last one fed, which the caller
+        checked in bulk: each one's sequence number one more than the one before (the
+        last ``last_seq``), each one's ``prev_hash`` the record hash before it (the last
+        ``head``), each one's computed hash its record hash; ``size`` bytes hashed."""
+        if count <= 0:
+            return
+        result = self.result
+        if result.first_seq is None or self._expected_seq is None or \
+                last_seq != self._expected_seq + count - 1:
+            raise ValueError("advance() follows a record fed by link(), in sequence")
+        if self.lookup is None:
+            raise ValueError("advance() needs a lookup to name records")
+        result.records += count
+        result.bytes_hashed += size
+        self._prev = head
+        self._expected_seq = last_seq + 1
+        result.last_seq = last_seq
+        result.head = head
+
     # steps 4-6 ------------------------------------------------------------------------
 
     def checkpoint(self, token: str, *, where: str, stored: dict[str, Any] | None = None

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +37,11 @@ from engine.decide import (
     event_frame,
 )
 
-_HEX = frozenset("0123456789abcdef")
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def _is_hash(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+    return isinstance(value, str) and _HASH.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class ExportReader:
         """The host posture records read so far, by decision id (the two-stage decisions
         after them name them)."""
         self.lines = 0
+        self._texts: dict[bytes, str] = {}
         if not path.exists():
             from engine.errors import NotFoundError
 
@@ -93,15 +94,15 @@ class ExportReader:
 
     def __iter__(self) -> Iterator[ExportLine]:
         try:
-            handle = self.path.open("rb")
+            handle = self.path.open("rb", buffering=0)
         except OSError as exc:
             raise ExportError(f"cannot read the export {self.path}: {exc.strerror}") from None
         with handle:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in enumerate(_lines(handle), start=1):
                 self.lines = number
                 if not raw.strip():
                     continue
-                yield self._line(number, raw.rstrip(b"\n"))
+                yield self._line(number, raw)
         if self.lines == 0:
             raise ExportError(f"the export {self.path} is empty",
                               tip="write one with `vigil decisions export > FILE`")
@@ -133,7 +134,11 @@ class ExportReader:
                 "the event is not as the log wrote it for its record (a member outside the "
                 "hashed record, such as bundles, error or timestamp, was edited, or the "
                 "line was reformatted)"))
-        row = dataclasses.replace(row, input_text=text[len(prefix):len(text) - len(suffix)])
+        row = StoredRow(row.seq, row.decision_id, row.timestamp, row.path,
+                        text[len(prefix):len(text) - len(suffix)], row.result_text,
+                        row.bundle_revision, row.evaluator, row.metrics_text, row.error,
+                        row.labels_text, row.prev_hash, row.record_hash, row.bundles_text,
+                        row.attestation_sha256)
         problem = self._carried(row, ext)
         checkpoints = ext.get("checkpoints") or []
         if not isinstance(checkpoints, list) or not all(isinstance(t, str)
@@ -172,13 +177,28 @@ class ExportReader:
             raise ValueError("no input or result")
         return StoredRow(
             seq=seq, decision_id=event["decision_id"], timestamp=when, path=event["path"],
-            input_text="", result_text=canonical_json(event["result"]),
+            input_text="", result_text=self._canonical(event["result"]),
             bundle_revision=ext.get("bundle_revision"), evaluator=ext["evaluator"],
-            metrics_text=canonical_json(event["metrics"]), error=ext.get("error"),
-            labels_text=canonical_json(event["labels"]), prev_hash=ext["prev_hash"],
+            metrics_text=self._canonical(event["metrics"]), error=ext.get("error"),
+            labels_text=self._canonical(event["labels"]), prev_hash=ext["prev_hash"],
             record_hash=ext["record_hash"],
             bundles_text=None if bundles is None else canonical_json(bundles),
             attestation_sha256=attestation)
+
+    def _canonical(self, value: Any) -> str:
+        """``canonical_json(value)``, remembered for the values lines repeat (results,
+        labels): keyed by the value's JSON as parsed (orjson, keys in their order), which
+        only equal values share, so the text is the one ``canonical_json`` gives."""
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # an integer beyond 64 bits
+            return canonical_json(value)
+        text = self._texts.get(key)
+        if text is None:
+            if len(self._texts) >= 4096:
+                self._texts.clear()
+            text = self._texts[key] = canonical_json(value)
+        return text
 
     def _carried(self, row: StoredRow, ext: dict[str, Any]) -> str | None:
         """Keep the bundle and attestation result a line carries, checked against their
@@ -200,6 +220,25 @@ class ExportReader:
                 return "the attestation result it carries does not match its SHA-256"
             self.attestations.setdefault(token_sha(token), token)
         return None
+
+
+_CHUNK = 8 << 20
+"""Bytes read at a time."""
+
+
+def _lines(handle: Any) -> Iterator[bytes]:
+    """The lines of a binary file without their newline, read in chunks of
+    :data:`_CHUNK` (the last line may lack its newline)."""
+    rest = b""
+    while True:
+        chunk = handle.read(_CHUNK)
+        if not chunk:
+            break
+        lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def token_sha(token: str) -> str:

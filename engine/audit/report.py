@@ -174,6 +174,7 @@ class ReportBuilder:
         self._postures: dict[str, tuple[dict[str, Any], Posture]] = {}
         """Host posture documents (input schema version 2) by record id: the decisions
         after them name them and are read with them."""
+        self._names: dict[str, str] = {}
         self.replayed = 0
         self.decisions = 0
         self.verdicts: Counter[str] = Counter()
@@ -189,6 +190,11 @@ class ReportBuilder:
         at = _ns(row.timestamp)
         return self._start_ns <= at < self._end_ns
 
+    def _name(self, text: str) -> str:
+        """One string object per distinct host, tenant or VM name (a month's stays hold
+        each many times)."""
+        return self._names.setdefault(text, text)
+
     def add(self, row: StoredRow) -> dict[str, Any] | None:
         """The placement of one record in the period (None when outside the period or
         another tenant's)."""
@@ -200,7 +206,8 @@ class ReportBuilder:
                 return None  # not a posture: the decisions on it read as they stand
             self._postures[row.decision_id] = (orjson.loads(row.input_text), judged)
             return None
-        if not self.wants(row):
+        at = _ns(row.timestamp)
+        if not self._start_ns <= at < self._end_ns:
             return None
         document = orjson.loads(row.input_text)
         posture = (document.get("posture") or {}).get("decision_id") \
@@ -214,16 +221,15 @@ class ReportBuilder:
                 with contextlib.suppress(ValueError):  # a malformed one as it stands
                     result = compose(Decision.parse(result), judged).to_json()
         request = document.get("request") or {}
-        tenant = str(request.get("tenant", ""))
+        tenant = self._name(str(request.get("tenant", "")))
         if self.period.tenant is not None and tenant != self.period.tenant:
             return None
         host = document.get("host") or {}
-        host_id = str(host.get("id", ""))
-        vm = str((request.get("vm") or {}).get("name", ""))
+        host_id = self._name(str(host.get("id", "")))
+        vm = self._name(str((request.get("vm") or {}).get("name", "")))
         verdict = str(result.get("verdict"))
         attestation = host.get("attestation") or {}
         image = attestation.get("image") or None
-        at = _ns(row.timestamp)
         self.decisions += 1
         self.verdicts[verdict] += 1
         self.hosts.add(host_id)
@@ -238,13 +244,16 @@ class ReportBuilder:
         revision.decisions += 1
         revision.verdicts[verdict] += 1
         vulns = document.get("vulnerabilities") or []
-        known_then = sorted(
-            ({"id": v.get("id"), "component": v.get("component"),
-              "kev": (v.get("kev") or {}).get("date_added"), "max_cvss": v.get("max_cvss"),
-              "fix_status": (v.get("fix") or {}).get("status"),
-              "fix_date": ((v.get("fix") or {}).get("availability") or {}).get("date"),
-              "fix_basis": ((v.get("fix") or {}).get("availability") or {}).get("basis")}
-             for v in vulns), key=_vuln_order)
+        known_then = []
+        for v in vulns:
+            fix = v.get("fix") or {}
+            availability = fix.get("availability") or {}
+            known_then.append({
+                "id": v.get("id"), "component": v.get("component"),
+                "kev": (v.get("kev") or {}).get("date_added"), "max_cvss": v.get("max_cvss"),
+                "fix_status": fix.get("status"), "fix_date": availability.get("date"),
+                "fix_basis": availability.get("basis")})
+        known_then.sort(key=_vuln_order)
         components = host.get("components") or []
         key = orjson.dumps(components, option=orjson.OPT_SORT_KEYS)
         comp_id = self._components.get(key)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from engine.audit.bulk import At, Rows, Run, scan_chain
 from engine.audit.chain import ChainVerifier, Problem, Verification
 from engine.audit.errors import ChainBroken
 from engine.audit.export import ExportReader
@@ -156,24 +157,50 @@ def _verify_log(log: DecisionLog, keys: Sequence[VerificationKey], expect_every:
     bundles = log.bundle_revisions()
     attestations = _Attestations(attest_key)
     first_us = last_us = None
-    for item in log.chain_rows(full=on_row is not None):
+
+    def one(item: ChainRow) -> None:
+        """Steps 1-3 and the record's bundle and attestation result, for one record."""
         where = f"row {item.seq}"
         verifier.link(item.seq, item.decision_id, item.prev_hash, item.record_hash,
                       item.computed, where, size=item.size)
-        if first_us is None:
-            first_us = item.micros
-        last_us = item.micros
         if item.bundle_revision and item.bundle_revision not in bundles:
             _bundle_missing(verifier, item, where, "the log")
         if item.attestation_sha256 is not None:
             attestations.check(verifier, item, log.attestation(item.attestation_sha256),
                                where, functools.partial(_whole, item, stored))
-        for cp in at.pop(item.seq, []):
+
+    def marks(seq: int) -> None:
+        for cp in at.pop(seq, []):
             verifier.checkpoint(cp.token, where=f"checkpoint {cp.number}", stored={
                 "number": cp.number, "size": cp.size, "head": cp.head, "kid": cp.key_id,
                 "kind": cp.kind})
-        if on_row is not None and item.row is not None:
-            on_row(item.row)
+
+    if log.in_storage_order():
+        for event in scan_chain(log, marks=set(at), bundles=bundles, full=on_row is not None,
+                                stored=stored):
+            if isinstance(event, Run):
+                verifier.advance(event.count, event.size, event.last_seq, event.head)
+                last_us = event.micros
+            elif isinstance(event, At):
+                marks(event.seq)
+            elif isinstance(event, Rows):
+                if on_row is not None:
+                    for row in event.rows:
+                        on_row(row)
+            else:
+                one(event)
+                if first_us is None:
+                    first_us = event.micros
+                last_us = event.micros
+    else:  # rows stored out of sequence order: read in ranges of sequence numbers
+        for item in log.chain_rows(full=on_row is not None):
+            one(item)
+            if first_us is None:
+                first_us = item.micros
+            last_us = item.micros
+            marks(item.seq)
+            if on_row is not None and item.row is not None:
+                on_row(item.row)
     if first_us is not None and last_us is not None:
         verifier.result.first_time = _EPOCH + dt.timedelta(microseconds=first_us)
         verifier.result.last_time = _EPOCH + dt.timedelta(microseconds=last_us)

@@ -59,7 +59,7 @@ def serve(
     for path in (tls_cert, tls_key, tls_client_ca):
         if path is not None and not path.is_file():
             raise NotFoundError(f"no file {path}")
-    log = DecisionLog(cfg.decision_log) if accept_decision_logs and folder else None
+    log = DecisionLog.from_settings(cfg) if accept_decision_logs and folder else None
     scheme = "https" if tls_cert else "http"
     output.stderr().print(f"serving Vigil at {scheme}://{host}:{port} (provisioning at "
                           "/v1/provisioning-requests, admission at /v1/admission, readiness "
@@ -68,8 +68,11 @@ def serve(
                           + ("; client certificates required" if tls_client_ca else ""),
                           markup=False)
     try:
+        # no access log: a line per request costs the event loop, and requests are
+        # counted in /metrics (tokens are never logged either way)
         uvicorn.run(create_app(cfg, bundles=folder, decision_log=log), host=host, port=port,
-                    log_level="warning", ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                    log_level="warning", access_log=False, ssl_certfile=tls_cert,
+                    ssl_keyfile=tls_key,
                     ssl_ca_certs=str(tls_client_ca) if tls_client_ca else None,
                     ssl_cert_reqs=ssl.CERT_REQUIRED if tls_client_ca else ssl.CERT_NONE)
     finally:

@@ -251,6 +251,8 @@ class _LogWriter:
     def __init__(self, log: DecisionLog) -> None:
         self.log = log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._closing = threading.Lock()  # nothing is queued after the stop
         self._thread = threading.Thread(target=self._run, name="vigil-decision-log",
                                         daemon=True)
         self._thread.start()
@@ -258,7 +260,11 @@ class _LogWriter:
     def append(self, entry: dict[str, Any]) -> None:
         done = threading.Event()
         box: list[BaseException] = []
-        self._queue.put((entry, done, box))
+        with self._closing:
+            if self._closed:
+                raise DecisionLogError("the decision log is closed; the decision was not "
+                                       "recorded (fail closed)")
+            self._queue.put((entry, done, box))
         done.wait()
         if box:
             raise box[0]
@@ -299,7 +305,12 @@ class _LogWriter:
             done.set()
 
     def close(self) -> None:
-        self._queue.put(self._STOP)
+        """Write what is queued, then stop."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(self._STOP)
         self._thread.join(timeout=30)
 
 
@@ -334,9 +345,15 @@ class Decider:
         """Whether the policy has a host posture (decisions in two stages)."""
         return POSTURE_PATH in self.evaluator.entrypoints and self.path == DECISION_PATH
 
-    def close(self) -> None:
+    def stop_logging(self) -> None:
+        """Write the decisions still queued and stop the log's writer thread (the
+        evaluator and the log stay open)."""
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
+
+    def close(self) -> None:
+        self.stop_logging()
         self.evaluator.close()
         if self.log is not None:
             self.log.close()
@@ -377,9 +394,13 @@ class Decider:
     def _record(self, *, decision_id: str, timestamp: dt.datetime, path: str,
                 document: dict[str, Any], result: dict[str, Any], metrics: dict[str, int],
                 error: str | None, attestation_result: str | None) -> None:
-        if self._writer is None:
+        if self.log is None:
             return
-        self._writer.append({
+        writer = self._writer
+        if writer is None:  # stopped: no decision is answered unlogged
+            raise DecisionLogError("the decision log is closed; the decision was not "
+                                   "recorded (fail closed)")
+        writer.append({
             "decision_id": decision_id, "timestamp": timestamp, "path": path,
             "input_document": document, "result": result,
             "bundle_revision": self.evaluator.bundle_revision,
@@ -450,7 +471,7 @@ class Decider:
                            facts={}, findings=empty, keys=empty, obligations=(),
                            failure=failure, error=error, extra=extra)
         posture = dataclasses.replace(posture_of(value, digest=digest), extra=extra)
-        if self._writer is not None:
+        if self.log is not None:
             decision_id = str(uuid.uuid4())
             self._record(decision_id=decision_id, timestamp=timestamp, path=POSTURE_PATH,
                          document=document, result=posture_json(posture), metrics=metrics,

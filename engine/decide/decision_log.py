@@ -41,6 +41,7 @@ file, waiting up to ``wait`` seconds while another process holds it, and closes 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -51,7 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -395,6 +396,45 @@ _ROW_COLUMNS = ("seq, decision_id, ts, path, input, result, bundle_revision, eva
                 "metrics, error, labels, prev_hash, record_hash, bundles, attestation_sha256")
 
 
+_ARROW_ROWS = 4
+"""Rows from which a group is inserted as one Arrow table (binding 15 parameters a row
+costs DuckDB more than reading the table)."""
+
+
+def _insert_arrow(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
+    """Insert ``rows`` (in :data:`_ROW_COLUMNS` order) as one Arrow table."""
+    import pyarrow as pa
+
+    names = [c.strip() for c in _ROW_COLUMNS.split(",")]
+    types = [pa.int64(), pa.string(), pa.timestamp("us", tz="UTC"), *[pa.string()] * 12]
+    columns = list(zip(*rows, strict=True))
+    arrays = [pa.array(list(values), type=kind)
+              for values, kind in zip(columns, types, strict=True)]
+    # read by DuckDB's replacement scan (this frame's ``vigil_log_rows``): a view
+    # registered would be other work on the connection while a result is open
+    vigil_log_rows = pa.table(arrays, names=names)  # noqa: F841
+    con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} "
+                "FROM vigil_log_rows")
+
+
+class _TipMoved(Exception):
+    """Another writer appended after the tip this object kept."""
+
+
+def _is_collision(exc: duckdb.Error) -> bool:
+    """Whether an append failed on its seq (a primary key another writer took) or on
+    a write-write conflict with another transaction."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.ConstraintException | duckdb.TransactionException) or \
+        "conflict" in text or "duplicate key" in text
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction (a failed COMMIT may have ended it already)."""
+    with suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)
@@ -408,6 +448,135 @@ _STAMP_SQL = ("CASE WHEN epoch_us(ts) >= 0 AND epoch_us(ts) < 253402300800000000
               "epoch_us(ts) % 1000000 = 0 THEN '' ELSE '.' || lpad((epoch_us(ts) % 1000000)"
               "::VARCHAR, 6, '0') END || '+00:00' END")
 """``hashed_timestamp`` of ``ts`` in SQL, for years 1970-9999 (else NULL: Python's)."""
+
+
+_SQL_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
+                ("\b", "\\b"), ("\f", "\\f"))
+"""What :func:`_text` writes for each character it escapes with a short form (the
+backslash first); the other control characters (``\\u00XX``) are framed in Python."""
+
+_SQL_ODD = r"[\x00-\x07\x0b\x0e-\x1f]"
+"""A text field holding one of these is framed by :func:`body_frame` itself."""
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_text(column: str) -> str:
+    """:func:`_text` of a text column in SQL."""
+    escaped = column
+    for char, written in _SQL_ESCAPES:
+        escaped = f"replace({escaped}, {_sql_literal(char)}, {_sql_literal(written)})"
+    return f"CASE WHEN {column} IS NULL THEN 'null' ELSE concat('\"', {escaped}, '\"') END"
+
+
+_TEXT_FIELDS = ("attestation_sha256", "bundle_revision", "decision_id", "error", "evaluator",
+                "path")
+
+
+def _hashed_parts() -> list[str]:
+    """The SQL expressions whose concatenation is what a record's hash covers:
+    ``prev_hash`` and :func:`body_text` (:func:`body_frame` in vector form, over the
+    columns as stored); ``input`` and ``result`` stand in it as themselves."""
+    q = _sql_text
+    return [
+        "prev_hash",
+        "CASE WHEN attestation_sha256 IS NULL THEN '{' ELSE concat('{\"attestation_sha256\":', "
+        f"{q('attestation_sha256')}, ',') END",
+        "'\"bundle_revision\":'", q("bundle_revision"),
+        "CASE WHEN bundles IS NULL THEN '' ELSE concat(',\"bundles\":', bundles) END",
+        "',\"decision_id\":'", q("decision_id"), "',\"error\":'", q("error"),
+        "',\"evaluator\":'", q("evaluator"), "',\"input\":'", "input",
+        "',\"labels\":'", "labels", "',\"metrics\":'", "metrics", "',\"path\":'", q("path"),
+        "',\"result\":'", "result", "',\"timestamp\":\"'", f"({_STAMP_SQL})", "'\"}'"]
+
+
+def _hashed_sql() -> tuple[str, str]:
+    """(the bytes a record's hash covers as one SQL expression; the condition under which
+    it does not hold and the row is framed in Python). One ``concat`` (a chain of ``||``
+    copies the text once per operator)."""
+    odd = " OR ".join([f"({_STAMP_SQL}) IS NULL", "prev_hash IS NULL", "input IS NULL",
+                       "result IS NULL", "labels IS NULL", "metrics IS NULL",
+                       f"regexp_matches(concat({', '.join(_TEXT_FIELDS)}), "
+                       f"{_sql_literal(_SQL_ODD)})"])
+    return f"concat({', '.join(_hashed_parts())})", odd
+
+
+def _pieces_sql() -> list[str]:
+    """The same bytes as five expressions: before the input, the input, between it and
+    the result, the result, after it."""
+    parts = _hashed_parts()
+    i, r = parts.index("input"), parts.index("result")
+    return [f"concat({', '.join(parts[:i])})", "input",
+            f"concat({', '.join(parts[i + 1:r])})", "result",
+            f"concat({', '.join(parts[r + 1:])})"]
+
+
+_PIECES_ABOVE = 256 << 20
+"""Above this much text in one vector, :meth:`DecisionLog.scan` hands the hashed bytes on
+in five pieces instead of joined."""
+
+_VECTOR = 2048
+"""Rows in one of DuckDB's vectors: a scan holds a vector's text, twice when joined,
+whatever the batches it hands on."""
+
+
+_END = object()
+
+
+def _read_ahead(reader: Any, depth: int = 2) -> Iterator[Any]:
+    """The batches of an Arrow stream, the next ``depth`` read by a thread of their own
+    while the caller works on one (DuckDB scans without the interpreter's lock). Only
+    the stream is used in that thread; the caller's connection stays in the caller's."""
+    import queue
+
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                ahead.put(batch)
+            ahead.put(_END)
+        except BaseException as exc:  # handed to the caller, raised there
+            ahead.put(exc)
+
+    thread = threading.Thread(target=read, name="vigil-scan", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let it finish the batch it reads, then stop
+            with contextlib.suppress(queue.Empty):
+                ahead.get(timeout=0.05)
+        thread.join()
+
+
+def _bytes_setting(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    (found,) = con.execute("SELECT value FROM duckdb_settings() WHERE name = ?",
+                           [name]).fetchall()
+    number, _, unit = str(found[0]).partition(" ")
+    scale = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+             "KB": 1000, "MB": 10**6, "GB": 10**9, "TB": 10**12}.get(unit, 1)
+    return int(float(number) * scale)
+
+
+SCAN_COLUMNS = ("seq", "decision_id", "prev_hash", "record_hash", "micros",
+                "bundle_revision", "attestation_sha256", "odd", "hashed")
+"""The columns of :meth:`DecisionLog.scan`'s batches (then, with ``full``, the stored
+row's in :data:`_ROW_COLUMNS`' order)."""
 
 
 def _large(text: str) -> Any:
@@ -491,6 +660,12 @@ class DecisionLog:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._active: duckdb.DuckDBPyConnection | None = None
         self._log_id: str | None = None
+        # kept between appends while this object holds the file open (not ``shared``):
+        # the last record's (seq, hash) and the attestation results already stored; a
+        # writer that moved the tip meanwhile makes the next seq collide, and the append
+        # re-reads the tip and tries again
+        self._tip_known: tuple[int, str] | None = None
+        self._stored_attestations: set[str] = set()
         if not shared:
             self._con = self._open()
 
@@ -600,9 +775,12 @@ class DecisionLog:
         self.close()
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+            self._tip_known = None
+            self._stored_attestations.clear()
 
     @property
     def log_id(self) -> str | None:
@@ -646,8 +824,7 @@ class DecisionLog:
         return seq, str(row[0])
 
     @staticmethod
-    def _row(con: duckdb.DuckDBPyConnection, seq: int, prev: str, entry: dict[str, Any]
-             ) -> tuple[list[Any], str | None]:
+    def _row(seq: int, prev: str, entry: dict[str, Any]) -> tuple[list[Any], str | None]:
         """The stored row (in ``_ROW_COLUMNS`` order) of one decision at ``seq`` after
         ``prev``, and the attestation result token to store beside it (or None)."""
         given = entry.get("attestation_result")
@@ -733,12 +910,84 @@ class DecisionLog:
         if entries:
             self._append(entries)
 
+    _RETRIES = 8
+    """Appends tried again when another writer moved the tip in between."""
+
     def _append(self, entries: list[dict[str, Any]], *, known_id: str | None = None
                 ) -> bool:
         """Chain ``entries`` after the tip in one transaction (all or none), with their
         attestation results and periodic checkpoints; False (nothing written) when
-        ``known_id`` is already logged."""
+        ``known_id`` is already logged. The tip is the one kept from the last append
+        while the file stays open; when another writer appended since, the first seq
+        collides (its primary key): the transaction is rolled back, the tip read again
+        and the append tried again."""
+        with self._lock:
+            for attempt in range(self._RETRIES):
+                try:
+                    return self._append_once(entries, known_id,
+                                             trust_tip=attempt == 0)
+                except _TipMoved:
+                    self._tip_known = None
+                    self._stored_attestations.clear()
+            return self._append_once(entries, known_id, trust_tip=False, last=True)
+
+    def _chain(self, entries: list[dict[str, Any]], seq: int, prev: str
+               ) -> tuple[list[list[Any]], dict[str, str], list[tuple[int, str]]]:
+        """The rows of ``entries`` chained after (``seq``, ``prev``), the attestation
+        results not stored yet (by SHA-256) and the checkpoints due (size, head)."""
+        rows: list[list[Any]] = []
+        tokens: dict[str, str] = {}
+        signed: list[tuple[int, str]] = []
+        for entry in entries:
+            seq += 1
+            row, token = self._row(seq, prev, entry)
+            if token is not None:
+                tokens[row[-1]] = token
+            rows.append(row)
+            prev = row[12]
+            if self.signing_key is not None and seq % self.checkpoint_every == 0:
+                signed.append((seq, prev))
+        fresh = {d: t for d, t in tokens.items() if d not in self._stored_attestations}
+        return rows, fresh, signed
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
+        if len(rows) >= _ARROW_ROWS:
+            _insert_arrow(con, rows)
+        else:
+            con.execute(f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES "
+                        + ", ".join([_ROW_PLACES] * len(rows)),
+                        [value for row in rows for value in row])
+
+    def _failed(self, exc: duckdb.Error, last: bool) -> DecisionLogError:
+        if not last and _is_collision(exc):
+            raise _TipMoved from exc
+        self._tip_known = None
+        return DecisionLogError(f"cannot append to the decision log {self.path}: {exc}")
+
+    def _kept(self, rows: list[list[Any]], fresh: dict[str, str]) -> None:
+        """Keep the tip and the attestation results of an append just committed."""
+        if self._con is not None and rows:
+            self._tip_known = (int(rows[-1][0]), str(rows[-1][12]))
+            self._stored_attestations.update(fresh)
+            if len(self._stored_attestations) > 65536:
+                self._stored_attestations.clear()
+
+    def _append_once(self, entries: list[dict[str, Any]], known_id: str | None, *,
+                     trust_tip: bool, last: bool = False) -> bool:
         with self._session() as con:
+            kept = self._tip_known if trust_tip and self._con is not None else None
+            if kept is not None and known_id is None:
+                rows, fresh, signed = self._chain(entries, *kept)
+                if not fresh and not signed:
+                    # the rows alone: one statement, its own transaction (DuckDB's
+                    # statements cost a fraction of a millisecond each)
+                    try:
+                        self._insert(con, rows)
+                    except duckdb.Error as exc:
+                        raise self._failed(exc, last) from exc
+                    self._kept(rows, fresh)
+                    return True
             try:
                 con.execute("BEGIN TRANSACTION")
                 if known_id is not None and con.execute(
@@ -746,39 +995,23 @@ class DecisionLog:
                         [known_id]).fetchone():
                     con.execute("ROLLBACK")
                     return False
-                seq, prev = self._tip(con)
-                rows: list[list[Any]] = []
-                tokens: dict[str, str] = {}
-                signed: list[tuple[int, str]] = []
-                for entry in entries:
-                    seq += 1
-                    row, token = self._row(con, seq, prev, entry)
-                    if token is not None:
-                        tokens[row[-1]] = token
-                    rows.append(row)
-                    prev = row[12]
-                    if self.signing_key is not None and seq % self.checkpoint_every == 0:
-                        signed.append((seq, prev))
+                seq, prev = kept if kept is not None else self._tip(con)
+                rows, fresh, signed = self._chain(entries, seq, prev)
                 now = dt.datetime.now(dt.UTC)
-                for digest, token in tokens.items():
+                for digest, token in fresh.items():
                     con.execute("INSERT INTO decision_attestations VALUES (?, ?, ?)"
                                 " ON CONFLICT DO NOTHING", [digest, token, now])
-                for start in range(0, len(rows), 64):
-                    chunk = rows[start:start + 64]
-                    con.execute(
-                        f"INSERT INTO decision_log ({_ROW_COLUMNS}) VALUES "
-                        + ", ".join([_ROW_PLACES] * len(chunk)),
-                        [value for row in chunk for value in row])
+                self._insert(con, rows)
                 for size, head in signed:
                     self._sign(con, size, head, "periodic")
                 con.execute("COMMIT")
             except duckdb.Error as exc:
-                con.execute("ROLLBACK")
-                raise DecisionLogError(f"cannot append to the decision log {self.path}: "
-                                       f"{exc}") from exc
+                _rollback(con)
+                raise self._failed(exc, last) from exc
             except BaseException:  # an entry that is not a decision: nothing written
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
+            self._kept(rows, fresh)
         return True
 
     def append_opa_event(self, event: Any) -> bool:
@@ -881,6 +1114,81 @@ class DecisionLog:
                         table = cursor.sql(query, params=[start, end]).to_arrow_table()
                     yield from _hashed(table, full)
             finally:
+                cursor.close()
+
+    def in_storage_order(self) -> bool:
+        """Whether the rows are stored in sequence order (as the writer stores them), so
+        that :meth:`scan` meets them in that order."""
+        with self._session() as con:
+            found = con.execute(
+                "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (ORDER BY rowid) AS before"
+                " FROM decision_log) WHERE seq <= before").fetchone()
+        return not (found and found[0])
+
+    def scan(self, *, full: bool = False, batch_bytes: int = 32 << 20,
+             memory_limit: str = "512MB", threads: int = 1) -> Iterator[Any]:
+        """Every record once, in storage order (no sort), as Arrow record batches of
+        about ``batch_bytes`` of hashed text: the columns :data:`SCAN_COLUMNS`, where
+        ``hashed`` is what its hash covers (``prev_hash`` and :func:`body_text`, joined by
+        DuckDB) unless ``odd`` (a field that :func:`body_frame` must frame, a time outside
+        the years 1970-9999, or a NULL where the schema has none: ``hashed`` is then not
+        the record's and it is framed in Python); with ``full``, then every stored
+        column. DuckDB runs with ``memory_limit`` (raised to what one of its vectors of
+        these records takes, read and joined) and ``threads`` for the scan: a read-only
+        pass needs no large buffer pool."""
+        whole, odd = _hashed_sql()
+        with self._session() as con:
+            names = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                "'decision_log'").fetchall()}
+            optional = [c if c in names else f"NULL::VARCHAR AS {c}"
+                        for c in ("bundles", "attestation_sha256")]
+            source = ("(SELECT seq, decision_id, ts, path, input, result, bundle_revision, "
+                      f"evaluator, metrics, error, labels, prev_hash, record_hash, "
+                      f"{', '.join(optional)} FROM decision_log)")
+            sample = con.execute(  # a range of seq, not a LIMIT: that reads a whole vector
+                "SELECT avg(strlen(input) + strlen(result)) FROM decision_log WHERE seq <"
+                " (SELECT min(seq) FROM decision_log) + 64").fetchall()
+            size = float(sample[0][0]) if sample and sample[0][0] is not None else 1.0
+            rows = int(max(8, min(65536, batch_bytes // max(size + 400, 1.0))))
+            extra = f", {_ROW_COLUMNS}" if full else ""
+            pieces = size * _VECTOR > _PIECES_ABOVE
+            if pieces:  # not joined: a vector of them would be held twice
+                before, *rest = _pieces_sql()
+                whole = before
+                extra += ", " + ", ".join(f"{e} AS hashed_{n}" for e, n in zip(
+                    rest, ("input", "between", "result", "after"), strict=True))
+            query = (f"SELECT seq, decision_id, prev_hash, record_hash, epoch_us(ts) AS "
+                     f"micros, bundle_revision, attestation_sha256, ({odd}) AS odd, "
+                     f"{whole} AS hashed{extra} "
+                     f"FROM {source}")
+            cursor = con.cursor()
+            settings = {r[0]: r[1] for r in cursor.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', "
+                "'threads')").fetchall()}
+            try:
+                # at least what one vector of these records takes, read and joined (a
+                # range query instead reads the whole column again for every range)
+                least = int((2 if pieces else 3) * _VECTOR * (size + 400))
+                cursor.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+                if least > _bytes_setting(cursor, "memory_limit"):
+                    cursor.execute(f"SET memory_limit = '{least // (1 << 20)}MB'")
+                cursor.execute(f"SET threads = {int(threads)}")
+                cursor.execute("SET arrow_large_buffer_size = true")
+                reader = cursor.sql(query).to_arrow_reader(rows)
+                try:
+                    for batch in _read_ahead(reader):
+                        if batch.num_rows:
+                            yield batch
+                except duckdb.OutOfMemoryException as exc:
+                    raise DecisionLogError(
+                        f"cannot read the decision log {self.path}: {exc}".splitlines()[0],
+                        tip="its records grow beyond the first ones' size; free memory "
+                            "or read it on a larger machine") from None
+            finally:
+                for name, value in settings.items():
+                    with contextlib.suppress(duckdb.Error):
+                        cursor.execute(f"SET {name} = {_sql_literal(str(value))}")
                 cursor.close()
 
     def search(self, *, host: str = "", tenant: str = "", verdict: str = "",
@@ -1082,6 +1390,7 @@ class DecisionLog:
 __all__ = [
     "CHECKPOINT_TYP",
     "GENESIS",
+    "SCAN_COLUMNS",
     "ChainRow",
     "Checkpoint",
     "DecisionLog",

@@ -75,10 +75,17 @@ CATEGORICAL = ("kind", "subsystem")
 SUBSYSTEMS = 60
 """Most frequent subsystems kept as categories (the rest are one "other")."""
 
-ALL_FEATURES = (*FULL_FEATURES, "since_mainline", "alive_fixed", "alive_fixed_share")
+CALIBRATED_FEATURES = (*HAZARD_FEATURES, "line", "rc_stage", "n_files", "subsystem",
+                       "n_open", "stable_intro")
+"""The backport features, the branch itself (``major * 100 + minor``: branches differ in
+how much their maintainers take), the mainline stage of the fix, the files it touches and
+their subsystem, how many branches are still open, whether the bug came in through a
+stable backport."""
+
+ALL_FEATURES = (*FULL_FEATURES, "since_mainline", "alive_fixed", "alive_fixed_share", "line")
 
 METHODS = ("next-release", "conditional-median", "kind-median", "base-rate", "current",
-           "model-pvdb", "model-full", "hazard")
+           "model-pvdb", "model-full", "hazard", "hazard-cal")
 POINT_BASELINES = ("next-release", "conditional-median", "kind-median")
 
 
@@ -252,6 +259,7 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
                     "alive_fixed": float(alive_fixed),
                     "alive_fixed_share": alive_fixed / (len(lines) - 1) if len(lines) > 1
                     else -1.0,
+                    "line": _line_number(line),
                 }
                 for n in ALL_FEATURES:
                     cols[n].append(row[n])
@@ -271,6 +279,11 @@ def build_questions(corpus: kc.Corpus, *, ages: Sequence[int] = AGES,
         kind=np.array(kinds, dtype=np.int64), fixed=fixed[pi], observable=observable[pi],
         published=published[pi], reference=np.array(refs, dtype=np.int64),
         next_release=np.array(nexts, dtype=np.int64), subsystems=top)
+
+
+def _line_number(line: str) -> float:
+    key = kc.line_key(line)
+    return float(key[0] * 100 + (key[1] if len(key) > 1 else 0)) if key else -1.0
 
 
 def _open(pair: kc.Pair, day: dt.date) -> bool:
@@ -590,6 +603,220 @@ def _recalibrated(q: Questions, raw: Any, days: int, cut: int, rows: Any) -> Any
     return np.asarray(iso.predict(raw[rows]), dtype=float)
 
 
+# -- the calibrated hazard model ------------------------------------------------------------
+
+
+HALF_LIFE = 120
+"""Days after which a past question weighs half as much in the calibrated hazard model's
+fit: the backport practice drifts, so recent questions say more about the next ones."""
+RECALIBRATE_EVERY = 7
+"""Days between recalibrations (cheap: the classifier is refitted only every ``refit``)."""
+CALIBRATION_DAYS = {WINDOW: 180, EVER: 365}
+"""Per horizon, how far back the earlier answers used by the recalibration go."""
+CALIBRATION_BINS = 20
+INTERVAL_COVERAGE = 0.80
+LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+"""Quantile levels (of the fix date if it comes) the dates and intervals choose from."""
+CAPS = (7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 270, EVER)
+"""Caps (days after the question) on a date or an interval's end the choice may apply."""
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What the calibrated model said at earlier refits (raw, before recalibration), for
+    the recalibration and the conformal choice of levels later."""
+
+    raw30: Any
+    raw_ever: Any
+    quantiles: Any
+    """Days after the question of each :data:`LEVELS` quantile if the fix comes."""
+
+
+def calibrated(q: Questions, names: Sequence[str] = CALIBRATED_FEATURES, *,
+               label: str = "hazard-cal", refit: int = 28, seed: int = 0,
+               fallback: Answers | None = None, wanted: Any | None = None,
+               params: dict[str, Any] | None = None, half_life: float = HALF_LIFE,
+               progress: Callable[[int, int], None] | None = None) -> Answers:
+    """The discrete-time hazard model, calibrated walk forward.
+
+    Every ``refit`` days the classifier is fitted on every question asked before (each
+    pair's questions weigh 1/(its questions asked before the refit), times a decay of
+    ``half_life`` days by the question's age). Every :data:`RECALIBRATE_EVERY` days its
+    P(30 days) and P(a year) are mapped through an isotonic fit of its *earlier* raw
+    answers (asked within :data:`CALIBRATION_DAYS`) against what came of them by that day,
+    read with censoring: the answers are put in bins of the raw probability and each bin's
+    life table (fixes known before the day; answers still open are censored at it) gives
+    the observed share, so recent answers count without waiting a year for their outcome;
+    one fit per bucket of days waited (the base rate's), or pooled where a bucket has too
+    few. The date is ``min(quantile at level L, cap)`` of the fix date if it comes, snapped
+    to the branch's next projected release, with (L, cap) the choice of smallest absolute
+    error on the earlier dated answers whose fix came; the interval runs from the
+    question's day to ``min(quantile at level L', cap')``, the narrowest (by median) choice
+    that covered :data:`INTERVAL_COVERAGE` of those fixes (conformal). A date is given only
+    when the recalibrated P(a year) is at least one half; before :data:`hazard.MIN_EVENTS`
+    fixes, the answer is ``unknown`` with ``fallback``'s probabilities."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _calibrated(q, names, label=label, refit=refit, seed=seed, fallback=fallback,
+                           wanted=wanted, params=params or {}, half_life=half_life,
+                           progress=progress)
+
+
+def _calibrated(q: Questions, names: Sequence[str], *, label: str, refit: int, seed: int,
+                fallback: Answers | None, wanted: Any | None, params: dict[str, Any],
+                half_life: float, progress: Callable[[int, int], None] | None) -> Answers:
+    a = _no_answers(label, len(q))
+    x = q.matrix(names)
+    walk = _Walk(np.full(len(q), np.nan), np.full(len(q), np.nan),
+                 np.full((len(q), len(LEVELS)), np.nan))
+    bucket = bucket_of(q.day - q.published)
+    days = np.unique(q.day)
+    if days.size == 0:
+        return a
+    cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
+    for n, cut in enumerate(cuts):
+        stretch = (q.day >= cut) & (q.day < cut + refit)
+        if wanted is not None:
+            stretch &= wanted
+        rows = np.nonzero(stretch)[0]
+        if rows.size == 0:
+            continue
+        train = np.nonzero(q.day < cut)[0]
+        m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed,
+                               **params)
+        watched = np.minimum(cut - q.day[train], EVER).astype(float)
+        to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
+        seen = np.bincount(q.pair[train], minlength=len(q.pairs))
+        weights = 0.5 ** ((cut - q.day[train]) / half_life) / seen[q.pair[train]]
+        if not (train.size and m.fit(x[train], to_fix, watched, weights)):
+            if fallback is not None:
+                a.p30[rows], a.p_ever[rows] = fallback.p30[rows], fallback.p_ever[rows]
+            if progress:
+                progress(n + 1, len(cuts))
+            continue
+        f = m.forecast(x[rows])
+        walk.raw30[rows], walk.raw_ever[rows] = f.p_within(WINDOW), f.p_within(EVER)
+        for j, level in enumerate(LEVELS):
+            walk.quantiles[rows, j] = f.quantile_if_fixed(level)
+        for day in range(cut, cut + refit, RECALIBRATE_EVERY):
+            sub = rows[(q.day[rows] >= day) & (q.day[rows] < day + RECALIBRATE_EVERY)]
+            if sub.size:
+                _answer(q, a, walk, bucket, day, sub)
+        if progress:
+            progress(n + 1, len(cuts))
+    return a
+
+
+def _answer(q: Questions, a: Answers, walk: _Walk, bucket: Any, day: int, rows: Any) -> None:
+    """Recalibrated probabilities, dates and intervals for ``rows`` (asked from ``day`` on,
+    before the next recalibration), from the answers given before ``day``."""
+    given = ~np.isnan(walk.raw30) & (q.day < day)
+    for raw, out, days in ((walk.raw30, a.p30, WINDOW), (walk.raw_ever, a.p_ever, EVER)):
+        past = given & (q.day >= day - CALIBRATION_DAYS[days])
+        for b in np.unique(bucket[rows]):
+            mine = rows[bucket[rows] == b]
+            own = np.nonzero(past & (bucket == b))[0]
+            if own.size < MIN_RECALIBRATE:
+                own = np.nonzero(past)[0]
+            out[mine] = _censored_isotonic(q, raw, days, day, own, mine)
+    a.p_ever[rows] = np.maximum(a.p_ever[rows], a.p30[rows])
+    (point_level, point_cap), (high_level, high_cap) = _levels(
+        q, walk.quantiles, ~np.isnan(a.date), day)
+    base = q.day[rows].astype(float)
+    point = base + np.minimum(np.ceil(walk.quantiles[rows, point_level]), point_cap)
+    point = _snap(point, q.next_release[rows].astype(float))
+    high = base + np.minimum(np.ceil(walk.quantiles[rows, high_level]), high_cap)
+    give = (a.p_ever[rows] >= MIN_P_EVER) & ~np.isnan(point)
+    a.date[rows] = np.where(give, point, np.nan)
+    a.low[rows] = np.where(give, base, np.nan)
+    a.high[rows] = np.where(give, high, np.nan)
+    for r, g in zip(rows, give, strict=True):
+        a.basis[r] = "history" if g else "unknown"
+
+
+def _snap(point: Any, nxt: Any) -> Any:
+    """``point`` moved to the branch's next projected release on or after it."""
+    return np.where(nxt > 0, np.where(nxt >= point, nxt, _snap_later(point, nxt)), point)
+
+
+def _censored_isotonic(q: Questions, raw: Any, days: int, cut: int, past: Any,
+                       rows: Any) -> Any:
+    """``raw[rows]`` mapped through an isotonic fit of earlier answers ``past`` against
+    what came of them by ``cut``: per bin of the raw probability, the life table's P(fix
+    within ``days``) with answers still open censored at ``cut``. Fewer than
+    :data:`MIN_RECALIBRATE` earlier answers: as they are."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if past.size < MIN_RECALIBRATE:
+        return raw[rows]
+    values = raw[past]
+    distinct, b = np.unique(values, return_inverse=True)
+    if distinct.size > CALIBRATION_BINS:
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, CALIBRATION_BINS + 1)))
+        b = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
+    to_fix = np.where(q.fixed[past] < cut, q.fixed[past] - q.day[past], np.nan).astype(float)
+    watched = np.minimum(cut - q.day[past], EVER).astype(float)
+    k = hazard.EDGES.index(days)
+    xs, ys, ws = [], [], []
+    for j in range(int(b.max()) + 1):
+        sel = b == j
+        if not sel.any():
+            continue
+        cdf = life_table(to_fix[sel], watched[sel])
+        xs.append(float(values[sel].mean()))
+        ys.append(float(cdf[k]))
+        ws.append(float(sel.sum()))
+    if len(xs) < 2:
+        return raw[rows]
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(np.asarray(xs), np.asarray(ys), sample_weight=np.asarray(ws))
+    return np.asarray(iso.predict(raw[rows]), dtype=float)
+
+
+CAME_AFTER = 30
+"""The conformal choice reads answers asked at least this many days before: fixes of more
+recent ones that came already are the quick ones only."""
+CONFORMAL_DAYS = EVER
+"""… and at most this many days before (the practice drifts)."""
+
+
+def _levels(q: Questions, quantiles: Any, dated: Any, cut: int
+            ) -> tuple[tuple[int, float], tuple[int, float]]:
+    """(level index into :data:`LEVELS`, cap in days) of the date and of the interval's
+    high end, from the earlier answers that gave a date (``dated``, asked from
+    :data:`CAME_AFTER` to :data:`CONFORMAL_DAYS` days before ``cut``) and whose fix came
+    before ``cut``: the date choice of smallest mean absolute error (its date snapped as
+    the answers' are),
+    the interval choice of smallest median width among those covering
+    :data:`INTERVAL_COVERAGE` of them (none does: the highest level, uncapped). Too few of
+    them: the median and the 80th percentile, uncapped."""
+    came = np.nonzero((q.fixed < cut) & dated & (q.day < cut - CAME_AFTER)
+                      & (q.day >= cut - CONFORMAL_DAYS))[0]
+    default = (LEVELS.index(0.5), float(EVER)), (LEVELS.index(0.8), float(EVER))
+    if came.size:
+        came = came[~np.isnan(quantiles[came]).any(axis=1)]
+    if came.size < MIN_RECALIBRATE:
+        return default
+    wait = (q.fixed[came] - q.day[came]).astype(float)
+    base = q.day[came].astype(float)
+    nxt = q.next_release[came].astype(float)
+    qs = np.ceil(quantiles[came])
+    best_point, best_mae = default[0], math.inf
+    best_high, best_width = (len(LEVELS) - 1, float(EVER)), math.inf
+    for j in range(len(LEVELS)):
+        for cap in CAPS:
+            span = np.minimum(qs[:, j], cap)
+            mae = float(np.abs(_snap(base + span, nxt) - base - wait).mean())
+            if mae < best_mae:
+                best_point, best_mae = (j, float(cap)), mae
+            if (wait <= span).mean() >= INTERVAL_COVERAGE:
+                width = float(np.median(span))
+                if width < best_width:
+                    best_high, best_width = (j, float(cap)), width
+    return best_point, best_high
+
+
 def _rank_within_pair(pair: Any, key: Any) -> Any:
     """0, 1, 2… per pair in the order of ``key`` (a seeded random sample of questions)."""
     order = np.lexsort((key, pair))
@@ -809,6 +1036,9 @@ def run(corpus: kc.Corpus, calendars: dict[str, Calendar], start: dt.date, end: 
             answers[name] = model(q, HAZARD_FEATURES, label=name, refit=refit, fallback=ref,
                                   wanted=scored, weigh_pairs="causal", per_pair=len(ages),
                                   recalibrate=True, progress=_steps(say, name))
+        elif name == "hazard-cal":
+            answers[name] = calibrated(q, refit=refit, fallback=ref, wanted=scored,
+                                       progress=_steps(say, name))
         elif name == "model-full":
             answers[name] = model(q, FULL_FEATURES, label=name, refit=refit, fallback=ref,
                                   wanted=scored, progress=_steps(say, name))
@@ -949,7 +1179,7 @@ def targets(result: ProtocolResult, method: str) -> list[Target]:
 def choose_method(methods: Sequence[str]) -> str:
     """The method the targets are reported for: the model behind ``Pvdb.affecting`` when it
     was run, else the first model, else the last method."""
-    for name in ("hazard", "model-pvdb", "model-full", "current"):
+    for name in ("hazard-cal", "hazard", "model-pvdb", "model-full", "current"):
         if name in methods:
             return name
     return methods[-1]

@@ -18,6 +18,7 @@ LABELS = {
     "model-pvdb": "hazard model, PVDB features",
     "model-full": "hazard model, every record feature",
     "hazard": "hazard model, backport features",
+    "hazard-cal": "calibrated hazard model",
 }
 
 
@@ -130,8 +131,8 @@ def plots(result: pr.ProtocolResult, folder: Path, prefix: str = "prediction") -
 
     folder.mkdir(parents=True, exist_ok=True)
     q, m = result.questions, result.scored
-    shown: list[str] = [n for n in ("base-rate", "current", "model-pvdb", "model-full", "hazard")
-             if n in result.answers]
+    shown: list[str] = [n for n in ("base-rate", "current", "model-pvdb", "model-full", "hazard",
+                                    "hazard-cal") if n in result.answers]
     written: list[Path] = []
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
@@ -222,7 +223,8 @@ def markdown(result: pr.ProtocolResult, plot_paths: list[Path], relative_to: Pat
     pairs = len({int(i) for i in q.pair[m]})
     fixed_pairs = len({int(i) for i in q.pair[m] if q.pairs[int(i)].fixed is not None})
     groups = [n for n in ("base-rate", "current", chosen) if n in result.answers]
-    estimators = [n for n in ("current", "model-pvdb", "model-full", "hazard", chosen)
+    estimators = [n for n in ("current", "model-pvdb", "model-full", "hazard", "hazard-cal",
+                              chosen)
                   if n in result.answers]
     estimators = list(dict.fromkeys(estimators))
     lines = [

@@ -54,6 +54,8 @@ class Deciding:
         self._pvdb_checked = 0.0
         self._reopening = False
         self._readers: dict[int, int] = {}  # decisions reading each PVDB object, by id
+        self._idle = threading.Condition(self._lock)  # notified when a decision ends
+        self._closing = False
         self._retired: list[Pvdb] = []  # replaced generations a decision still reads
 
     @property
@@ -84,7 +86,9 @@ class Deciding:
                 try:
                     quiet = Decider.from_settings(self.settings, log=False)
                     try:
-                        log = self._given_log or DecisionLog(self.settings.decision_log)
+                        # with the configured audit signing key: the service's log signs
+                        # its checkpoints like every other writer's
+                        log = self._given_log or DecisionLog.from_settings(self.settings)
                         self._decider = Decider(quiet.evaluator, log)
                     except BaseException:
                         quiet.close()
@@ -156,6 +160,8 @@ class Deciding:
         self._retired = keep
 
     def readiness(self) -> list[str]:
+        if self._closing:
+            return ["Vigil is shutting down"]
         if self._pvdb is None or self._decider is None:
             return self.open()
         return []
@@ -218,7 +224,7 @@ class Deciding:
         with self._lock:
             decider = self._decider if record else self._quiet
             pvdb = self._pvdb
-            if decider is None or pvdb is None:
+            if decider is None or pvdb is None or self._closing:
                 raise NotReady("Vigil is shutting down; try again")
             estimator = self.estimator(now)
             self._readers[id(pvdb)] = self._readers.get(id(pvdb), 0) + 1
@@ -235,8 +241,20 @@ class Deciding:
                     self._readers[id(pvdb)] = left
                 if self._retired:
                     self._close_retired()
+                if not self._readers:
+                    self._idle.notify_all()
 
-    def close(self) -> None:
+    def close(self, *, wait: float = 30.0) -> None:
+        """Refuse new decisions, wait for those being decided (at most ``wait``
+        seconds), write the queued log records, and close the policy, the log and the
+        PVDB. A decision still running after ``wait`` fails (closed) on its closed
+        PVDB or log rather than keep the service from stopping."""
+        with self._lock:
+            self._closing = True
+            self._idle.wait_for(lambda: not self._readers, timeout=wait)
+            decider = self._decider
+        if decider is not None:
+            decider.stop_logging()  # outside the lock: its queue drains into the log
         with self._lock:
             if self._quiet is not None:
                 self._quiet.close()  # the evaluator both deciders share
@@ -251,3 +269,4 @@ class Deciding:
             self._decider = self._quiet = None
             self._pvdb = None
             self._estimators = None
+            self._closing = False  # opened again by the next open()

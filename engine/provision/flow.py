@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, overload
 
 from engine.decide import Image, PatchedConfiguration, RequestFacts, VmShape
 from engine.errors import VigilError
@@ -89,7 +89,9 @@ class Outcome:
 
     verdict: FlowVerdict
     reasons: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
+    warnings: Sequence[str] = ()
+    """What was tolerated (the verdict's warnings' messages, read when asked: a large
+    host's verdict tolerates thousands of findings, an admission answer names a few)."""
     steps: tuple[Step, ...] = ()
     failed_step: str | None = None
     """The step that ended the flow without a decision (None when the policy decided)."""
@@ -117,6 +119,59 @@ class Outcome:
     @property
     def decision_id(self) -> str | None:
         return self.placement.verdict.decision_id if self.placement is not None else None
+
+
+class _Said(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class Messages(Sequence[str]):
+    """The messages of ``reasons`` then the ``extra`` texts, each read when asked (a
+    slice reads only its own)."""
+
+    __slots__ = ("_extra", "_reasons")
+
+    def __init__(self, reasons: Sequence[_Said], extra: Sequence[str] = ()) -> None:
+        self._reasons = reasons
+        self._extra = tuple(extra)
+
+    def __len__(self) -> int:
+        return len(self._reasons) + len(self._extra)
+
+    def _one(self, i: int) -> str:
+        n = len(self._reasons)
+        return self._reasons[i].message if i < n else self._extra[i - n]
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        if isinstance(i, slice):
+            return tuple(self._one(k) for k in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._one(i)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (r.message for r in self._reasons)
+        yield from self._extra
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 def _utcnow() -> dt.datetime:
@@ -223,7 +278,7 @@ class ProvisionFlow:
         self.memo.remember(host.id, result.issued_at, verdict.verdict)
         step(STEP_DECISION, True, f"{verdict.verdict} (decision {verdict.decision_id})")
         reasons = tuple(r.message for r in verdict.reasons)
-        warnings = list(w.message for w in verdict.warnings)
+        extra: list[str] = []
 
         # (5): a delay that needs a patched configuration has it prepared.
         preparation: tuple[str, ...] = ()
@@ -237,13 +292,14 @@ class ProvisionFlow:
                 step(STEP_PREPARATION, True, f"{len(preparation)} preparation request(s) "
                      "queued")
             except VigilError as exc:
-                warnings.append(f"the patched configuration could not be queued for "
-                                f"preparation: {exc.summary}")
+                extra.append(f"the patched configuration could not be queued for "
+                             f"preparation: {exc.summary}")
                 step(STEP_PREPARATION, False, exc.summary)
 
         # (6): where the VM goes.
         recheck = next((o.at for o in verdict.obligations if o.type == "recheck_at"), None)
-        base = Outcome(verdict.verdict, reasons, tuple(warnings), host=host,
+        base = Outcome(verdict.verdict, reasons, Messages(verdict.warnings, extra),
+                       host=host,
                        attested=attested, placement=placement, patched=patched,
                        recheck_at=recheck if verdict.verdict == "delay" else None,
                        preparation=preparation)

@@ -91,6 +91,32 @@ class Provisioner:
         self._retry_at: dict[str, dt.datetime] = {}
         self.woken = threading.Event()
         """Set whenever a request gets a time the scheduler must wake for."""
+        self._wakes: list[dt.datetime | None] = []  # the times woken for (None: re-read)
+        self._wake_lock = threading.Lock()
+
+    def wake(self, at: dt.datetime | None = None) -> None:
+        """Tell the scheduler that something is due at ``at`` (None: re-read what is
+        due from the store)."""
+        with self._wake_lock:
+            self._wakes.append(at)
+        self.woken.set()
+
+    def take_wakes(self) -> tuple[bool, dt.datetime | None]:
+        """The wake-ups since the last call: (whether the store must be read again,
+        the earliest time woken for)."""
+        with self._wake_lock:
+            wakes, self._wakes = self._wakes, []
+        times = [t for t in wakes if t is not None]
+        return len(times) < len(wakes), min(times) if times else None
+
+    @staticmethod
+    def due_of(record: RequestRecord) -> dt.datetime | None:
+        """When the scheduler has to act on ``record`` (None: not unless it changes)."""
+        if record.status == "delayed":
+            return record.recheck_at
+        if record.status == "awaiting_approval":
+            return record.expires_at
+        return None
 
     # -- the outcome's fields ------------------------------------------------------------
 
@@ -131,7 +157,9 @@ class Provisioner:
                                status=_status_of(outcome), ask=ask_to_json(ask), checks=1,
                                created_at=now, updated_at=now, **fields)
         stored = self.store.create(record, actor=actor)
-        self.woken.set()
+        due = self.due_of(stored)
+        if due is not None:
+            self.wake(due)
         if auto_approve and stored.status == "awaiting_approval" and stored.verdict == "admit":
             return self.approve(request_id, tenant=ask.tenant, actor="policy (auto-approve)")
         return stored
@@ -221,7 +249,7 @@ class Provisioner:
                     self._retry_at[record.request_id] = now + RETRY_LAUNCH
                     self.store.note(record.request_id, actor="vigil", at=now,
                                     event="launch_deferred", detail={"reason": exc.summary})
-                    self.woken.set()
+                    self.wake(now + RETRY_LAUNCH)
                     return self.store.get(record.request_id)
                 _, done = self.store.move(record.request_id, {"approved"}, "failed",
                                           actor="vigil", at=now, event="failed",
@@ -258,7 +286,9 @@ class Provisioner:
                                   detail={"verdict": outcome.verdict,
                                           "decision_id": outcome.decision_id},
                                   checks=record.checks + 1, **fields)
-        self.woken.set()
+        due = self.due_of(done)
+        if due is not None:
+            self.wake(due)
         return done
 
     def tick(self, now: dt.datetime | None = None) -> dict[str, list[str]]:
@@ -313,15 +343,35 @@ class Scheduler:
             self._thread = None
 
     def _run(self) -> None:
+        """Sleep until the next due time (at most ``poll`` seconds, so that a clock
+        that jumps is noticed) or a wake-up: the store is read for what is due only when
+        something is due, after a tick, and when a wake-up asks for it; a wake-up naming
+        its time only moves the next due time earlier."""
         p = self.provisioner
+        p.take_wakes()
+        due: dt.datetime | None = None
+        read = True
         while not self._stop.is_set():
-            p.woken.clear()
+            wait = self.poll
             try:
-                due = p.next_due()
-                if due is not None and due <= p.clock():
+                if read:
+                    due, read = p.next_due(), False
+                now = p.clock()
+                if due is not None and due <= now:
                     p.tick()
                     self.ticks += 1
+                    due = p.next_due()
+                    now = p.clock()
+                if due is not None and due > now:
+                    wait = min(self.poll, (due - now).total_seconds())
+                # still due after a tick (it could not settle it): try again after poll
             except Exception as exc:  # a failed tick is retried; the service stays up
+                read = True
                 if self.on_error is not None:
                     self.on_error(exc)
-            p.woken.wait(self.poll)
+            if p.woken.wait(wait):
+                p.woken.clear()
+                again, earliest = p.take_wakes()
+                read = read or again
+                if earliest is not None and (due is None or earliest < due):
+                    due = earliest

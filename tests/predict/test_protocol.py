@@ -379,3 +379,110 @@ def test_hazard_answers_do_not_change_when_the_future_does() -> None:
     after = ~np.isnan(a.p30) & (q.x["wait"] == 1)
     fast = q.x["n_fixed"] == 1
     assert a.p30[after & fast].mean() > 0.3 > a.p30[after & ~fast].mean()
+
+
+def calibrated_answers(qq: protocol.Questions, refit: int = 90) -> protocol.Answers:
+    x = {n: qq.x.get(n, np.zeros(len(qq))) for n in protocol.CALIBRATED_FEATURES}
+    qq = protocol.Questions(**{f: getattr(qq, f) for f in protocol.Questions.__slots__})
+    qq.x = x
+    return protocol.calibrated(qq, refit=refit,
+                               params={"max_iter": 10, "min_samples_leaf": 100})
+
+
+def test_calibrated_hazard_answers_do_not_change_when_the_future_does() -> None:
+    """The calibrated hazard model's answers (decayed weights, censored recalibration,
+    conformal levels) to questions before a day are the same whatever happens from that
+    day on: fixes after it moved or removed."""
+    rng = np.random.default_rng(5)
+    first = D(2024, 1, 1).toordinal()
+    q = synthetic_questions(rng, 2500, first)
+    later = first + 330
+    a = calibrated_answers(q)
+    changed = protocol.Questions(**{f: getattr(q, f) for f in protocol.Questions.__slots__})
+    moved = q.fixed >= later
+    changed.fixed = np.where(moved & (rng.random(len(q)) < 0.5), protocol.NEVER,
+                             q.fixed + 17 * moved)
+    b = calibrated_answers(changed)
+    before = q.day < later
+    assert before.sum() > 500 and not np.isnan(a.p30[before]).all()
+    for field_name in ("p30", "p_ever", "date", "low", "high"):
+        assert np.array_equal(getattr(a, field_name)[before], getattr(b, field_name)[before],
+                              equal_nan=True), field_name
+    # The fast half is told apart from the never-fixed half, and only it gets dates.
+    after = ~np.isnan(a.p30) & (q.x["wait"] == 1)
+    fast = q.x["n_fixed"] == 1
+    assert a.p30[after & fast].mean() > 0.3 > a.p30[after & ~fast].mean()
+    dated = ~np.isnan(a.date)
+    assert dated.any() and fast[dated].mean() > 0.9
+    assert (a.date[dated] >= q.day[dated]).all() and (a.high[dated] >= a.low[dated]).all()
+
+
+def test_calibrated_hazard_is_unknown_while_evidence_is_thin() -> None:
+    """Fewer than ``hazard.MIN_EVENTS`` fixes seen before a refit: no date, basis
+    ``unknown``, the fallback's probabilities (here none)."""
+    rng = np.random.default_rng(11)
+    first = D(2024, 1, 1).toordinal()
+    q = synthetic_questions(rng, 120, first)  # about 60 fixes in all
+    a = calibrated_answers(q)
+    assert set(a.basis) == {"unknown"}
+    assert np.isnan(a.date).all() and np.isnan(a.p30).all()
+
+
+def test_censored_recalibration_counts_open_answers_as_censored() -> None:
+    """2,000 earlier answers said 0.2 (1,000) or 0.8 (1,000). Of the 0.8 ones asked 60
+    days before the refit, half got the fix within 30 days; 0.2 ones asked 10 days before,
+    none fixed yet, are still open: censored at the refit, so they say nothing about days
+    10-30 and the life table keeps their bin from claiming 0. A new 0.8 becomes 0.5."""
+    cut = D(2025, 6, 1).toordinal()
+    n = 2000
+    day = np.r_[np.full(n // 2, cut - 60), np.full(n // 2, cut - 10), [cut]].astype(np.int64)
+    fixed = np.r_[np.where(np.arange(n // 2) % 2 == 0, cut - 50, protocol.NEVER),
+                  np.full(n // 2, protocol.NEVER), [protocol.NEVER]].astype(np.int64)
+    m = day.size
+    q = protocol.Questions(pairs=[], pair=np.arange(m), day=day, x={},
+                           kind=np.zeros(m, dtype=np.int64), fixed=fixed,
+                           observable=np.full(m, cut + 400), published=day - 1,
+                           reference=np.full(m, -1), next_release=np.full(m, -1))
+    raw = np.r_[np.full(n // 2, 0.8), np.full(n // 2, 0.2), [0.8]]
+    past = np.arange(n)
+    out = protocol._censored_isotonic(q, raw, 30, cut, past, np.array([m - 1]))
+    assert out.tolist() == [pytest.approx(0.5)]
+    # Too few earlier answers: the probability stays as it was.
+    assert protocol._censored_isotonic(q, raw, 30, cut, past[:100],
+                                       np.array([m - 1])).tolist() == [pytest.approx(0.8)]
+
+
+def test_conformal_levels_cover_the_earlier_fixes() -> None:
+    """Earlier dated answers whose fixes came after 1..100 days (uniform) and whose
+    quantiles say "level L is L x 100 days": the date is 50 days on (level 0.5, the median
+    wait, no cap below it), the interval ends 80 days on (level 0.8: the narrowest end
+    covering 80% of them). With quantiles of L x 50 days no choice covers 80%: the highest
+    level, uncapped; the date is the highest level's 48 days, nearest the median."""
+    cut = D(2025, 6, 1).toordinal()
+    n = 1000
+    day = np.full(n, cut - 150, dtype=np.int64)
+    fixed = day + 1 + np.arange(n) % 100
+    q = protocol.Questions(pairs=[], pair=np.arange(n), day=day, x={},
+                           kind=np.zeros(n, dtype=np.int64), fixed=fixed,
+                           observable=np.full(n, cut + 400), published=day - 1,
+                           reference=np.full(n, -1), next_release=np.full(n, -1))
+    levels = np.asarray(protocol.LEVELS)
+    dated = np.ones(n, dtype=bool)
+
+    def span(choice: tuple[int, float], scale: float) -> float:
+        return min(math.ceil(protocol.LEVELS[choice[0]] * scale), choice[1])
+
+    point, high = protocol._levels(q, np.tile(levels * 100.0, (n, 1)), dated, cut)
+    assert (span(point, 100.0), span(high, 100.0)) == (50, 80)
+    point, high = protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated, cut)
+    assert high == (len(protocol.LEVELS) - 1, float(protocol.EVER))
+    assert span(point, 50.0) == 48
+    # Answers that gave no date, asked too recently or too long ago, do not count: the
+    # defaults.
+    default = ((protocol.LEVELS.index(0.5), float(protocol.EVER)),
+               (protocol.LEVELS.index(0.8), float(protocol.EVER)))
+    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), ~dated, cut) == default
+    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated,
+                            int(day[0]) + protocol.CAME_AFTER) == default
+    assert protocol._levels(q, np.tile(levels * 50.0, (n, 1)), dated,
+                            int(day[0]) + protocol.CONFORMAL_DAYS + 1) == default

@@ -35,6 +35,7 @@ from engine.attest.ak import (
 from engine.attest.errors import AttestError
 from engine.attest.eventlog import MAX_LOG_BYTES
 from engine.attest.evidence import Evidence, Inventory, QuoteBlob
+from engine.attest.quote import quotes_these_values
 from engine.attest.tpm_types import HashAlg
 from engine.errors import NotFoundError
 
@@ -342,17 +343,20 @@ def collect_evidence(host_id: str, nonce: bytes, *, tcti: str, ak_handle: int,
         spec = "+".join(f"{bank}:{','.join(str(p) for p in sorted(set(pcrs)))}"
                         for bank in present)
         selection = TPML_PCR_SELECTION.parse(spec)
+        # the values sent are those the quote's pcrDigest covers (read after the quote
+        # and checked against it: one read of the PCRs, not one before and one after)
         for _attempt in range(3):
-            before = _read_pcrs(esapi, spec)
-            attest, signature = esapi.quote(ak, selection, nonce)
-            if _read_pcrs(esapi, spec) == before:
+            quoted, signed = esapi.quote(ak, selection, nonce)
+            attest, signature = quoted.marshal(), signed.marshal()
+            values = _read_pcrs(esapi, spec)
+            if quotes_these_values(attest, signature, values):
                 break
         else:
             raise TpmError("the PCRs kept changing while they were quoted")
     return Evidence(host_id=host_id, collected_at=dt.datetime.now(dt.UTC), nonce=nonce,
                     ak_public=ak_public.marshal(),
-                    quote=QuoteBlob(attest=attest.marshal(), signature=signature.marshal()),
-                    pcrs=before, eventlog=log, inventory=inventory or collect_inventory())
+                    quote=QuoteBlob(attest=attest, signature=signature),
+                    pcrs=values, eventlog=log, inventory=inventory or collect_inventory())
 
 
 def _read_eventlog(path: Path) -> bytes:

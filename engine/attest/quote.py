@@ -543,6 +543,19 @@ def _scheme_name(scheme: int, hash_alg: HashAlg | None) -> str:
     return f"{name}-{hash_alg.bank}" if hash_alg is not None else name
 
 
+def quotes_these_values(attest: bytes, signature: bytes,
+                        pcrs: Mapping[str, Mapping[int, bytes]]) -> bool:
+    """Whether the marshalled quote's ``pcrDigest`` is the digest of exactly these PCR
+    values (no signature check: what a host's agent asks of its own TPM's answer before
+    sending it, the verifier checking everything again)."""
+    try:
+        parsed = parse_attest(attest)
+        _check_pcr_digest(parsed, parse_signature(signature).hash_alg, pcrs)
+    except QuoteError:
+        return False
+    return True
+
+
 def _check_pcr_digest(attest: Attest, hash_alg: HashAlg,
                       pcrs: Mapping[str, Mapping[int, bytes]]) -> None:
     quoted: set[tuple[str, int]] = set()

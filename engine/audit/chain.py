@@ -346,11 +346,16 @@ class ChainVerifier:
                           "were removed, or the log predates its signing key: sign its head"
                           " once with `vigil audit checkpoint`)")
         if self.export and not any(at > result.covered_to for at in self._failed_at):
-            if result.records and (result.covered_to != last or self._last_kind != "export"):
+            if result.records and result.covered_to < last:
                 self._problem(result.covered_to + 1,
                               "not under the export's signed checkpoint (the export is "
                               "truncated, or was written without a signing key)",
                               last_seq=last)
+            elif result.records and self._last_kind != "export":
+                # every record is under a checkpoint, but the export's own one is missing
+                self._problem(last + 1, f"missing: the export ends after record {last} "
+                              "without the signed checkpoint written at export time (it is "
+                              "truncated, or was written without a signing key)")
         elif not self.export and result.records and result.covered_to < last:
             span = (f"record {last} is" if result.covered_to + 1 == last else
                     f"records {result.covered_to + 1}–{last} are")

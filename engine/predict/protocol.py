@@ -37,7 +37,7 @@ import bisect
 import datetime as dt
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -525,24 +525,13 @@ def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pa
     sample_key = rng.random(len(q))
     pair_rank = _rank_within_pair(q.pair, sample_key)
     n_per_pair = np.bincount(q.pair, minlength=len(q.pairs))
-    days = np.unique(q.day)
-    if days.size == 0:
-        return a
-    cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
     raw30 = np.full(len(q), np.nan)
     raw_ever = np.full(len(q), np.nan)
-    for n, cut in enumerate(cuts):
-        stretch = (q.day >= cut) & (q.day < cut + refit)
-        if wanted is not None:
-            stretch &= wanted
-        rows = np.nonzero(stretch)[0]
-        if rows.size == 0:
-            continue
+    for n, total, cut, rows in _stretches(q, refit, wanted):
         train = np.nonzero((q.day < cut) & (pair_rank < per_pair))[0]
         m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed,
                                **params)
-        watched = np.minimum(cut - q.day[train], EVER).astype(float)
-        to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
+        watched, to_fix = _outcomes_by(q, train, cut)
         if weigh_pairs == "causal":  # questions of the pair asked before the cut
             seen = np.bincount(q.pair[train], minlength=len(q.pairs))
             weights = 1.0 / seen[q.pair[train]]
@@ -579,8 +568,33 @@ def _model(q: Questions, names: Sequence[str], *, label: str, refit: int, per_pa
             a.p30[rows] = fallback.p30[rows]
             a.p_ever[rows] = fallback.p_ever[rows]
         if progress:
-            progress(n + 1, len(cuts))
+            progress(n + 1, total)
     return a
+
+
+def _stretches(q: Questions, refit: int, wanted: Any) -> Iterator[tuple[int, int, int, Any]]:
+    """The walk forward: every ``refit`` days from the first question's day, the refit's
+    index, the number of refits, its first day and the rows asked in its stretch (among
+    ``wanted`` when given); stretches without a question are passed over."""
+    days = np.unique(q.day)
+    if days.size == 0:
+        return
+    cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
+    for n, cut in enumerate(cuts):
+        stretch = (q.day >= cut) & (q.day < cut + refit)
+        if wanted is not None:
+            stretch &= wanted
+        rows = np.nonzero(stretch)[0]
+        if rows.size:
+            yield n, len(cuts), cut, rows
+
+
+def _outcomes_by(q: Questions, train: Any, cut: int) -> tuple[Any, Any]:
+    """What was known on ``cut`` of the ``train`` questions: days watched (up to a year)
+    and days to the fix where it came before then (NaN where not yet)."""
+    watched = np.minimum(cut - q.day[train], EVER).astype(float)
+    to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
+    return watched, to_fix
 
 
 MIN_RECALIBRATE = 500
@@ -671,29 +685,18 @@ def _calibrated(q: Questions, names: Sequence[str], *, label: str, refit: int, s
     walk = _Walk(np.full(len(q), np.nan), np.full(len(q), np.nan),
                  np.full((len(q), len(LEVELS)), np.nan))
     bucket = bucket_of(q.day - q.published)
-    days = np.unique(q.day)
-    if days.size == 0:
-        return a
-    cuts = list(range(int(days[0]), int(days[-1]) + 1, refit))
-    for n, cut in enumerate(cuts):
-        stretch = (q.day >= cut) & (q.day < cut + refit)
-        if wanted is not None:
-            stretch &= wanted
-        rows = np.nonzero(stretch)[0]
-        if rows.size == 0:
-            continue
+    for n, total, cut, rows in _stretches(q, refit, wanted):
         train = np.nonzero(q.day < cut)[0]
         m = hazard.HazardModel(names, [c for c in CATEGORICAL if c in names], seed=seed,
                                **params)
-        watched = np.minimum(cut - q.day[train], EVER).astype(float)
-        to_fix = np.where(q.fixed[train] < cut, q.fixed[train] - q.day[train], np.nan)
+        watched, to_fix = _outcomes_by(q, train, cut)
         seen = np.bincount(q.pair[train], minlength=len(q.pairs))
         weights = 0.5 ** ((cut - q.day[train]) / half_life) / seen[q.pair[train]]
         if not (train.size and m.fit(x[train], to_fix, watched, weights)):
             if fallback is not None:
                 a.p30[rows], a.p_ever[rows] = fallback.p30[rows], fallback.p_ever[rows]
             if progress:
-                progress(n + 1, len(cuts))
+                progress(n + 1, total)
             continue
         f = m.forecast(x[rows])
         walk.raw30[rows], walk.raw_ever[rows] = f.p_within(WINDOW), f.p_within(EVER)
@@ -704,7 +707,7 @@ def _calibrated(q: Questions, names: Sequence[str], *, label: str, refit: int, s
             if sub.size:
                 _answer(q, a, walk, bucket, day, sub)
         if progress:
-            progress(n + 1, len(cuts))
+            progress(n + 1, total)
     return a
 
 

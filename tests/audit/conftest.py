@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -66,3 +67,11 @@ def decide_n(path: Path, evaluator: EmbeddedEvaluator, count: int, *,
             doc = document(vulnerabilities=[VULN_IN_WINDOW]) if i % 2 else document()
             ids.append(decider.decide(doc).decision_id)
         return ids
+
+
+def tamper(path: Path, *statements: str) -> None:
+    """Run SQL on a closed decision log file, as someone editing it by hand would."""
+    con = duckdb.connect(str(path))
+    for statement in statements:
+        con.execute(statement)
+    con.close()

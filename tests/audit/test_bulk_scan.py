@@ -14,6 +14,7 @@ import pytest
 from engine.audit import bulk, verify_log
 from engine.decide import DecisionLog, StoredRow, decision_log
 from engine.keys import load_signing_key, load_verification_key
+from tests.audit.conftest import tamper
 
 T = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 COUNT = 40
@@ -49,13 +50,6 @@ def log_path(tmp_path: Path, audit_keys: tuple[Path, Path]) -> Path:
     path = tmp_path / "log.duckdb"
     _write(path, audit_keys[0])
     return path
-
-
-def _sql(path: Path, *statements: str) -> None:
-    con = duckdb.connect(str(path))
-    for statement in statements:
-        con.execute(statement)
-    con.close()
 
 
 def _both(path: Path, pub: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict]:  # type: ignore[type-arg]
@@ -106,7 +100,7 @@ def test_an_intact_log_verifies_in_bulk(log_path: Path, audit_keys: tuple[Path, 
 def test_an_edited_input_is_named_wherever_it_is(log_path: Path, seq: int,
                                                  audit_keys: tuple[Path, Path],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    _sql(log_path, f"UPDATE decision_log SET input = replace(input, 'xxx', 'xyx') "
+    tamper(log_path, f"UPDATE decision_log SET input = replace(input, 'xxx', 'xyx') "
                    f"WHERE seq = {seq}")
     fast, slow = _both(log_path, audit_keys[1], monkeypatch)
     assert fast == slow
@@ -118,7 +112,7 @@ def test_an_edited_input_is_named_wherever_it_is(log_path: Path, seq: int,
 @pytest.mark.parametrize("seq", [2, 8, 9, 16, 17])
 def test_a_broken_link_is_named(log_path: Path, seq: int, audit_keys: tuple[Path, Path],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    _sql(log_path, f"UPDATE decision_log SET prev_hash = repeat('0', 64) WHERE seq = {seq}")
+    tamper(log_path, f"UPDATE decision_log SET prev_hash = repeat('0', 64) WHERE seq = {seq}")
     fast, slow = _both(log_path, audit_keys[1], monkeypatch)
     assert fast == slow
     assert fast["first_broken"]["seq"] == seq and not fast["verified"]
@@ -129,7 +123,7 @@ def test_a_record_hash_in_other_letters_is_not_its_hash(log_path: Path, seq: int
                                                         audit_keys: tuple[Path, Path],
                                                         monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
-    _sql(log_path, f"UPDATE decision_log SET record_hash = upper(record_hash) WHERE seq = {seq}")
+    tamper(log_path, f"UPDATE decision_log SET record_hash = upper(record_hash) WHERE seq = {seq}")
     fast, slow = _both(log_path, audit_keys[1], monkeypatch)
     assert fast == slow
     assert fast["first_broken"]["seq"] == seq
@@ -139,7 +133,7 @@ def test_a_record_hash_in_other_letters_is_not_its_hash(log_path: Path, seq: int
 def test_a_deleted_record_is_named_in_bulk(log_path: Path, seq: int,
                                            audit_keys: tuple[Path, Path],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    _sql(log_path, f"DELETE FROM decision_log WHERE seq = {seq}")
+    tamper(log_path, f"DELETE FROM decision_log WHERE seq = {seq}")
     fast, slow = _both(log_path, audit_keys[1], monkeypatch)
     assert fast == slow
     assert fast["first_broken"]["seq"] == seq and "missing" in fast["first_broken"]["what"]
@@ -170,7 +164,7 @@ def test_a_rewrite_with_hashes_recomputed_is_caught_by_a_checkpoint(
 
 def test_rows_stored_out_of_order_are_read_in_sequence(log_path: Path,
                                                        audit_keys: tuple[Path, Path]) -> None:
-    _sql(log_path, "CREATE TABLE moved AS SELECT * FROM decision_log WHERE seq <= 3",
+    tamper(log_path, "CREATE TABLE moved AS SELECT * FROM decision_log WHERE seq <= 3",
          "DELETE FROM decision_log WHERE seq <= 3",
          "INSERT INTO decision_log SELECT * FROM moved", "DROP TABLE moved")
     with DecisionLog(log_path, read_only=True) as log:

@@ -15,7 +15,7 @@ from engine.audit import verify_log
 from engine.decide import GENESIS, DecisionLog, StoredRow
 from engine.decide.decision_log import _body, body_text, canonical
 from engine.keys import load_signing_key, load_verification_key, sign_compact
-from tests.audit.conftest import decide_n
+from tests.audit.conftest import decide_n, tamper
 from tests.clirun import vigil
 
 COLUMNS = ["decision_id", "ts", "path", "input", "result", "bundle_revision", "evaluator",
@@ -37,13 +37,6 @@ def signed_log(tmp_path: Path, evaluator, audit_keys) -> Path:  # type: ignore[n
     path = tmp_path / "d.duckdb"
     decide_n(path, evaluator, 7, key=audit_keys[0])
     return path
-
-
-def _sql(path: Path, *statements: str) -> None:
-    con = duckdb.connect(str(path))
-    for statement in statements:
-        con.execute(statement)
-    con.close()
 
 
 def test_an_intact_signed_log_verifies(signed_log: Path, audit_keys) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +66,7 @@ _EDITS = {
 @pytest.mark.parametrize("column", sorted(_EDITS))
 def test_an_edit_of_any_field_names_the_record(signed_log: Path, audit_keys, column: str
                                                ) -> None:  # type: ignore[no-untyped-def]
-    _sql(signed_log, f"UPDATE decision_log SET {_EDITS[column]} WHERE seq = 2")
+    tamper(signed_log, f"UPDATE decision_log SET {_EDITS[column]} WHERE seq = 2")
     found = _verify(signed_log, audit_keys[1])
     first = found.first_broken
     assert first is not None and first.seq == 2, found.problems
@@ -81,21 +74,21 @@ def test_an_edit_of_any_field_names_the_record(signed_log: Path, audit_keys, col
 
 
 def test_a_deleted_record_is_named(signed_log: Path, audit_keys) -> None:  # type: ignore[no-untyped-def]
-    _sql(signed_log, "DELETE FROM decision_log WHERE seq = 4")
+    tamper(signed_log, "DELETE FROM decision_log WHERE seq = 4")
     found = _verify(signed_log, audit_keys[1])
     assert found.first_broken is not None and found.first_broken.seq == 4
     assert "missing" in found.first_broken.what
 
 
 def test_the_last_record_deleted_under_a_checkpoint(signed_log: Path, audit_keys) -> None:  # type: ignore[no-untyped-def]
-    _sql(signed_log, "DELETE FROM decision_log WHERE seq >= 6")
+    tamper(signed_log, "DELETE FROM decision_log WHERE seq >= 6")
     found = _verify(signed_log, audit_keys[1])
     assert found.first_broken is not None and found.first_broken.seq == 6
     assert "ends at record 5" in found.first_broken.what
 
 
 def test_reordered_records_are_named(signed_log: Path, audit_keys) -> None:  # type: ignore[no-untyped-def]
-    _sql(signed_log, "UPDATE decision_log SET seq = -1 WHERE seq = 2",
+    tamper(signed_log, "UPDATE decision_log SET seq = -1 WHERE seq = 2",
          "UPDATE decision_log SET seq = 2 WHERE seq = 3",
          "UPDATE decision_log SET seq = 3 WHERE seq = -1")
     found = _verify(signed_log, audit_keys[1])
@@ -136,7 +129,7 @@ def test_an_inserted_record_is_named(signed_log: Path, audit_keys) -> None:  # t
                           "decision_id": "forged", "seq": 4, "prev_hash": rows[2].record_hash})
     forged = StoredRow(**{**{f: getattr(forged, f) for f in forged.__slots__},
                           "record_hash": forged.computed_hash(rows[2].record_hash)})
-    _sql(signed_log, "UPDATE decision_log SET seq = seq + 100 WHERE seq >= 4",
+    tamper(signed_log, "UPDATE decision_log SET seq = seq + 100 WHERE seq >= 4",
          "UPDATE decision_log SET seq = seq - 99 WHERE seq >= 104")
     con = duckdb.connect(str(signed_log))
     con.execute("INSERT INTO decision_log (seq, decision_id, ts, path, input, result,"
@@ -180,14 +173,14 @@ def test_a_deleted_record_with_hashes_recomputed(signed_log: Path, audit_keys) -
 def test_checkpoints_removed_with_the_rewrite(signed_log: Path, audit_keys) -> None:  # type: ignore[no-untyped-def]
     rows = _rows(signed_log)
     _rewrite(signed_log, rows[:1] + rows[2:])
-    _sql(signed_log, "DELETE FROM decision_checkpoints")
+    tamper(signed_log, "DELETE FROM decision_checkpoints")
     found = _verify(signed_log, audit_keys[1])
     assert not found.ok
     assert "no signed checkpoint in 6 records" in found.first_broken.what  # type: ignore[union-attr]
 
 
 def test_the_last_checkpoint_removed(signed_log: Path, audit_keys) -> None:  # type: ignore[no-untyped-def]
-    _sql(signed_log, "DELETE FROM decision_checkpoints WHERE size = 6")
+    tamper(signed_log, "DELETE FROM decision_checkpoints WHERE size = 6")
     found = _verify(signed_log, audit_keys[1])
     assert found.first_broken is not None and found.first_broken.seq == 6
     assert "promised one every 3 records" in found.first_broken.what
@@ -239,7 +232,7 @@ def test_the_cli_names_the_first_broken_record(signed_log: Path, audit_keys, cap
     assert code == 0, err
     assert "verified:" in out and "7 records" in out
     ids = [r.decision_id for r in _rows(signed_log)]
-    _sql(signed_log, "UPDATE decision_log SET input = replace(input, 'acme', 'evil')"
+    tamper(signed_log, "UPDATE decision_log SET input = replace(input, 'acme', 'evil')"
                      " WHERE seq = 5")
     code, out, err = vigil(capsys, monkeypatch, "audit", "verify", "--log", str(signed_log))
     assert code == 1

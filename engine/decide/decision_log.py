@@ -906,7 +906,8 @@ class DecisionLog:
         """Append several decisions (each the keyword arguments of :meth:`append`, without
         ``skip_known``) in one transaction, chained in order: all are logged or none. The
         rows, their hashes and the periodic checkpoints are those the same single
-        appends would write; the rows go in one statement per 64."""
+        appends would write; the rows go in one statement (an Arrow table from
+        :data:`_ARROW_ROWS` rows on)."""
         if entries:
             self._append(entries)
 
@@ -1055,11 +1056,12 @@ class DecisionLog:
     # --- reading ----------------------------------------------------------------------
 
     def _select(self, con: duckdb.DuckDBPyConnection) -> str:
+        """The stored rows' columns in ``_ROW_COLUMNS`` order, by their names; those a
+        log written before them lacks are NULL."""
         columns = _ROW_COLUMNS
-        if not self._has_column(con, "decision_log", "bundles"):
-            columns = columns.replace("bundles,", "NULL,")
-        if not self._has_column(con, "decision_log", "attestation_sha256"):
-            columns = columns.replace(", attestation_sha256", ", NULL")
+        for column in ("bundles", "attestation_sha256"):
+            if not self._has_column(con, "decision_log", column):
+                columns = columns.replace(column, f"NULL::VARCHAR AS {column}")
         return f"SELECT {columns} FROM decision_log"
 
     def rows(self, where: str = "", params: list[Any] | None = None, *,
@@ -1138,14 +1140,7 @@ class DecisionLog:
         pass needs no large buffer pool."""
         whole, odd = _hashed_sql()
         with self._session() as con:
-            names = {r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = "
-                "'decision_log'").fetchall()}
-            optional = [c if c in names else f"NULL::VARCHAR AS {c}"
-                        for c in ("bundles", "attestation_sha256")]
-            source = ("(SELECT seq, decision_id, ts, path, input, result, bundle_revision, "
-                      f"evaluator, metrics, error, labels, prev_hash, record_hash, "
-                      f"{', '.join(optional)} FROM decision_log)")
+            source = f"({self._select(con)})"
             sample = con.execute(  # a range of seq, not a LIMIT: that reads a whole vector
                 "SELECT avg(strlen(input) + strlen(result)) FROM decision_log WHERE seq <"
                 " (SELECT min(seq) FROM decision_log) + 64").fetchall()
